@@ -1,0 +1,126 @@
+// Backend: the device-specific implementation of every op a layer, loss or optimizer needs.
+//
+// Layers own parameters and activations and call their backend for the arithmetic; the `cpu`
+// backend (core/cpu) is the reference, `cuda` and `cudnn` (cuda/) implement the same contract on
+// the GPU. All tensors passed to one call live on the backend's device and are f32 unless noted;
+// outputs are preallocated by the caller with the documented shapes and are fully overwritten
+// (never accumulated into). Calls are asynchronous on GPU backends: they are ordered on the
+// backend's compute stream and synchronize() waits for them.
+//
+// Layouts: activations NHWC, conv filters KRSC, linear weights [out, in]. Per-channel ops
+// (bias, batchnorm) treat the last dimension as the channel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/base/tensor.h"
+
+namespace convnet {
+
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+  int dilation_h = 1, dilation_w = 1;
+};
+// Output extent of a convolution or pooling window along one axis; <= 0 means "too small".
+constexpr int64_t conv_output_size(int64_t input, int64_t kernel, int stride, int pad, int dilation = 1) {
+  return (input + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+}
+
+struct Pool2dParams {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  int pad_h = 0, pad_w = 0;
+};
+
+// One SGD step for one parameter tensor (PyTorch semantics, dampening 0):
+//   g = grad (+ weight_decay * param when !decoupled_decay)
+//   buf = momentum * buf + g                      (buf starts at zero, so the first step gives g)
+//   step = nesterov ? g + momentum * buf : buf     (momentum == 0: step = g, buf untouched)
+//   param -= lr * step (+ lr * weight_decay * param when decoupled_decay, applied first)
+struct SgdStep {
+  float lr = 0.1f;
+  float momentum = 0.0f;
+  float weight_decay = 0.0f;
+  bool nesterov = false;
+  bool decoupled_decay = false;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;  // "cpu", "cuda", "cudnn"
+  virtual Device device() const = 0;
+  virtual Allocator& allocator() = 0;
+  virtual void synchronize() {}
+
+  Tensor empty(Shape shape, DType dtype = DType::f32) { return Tensor(std::move(shape), dtype, allocator()); }
+
+  // --- memory ---
+  // dst = src; same dtype and numel; either may be on the host or on this backend's device.
+  virtual void copy(Tensor& dst, const Tensor& src) = 0;
+  virtual void fill(Tensor& t, float value) = 0;  // f32 tensors
+
+  // --- convolution: x [N,H,W,C], w [K,R,S,C], bias [K] or null, y [N,P,Q,K] ---
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                              const Conv2dParams& p) = 0;
+  // dx [N,H,W,C] from dy [N,P,Q,K] and w.
+  virtual void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) = 0;
+  // dw [K,R,S,C] (and dbias [K] = sum of dy over N,P,Q when non-null) from x and dy.
+  virtual void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
+                                      const Conv2dParams& p) = 0;
+
+  // --- pooling: x [N,H,W,C], y [N,P,Q,C] ---
+  // argmax (i32, same shape as y) holds the window-local index r * kernel_w + s of the maximum
+  // (first maximum in scan order on ties; padding never wins).
+  virtual void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& p) = 0;
+  virtual void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, const Pool2dParams& p) = 0;
+  // Average over the window, padding counted as zeros (PyTorch count_include_pad=True).
+  virtual void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) = 0;
+  virtual void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) = 0;
+
+  // --- activations (any shape; dx may alias dy) ---
+  virtual void relu_forward(const Tensor& x, Tensor& y) = 0;
+  virtual void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;  // uses the output: y > 0
+  virtual void gelu_forward(const Tensor& x, Tensor& y) = 0;                      // exact: x * Phi(x) (erf form)
+  virtual void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) = 0;
+
+  // --- batch normalization over all but the last dimension (C) ---
+  // Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var + eps)
+  // ([C] each) for backward, and updates running_mean / running_var ([C]) in place as
+  // running = (1 - momentum) * running + momentum * batch_stat, using the unbiased variance (PyTorch).
+  virtual void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                        Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                        Tensor& running_var, float momentum, float eps) = 0;
+  virtual void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                       const Tensor& running_mean, const Tensor& running_var, float eps, Tensor& y) = 0;
+  virtual void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                                   const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) = 0;
+
+  // --- dropout: keep element i iff hash_uniform(seed, i) >= p; y = x * keep / (1 - p) ---
+  // mask (u8, same shape as x) records keep for backward.
+  virtual void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) = 0;
+  virtual void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) = 0;
+
+  // --- linear: x [N, in], w [out, in], bias [out] or null, y [N, out] ---
+  virtual void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+  // dx [N, in] (skipped when null), dw [out, in], dbias [out] (skipped when null).
+  virtual void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                               Tensor* dbias) = 0;
+
+  // --- softmax cross-entropy with label smoothing, mean over the batch ---
+  // logits [N, K], labels i32 [N] in [0, K). Target distribution: (1 - s) one-hot + s / K.
+  // Writes loss [1] (mean over N) and probs [N, K] (softmax) for backward.
+  virtual void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing, Tensor& loss,
+                                             Tensor& probs) = 0;
+  // dlogits = (probs - target) / N
+  virtual void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
+                                              Tensor& dlogits) = 0;
+
+  // --- optimizer: one fused SGD update (see SgdStep); momentum_buf may be undefined if momentum == 0 ---
+  virtual void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) = 0;
+};
+
+}  // namespace convnet

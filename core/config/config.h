@@ -1,0 +1,132 @@
+// The run configuration: one YAML file with sections model, data, optimizer, schedule, train,
+// output. Every key, its type, default and allowed range is declared in config.cpp's schema;
+// load_config() rejects unknown keys, wrong types and out-of-range values with
+// "FILE:LINE: key: what was expected, got what" as a ConfigError.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace convnet {
+
+// One entry of model.layers (a sequential net written out layer by layer). Which fields apply
+// depends on `type`; a field that does not apply to the type is an error.
+struct LayerSpec {
+  std::string type;  // conv | max_pool | avg_pool | global_avg_pool | relu | gelu | batch_norm |
+                     // dropout | flatten | linear
+  std::string name;  // optional; default "<type><index>"
+  int line = 0;      // line in the config file, for later error messages
+  // conv
+  int out_channels = 0;
+  int kernel = 3;  // conv and pools (pool default 2)
+  int stride = 1;  // conv default 1; pools default = kernel
+  int padding = 0;
+  int dilation = 1;
+  bool bias = true;  // conv and linear
+  // linear
+  int out_features = 0;
+  // dropout
+  float p = 0.5f;
+  // batch_norm
+  float eps = 1e-5f;
+  float momentum = 0.1f;
+  bool freeze_scale = false;
+  float bias_lr_mult = 1.0f;
+};
+
+struct ModelConfig {
+  // vgg11 | vgg13 | vgg16 | vgg19: the classic CIFAR VGGs; vgg: a VGG from `cfg`;
+  // sequential: the `layers` list.
+  std::string name = "vgg11";
+  bool batch_norm = true;           // vgg*: conv -> BN -> activation
+  std::vector<std::string> cfg;     // vgg: channel counts and "M" for 2x2 max-pool, e.g. [64, M, 128, M]
+  std::string activation = "relu";  // vgg*: relu | gelu
+  std::string pool = "max";         // vgg*: pool after the features before the classifier: none | max | avg
+  float dropout = 0.0f;             // vgg*: dropout before the classifier
+  int num_classes = 10;
+  std::vector<LayerSpec> layers;  // sequential
+};
+
+struct AugmentConfig {
+  int crop_padding = 4;               // random crop after padding by this many pixels; 0 = off
+  std::string padding_mode = "zero";  // zero | reflect
+  bool flip = true;                   // random horizontal flip
+  int cutout = 0;                     // side of a random square set to zero (after normalisation); 0 = off
+};
+
+struct DataConfig {
+  std::string dataset = "cifar10";  // cifar10 | synthetic
+  std::string path = "data/cifar10";
+  std::string format = "auto";                            // auto | binary | folder
+  std::vector<float> mean = {0.4914f, 0.4822f, 0.4465f};  // per channel, on [0, 1] pixels
+  std::vector<float> std = {0.2470f, 0.2435f, 0.2616f};
+  AugmentConfig augment;
+  int workers = 2;          // background threads preparing batches
+  int64_t train_limit = 0;  // use only the first N training images (0 = all)
+  int64_t test_limit = 0;
+  // synthetic data set: class-dependent patterns plus noise, generated from train.seed
+  int64_t synthetic_train_size = 2048;
+  int64_t synthetic_test_size = 512;
+  int synthetic_image_size = 16;
+};
+
+struct OptimizerConfig {
+  std::string name = "sgd";
+  double lr = 0.1;  // peak learning rate
+  double momentum = 0.9;
+  bool nesterov = false;
+  double weight_decay = 5e-4;
+  std::string weight_decay_mode = "l2";  // l2 (added to the gradient) | decoupled (param *= 1 - lr*wd)
+  bool decay_norm_and_bias = false;      // apply weight decay to batchnorm parameters and biases too
+  double bias_lr_mult = 1.0;             // LR multiplier for biases (and batchnorm shifts)
+  double norm_lr_mult = 1.0;             // LR multiplier for batchnorm scales
+};
+
+struct ScheduleConfig {
+  std::string name = "cosine";  // constant | multistep | cosine | linear
+  double warmup_epochs = 0;     // linear warm-up from warmup_start_factor * lr (fractional epochs allowed)
+  double warmup_start_factor = 0.1;
+  std::vector<double> milestones;  // multistep: epochs at which lr *= gamma
+  double gamma = 0.1;
+  double final_lr_factor = 0.0;  // cosine and linear end at final_lr_factor * lr
+};
+
+struct TrainConfig {
+  int epochs = 10;
+  int batch_size = 128;
+  std::string backend = "cpu";  // cpu | cuda | cudnn | auto
+  uint64_t seed = 0;
+  double label_smoothing = 0.0;
+  int threads = 0;           // CPU backend threads; 0 = all cores
+  int eval_every = 1;        // evaluate on the test set every N epochs (and after the last)
+  int log_every = 50;        // steps between progress lines when stdout is not a terminal
+  int checkpoint_every = 0;  // also write last.safetensors every N steps (0 = once per epoch)
+  int64_t max_steps = 0;     // stop after this many steps in all (0 = no limit); for tests
+};
+
+struct OutputConfig {
+  std::string dir = "runs/default";
+  std::string plot = "svg";  // svg | none
+};
+
+struct Config {
+  ModelConfig model;
+  DataConfig data;
+  OptimizerConfig optimizer;
+  ScheduleConfig schedule;
+  TrainConfig train;
+  OutputConfig output;
+  std::string source;  // the file it was read from ("" when built in code)
+};
+
+// Reads `path`, applies `overrides` ("a.b=value", parsed as YAML scalars or flow sequences,
+// e.g. "model.cfg=[64,M,128,M]") and validates. Throws ConfigError on any problem.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from YAML text; `source_name` is used in messages.
+Config parse_config(const std::string& yaml_text, const std::string& source_name,
+                    const std::vector<std::string>& overrides = {});
+// The effective configuration as YAML, every key present; parse_config(to_yaml(c)) == c.
+std::string to_yaml(const Config& config);
+
+}  // namespace convnet

@@ -1,0 +1,105 @@
+// Layer: one node of the sequential graph, with forward and backward on a chosen backend.
+//
+// Contract (every layer in core/layers follows it; tests/cpu/layer_gradient_test.cpp checks it):
+// - configure(input_shape) runs at graph build time: it validates the per-example input shape
+//   (without the batch dimension, e.g. {H, W, C}), stores what it needs, and returns the
+//   per-example output shape. Problems throw ConfigError naming the layer, e.g.
+//   "conv5: input 1x1 is smaller than the 3x3 kernel".
+// - set_backend() then allocate_parameters() create parameters and buffers on the backend's
+//   device; initialize(rng) fills them (host init, then copied), in a fixed order.
+// - forward(x, y, mode): x is [N, input_shape...], y is preallocated [N, output_shape...].
+//   Layers may keep state for backward (saved statistics, masks) from the last train forward.
+// - backward(x, y, dy, dx): given the forward input and output and dL/dy, writes dL/dx into *dx
+//   (skipped when dx is null, e.g. for the first layer) and OVERWRITES every parameter gradient.
+// - Parameter and buffer names follow PyTorch ("weight", "bias", "running_mean"); the graph adds
+//   the module prefix ("features.0.weight").
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/base/backend.h"
+#include "core/base/error.h"
+#include "core/base/rng.h"
+#include "core/base/tensor.h"
+
+namespace convnet {
+
+enum class Mode { train, eval };
+
+// How a tensor is stored in checkpoints relative to our internal layout.
+enum class ExportLayout {
+  same,          // identical
+  krsc_to_oihw,  // conv filter: ours [K,R,S,C], PyTorch [O,I,H,W]
+};
+
+struct Parameter {
+  std::string name;  // PyTorch-style local name: "weight", "bias"
+  Tensor value;
+  Tensor grad;
+  bool weight_decay = true;  // false for biases and batchnorm by default (optimizer groups)
+  float lr_mult = 1.0f;
+  bool frozen = false;  // excluded from updates
+  ExportLayout layout = ExportLayout::same;
+};
+
+struct Buffer {  // state that is saved but not trained: running statistics
+  std::string name;
+  Tensor value;
+};
+
+class Layer {
+ public:
+  explicit Layer(std::string name) : name_(std::move(name)) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  const std::string& name() const { return name_; }
+  virtual std::string type() const = 0;         // "conv2d", "max_pool2d", ...
+  virtual std::string description() const = 0;  // "conv2d 3x3 64->128 stride 1 pad 1"
+
+  virtual Shape configure(const Shape& input_shape) = 0;
+  const Shape& input_shape() const { return input_shape_; }
+  const Shape& output_shape() const { return output_shape_; }
+
+  void set_backend(Backend& backend) { backend_ = &backend; }
+  Backend& backend() const {
+    CONVNET_CHECK(backend_ != nullptr, "layer {} has no backend", name_);
+    return *backend_;
+  }
+  virtual void allocate_parameters() {}
+  virtual void initialize(Rng& /*rng*/) {}
+
+  virtual void forward(const Tensor& x, Tensor& y, Mode mode) = 0;
+  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
+
+  virtual std::vector<Parameter*> parameters() { return {}; }
+  virtual std::vector<Buffer*> buffers() { return {}; }
+  // Forward FLOPs per example (2 x multiply-adds for conv/linear; elementwise ops count 0).
+  virtual int64_t forward_flops() const { return 0; }
+  // Seed for stochastic layers (dropout); the graph sets it each step.
+  virtual void set_step_seed(uint64_t /*seed*/) {}
+
+ protected:
+  // Helper for configure(): records shapes and returns the output shape.
+  Shape record_shapes(const Shape& in, Shape out) {
+    input_shape_ = in;
+    output_shape_ = std::move(out);
+    return output_shape_;
+  }
+  // Throws ConfigError "name: message".
+  template <class... Args>
+  [[noreturn]] void config_error(fmt::format_string<Args...> f, Args&&... args) const {
+    throw ConfigError(fmt::format("{}: {}", name_, fmt::format(f, std::forward<Args>(args)...)));
+  }
+
+ private:
+  std::string name_;
+  Backend* backend_ = nullptr;
+  Shape input_shape_, output_shape_;
+};
+
+}  // namespace convnet

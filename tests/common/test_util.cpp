@@ -1,0 +1,90 @@
+#include "tests/common/test_util.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+namespace convnet::testing {
+
+Tensor random_tensor(const Shape& shape, Rng& rng, float low, float high) {
+  Tensor t(shape);
+  for (float& x : t.span()) x = rng.uniform(low, high);
+  return t;
+}
+
+Tensor random_labels(int64_t n, int bound, Rng& rng) {
+  Tensor t({n}, DType::i32);
+  int32_t* p = t.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) p[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(bound)));
+  return t;
+}
+
+std::vector<double> to_double(const Tensor& t) {
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(t.numel()));
+  for (float x : t.span()) out.push_back(x);
+  return out;
+}
+
+double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
+  double diff = 0, ref = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i]) || !std::isfinite(b[i])) return std::numeric_limits<double>::infinity();
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    ref += b[i] * b[i];
+  }
+  return std::sqrt(diff) / std::max(std::sqrt(ref), 1e-30);
+}
+
+double relative_l2_error(const Tensor& a, const std::vector<double>& b) {
+  return relative_l2_error(to_double(a), b);
+}
+double relative_l2_error(const Tensor& a, const Tensor& b) {
+  return relative_l2_error(to_double(a), to_double(b));
+}
+
+::testing::AssertionResult close_l2(const Tensor& actual, const std::vector<double>& expected, double tolerance) {
+  const std::vector<double> a = to_double(actual);
+  const double err = relative_l2_error(a, expected);
+  if (err <= tolerance) return ::testing::AssertionSuccess();
+  std::ostringstream msg;
+  msg << "relative L2 error " << err << " > " << tolerance << " (sizes " << a.size() << " vs " << expected.size()
+      << ")";
+  int shown = 0;
+  for (size_t i = 0; i < std::min(a.size(), expected.size()) && shown < 5; ++i) {
+    const double d = std::abs(a[i] - expected[i]);
+    if (!(d <= tolerance * std::max(1.0, std::abs(expected[i])))) {
+      msg << "\n  [" << i << "] got " << a[i] << " expected " << expected[i];
+      ++shown;
+    }
+  }
+  return ::testing::AssertionFailure() << msg.str();
+}
+
+::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance) {
+  return close_l2(actual, to_double(expected), tolerance);
+}
+
+TempDir::TempDir() {
+  static int counter = 0;
+  namespace fs = std::filesystem;
+  for (;;) {
+    fs::path p =
+        fs::temp_directory_path() / ("convnet_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+    if (fs::create_directory(p)) {
+      path_ = p.string();
+      return;
+    }
+  }
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace convnet::testing

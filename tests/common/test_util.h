@@ -1,0 +1,44 @@
+// Shared test helpers: random inputs (never zeros), float64 comparisons, relative L2 error.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/base/rng.h"
+#include "core/base/tensor.h"
+
+namespace convnet::testing {
+
+// Host f32 tensor with values uniform in [low, high).
+Tensor random_tensor(const Shape& shape, Rng& rng, float low = -1.0f, float high = 1.0f);
+// Host i32 tensor with values uniform in [0, bound).
+Tensor random_labels(int64_t n, int bound, Rng& rng);
+std::vector<double> to_double(const Tensor& t);
+
+// ||a - b||_2 / max(||b||_2, tiny); NaN anywhere gives +inf so NaN never passes.
+double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b);
+double relative_l2_error(const Tensor& a, const std::vector<double>& b);
+double relative_l2_error(const Tensor& a, const Tensor& b);
+
+// gtest assertion: relative L2 error below `tolerance`, printing the first mismatching elements.
+::testing::AssertionResult close_l2(const Tensor& actual, const std::vector<double>& expected, double tolerance);
+::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance);
+
+// A fresh temporary directory under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace convnet::testing
