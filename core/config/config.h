@@ -1,10 +1,11 @@
 // The run configuration: one YAML file with sections model, data, optimizer, schedule, train,
-// output. Every key, its type, default and allowed range is declared in config.cpp's schema;
+// output. Every key, its type, default and allowed range is declared in core/config/schema.cpp;
 // load_config() rejects unknown keys, wrong types and out-of-range values with
 // "FILE:LINE: key: what was expected, got what" as a ConfigError.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,8 @@ struct TrainConfig {
   int log_every = 50;        // steps between progress lines when stdout is not a terminal
   int checkpoint_every = 0;  // also write last.safetensors every N steps (0 = once per epoch)
   int64_t max_steps = 0;     // stop after this many steps in all (0 = no limit); for tests
+  // Per-layer backend overrides, layer name -> backend, e.g. {conv1: cpu}; the rest use `backend`.
+  std::map<std::string, std::string> layer_backends;
 };
 
 struct OutputConfig {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/base/hash.h"
 #include "core/base/tensor.h"
 
 namespace convnet {
@@ -18,6 +19,10 @@ namespace convnet {
 struct NamedTensor {
   std::string name;
   Tensor tensor;  // host tensor
+  // Stored as I64 in the file (PyTorch's num_batches_tracked): written from an I32 tensor and
+  // widened; set by the reader for I64 entries, which it narrows to I32 (an error if a value does
+  // not fit).
+  bool as_i64 = false;
 };
 
 struct SafetensorsFile {
@@ -26,7 +31,6 @@ struct SafetensorsFile {
   const Tensor* find(const std::string& name) const;  // nullptr when absent
 };
 
-uint64_t fnv1a64(const void* data, size_t size, uint64_t hash = 0xcbf29ce484222325ull);
 
 // Writes atomically: a temporary file beside `path`, fsync, rename over `path`, fsync of the
 // directory. A failure at any point leaves any previous file at `path` intact. Throws Error.

@@ -1,0 +1,69 @@
+#include "core/cpu/activation.h"
+
+#include <cmath>
+#include <numbers>
+
+#include "core/cpu/checks.h"
+#include "core/cpu/parallel.h"
+
+namespace convnet::cpu {
+
+namespace {
+constexpr int64_t kGrain = 1 << 14;
+
+template <class F>
+void elementwise(int64_t n, F&& f) {
+  parallel_for(0, n, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) f(i);
+  });
+}
+}  // namespace
+
+void relu_forward(const Tensor& x, Tensor& y) {
+  check_tensor(x, "relu_forward", "x");
+  check_shape(y, x.shape(), "relu_forward", "y");
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  elementwise(x.numel(), [&](int64_t i) { yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f; });
+}
+
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  check_tensor(y, "relu_backward", "y");
+  check_shape(dy, y.shape(), "relu_backward", "dy");
+  check_shape(dx, y.shape(), "relu_backward", "dx");
+  const float* yp = y.f32();
+  const float* dyp = dy.f32();
+  float* dxp = dx.f32();
+  elementwise(y.numel(), [&](int64_t i) { dxp[i] = yp[i] > 0.0f ? dyp[i] : 0.0f; });
+}
+
+void gelu_forward(const Tensor& x, Tensor& y) {
+  check_tensor(x, "gelu_forward", "x");
+  check_shape(y, x.shape(), "gelu_forward", "y");
+  const float* xp = x.f32();
+  float* yp = y.f32();
+  constexpr auto inv_sqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
+  elementwise(x.numel(), [&](int64_t i) {
+    const float v = xp[i];
+    yp[i] = 0.5f * v * (1.0f + std::erf(v * inv_sqrt2));
+  });
+}
+
+void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
+  check_tensor(x, "gelu_backward", "x");
+  check_shape(dy, x.shape(), "gelu_backward", "dy");
+  check_shape(dx, x.shape(), "gelu_backward", "dx");
+  const float* xp = x.f32();
+  const float* dyp = dy.f32();
+  float* dxp = dx.f32();
+  constexpr auto inv_sqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
+  constexpr auto inv_sqrt_2pi = static_cast<float>(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
+  elementwise(x.numel(), [&](int64_t i) {
+    const float v = xp[i];
+    const float cdf = 0.5f * (1.0f + std::erf(v * inv_sqrt2));
+    const float pdf = inv_sqrt_2pi * std::exp(-0.5f * v * v);
+    dxp[i] = dyp[i] * (cdf + v * pdf);
+  });
+}
+
+}  // namespace convnet::cpu

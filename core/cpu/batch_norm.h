@@ -1,0 +1,20 @@
+// Batch normalization over all but the last dimension (semantics of Backend::batch_norm_*).
+// Per-channel statistics are accumulated in double through column_reduce, so they are stable and
+// identical under any thread count.
+#pragma once
+
+#include "core/base/tensor.h"
+
+namespace convnet::cpu {
+
+// Throws convnet::Error when a channel has a single value (the unbiased variance is undefined).
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                              Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var,
+                              float momentum, float eps);
+void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                             const Tensor& running_var, float eps, Tensor& y);
+// dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                         const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
+
+}  // namespace convnet::cpu

@@ -1,0 +1,33 @@
+// 2-D convolution on the CPU: im2col + sgemm, processed in chunks of images so the column buffer
+// stays within kConvColumnsBudgetBytes. Shapes and semantics are those of Backend::conv2d_*.
+#pragma once
+
+#include <cstdint>
+
+#include "core/base/backend.h"
+#include "core/cpu/im2col.h"
+#include "core/cpu/workspace.h"
+
+namespace convnet::cpu {
+
+inline constexpr int64_t kConvColumnsBudgetBytes = int64_t{64} << 20;
+
+// Validates the params, x [N,H,W,C] and w [K,R,S,C] (f32, host) and derives the output extent;
+// throws convnet::Error naming `op` when a shape is inconsistent or the output would be empty.
+ConvGeometry conv_geometry(const Tensor& x, const Tensor& w, const Conv2dParams& p, const char* op);
+// Same from shapes only (backward-data knows dx's shape but dx holds no input yet).
+ConvGeometry conv_geometry(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p, const char* op);
+
+// Images per im2col chunk: as many as fit the budget, at least one.
+int64_t conv_chunk_images(const ConvGeometry& g);
+
+// y [N,P,Q,K] = conv(x, w) (+ bias [K]).
+void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p,
+                    Workspace& ws);
+// dx [N,H,W,C] = conv^T(dy, w).
+void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p, Workspace& ws);
+// dw [K,R,S,C] = sum over pixels of dy x patch; dbias [K] = column sums of dy (when non-null).
+void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias, const Conv2dParams& p,
+                            Workspace& ws);
+
+}  // namespace convnet::cpu

@@ -1,0 +1,133 @@
+#include "core/cpu/cpu_backend.h"
+
+#include <cstring>
+
+#include "core/base/backend_registry.h"
+#include "core/base/error.h"
+#include "core/cpu/activation.h"
+#include "core/cpu/batch_norm.h"
+#include "core/cpu/checks.h"
+#include "core/cpu/conv.h"
+#include "core/cpu/dropout.h"
+#include "core/cpu/linear.h"
+#include "core/cpu/parallel.h"
+#include "core/cpu/pool.h"
+#include "core/cpu/sgd_update.h"
+#include "core/cpu/softmax_cross_entropy.h"
+#include "core/cpu/workspace.h"
+
+namespace convnet {
+
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend() { make_blas_single_threaded(); }
+
+  std::string name() const override { return "cpu"; }
+  Device device() const override { return {}; }
+  Allocator& allocator() override { return cpu_allocator(); }
+
+  void copy(Tensor& dst, const Tensor& src) override {
+    cpu::check_tensor(src, "copy", "src", src.dtype());
+    cpu::check_tensor(dst, "copy", "dst", src.dtype());
+    CONVNET_CHECK(dst.numel() == src.numel(), "copy: dst {} and src {} differ in element count",
+                  shape_str(dst.shape()), shape_str(src.shape()));
+    if (dst.raw() != src.raw()) std::memcpy(dst.raw(), src.raw(), src.bytes());
+  }
+  void fill(Tensor& t, float value) override {
+    cpu::check_tensor(t, "fill", "t");
+    float* p = t.f32();
+    parallel_for(0, t.numel(), 1 << 16, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) p[i] = value;
+    });
+  }
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                      const Conv2dParams& p) override {
+    cpu::conv2d_forward(x, w, bias, y, p, workspace_);
+  }
+  void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override {
+    cpu::conv2d_backward_data(dy, w, dx, p, workspace_);
+  }
+  void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
+                              const Conv2dParams& p) override {
+    cpu::conv2d_backward_filter(x, dy, dw, dbias, p, workspace_);
+  }
+
+  void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& p) override {
+    cpu::max_pool2d_forward(x, y, argmax, p);
+  }
+  void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, const Pool2dParams& p) override {
+    cpu::max_pool2d_backward(dy, argmax, dx, p);
+  }
+  void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) override {
+    cpu::avg_pool2d_forward(x, y, p);
+  }
+  void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) override {
+    cpu::avg_pool2d_backward(dy, dx, p);
+  }
+
+  void relu_forward(const Tensor& x, Tensor& y) override { cpu::relu_forward(x, y); }
+  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override { cpu::relu_backward(y, dy, dx); }
+  void gelu_forward(const Tensor& x, Tensor& y) override { cpu::gelu_forward(x, y); }
+  void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override { cpu::gelu_backward(x, dy, dx); }
+
+  void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var,
+                                float momentum, float eps) override {
+    cpu::batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum,
+                                  eps);
+  }
+  void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
+                               const Tensor& running_var, float eps, Tensor& y) override {
+    cpu::batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
+  }
+  void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                           const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) override {
+    cpu::batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
+  }
+
+  void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override {
+    cpu::dropout_forward(x, y, mask, p, seed);
+  }
+  void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) override {
+    cpu::dropout_backward(dy, mask, p, dx);
+  }
+
+  void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+    cpu::linear_forward(x, w, bias, y);
+  }
+  void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                       Tensor* dbias) override {
+    cpu::linear_backward(x, w, dy, dx, dw, dbias);
+  }
+
+  void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing, Tensor& loss,
+                                     Tensor& probs) override {
+    cpu::softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+  }
+  void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
+                                      Tensor& dlogits) override {
+    cpu::softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+  }
+
+  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override {
+    cpu::sgd_update(param, grad, momentum_buf, step);
+  }
+
+ private:
+  Workspace workspace_;  // im2col columns, reused across calls
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
+
+void register_cpu_backend() {
+  register_backend("cpu", [] { return make_cpu_backend(); });
+}
+
+}  // namespace convnet

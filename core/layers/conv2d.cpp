@@ -1,0 +1,100 @@
+#include "core/layers/conv2d.h"
+
+#include <cmath>
+
+#include "core/layers/layer_util.h"
+
+namespace convnet {
+
+Conv2d::Conv2d(std::string name, int out_channels, int kernel, int stride, int padding, int dilation, bool bias)
+    : Layer(std::move(name)),
+      out_channels_(out_channels),
+      kernel_(kernel),
+      stride_(stride),
+      padding_(padding),
+      dilation_(dilation),
+      bias_(bias) {
+  if (out_channels <= 0) config_error("out_channels must be positive, got {}", out_channels);
+  if (kernel <= 0) config_error("kernel must be positive, got {}", kernel);
+  if (stride <= 0) config_error("stride must be positive, got {}", stride);
+  if (padding < 0) config_error("padding must be non-negative, got {}", padding);
+  if (dilation <= 0) config_error("dilation must be positive, got {}", dilation);
+  weight_.name = "weight";
+  weight_.layout = ExportLayout::krsc_to_oihw;
+  bias_param_.name = "bias";
+  bias_param_.weight_decay = false;
+}
+
+std::string Conv2d::description() const {
+  std::string in = in_channels_ > 0 ? std::to_string(in_channels_) : "?";
+  std::string d = fmt::format("conv2d {}x{} {}->{} s{} p{}", kernel_, kernel_, in, out_channels_, stride_, padding_);
+  if (dilation_ != 1) d += fmt::format(" d{}", dilation_);
+  if (!bias_) d += " no-bias";
+  return d;
+}
+
+Conv2dParams Conv2d::conv_params() const {
+  Conv2dParams p;
+  p.stride_h = p.stride_w = stride_;
+  p.pad_h = p.pad_w = padding_;
+  p.dilation_h = p.dilation_w = dilation_;
+  return p;
+}
+
+Shape Conv2d::configure(const Shape& in) {
+  if (in.size() != 3) config_error("expects an image input [H, W, C], got {}", shape_str(in));
+  const int64_t h = in[0], w = in[1], c = in[2];
+  if (h <= 0 || w <= 0 || c <= 0) config_error("empty input {}", shape_str(in));
+  const int64_t span = static_cast<int64_t>(dilation_) * (kernel_ - 1) + 1;
+  if (h + 2 * padding_ < span || w + 2 * padding_ < span) {
+    std::string detail;
+    if (padding_ != 0 || dilation_ != 1)
+      detail = fmt::format(" (padding {}, dilation {}: the kernel spans {}x{} of the {}x{} padded input)", padding_,
+                           dilation_, span, span, h + 2 * padding_, w + 2 * padding_);
+    config_error("input {}x{} is smaller than the {}x{} kernel{}", h, w, kernel_, kernel_, detail);
+  }
+  if (c > INT32_MAX) config_error("too many input channels: {}", c);
+  in_channels_ = static_cast<int>(c);
+  const int64_t p = conv_output_size(h, kernel_, stride_, padding_, dilation_);
+  const int64_t q = conv_output_size(w, kernel_, stride_, padding_, dilation_);
+  return record_shapes(in, {p, q, out_channels_});
+}
+
+void Conv2d::allocate_parameters() {
+  CONVNET_CHECK(in_channels_ > 0, "{}: allocate_parameters() before configure()", name());
+  layer_util::allocate_parameter(backend(), weight_, {out_channels_, kernel_, kernel_, in_channels_});
+  if (bias_) layer_util::allocate_parameter(backend(), bias_param_, {out_channels_});
+}
+
+void Conv2d::initialize(Rng& rng) {
+  const double fan_out = static_cast<double>(out_channels_) * kernel_ * kernel_;
+  const double std = std::sqrt(2.0 / fan_out);
+  Tensor w(weight_.value.shape());
+  for (float& v : w.span()) v = static_cast<float>(std * rng.normal());
+  layer_util::upload(backend(), weight_.value, w);
+  if (bias_) backend().fill(bias_param_.value, 0.0f);
+}
+
+void Conv2d::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
+  layer_util::check_io(*this, x, y);
+  backend().conv2d_forward(x, weight_.value, bias_ ? &bias_param_.value : nullptr, y, conv_params());
+}
+
+void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
+  const Conv2dParams p = conv_params();
+  if (dx) backend().conv2d_backward_data(dy, weight_.value, *dx, p);
+  backend().conv2d_backward_filter(x, dy, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
+}
+
+std::vector<Parameter*> Conv2d::parameters() {
+  if (bias_) return {&weight_, &bias_param_};
+  return {&weight_};
+}
+
+int64_t Conv2d::forward_flops() const {
+  const Shape& out = output_shape();
+  if (out.size() != 3) return 0;
+  return 2 * out[0] * out[1] * out[2] * kernel_ * kernel_ * in_channels_;
+}
+
+}  // namespace convnet

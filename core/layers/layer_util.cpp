@@ -1,0 +1,41 @@
+#include "core/layers/layer_util.h"
+
+namespace convnet::layer_util {
+
+Shape with_batch(int64_t n, const Shape& example) {
+  Shape shape;
+  shape.reserve(example.size() + 1);
+  shape.push_back(n);
+  shape.insert(shape.end(), example.begin(), example.end());
+  return shape;
+}
+
+void allocate_parameter(Backend& backend, Parameter& param, const Shape& shape) {
+  param.value = backend.empty(shape);
+  param.grad = backend.empty(shape);
+  backend.fill(param.grad, 0.0f);
+}
+
+void ensure_tensor(Backend& backend, Tensor& t, const Shape& shape, DType dtype) {
+  if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == backend.device()) return;
+  t = backend.empty(shape, dtype);
+}
+
+int64_t check_io(const Layer& layer, const Tensor& x, const Tensor& y) {
+  CONVNET_CHECK(x.rank() >= 1, "{}: input of rank 0", layer.name());
+  const int64_t n = x.dim(0);
+  CONVNET_CHECK(x.shape() == with_batch(n, layer.input_shape()), "{}: input {} does not match [N] + {}", layer.name(),
+                shape_str(x.shape()), shape_str(layer.input_shape()));
+  CONVNET_CHECK(y.shape() == with_batch(n, layer.output_shape()), "{}: output {} does not match [{}] + {}",
+                layer.name(), shape_str(y.shape()), n, shape_str(layer.output_shape()));
+  return n;
+}
+
+void upload(Backend& backend, Tensor& dst, const Tensor& host) {
+  CONVNET_CHECK(host.is_cpu() && host.numel() == dst.numel(), "upload of {} into {}", shape_str(host.shape()),
+                shape_str(dst.shape()));
+  backend.copy(dst, host);
+}
+
+
+}  // namespace convnet::layer_util

@@ -1,0 +1,204 @@
+#include "core/train/trainer.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+
+#include "core/base/error.h"
+#include "core/base/rng.h"
+#include "core/io/safetensors.h"
+#include "core/optim/schedule.h"
+#include "core/optim/sgd.h"
+#include "core/train/checkpoint.h"
+#include "core/train/metrics_log.h"
+#include "core/train/plot_svg.h"
+#include "core/train/progress.h"
+#include "core/train/signals.h"
+
+namespace convnet {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Running means over the steps of one epoch.
+struct EpochStats {
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0, steps = 0;
+  Clock::time_point start = Clock::now();
+  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0; }
+  double accuracy() const { return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0; }
+  double images_per_sec() const { return static_cast<double>(seen) / std::max(seconds_since(start), 1e-9); }
+};
+
+int64_t count_correct(const Tensor& logits, const Tensor& labels) {
+  const int64_t n = logits.dim(0), k = logits.dim(1);
+  const float* z = logits.f32();
+  const int32_t* y = labels.data<int32_t>();
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = 0;
+    for (int64_t j = 1; j < k; ++j)
+      if (z[i * k + j] > z[i * k + best]) best = j;
+    correct += best == y[i];
+  }
+  return correct;
+}
+
+// Device-side buffers of the loss computation, resized when the batch size changes.
+struct LossBuffers {
+  Tensor loss, probs, dlogits, labels, host_loss{Shape{1}}, host_logits;
+  void ensure(Backend& backend, const Shape& logits_shape) {
+    if (probs.defined() && probs.shape() == logits_shape) return;
+    loss = backend.empty({1});
+    probs = backend.empty(logits_shape);
+    dlogits = backend.empty(logits_shape);
+    labels = backend.empty({logits_shape[0]}, DType::i32);
+    host_logits = Tensor(logits_shape);
+  }
+};
+
+}  // namespace
+
+Trainer::Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test)
+    : config_(config), config_yaml_(std::move(config_yaml)), graph_(graph), train_(train), test_(test) {}
+
+TrainResult Trainer::run(const std::string& resume_path) {
+  namespace fs = std::filesystem;
+  const Clock::time_point run_start = Clock::now();
+  const TrainConfig& tc = config_.train;
+  const fs::path out_dir = config_.output.dir;
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir.string(), ec.message()));
+  write_file_atomic((out_dir / "config.yaml").string(), config_yaml_);
+  const std::string last_path = (out_dir / "last.safetensors").string();
+  const std::string best_path = (out_dir / "best.safetensors").string();
+
+  if (graph_.output_shape() != Shape{train_.num_classes()})
+    throw ConfigError(fmt::format("the model outputs {} but the data has {} classes (set model.num_classes)",
+                                  shape_str(graph_.output_shape()), train_.num_classes()));
+  const int64_t steps_per_epoch = train_.batches_per_epoch();
+  if (steps_per_epoch < 1)
+    throw ConfigError(fmt::format("train.batch_size {} is larger than the training set ({} examples)", tc.batch_size,
+                                  train_.num_examples()));
+  const int64_t total_steps = steps_per_epoch * tc.epochs;
+  Sgd sgd(config_.optimizer,
+          make_parameter_groups(config_.optimizer, graph_.named_parameters(), graph_.parameter_backends()));
+  const LrSchedule schedule(config_.schedule, config_.optimizer.lr, steps_per_epoch, total_steps);
+
+  TrainingState state;
+  state.rng = Rng(tc.seed).state();
+  if (!resume_path.empty()) {
+    state = load_checkpoint(resume_path, graph_, &sgd);
+    if (state.data_fingerprint != train_.fingerprint())
+      throw Error(fmt::format("checkpoint '{}' was trained on different data ({}) than data.path now gives ({})",
+                              resume_path, state.data_fingerprint, train_.fingerprint()));
+    spdlog::info("resumed from {}: step {}, epoch {}, batch {}", resume_path, state.step, state.epoch + 1,
+                 state.batch_in_epoch);
+  }
+  state.config_yaml = config_yaml_;
+  state.data_fingerprint = train_.fingerprint();
+
+  MetricsLog metrics((out_dir / "metrics.jsonl").string());
+  const StopSignals signals;
+  Progress progress(tc.max_steps > 0 ? std::min(total_steps, tc.max_steps) : total_steps, tc.log_every);
+  Backend& loss_backend = graph_.output_backend();
+  LossBuffers buffers;
+  TrainResult result;
+  result.best_test_accuracy = state.best_accuracy;
+  const float smoothing = static_cast<float>(tc.label_smoothing);
+  auto save_last = [&] { save_checkpoint(last_path, graph_, &sgd, state); };
+  auto write_plot = [&] {
+    if (config_.output.plot == "svg")
+      write_file_atomic((out_dir / "curves.svg").string(),
+                        render_metrics_svg(read_metrics((out_dir / "metrics.jsonl").string()), out_dir.string()));
+  };
+
+  Batch batch;
+  for (int64_t epoch = state.epoch; epoch < tc.epochs; ++epoch) {
+    train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
+    EpochStats stats;
+    bool stop = false;
+    while (!stop && train_.next(batch)) {
+      const double lr = schedule.lr_at(state.step);
+      graph_.set_step_seed(hash64(tc.seed, static_cast<uint64_t>(state.step)));
+      const Tensor& logits = graph_.forward(batch.images, Mode::train);
+      buffers.ensure(loss_backend, logits.shape());
+      loss_backend.copy(buffers.labels, batch.labels);
+      loss_backend.softmax_cross_entropy_forward(logits, buffers.labels, smoothing, buffers.loss, buffers.probs);
+      loss_backend.copy(buffers.host_loss, buffers.loss);
+      loss_backend.copy(buffers.host_logits, logits);
+      loss_backend.synchronize();
+      const double loss = buffers.host_loss.f32()[0];
+      if (!std::isfinite(loss)) {
+        progress.finish_line();
+        throw Error(fmt::format(
+            "step {} (epoch {}, batch {}): the loss is {}; training stopped. The last good checkpoint is {}{}. "
+            "Try a lower optimizer.lr or more warm-up.",
+            state.step + 1, epoch + 1, batch.index + 1, loss, last_path, fs::exists(last_path) ? "" : " (none yet)"));
+      }
+      loss_backend.softmax_cross_entropy_backward(buffers.probs, buffers.labels, smoothing, buffers.dlogits);
+      graph_.backward(buffers.dlogits);
+      sgd.step(lr);
+      ++state.step;
+      state.batch_in_epoch = batch.index + 1;
+      state.lr = lr;
+
+      stats.loss_sum += loss;
+      stats.correct += count_correct(buffers.host_logits, batch.labels);
+      stats.seen += batch.labels.numel();
+      ++stats.steps;
+      progress.update(state.step, epoch, batch.index, steps_per_epoch, stats.loss(), stats.accuracy(),
+                      stats.images_per_sec());
+      const double epoch_position =
+          static_cast<double>(epoch) + static_cast<double>(batch.index + 1) / static_cast<double>(steps_per_epoch);
+      if (state.step % tc.log_every == 0)
+        metrics.write({"train", state.step, epoch_position, lr, stats.loss(), stats.accuracy(), stats.images_per_sec()});
+      if (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) save_last();
+      if (const int sig = signals.received()) {
+        progress.finish_line();
+        spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path, state.step);
+        save_last();
+        result.interrupted = true;
+        result.signal = sig;
+        stop = true;
+      } else if (tc.max_steps > 0 && state.step >= tc.max_steps) {
+        save_last();
+        stop = true;
+      }
+    }
+    result.last_train_loss = stats.loss();
+    if (stop) break;
+
+    progress.finish_line();
+    state.epoch = epoch + 1;
+    state.batch_in_epoch = 0;
+    spdlog::info("epoch {}/{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", epoch + 1, tc.epochs,
+                 stats.loss(), 100 * stats.accuracy(), stats.images_per_sec());
+    bool improved = false;
+    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == tc.epochs)) {
+      const EvalResult eval = evaluate(graph_, *test_);
+      result.final_test_accuracy = eval.accuracy;
+      metrics.write({"test", state.step, static_cast<double>(epoch + 1), state.lr, eval.loss, eval.accuracy, 0});
+      improved = eval.accuracy > state.best_accuracy;
+      if (improved) state.best_accuracy = eval.accuracy;
+      spdlog::info("epoch {}/{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%)", epoch + 1, tc.epochs, eval.loss,
+                   100 * eval.accuracy, 100 * state.best_accuracy);
+    }
+    save_last();
+    if (improved) save_checkpoint(best_path, graph_, &sgd, state);
+    write_plot();
+  }
+  if (result.interrupted || (tc.max_steps > 0 && state.step >= tc.max_steps)) write_plot();
+  result.steps = state.step;
+  result.best_test_accuracy = state.best_accuracy;
+  result.seconds = seconds_since(run_start);
+  return result;
+}
+
+}  // namespace convnet

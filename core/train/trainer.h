@@ -1,0 +1,47 @@
+// Trainer: the training loop. Pulls batches, runs forward / loss / backward / SGD on the graph's
+// backends, evaluates, writes metrics.jsonl, the plot and checkpoints into config.output.dir.
+//
+// Guarantees:
+// - Same config and seed -> the same run; `--resume last.safetensors` continues exactly where the
+//   checkpoint was written (N steps + save + resume + N steps == 2N steps, bit for bit on CPU).
+// - A NaN or Inf loss stops training with an Error; the last good checkpoint is left untouched.
+// - SIGINT / SIGTERM: the current step finishes, last.safetensors is written, run() returns with
+//   `interrupted` set.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "core/base/batch.h"
+#include "core/config/config.h"
+#include "core/train/evaluate.h"
+#include "core/train/graph.h"
+
+namespace convnet {
+
+struct TrainResult {
+  int64_t steps = 0;            // optimizer steps completed in all (including before a resume)
+  double last_train_loss = 0;   // mean training loss over the last epoch (or partial epoch)
+  double final_test_accuracy = -1;
+  double best_test_accuracy = -1;
+  double seconds = 0;           // wall time of this run() call
+  bool interrupted = false;
+  int signal = 0;               // the signal that interrupted the run
+};
+
+class Trainer {
+ public:
+  // `graph` must be built; `test` may be null (no evaluation). `config_yaml` is saved in
+  // checkpoints and in output.dir/config.yaml.
+  Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test);
+  TrainResult run(const std::string& resume_path = "");
+
+ private:
+  Config config_;
+  std::string config_yaml_;
+  Graph& graph_;
+  BatchSource& train_;
+  BatchSource* test_;
+};
+
+}  // namespace convnet

@@ -1,0 +1,178 @@
+#include "datasets/loader.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/base/error.h"
+#include "core/base/rng.h"
+
+namespace convnet {
+
+LoaderOptions LoaderOptions::train(const DataConfig& config, int64_t batch_size, uint64_t seed) {
+  LoaderOptions o;
+  o.batch_size = batch_size;
+  o.shuffle = true;
+  o.augment = true;
+  o.drop_last = true;
+  o.workers = config.workers;
+  o.seed = seed;
+  o.augment_config = config.augment;
+  o.mean = config.mean;
+  o.std = config.std;
+  return o;
+}
+
+LoaderOptions LoaderOptions::test(const DataConfig& config, int64_t batch_size) {
+  LoaderOptions o;
+  o.batch_size = batch_size;
+  o.workers = config.workers;
+  o.augment_config = config.augment;
+  o.mean = config.mean;
+  o.std = config.std;
+  return o;
+}
+
+namespace {
+// Validates before any member that depends on the options is built.
+const ImageDataset& checked(const std::shared_ptr<const ImageDataset>& data) {
+  CONVNET_CHECK(data != nullptr, "DataLoader needs a data set");
+  data->validate();
+  return *data;
+}
+}  // namespace
+
+DataLoader::DataLoader(std::shared_ptr<const ImageDataset> dataset, LoaderOptions options)
+    : data_(std::move(dataset)),
+      options_(std::move(options)),
+      transform_(checked(data_).height, data_->width, data_->channels, options_.mean, options_.std,
+                 options_.augment_config, options_.augment) {
+  if (options_.batch_size <= 0)
+    throw ConfigError(fmt::format("train.batch_size: expected a positive batch size, got {}", options_.batch_size));
+  if (options_.workers < 0)
+    throw ConfigError(fmt::format("data.workers: expected 0 or more threads, got {}", options_.workers));
+  const int64_t n = data_->size, bs = options_.batch_size;
+  batches_ = options_.drop_last ? n / bs : (n + bs - 1) / bs;
+  if (batches_ == 0)
+    throw ConfigError(fmt::format("{}: {} images make no {}batch of {} (train.batch_size)", data_->source, n,
+                                  options_.drop_last ? "full " : "", bs));
+}
+
+DataLoader::~DataLoader() {
+  stop_workers();
+}
+
+void DataLoader::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  space_cv_.notify_all();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  ready_.clear();
+  error_ = nullptr;
+  stop_ = false;
+}
+
+void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
+  CONVNET_CHECK(first_batch >= 0 && first_batch <= batches_, "first batch {} outside [0, {}]", first_batch, batches_);
+  stop_workers();
+  epoch_ = epoch;
+  order_.resize(static_cast<size_t>(data_->size));
+  std::iota(order_.begin(), order_.end(), int64_t{0});
+  if (options_.shuffle) {
+    Rng rng(hash64(options_.seed, static_cast<uint64_t>(epoch)));
+    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng.below(i)]);
+  }
+  next_ = claim_ = first_batch;
+  started_ = true;
+  for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
+}
+
+void DataLoader::worker_loop() {
+  const int64_t depth = std::max<int64_t>(options_.prefetch, options_.workers);
+  for (;;) {
+    int64_t index;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      space_cv_.wait(lock, [&] { return stop_ || claim_ >= batches_ || claim_ < next_ + depth; });
+      if (stop_ || claim_ >= batches_) return;
+      index = claim_++;
+    }
+    Batch batch;
+    try {
+      make_batch(index, batch);
+    } catch (...) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_ || index < error_index_) {
+          error_ = std::current_exception();
+          error_index_ = index;
+        }
+      }
+      ready_cv_.notify_all();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.emplace(index, std::move(batch));
+    }
+    ready_cv_.notify_all();
+  }
+}
+
+void DataLoader::make_batch(int64_t index, Batch& batch) const {
+  CONVNET_CHECK(started_, "DataLoader: start_epoch() was not called");
+  CONVNET_CHECK(index >= 0 && index < batches_, "batch {} outside [0, {})", index, batches_);
+  const int64_t bs = options_.batch_size;
+  const int64_t begin = index * bs;
+  const int64_t n = std::min(bs, data_->size - begin);
+  const int64_t image_floats = data_->image_bytes();
+  batch.images = Tensor({n, data_->height, data_->width, data_->channels});
+  batch.labels = Tensor({n}, DType::i32);
+  batch.epoch = epoch_;
+  batch.index = index;
+  float* images = batch.images.f32();
+  int32_t* labels = batch.labels.data<int32_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t example = order_[static_cast<size_t>(begin + i)];
+    const AugmentParams p = transform_.params(augment_image_seed(options_.seed, epoch_, example));
+    transform_.apply(data_->image(example), p, images + i * image_floats);
+    const int32_t label = data_->labels[static_cast<size_t>(example)];
+    if (label < 0 || label >= data_->num_classes())  // the data set was changed after validation
+      throw Error(
+          fmt::format("{}: image {}: label {} outside 0-{}", data_->source, example, label, data_->num_classes() - 1));
+    labels[i] = label;
+  }
+}
+
+bool DataLoader::next(Batch& batch) {
+  CONVNET_CHECK(started_, "DataLoader: start_epoch() was not called");
+  if (options_.workers == 0) {
+    if (next_ >= batches_) return false;
+    make_batch(next_++, batch);
+    return true;
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (next_ >= batches_) return false;
+  // A failed batch is reported when the consumer reaches it, so the batches before it still come
+  // out in order. Every batch before the failed one was claimed by a worker that finishes it.
+  ready_cv_.wait(lock, [&] { return ready_.count(next_) != 0 || (error_ && error_index_ == next_); });
+  if (ready_.count(next_) == 0) std::rethrow_exception(error_);
+  auto it = ready_.find(next_);
+  batch = std::move(it->second);
+  ready_.erase(it);
+  ++next_;
+  lock.unlock();
+  space_cv_.notify_all();
+  return true;
+}
+
+std::string DataLoader::fingerprint() const {
+  std::call_once(fingerprint_once_, [this] { fingerprint_ = data_->fingerprint(); });
+  return fingerprint_;
+}
+
+}  // namespace convnet

@@ -1,0 +1,181 @@
+// The convnet executable: exit codes, messages, and the files and JSON each subcommand promises.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "tests/common/test_util.h"
+
+namespace convnet {
+namespace {
+
+using testing::TempDir;
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+RunResult run(const std::string& args) {
+  TempDir io;
+  const std::string cmd =
+      std::string(CONVNET_BINARY) + " " + args + " >" + io.file("out") + " 2>" + io.file("err") + " </dev/null";
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(io.file("out"));
+  r.err = slurp(io.file("err"));
+  return r;
+}
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+const char* kSyntheticConfig = R"(model: {name: vgg, cfg: [8, M, 16, M], batch_norm: true, pool: avg}
+data: {dataset: synthetic, synthetic_train_size: 256, synthetic_test_size: 64, synthetic_image_size: 8}
+optimizer: {lr: 0.05}
+train: {epochs: 2, batch_size: 32, seed: 1, threads: 2}
+)";
+
+TEST(Cli, VersionAndHelp) {
+  const RunResult v = run("--version");
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_NE(v.out.find("convnet"), std::string::npos);
+  const RunResult h = run("--help");
+  EXPECT_EQ(h.exit_code, 0);
+  EXPECT_NE(h.out.find("Examples"), std::string::npos);
+  EXPECT_NE(h.out.find("benchmark"), std::string::npos);
+}
+
+TEST(Cli, UsageErrorsExitWithTwo) {
+  EXPECT_EQ(run("").exit_code, 2);
+  EXPECT_EQ(run("frobnicate").exit_code, 2);
+  EXPECT_EQ(run("train /no/such/config.yaml").exit_code, 2);
+  EXPECT_EQ(run("evaluate /no/such/checkpoint.safetensors").exit_code, 2);
+}
+
+TEST(Cli, ConfigErrorNamesFileLineAndKeyAndExitsWithTwo) {
+  TempDir dir;
+  write(dir.file("bad.yaml"), "model: {name: vgg11}\ntrain:\n  epochs: 2\n  batch_sise: 64\n");
+  const RunResult r = run("train " + dir.file("bad.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("bad.yaml:4"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("batch_sise"), std::string::npos) << r.err;
+  const RunResult s = run("train " + dir.file("bad.yaml") + " --set train.batch_sise=3");
+  EXPECT_EQ(s.exit_code, 2);
+}
+
+TEST(Cli, ModelThatDoesNotFitTheInputNamesTheLayer) {
+  TempDir dir;
+  // Six pools take 32x32 to 0x0: the conv after the fifth pool sees a 1x1 input.
+  write(dir.file("deep.yaml"), "model: {name: vgg, cfg: [8, M, 8, M, 8, M, 8, M, 8, M, 8]}\n");
+  const RunResult r = run("train " + dir.file("deep.yaml") + " --dry-run");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("conv6"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
+  const RunResult r = run(std::string("train ") + CONVNET_SOURCE_DIR + "/configs/vgg11_bn.yaml --dry-run --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  // VGG-11-BN for CIFAR-10: the common PyTorch version has 9,231,114 parameters, of which 2,752
+  // are conv biases that BN makes redundant (convnet leaves them out): 9,228,362. Forward cost
+  // 0.306 GFLOPs per image (FIELD-GUIDE §5).
+  EXPECT_EQ(j.at("params").get<int64_t>(), 9228362);
+  EXPECT_NEAR(j.at("flops_per_example").get<double>(), 0.306e9, 0.01e9);
+  EXPECT_FALSE(j.at("layers").empty());
+}
+
+TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
+  TempDir dir;
+  write(dir.file("syn.yaml"), kSyntheticConfig);
+  const RunResult t = run("train " + dir.file("syn.yaml") + " --set output.dir=" + dir.file("run"));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  for (const char* f : {"last.safetensors", "best.safetensors", "config.yaml", "metrics.jsonl", "curves.svg"})
+    EXPECT_TRUE(std::filesystem::exists(dir.file("run/") + f)) << f;
+  std::ifstream metrics(dir.file("run/metrics.jsonl"));
+  std::string line;
+  int train_lines = 0, test_lines = 0;
+  while (std::getline(metrics, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.at("split") == "train") {
+      ++train_lines;
+      for (const char* key : {"step", "epoch", "lr", "loss", "accuracy", "images_per_sec"})
+        EXPECT_TRUE(j.contains(key)) << key;
+    } else {
+      ++test_lines;
+    }
+  }
+  EXPECT_GT(train_lines, 0);
+  EXPECT_EQ(test_lines, 2);
+
+  const RunResult e = run("evaluate " + dir.file("run/best.safetensors") + " --json");
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+  const auto j = nlohmann::json::parse(e.out);
+  EXPECT_EQ(j.at("num_examples").get<int64_t>(), 64);
+  EXPECT_EQ(j.at("per_class_accuracy").size(), 10u);
+  EXPECT_EQ(j.at("confusion_matrix").size(), 10u);
+  int64_t total = 0;
+  for (const auto& row : j.at("confusion_matrix"))
+    for (const auto& v : row) total += v.get<int64_t>();
+  EXPECT_EQ(total, 64);
+  EXPECT_GE(j.at("accuracy").get<double>(), 0.0);
+  EXPECT_TRUE(j.contains("loss"));
+
+  const RunResult i = run("info " + dir.file("run/last.safetensors") + " --json");
+  ASSERT_EQ(i.exit_code, 0) << i.err;
+  const auto ij = nlohmann::json::parse(i.out);
+  EXPECT_EQ(ij.at("step").get<int64_t>(), 2 * 256 / 32);
+  EXPECT_FALSE(ij.at("tensors").empty());
+}
+
+TEST(Cli, CorruptCheckpointIsARuntimeError) {
+  TempDir dir;
+  write(dir.file("junk.safetensors"), "this is not a safetensors file at all");
+  const RunResult r = run("evaluate " + dir.file("junk.safetensors"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("junk.safetensors"), std::string::npos) << r.err;
+}
+
+TEST(Cli, SigintWritesLastCheckpointAndResumeFinishes) {
+  TempDir dir;
+  write(dir.file("syn.yaml"), kSyntheticConfig);
+  const std::string out = dir.file("run");
+  const std::string args = dir.file("syn.yaml") + " --set output.dir=" + out + " --set train.epochs=200";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const std::string log = dir.file("child.log");
+    freopen(log.c_str(), "w", stdout);
+    freopen(log.c_str(), "a", stderr);
+    execl(CONVNET_BINARY, CONVNET_BINARY, "train", dir.file("syn.yaml").c_str(), "--set",
+          ("output.dir=" + out).c_str(), "--set", "train.epochs=200", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Wait until training has written its first epoch, then interrupt it.
+  for (int i = 0; i < 600 && !std::filesystem::exists(out + "/last.safetensors"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(pid, SIGINT);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << slurp(dir.file("child.log"));
+  EXPECT_NE(slurp(dir.file("child.log")).find("signal"), std::string::npos);
+  // Resume with a short schedule: the checkpoint is valid and training finishes.
+  const RunResult info = run("info " + out + "/last.safetensors --json");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_GT(nlohmann::json::parse(info.out).at("step").get<int64_t>(), 0);
+}
+
+}  // namespace
+}  // namespace convnet

@@ -1,0 +1,48 @@
+// The `convnet` subcommands. Each returns the process exit code: 0 ok, 1 runtime failure,
+// 2 usage or config error (main() maps ConfigError to 2 and Error to 1).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace convnet::cli {
+
+struct TrainOptions {
+  std::string config;
+  std::vector<std::string> overrides;  // --set a.b=value
+  std::string resume;
+  bool dry_run = false;
+  bool json = false;
+};
+int train_command(const TrainOptions& options);
+
+struct EvaluateOptions {
+  std::string checkpoint;
+  std::string data_path;  // overrides the checkpoint's data.path
+  int batch_size = 0;     // 0: the checkpoint's train.batch_size
+  std::string backend;    // overrides train.backend
+  bool json = false;
+};
+int evaluate_command(const EvaluateOptions& options);
+
+struct BenchmarkOptions {
+  std::string config;  // empty: configs/vgg11_bn.yaml-like default (VGG-11 BN)
+  std::vector<std::string> overrides;
+  std::string backend;
+  int batch_size = 0;
+  int repeats = 10;
+  bool json = false;
+};
+int benchmark_command(const BenchmarkOptions& options);
+
+struct InfoOptions {
+  std::string checkpoint;
+  bool json = false;
+};
+int info_command(const InfoOptions& options);
+
+int convert_data_command(const std::string& source, const std::string& destination);
+
+std::string version_text();
+
+}  // namespace convnet::cli

@@ -1,0 +1,90 @@
+// convnet: train, evaluate and benchmark convolutional nets.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+
+#include "core/base/error.h"
+#include "core/base/log.h"
+#include "tools/commands.h"
+
+int main(int argc, char** argv) {
+  using namespace convnet::cli;
+  CLI::App app{"convnet: train, evaluate and benchmark convolutional networks (CPU, CUDA and cuDNN backends)"};
+  app.footer(R"(Examples:
+  convnet train configs/default.yaml
+  convnet train configs/vgg11_bn.yaml --set train.epochs=30 --set optimizer.lr=0.05
+  convnet train configs/vgg16_bn.yaml --dry-run --json
+  convnet train configs/default.yaml --resume runs/default/last.safetensors
+  convnet evaluate runs/default/best.safetensors --json
+  convnet benchmark configs/vgg11_bn.yaml --set train.batch_size=64
+  convnet info runs/default/last.safetensors
+Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  app.set_version_flag("--version", version_text());
+
+  TrainOptions train;
+  CLI::App* train_cmd = app.add_subcommand("train", "Train a model from a YAML config");
+  train_cmd->add_option("config", train.config, "YAML config file")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("--set", train.overrides, "Override a config key: --set optimizer.lr=0.05 (repeatable)");
+  train_cmd->add_option("--resume", train.resume, "Continue from a checkpoint (e.g. OUTPUT_DIR/last.safetensors)")
+      ->check(CLI::ExistingFile);
+  train_cmd->add_flag("--dry-run", train.dry_run, "Print the model summary and exit");
+  train_cmd->add_flag("--json", train.json, "With --dry-run: print one JSON object");
+
+  EvaluateOptions eval;
+  CLI::App* eval_cmd = app.add_subcommand("evaluate", "Evaluate a checkpoint on the whole test set");
+  eval_cmd->add_option("checkpoint", eval.checkpoint, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  eval_cmd->add_option("--data", eval.data_path, "Data folder (default: the checkpoint's data.path)");
+  eval_cmd->add_option("--batch-size", eval.batch_size, "Batch size (default: the checkpoint's)")
+      ->check(CLI::PositiveNumber);
+  eval_cmd->add_option("--backend", eval.backend, "cpu, cuda or cudnn (default: the checkpoint's)");
+  eval_cmd->add_flag("--json", eval.json, "Print one JSON object");
+
+  BenchmarkOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand("benchmark", "Time every layer's forward and backward passes");
+  bench_cmd->add_option("config", bench.config, "Model config (default: VGG-11 with BN)")->check(CLI::ExistingFile);
+  bench_cmd->add_option("--set", bench.overrides, "Override a config key (repeatable)");
+  bench_cmd->add_option("--backend", bench.backend, "cpu, cuda or cudnn (default: the config's)");
+  bench_cmd->add_option("--batch-size", bench.batch_size, "Batch size (default: the config's)")
+      ->check(CLI::PositiveNumber);
+  bench_cmd->add_option("--repeats", bench.repeats, "Timed repetitions per pass")->check(CLI::Range(3, 10000));
+  bench_cmd->add_flag("--json", bench.json, "Print one JSON object");
+
+  InfoOptions info;
+  CLI::App* info_cmd = app.add_subcommand("info", "Describe a checkpoint");
+  info_cmd->add_option("checkpoint", info.checkpoint, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  info_cmd->add_flag("--json", info.json, "Print one JSON object");
+
+  std::string convert_src, convert_dst;
+  CLI::App* convert_cmd =
+      app.add_subcommand("convert-data", "Convert a class-per-folder image tree to CIFAR-10 binary files");
+  convert_cmd->add_option("source", convert_src, "Folder with train/<class>/ and test/<class>/")->required();
+  convert_cmd->add_option("destination", convert_dst, "Output folder for data_batch_N.bin, test_batch.bin")
+      ->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  convnet::configure_logging(log_level);
+  try {
+    if (*train_cmd) return train_command(train);
+    if (*eval_cmd) return evaluate_command(eval);
+    if (*bench_cmd) return benchmark_command(bench);
+    if (*info_cmd) return info_command(info);
+    if (*convert_cmd) return convert_data_command(convert_src, convert_dst);
+  } catch (const convnet::ConfigError& e) {
+    std::fflush(stdout);
+    spdlog::error("{}", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    spdlog::error("{}", e.what());
+    return 1;
+  }
+  return 2;
+}

@@ -1,0 +1,19 @@
+// Times one pass of work on a backend: warm-up, then `repeats` timed runs, each ended by
+// Backend::synchronize() so asynchronous GPU work is counted (CPU timings use steady_clock).
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "core/base/backend.h"
+
+namespace convnet::cli {
+
+struct Timing {
+  double median_ms = 0, min_ms = 0, max_ms = 0;
+  double spread_pct() const { return median_ms > 0 ? 100.0 * (max_ms - min_ms) / median_ms : 0; }
+};
+
+Timing time_pass(Backend& backend, const std::function<void()>& pass, int repeats, int warmup = 2);
+
+}  // namespace convnet::cli

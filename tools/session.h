@@ -1,0 +1,49 @@
+// Wiring shared by the subcommands: backends, the model graph and the data, from one Config.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "core/base/backend.h"
+#include "core/config/config.h"
+#include "core/train/graph.h"
+#include "core/train/trainer.h"
+#include "datasets/image_dataset.h"
+
+namespace convnet::cli {
+
+// Registers the backends this build has ("cpu", plus the GPU ones in a CUDA build).
+void register_all_backends();
+
+// The backends of a run: the graph-wide one (train.backend, "auto" resolved) and any named in
+// train.layer_backends, each created once.
+class Backends {
+ public:
+  Backends(const TrainConfig& train);
+  Backend& main() { return *main_; }
+  std::map<std::string, Backend*> layer_overrides() const { return overrides_; }
+
+ private:
+  std::unique_ptr<Backend> main_;
+  std::map<std::string, std::unique_ptr<Backend>> others_;
+  std::map<std::string, Backend*> overrides_;
+};
+
+// Resolves "auto": the first GPU backend this build can run, else "cpu" with a warning.
+std::string resolve_backend_name(const std::string& name);
+
+// The per-example input shape {H, W, C} the data config produces.
+Shape example_shape(const DataConfig& data);
+
+// Adds the model's layers and builds the graph (parameters initialized from train.seed).
+void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph);
+
+// The test split alone (evaluation needs no training images), with data.test_limit applied.
+ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads);
+
+// Everything `convnet train` does after parsing: data, loaders, graph, Trainer::run.
+// `config_yaml` is the effective config saved with the run.
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "");
+
+}  // namespace convnet::cli

@@ -1,0 +1,61 @@
+// convnet train CONFIG: build the model and data from the config and run the Trainer.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/config/config.h"
+#include "core/train/trainer.h"
+#include "tools/commands.h"
+#include "tools/session.h"
+
+namespace convnet::cli {
+
+namespace {
+
+int print_dry_run(const Config& config, Graph& graph, bool json) {
+  if (!json) {
+    fmt::print("{}\n", graph.summary_table());
+    return 0;
+  }
+  nlohmann::json j;
+  j["params"] = graph.num_parameters();
+  j["flops_per_example"] = graph.forward_flops();
+  j["input_shape"] = graph.example_shape();
+  j["model"] = config.model.name;
+  j["layers"] = nlohmann::json::array();
+  for (const Graph::LayerSummary& r : graph.summary())
+    j["layers"].push_back({{"name", r.name},
+                           {"module", r.module},
+                           {"op", r.description},
+                           {"backend", r.backend},
+                           {"output_shape", r.output_shape},
+                           {"params", r.parameters},
+                           {"flops", r.flops}});
+  fmt::print("{}\n", j.dump(2));
+  return 0;
+}
+
+}  // namespace
+
+int train_command(const TrainOptions& options) {
+  const Config config = load_config(options.config, options.overrides);
+  const std::string yaml = to_yaml(config);
+  Backends backends(config.train);
+  if (options.dry_run) {
+    Graph graph;
+    build_graph(config, example_shape(config.data), backends, graph);
+    return print_dry_run(config, graph, options.json);
+  }
+  const TrainResult r = run_training(config, yaml, options.resume);
+  if (r.interrupted) {
+    spdlog::warn("interrupted after step {}; continue with: convnet train {} --resume {}/last.safetensors", r.steps,
+                 options.config, config.output.dir);
+    return 128 + r.signal;
+  }
+  spdlog::info("done: {} steps in {:.1f} s; final test accuracy {:.2f}%, best {:.2f}%; outputs in {}", r.steps,
+               r.seconds, 100 * r.final_test_accuracy, 100 * r.best_test_accuracy, config.output.dir);
+  return 0;
+}
+
+}  // namespace convnet::cli

@@ -1,0 +1,27 @@
+// convnet --version: the build, its dependencies, and the GPUs this process can see.
+#include <fmt/format.h>
+#include <spdlog/version.h>
+
+#include "tools/commands.h"
+
+#ifdef CONVNET_WITH_CUDA
+#include "cuda/device.h"
+#endif
+
+#ifndef CONVNET_VERSION
+#define CONVNET_VERSION "0.1.0"
+#endif
+
+namespace convnet::cli {
+
+std::string version_text() {
+  std::string text = fmt::format("convnet {}\nbackends: cpu (OpenBLAS sgemm)", CONVNET_VERSION);
+#ifdef CONVNET_WITH_CUDA
+  text += fmt::format("\n{}\n{}", cuda::cuda_build_info(), cuda::describe_gpus());
+#else
+  text += "\nbuilt without CUDA";
+#endif
+  return text;
+}
+
+}  // namespace convnet::cli
