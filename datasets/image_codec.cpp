@@ -1,8 +1,10 @@
 #include "datasets/image_codec.h"
 
 #include <fmt/format.h>
-// jpeglib.h needs size_t and FILE declared first.
+// clang-format off
+#include <cstdio>  // jpeglib.h needs size_t and FILE declared first
 #include <jpeglib.h>
+// clang-format on
 #include <png.h>
 
 #include <cctype>

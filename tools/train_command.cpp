@@ -53,8 +53,9 @@ int train_command(const TrainOptions& options) {
                  options.config, config.output.dir);
     return 128 + r.signal;
   }
-  spdlog::info("done: {} steps in {:.1f} s; final test accuracy {:.2f}%, best {:.2f}%; outputs in {}", r.steps,
-               r.seconds, 100 * r.final_test_accuracy, 100 * r.best_test_accuracy, config.output.dir);
+  const auto percent = [](double a) { return a < 0 ? std::string("not evaluated") : fmt::format("{:.2f}%", 100 * a); };
+  spdlog::info("done: {} steps in {:.1f} s; final test accuracy {}, best {}; outputs in {}", r.steps, r.seconds,
+               percent(r.final_test_accuracy), percent(r.best_test_accuracy), config.output.dir);
   return 0;
 }
 

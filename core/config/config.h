@@ -64,7 +64,7 @@ struct DataConfig {
   std::vector<float> std = {0.2470f, 0.2435f, 0.2616f};
   AugmentConfig augment;
   int workers = 2;          // background threads preparing batches
-  int64_t train_limit = 0;  // use only the first N training images (0 = all)
+  int64_t train_limit = 0;  // use a class-balanced subset of N training images (0 = all)
   int64_t test_limit = 0;
   // synthetic data set: class-dependent patterns plus noise, generated from train.seed
   int64_t synthetic_train_size = 2048;

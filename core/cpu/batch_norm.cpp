@@ -39,9 +39,9 @@ void normalize(const float* x, int64_t rows, int64_t channels, const std::vector
 
 }  // namespace
 
-void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                              Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var,
-                              float momentum, float eps) {
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
+                              Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
+                              float eps) {
   const char* op = "batch_norm_forward_train";
   const int64_t channels = channels_of(x, op);
   const Shape cshape{channels};
@@ -56,8 +56,8 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
   CONVNET_CHECK(momentum >= 0.0f && momentum <= 1.0f, "{}: momentum {} must lie in [0, 1]", op, momentum);
   const int64_t rows = x.numel() / channels;
   if (rows < 2)
-    throw Error(fmt::format("batch_norm: training needs more than one value per channel, got input {}",
-                            shape_str(x.shape())));
+    throw Error(
+        fmt::format("batch_norm: training needs more than one value per channel, got input {}", shape_str(x.shape())));
 
   const float* xp = x.f32();
   const auto cn = static_cast<size_t>(channels);
@@ -65,15 +65,18 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
   column_sums(xp, rows, channels, mean.data());
   for (double& m : mean) m /= static_cast<double>(rows);
   // Second pass around the mean: no catastrophic cancellation for large offsets.
-  column_reduce(rows, channels, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = xp + r * channels;
-      for (size_t c = 0; c < cn; ++c) {
-        const double d = static_cast<double>(xr[c]) - mean[c];
-        acc[c] += d * d;
-      }
-    }
-  }, var.data());
+  column_reduce(
+      rows, channels,
+      [&](int64_t r0, int64_t r1, double* acc) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* xr = xp + r * channels;
+          for (size_t c = 0; c < cn; ++c) {
+            const double d = static_cast<double>(xr[c]) - mean[c];
+            acc[c] += d * d;
+          }
+        }
+      },
+      var.data());
   for (double& v : var) v /= static_cast<double>(rows);
 
   std::vector<float> mean_f(cn), scale(cn), shift(cn);
@@ -145,17 +148,20 @@ void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
 
   // sums[c] = sum dy, sums[C + c] = sum dy * xhat.
   std::vector<double> sums(2 * cn);
-  column_reduce(rows, 2 * channels, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = xp + r * channels;
-      const float* dr = dyp + r * channels;
-      for (size_t c = 0; c < cn; ++c) {
-        const double xhat = (static_cast<double>(xr[c]) - mp[c]) * ip[c];
-        acc[c] += dr[c];
-        acc[cn + c] += dr[c] * xhat;
-      }
-    }
-  }, sums.data());
+  column_reduce(
+      rows, 2 * channels,
+      [&](int64_t r0, int64_t r1, double* acc) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* xr = xp + r * channels;
+          const float* dr = dyp + r * channels;
+          for (size_t c = 0; c < cn; ++c) {
+            const double xhat = (static_cast<double>(xr[c]) - mp[c]) * ip[c];
+            acc[c] += dr[c];
+            acc[cn + c] += dr[c] * xhat;
+          }
+        }
+      },
+      sums.data());
 
   std::vector<float> coef(cn), mean_dy(cn), mean_dyx(cn);
   float* dgp = dgamma.f32();

@@ -8,9 +8,9 @@
 namespace convnet::cpu {
 
 // Throws convnet::Error when a channel has a single value (the unbiased variance is undefined).
-void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                              Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var,
-                              float momentum, float eps);
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
+                              Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
+                              float eps);
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, float eps, Tensor& y);
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).

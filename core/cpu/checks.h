@@ -9,8 +9,7 @@ namespace convnet::cpu {
 // t is defined, lives on the host and has the given dtype.
 void check_tensor(const Tensor& t, const char* op, const char* name, DType dtype = DType::f32);
 // check_tensor plus an exact shape.
-void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* name,
-                 DType dtype = DType::f32);
+void check_shape(const Tensor& t, const Shape& expected, const char* op, const char* name, DType dtype = DType::f32);
 // check_tensor plus a rank.
 void check_rank(const Tensor& t, int rank, const char* op, const char* name, DType dtype = DType::f32);
 

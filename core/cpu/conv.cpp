@@ -13,8 +13,7 @@ namespace convnet::cpu {
 
 ConvGeometry conv_geometry(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p, const char* op) {
   CONVNET_CHECK(x_shape.size() == 4, "{}: input has shape {}, expected rank 4 [N, H, W, C]", op, shape_str(x_shape));
-  CONVNET_CHECK(w_shape.size() == 4, "{}: filters have shape {}, expected rank 4 [K, R, S, C]", op,
-                shape_str(w_shape));
+  CONVNET_CHECK(w_shape.size() == 4, "{}: filters have shape {}, expected rank 4 [K, R, S, C]", op, shape_str(w_shape));
   CONVNET_CHECK(p.stride_h >= 1 && p.stride_w >= 1, "{}: stride {}x{} must be >= 1", op, p.stride_h, p.stride_w);
   CONVNET_CHECK(p.dilation_h >= 1 && p.dilation_w >= 1, "{}: dilation {}x{} must be >= 1", op, p.dilation_h,
                 p.dilation_w);
@@ -28,8 +27,8 @@ ConvGeometry conv_geometry(const Shape& x_shape, const Shape& w_shape, const Con
   g.r = w_shape[1];
   g.s = w_shape[2];
   g.params = p;
-  CONVNET_CHECK(w_shape[3] == g.c, "{}: filters {} have {} input channels, the input {} has {}", op,
-                shape_str(w_shape), w_shape[3], shape_str(x_shape), g.c);
+  CONVNET_CHECK(w_shape[3] == g.c, "{}: filters {} have {} input channels, the input {} has {}", op, shape_str(w_shape),
+                w_shape[3], shape_str(x_shape), g.c);
   CONVNET_CHECK(g.k > 0 && g.r > 0 && g.s > 0 && g.c > 0, "{}: empty filters {}", op, shape_str(w_shape));
   g.p = conv_output_size(g.h, g.r, p.stride_h, p.pad_h, p.dilation_h);
   g.q = conv_output_size(g.w, g.s, p.stride_w, p.pad_w, p.dilation_w);
@@ -76,8 +75,8 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor
     const float* cols = columns_for(xp, n0, count, g, ws);
     const int64_t rows = count * g.p * g.q;
     // y[rows, K] = cols[rows, RSC] * w[K, RSC]^T
-    sgemm(false, true, rows, g.k, g.patch(), 1.0f, cols, g.patch(), wp, g.patch(), 0.0f,
-          yp + n0 * g.p * g.q * g.k, g.k);
+    sgemm(false, true, rows, g.k, g.patch(), 1.0f, cols, g.patch(), wp, g.patch(), 0.0f, yp + n0 * g.p * g.q * g.k,
+          g.k);
   }
   if (bias) {
     const float* bp = bias->f32();

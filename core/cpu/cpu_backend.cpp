@@ -31,8 +31,8 @@ class CpuBackend final : public Backend {
   void copy(Tensor& dst, const Tensor& src) override {
     cpu::check_tensor(src, "copy", "src", src.dtype());
     cpu::check_tensor(dst, "copy", "dst", src.dtype());
-    CONVNET_CHECK(dst.numel() == src.numel(), "copy: dst {} and src {} differ in element count",
-                  shape_str(dst.shape()), shape_str(src.shape()));
+    CONVNET_CHECK(dst.numel() == src.numel(), "copy: dst {} and src {} differ in element count", shape_str(dst.shape()),
+                  shape_str(src.shape()));
     if (dst.raw() != src.raw()) std::memcpy(dst.raw(), src.raw(), src.bytes());
   }
   void fill(Tensor& t, float value) override {
@@ -43,8 +43,7 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
-                      const Conv2dParams& p) override {
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override {
     cpu::conv2d_forward(x, w, bias, y, p, workspace_);
   }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override {
@@ -73,9 +72,9 @@ class CpuBackend final : public Backend {
   void gelu_forward(const Tensor& x, Tensor& y) override { cpu::gelu_forward(x, y); }
   void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override { cpu::gelu_backward(x, dy, dx); }
 
-  void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y,
-                                Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var,
-                                float momentum, float eps) override {
+  void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
+                                Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
+                                float eps) override {
     cpu::batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum,
                                   eps);
   }

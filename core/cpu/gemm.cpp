@@ -12,21 +12,21 @@ namespace convnet::cpu {
 
 namespace {
 
-constexpr int64_t kMinBlock = 64;         // rows or columns per block, at least
-constexpr int64_t kMaxBlocks = 32;        // enough to balance a few threads
+constexpr int64_t kMinBlock = 64;           // rows or columns per block, at least
+constexpr int64_t kMaxBlocks = 32;          // enough to balance a few threads
 constexpr int64_t kSplitMinWork = 1 << 18;  // m * n * k below this runs as one call
 
 int blas_int(int64_t v, const char* what) {
-  CONVNET_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "sgemm: {} = {} does not fit a 32-bit BLAS int",
-                what, v);
+  CONVNET_CHECK(v >= 0 && v <= std::numeric_limits<int>::max(), "sgemm: {} = {} does not fit a 32-bit BLAS int", what,
+                v);
   return static_cast<int>(v);
 }
 
-void blas_call(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              blas_int(m, "m"), blas_int(n, "n"), blas_int(k, "k"), alpha, a, blas_int(lda, "lda"), b,
-              blas_int(ldb, "ldb"), beta, c, blas_int(ldc, "ldc"));
+void blas_call(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+               const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, blas_int(m, "m"),
+              blas_int(n, "n"), blas_int(k, "k"), alpha, a, blas_int(lda, "lda"), b, blas_int(ldb, "ldb"), beta, c,
+              blas_int(ldc, "ldc"));
 }
 
 }  // namespace
@@ -41,8 +41,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
   }
   const bool split_m = m >= n;
   const int64_t extent = split_m ? m : n;
-  const int64_t blocks =
-      m * n * k < kSplitMinWork ? 1 : std::clamp<int64_t>(extent / kMinBlock, 1, kMaxBlocks);
+  const int64_t blocks = m * n * k < kSplitMinWork ? 1 : std::clamp<int64_t>(extent / kMinBlock, 1, kMaxBlocks);
   if (blocks == 1) {
     blas_call(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;

@@ -20,8 +20,7 @@ struct ConvGeometry {
   int64_t patch() const { return r * s * c; }
   // True when the column matrix equals the input itself (1x1, stride 1, no padding).
   bool identity_columns() const {
-    return r == 1 && s == 1 && params.stride_h == 1 && params.stride_w == 1 && params.pad_h == 0 &&
-           params.pad_w == 0;
+    return r == 1 && s == 1 && params.stride_h == 1 && params.stride_w == 1 && params.pad_h == 0 && params.pad_w == 0;
   }
 };
 

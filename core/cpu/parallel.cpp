@@ -139,7 +139,8 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function
   const int64_t length = end - begin;
   if (length <= 0) return;
   grain = std::max<int64_t>(grain, 1);
-  const int64_t chunks = std::min<int64_t>(cpu_threads(), (length + grain - 1) / grain);
+  const int threads = cpu_threads();  // read once: the pool size and the chunk count must agree
+  const int64_t chunks = std::min<int64_t>(threads, (length + grain - 1) / grain);
   if (chunks <= 1 || ThreadPool::inside_task()) {
     fn(begin, end);
     return;
@@ -150,7 +151,7 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const std::function
     return;
   }
   auto& pool = pool_slot();
-  const int workers = cpu_threads() - 1;
+  const int workers = threads - 1;
   if (!pool || pool->workers() != workers) {
     pool.reset();
     pool = std::make_unique<ThreadPool>(workers);

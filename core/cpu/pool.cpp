@@ -21,8 +21,8 @@ PoolGeometry pool_geometry(const Shape& x_shape, const Pool2dParams& pr, const c
   CONVNET_CHECK(pr.stride_h >= 1 && pr.stride_w >= 1, "{}: stride {}x{} must be >= 1", op, pr.stride_h, pr.stride_w);
   // pad < kernel guarantees every window holds at least one real input element.
   CONVNET_CHECK(pr.pad_h >= 0 && pr.pad_w >= 0 && pr.pad_h < pr.kernel_h && pr.pad_w < pr.kernel_w,
-                "{}: padding {}x{} must be >= 0 and smaller than the {}x{} kernel", op, pr.pad_h, pr.pad_w,
-                pr.kernel_h, pr.kernel_w);
+                "{}: padding {}x{} must be >= 0 and smaller than the {}x{} kernel", op, pr.pad_h, pr.pad_w, pr.kernel_h,
+                pr.kernel_w);
   PoolGeometry g;
   g.n = x_shape[0];
   g.h = x_shape[1];

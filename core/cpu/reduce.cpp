@@ -27,12 +27,15 @@ void column_reduce(int64_t rows, int64_t cols,
 }
 
 void column_sums(const float* data, int64_t rows, int64_t cols, double* out) {
-  column_reduce(rows, cols, [&](int64_t r0, int64_t r1, double* acc) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float* row = data + r * cols;
-      for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
-    }
-  }, out);
+  column_reduce(
+      rows, cols,
+      [&](int64_t r0, int64_t r1, double* acc) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float* row = data + r * cols;
+          for (int64_t c = 0; c < cols; ++c) acc[c] += row[c];
+        }
+      },
+      out);
 }
 
 }  // namespace convnet

@@ -15,8 +15,7 @@ inline constexpr int64_t kReduceBlockRows = 512;
 // out[0..cols) = sum over all blocks of what accumulate(row_begin, row_end, acc) adds into the
 // zero-initialised acc[0..cols) for its block of rows. accumulate must only add into acc.
 void column_reduce(int64_t rows, int64_t cols,
-                   const std::function<void(int64_t row_begin, int64_t row_end, double* acc)>& accumulate,
-                   double* out);
+                   const std::function<void(int64_t row_begin, int64_t row_end, double* acc)>& accumulate, double* out);
 
 // out[c] = sum over r of data[r * cols + c] for a row-major [rows, cols] matrix.
 void column_sums(const float* data, int64_t rows, int64_t cols, double* out);

@@ -13,8 +13,8 @@ namespace convnet::cpu {
 namespace {
 
 // Validates shapes, smoothing and every label; returns {N, K}.
-std::pair<int64_t, int64_t> check_problem(const Tensor& scores, const Tensor& labels, float smoothing,
-                                          const char* op, const char* scores_name) {
+std::pair<int64_t, int64_t> check_problem(const Tensor& scores, const Tensor& labels, float smoothing, const char* op,
+                                          const char* scores_name) {
   check_rank(scores, 2, op, scores_name);
   const int64_t n = scores.dim(0), k = scores.dim(1);
   CONVNET_CHECK(k > 0, "{}: {} has shape {}, expected at least one class", op, scores_name, shape_str(scores.shape()));

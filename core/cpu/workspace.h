@@ -15,7 +15,7 @@ class Workspace {
   float* floats(size_t count) {
     if (count > capacity_) {
       buffer_.reset();
-      buffer_.reset(static_cast<float*>(::operator new(count * sizeof(float), std::align_val_t{64})));
+      buffer_.reset(static_cast<float*>(::operator new (count * sizeof(float), std::align_val_t{64})));
       capacity_ = count;
     }
     return buffer_.get();
@@ -24,7 +24,7 @@ class Workspace {
 
  private:
   struct Free {
-    void operator()(float* p) const noexcept { ::operator delete(p, std::align_val_t{64}); }
+    void operator()(float* p) const noexcept { ::operator delete (p, std::align_val_t{64}); }
   };
   std::unique_ptr<float, Free> buffer_;
   size_t capacity_ = 0;

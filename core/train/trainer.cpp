@@ -168,12 +168,15 @@ TrainResult Trainer::run(const std::string& resume_path) {
         result.signal = sig;
         stop = true;
       } else if (tc.max_steps > 0 && state.step >= tc.max_steps) {
-        save_last();
         stop = true;
       }
     }
     result.last_train_loss = stats.loss();
-    if (stop) break;
+    if (result.interrupted) break;
+    if (state.batch_in_epoch < steps_per_epoch) {  // max_steps reached inside the epoch
+      save_last();
+      break;
+    }
 
     progress.finish_line();
     state.epoch = epoch + 1;
@@ -193,8 +196,9 @@ TrainResult Trainer::run(const std::string& resume_path) {
     save_last();
     if (improved) save_checkpoint(best_path, graph_, &sgd, state);
     write_plot();
+    if (stop) break;
   }
-  if (result.interrupted || (tc.max_steps > 0 && state.step >= tc.max_steps)) write_plot();
+  if (state.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
   result.steps = state.step;
   result.best_test_accuracy = state.best_accuracy;
   result.seconds = seconds_since(run_start);

@@ -68,12 +68,13 @@ std::vector<double> conv2d_forward(const Tensor& x, const Tensor& w, const Tenso
     for (int64_t op = 0; op < d.y.d1; ++op)
       for (int64_t oq = 0; oq < d.y.d2; ++oq)
         for (int64_t k = 0; k < d.y.d3; ++k) y[at(d.y(n, op, oq, k))] = bias ? value(*bias, k) : 0.0;
-  for_each_conv_tap(d, p, [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih,
-                              int64_t iw) {
-    double sum = 0.0;
-    for (int64_t c = 0; c < d.x.d3; ++c) sum += value(x, d.x(n, ih, iw, c)) * value(w, d.w(k, r, s, c));
-    y[at(d.y(n, op, oq, k))] += sum;
-  });
+  for_each_conv_tap(d, p,
+                    [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      double sum = 0.0;
+                      for (int64_t c = 0; c < d.x.d3; ++c)
+                        sum += value(x, d.x(n, ih, iw, c)) * value(w, d.w(k, r, s, c));
+                      y[at(d.y(n, op, oq, k))] += sum;
+                    });
   return y;
 }
 
@@ -81,11 +82,11 @@ std::vector<double> conv2d_backward_data(const Tensor& dy, const Tensor& w, cons
                                          const Conv2dParams& p) {
   const ConvDims d = conv_dims(x_shape, w.shape(), p);
   std::vector<double> dx(at(d.x.numel()), 0.0);
-  for_each_conv_tap(d, p, [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih,
-                              int64_t iw) {
-    const double g = value(dy, d.y(n, op, oq, k));
-    for (int64_t c = 0; c < d.x.d3; ++c) dx[at(d.x(n, ih, iw, c))] += g * value(w, d.w(k, r, s, c));
-  });
+  for_each_conv_tap(d, p,
+                    [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      const double g = value(dy, d.y(n, op, oq, k));
+                      for (int64_t c = 0; c < d.x.d3; ++c) dx[at(d.x(n, ih, iw, c))] += g * value(w, d.w(k, r, s, c));
+                    });
   return dx;
 }
 
@@ -93,11 +94,11 @@ std::vector<double> conv2d_backward_filter(const Tensor& x, const Tensor& dy, co
                                            const Conv2dParams& p) {
   const ConvDims d = conv_dims(x.shape(), w_shape, p);
   std::vector<double> dw(at(d.w.numel()), 0.0);
-  for_each_conv_tap(d, p, [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih,
-                              int64_t iw) {
-    const double g = value(dy, d.y(n, op, oq, k));
-    for (int64_t c = 0; c < d.x.d3; ++c) dw[at(d.w(k, r, s, c))] += g * value(x, d.x(n, ih, iw, c));
-  });
+  for_each_conv_tap(d, p,
+                    [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      const double g = value(dy, d.y(n, op, oq, k));
+                      for (int64_t c = 0; c < d.x.d3; ++c) dw[at(d.w(k, r, s, c))] += g * value(x, d.x(n, ih, iw, c));
+                    });
   return dw;
 }
 
@@ -291,8 +292,8 @@ BatchNormGrads batch_norm_backward(const Tensor& x, const Tensor& dy, const Tens
   const double inv_rows = 1.0 / static_cast<double>(rows);
   for (int64_t i = 0; i < x.numel(); ++i) {
     const size_t j = at(i % c);
-    g.dx[at(i)] = value(gamma, i % c) * invstd[j] *
-                  (value(dy, i) - g.dbeta[j] * inv_rows - xhat(i) * g.dgamma[j] * inv_rows);
+    g.dx[at(i)] =
+        value(gamma, i % c) * invstd[j] * (value(dy, i) - g.dbeta[j] * inv_rows - xhat(i) * g.dgamma[j] * inv_rows);
   }
   return g;
 }

@@ -44,7 +44,7 @@ void write(const std::string& path, const std::string& text) { std::ofstream(pat
 const char* kSyntheticConfig = R"(model: {name: vgg, cfg: [8, M, 16, M], batch_norm: true, pool: avg}
 data: {dataset: synthetic, synthetic_train_size: 256, synthetic_test_size: 64, synthetic_image_size: 8}
 optimizer: {lr: 0.05}
-train: {epochs: 2, batch_size: 32, seed: 1, threads: 2}
+train: {epochs: 2, batch_size: 32, seed: 1, threads: 2, log_every: 4}
 )";
 
 TEST(Cli, VersionAndHelp) {
@@ -77,11 +77,17 @@ TEST(Cli, ConfigErrorNamesFileLineAndKeyAndExitsWithTwo) {
 
 TEST(Cli, ModelThatDoesNotFitTheInputNamesTheLayer) {
   TempDir dir;
-  // Six pools take 32x32 to 0x0: the conv after the fifth pool sees a 1x1 input.
-  write(dir.file("deep.yaml"), "model: {name: vgg, cfg: [8, M, 8, M, 8, M, 8, M, 8, M, 8]}\n");
+  // 32x32 -> conv 3x3 -> 30x30 -> pool 16 -> 1x1: too small for conv5's unpadded 3x3 kernel.
+  write(dir.file("deep.yaml"), R"(model:
+  name: sequential
+  layers:
+    - {type: conv, out_channels: 8, kernel: 3}
+    - {type: max_pool, kernel: 16}
+    - {type: conv, out_channels: 8, kernel: 3, name: conv5}
+)");
   const RunResult r = run("train " + dir.file("deep.yaml") + " --dry-run");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.err.find("conv6"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("conv5: input 1x1 is smaller than the 3x3 kernel"), std::string::npos) << r.err;
 }
 
 TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
@@ -147,7 +153,7 @@ TEST(Cli, CorruptCheckpointIsARuntimeError) {
   EXPECT_NE(r.err.find("junk.safetensors"), std::string::npos) << r.err;
 }
 
-TEST(Cli, SigintWritesLastCheckpointAndResumeFinishes) {
+TEST(Cli, SigintWritesLastCheckpointThatResumes) {
   TempDir dir;
   write(dir.file("syn.yaml"), kSyntheticConfig);
   const std::string out = dir.file("run");
@@ -171,10 +177,16 @@ TEST(Cli, SigintWritesLastCheckpointAndResumeFinishes) {
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << slurp(dir.file("child.log"));
   EXPECT_NE(slurp(dir.file("child.log")).find("signal"), std::string::npos);
-  // Resume with a short schedule: the checkpoint is valid and training finishes.
+  // The checkpoint is valid, and training resumes from it.
   const RunResult info = run("info " + out + "/last.safetensors --json");
   ASSERT_EQ(info.exit_code, 0) << info.err;
-  EXPECT_GT(nlohmann::json::parse(info.out).at("step").get<int64_t>(), 0);
+  const int64_t step = nlohmann::json::parse(info.out).at("step").get<int64_t>();
+  EXPECT_GT(step, 0);
+  const RunResult resumed = run("train " + args + " --resume " + out + "/last.safetensors" +
+                                " --set train.max_steps=" + std::to_string(step + 3));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  const RunResult after = run("info " + out + "/last.safetensors --json");
+  EXPECT_EQ(nlohmann::json::parse(after.out).at("step").get<int64_t>(), step + 3);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // Image-folder trees (JPEG and PNG decoding, ordering, every error), format detection for
 // load_cifar10, the train/test limits and the folder -> binary converter.
 #include <gtest/gtest.h>
-// jpeglib.h needs FILE and size_t declared first.
+// clang-format off
+#include <cstdio>  // jpeglib.h needs size_t and FILE declared first
 #include <jpeglib.h>
+// clang-format on
 #include <png.h>
 
 #include <cmath>

@@ -34,8 +34,8 @@ struct ConvProblem {
             conv_output_size(w, s, p.stride_w, p.pad_w, p.dilation_w), k};
   }
   std::string str() const {
-    return fmt::format("x [{},{},{},{}] w [{},{},{},{}] stride {}x{} pad {}x{} dilation {}x{}", n, h, w, c, k, r, s,
-                       c, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w);
+    return fmt::format("x [{},{},{},{}] w [{},{},{},{}] stride {}x{} pad {}x{} dilation {}x{}", n, h, w, c, k, r, s, c,
+                       p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w);
   }
 };
 

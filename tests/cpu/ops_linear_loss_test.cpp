@@ -81,17 +81,19 @@ TEST(OpsSoftmaxCrossEntropy, HandComputed2x3) {
   auto be = make_cpu_backend();
   const Tensor logits = Tensor::from_vector({2, 3}, {1, 2, 3, 1, 1, 1});
   const Tensor labels = labels_of({2, 0});
-  const std::vector<double> probs{0.09003057317038043, 0.24472847105479764, 0.6652409557748218, 1.0 / 3, 1.0 / 3,
-                                  1.0 / 3};
+  const std::vector<double> probs{
+      0.09003057317038043, 0.24472847105479764, 0.6652409557748218, 1.0 / 3, 1.0 / 3, 1.0 / 3};
   struct Case {
     float smoothing;
     double loss;
     std::vector<double> dlogits;
   };
   const Case cases[] = {
-      {0.0f, 0.7531091265562451,
+      {0.0f,
+       0.7531091265562451,
        {0.04501528658519022, 0.12236423552739882, -0.1673795221125891, -1.0 / 3, 1.0 / 6, 1.0 / 6}},
-      {0.2f, 0.8531091265562452,
+      {0.2f,
+       0.8531091265562452,
        {0.011681953251856884, 0.08903090219406548, -0.10071285544592246, -0.2666666666666667, 0.13333333333333333,
         0.13333333333333333}},
   };

@@ -81,8 +81,8 @@ TEST(OpsBatchNorm, EvalUsesRunningStatistics) {
   const BnState st = random_state(7, rng);
   Tensor y = poisoned(xs);
   be->batch_norm_forward_eval(x, st.gamma, st.beta, st.running_mean, st.running_var, kEps, y);
-  EXPECT_TRUE(close_l2(y, naive::batch_norm_forward_eval(x, st.gamma, st.beta, st.running_mean, st.running_var, kEps),
-                       kTol));
+  EXPECT_TRUE(
+      close_l2(y, naive::batch_norm_forward_eval(x, st.gamma, st.beta, st.running_mean, st.running_var, kEps), kTol));
 }
 
 TEST(OpsBatchNorm, BackwardMatchesNaive) {

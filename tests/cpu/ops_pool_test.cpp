@@ -48,8 +48,8 @@ Shape pooled(const Shape& x, const Pool2dParams& p) {
 
 TEST(OpsPool, HandComputedMax2x2) {
   auto be = make_cpu_backend();
-  const Tensor x = Tensor::from_vector({1, 4, 4, 1}, {1, 5, 2, 0,  //
-                                                      3, 4, 8, 8,  //
+  const Tensor x = Tensor::from_vector({1, 4, 4, 1}, {1, 5, 2, 0,    //
+                                                      3, 4, 8, 8,    //
                                                       -1, -2, 0, 6,  //
                                                       -3, -4, 7, 1});
   const Pool2dParams p = pool(2, 2, 2, 2, 0, 0);

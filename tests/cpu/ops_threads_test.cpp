@@ -31,7 +31,8 @@ void expect_same_for_thread_counts(F compute) {
     ASSERT_EQ(cpu_threads(), threads);
     const std::vector<std::vector<float>> got = compute();
     ASSERT_EQ(got.size(), reference.size());
-    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i], reference[i]) << "output " << i << ", " << threads << " threads";
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_EQ(got[i], reference[i]) << "output " << i << ", " << threads << " threads";
   }
 }
 
@@ -64,8 +65,8 @@ TEST_F(OpsThreads, BatchNormIdenticalForAnyThreadCount) {
     Tensor dx(xs), dgamma({8}), dbeta({8});
     be->batch_norm_forward_train(x, gamma, beta, y, mean, invstd, rm, rv, 0.1f, 1e-5f);
     be->batch_norm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta);
-    return std::vector<std::vector<float>>{y.to_vector(),  mean.to_vector(),   invstd.to_vector(), rm.to_vector(),
-                                           rv.to_vector(), dx.to_vector(),     dgamma.to_vector(), dbeta.to_vector()};
+    return std::vector<std::vector<float>>{y.to_vector(),  mean.to_vector(), invstd.to_vector(), rm.to_vector(),
+                                           rv.to_vector(), dx.to_vector(),   dgamma.to_vector(), dbeta.to_vector()};
   });
 }
 
