@@ -10,7 +10,8 @@
 namespace convnet {
 
 std::unique_ptr<Backend> make_cpu_backend();
-// Threads used by the CPU backend and OpenBLAS (0 = all hardware threads). Call before training.
+// Threads used by the CPU backend (0 = all hardware threads). GEMMs are split over them in fixed
+// blocks with OpenBLAS itself single-threaded, so results never depend on this. Call before training.
 void set_cpu_threads(int threads);
 int cpu_threads();
 // Registers "cpu" in the backend registry (core/base/backend_registry.h).

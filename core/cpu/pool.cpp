@@ -67,7 +67,11 @@ void max_update(const float* __restrict v, float* __restrict best, int32_t* __re
 // Adds dy to out for the channels whose window maximum sat at `local`. Branch-free to vectorise.
 void route_gradient(const float* __restrict dy, const int32_t* __restrict argmax, float* __restrict out,
                     int64_t channels, int32_t local) {
-  for (int64_t c = 0; c < channels; ++c) out[c] += argmax[c] == local ? dy[c] : 0.0f;
+  // Both operands are loaded unconditionally so the select compiles to a vector blend.
+  for (int64_t c = 0; c < channels; ++c) {
+    const float g = dy[c];
+    out[c] += argmax[c] == local ? g : 0.0f;
+  }
 }
 
 }  // namespace
