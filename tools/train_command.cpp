@@ -41,8 +41,8 @@ int print_dry_run(const Config& config, Graph& graph, bool json) {
 int train_command(const TrainOptions& options) {
   const Config config = load_config(options.config, options.overrides);
   const std::string yaml = to_yaml(config);
-  Backends backends(config.train);
   if (options.dry_run) {
+    Backends backends(config.train);
     Graph graph;
     build_graph(config, example_shape(config.data), backends, graph);
     return print_dry_run(config, graph, options.json);
