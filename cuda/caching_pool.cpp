@@ -9,6 +9,27 @@
 
 namespace convnet::cuda {
 
+namespace {
+// Statistics bookkeeping as a block of `size` bytes moves between the lists.
+void add_in_use(CachingPoolStats& s, size_t size) {
+  s.bytes_in_use += size;
+  s.blocks_in_use += 1;
+  s.peak_bytes_in_use = std::max(s.peak_bytes_in_use, s.bytes_in_use);
+}
+void remove_in_use(CachingPoolStats& s, size_t size) {
+  s.bytes_in_use -= size;
+  s.blocks_in_use -= 1;
+}
+void add_cached(CachingPoolStats& s, size_t size) {
+  s.bytes_cached += size;
+  s.blocks_cached += 1;
+}
+void remove_cached(CachingPoolStats& s, size_t size) {
+  s.bytes_cached -= size;
+  s.blocks_cached -= 1;
+}
+}  // namespace
+
 CachingPool::~CachingPool() {
   std::lock_guard<std::mutex> lock(mutex_);
   release_cache_locked();
@@ -31,11 +52,8 @@ void* CachingPool::allocate(size_t bytes) {
     void* ptr = it->second;
     free_blocks_.erase(it);
     used_blocks_.emplace(ptr, block_size);
-    stats_.bytes_cached -= block_size;
-    stats_.blocks_cached -= 1;
-    stats_.bytes_in_use += block_size;
-    stats_.blocks_in_use += 1;
-    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+    remove_cached(stats_, block_size);
+    add_in_use(stats_, block_size);
     stats_.cache_hits += 1;
     return ptr;
   }
@@ -56,9 +74,7 @@ void* CachingPool::allocate(size_t bytes) {
   }
   used_blocks_.emplace(ptr, size);
   stats_.raw_allocs += 1;
-  stats_.bytes_in_use += size;
-  stats_.blocks_in_use += 1;
-  stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
+  add_in_use(stats_, size);
   return ptr;
 }
 
@@ -69,10 +85,8 @@ void CachingPool::deallocate(void* ptr) noexcept {
   const size_t size = it->second;
   used_blocks_.erase(it);
   free_blocks_.emplace(size, ptr);
-  stats_.bytes_in_use -= size;
-  stats_.blocks_in_use -= 1;
-  stats_.bytes_cached += size;
-  stats_.blocks_cached += 1;
+  remove_in_use(stats_, size);
+  add_cached(stats_, size);
 }
 
 void CachingPool::empty_cache() {

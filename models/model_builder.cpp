@@ -14,8 +14,8 @@ std::vector<std::string> vgg_cfg(const std::string& name) {
       {"vgg16",
        {"64", "64", "M", "128", "128", "M", "256", "256", "256", "M", "512", "512", "512", "M", "512", "512", "512",
         "M"}},
-      {"vgg19", {"64", "64", "M", "128", "128", "M", "256", "256", "256", "256", "M", "512", "512", "512", "512",
-                 "M", "512", "512", "512", "512", "M"}},
+      {"vgg19", {"64",  "64",  "M",   "128", "128", "M",   "256", "256", "256", "256", "M",
+                 "512", "512", "512", "512", "M",   "512", "512", "512", "512", "M"}},
   };
   auto it = cfgs.find(name);
   if (it == cfgs.end()) throw ConfigError(fmt::format("model.name: '{}' is not a named VGG", name));
@@ -48,8 +48,7 @@ LayerSpec spec_of(const std::string& type) {
   return s;
 }
 
-void add_vgg(const ModelConfig& model, const std::vector<std::string>& cfg, const Shape& example_shape,
-             Graph& graph) {
+void add_vgg(const ModelConfig& model, const std::vector<std::string>& cfg, const Shape& example_shape, Graph& graph) {
   SequentialWriter features(graph, "features");
   int64_t h = example_shape[0], w = example_shape[1];
   int conv = 0, pool = 0;

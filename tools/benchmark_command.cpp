@@ -51,7 +51,8 @@ Tensor random_on(Backend& backend, const Shape& shape, Rng& rng) {
 double gemm_gflops(Backend& backend, int64_t m, int64_t n, int64_t k, int repeats, Rng& rng) {
   Tensor x = random_on(backend, {m, k}, rng), w = random_on(backend, {n, k}, rng);
   Tensor y = backend.empty({m, n});
-  const Timing t = time_pass(backend, [&] { backend.linear_forward(x, w, nullptr, y); }, repeats);
+  const Timing t = time_pass(
+      backend, [&] { backend.linear_forward(x, w, nullptr, y); }, repeats);
   return 2.0 * static_cast<double>(m * n * k) / (t.median_ms * 1e6);
 }
 
@@ -71,8 +72,10 @@ std::vector<Row> benchmark_layers(Graph& graph, int64_t batch, int repeats, Rng&
     auto row = [&](const std::string& pass, const Timing& t, double f, double b) {
       rows.push_back({layer.name(), layer.description(), pass, backend.name(), t, f, b, 0});
     };
-    row("forward", time_pass(backend, [&] { layer.forward(x, y, Mode::train); }, repeats), flops,
-        act_bytes + param_bytes);
+    row("forward",
+        time_pass(
+            backend, [&] { layer.forward(x, y, Mode::train); }, repeats),
+        flops, act_bytes + param_bytes);
     if (auto* conv = dynamic_cast<Conv2d*>(&layer)) {
       // The two backward GEMMs separately, each against a GEMM of its own size.
       Parameter& w = *conv->parameters()[0];
@@ -82,17 +85,21 @@ std::vector<Row> benchmark_layers(Graph& graph, int64_t batch, int repeats, Rng&
       const int64_t rsc = w.value.numel() / k;
       rows.back().gemm_gflops = gemm_gflops(backend, npq, k, rsc, repeats, rng);
       row("backward-data",
-          time_pass(backend, [&] { backend.conv2d_backward_data(dy, w.value, dx, p); }, repeats), flops,
-          act_bytes + param_bytes);
+          time_pass(
+              backend, [&] { backend.conv2d_backward_data(dy, w.value, dx, p); }, repeats),
+          flops, act_bytes + param_bytes);
       rows.back().gemm_gflops = gemm_gflops(backend, npq, rsc, k, repeats, rng);
       row("backward-filter",
-          time_pass(backend, [&] { backend.conv2d_backward_filter(x, dy, w.grad, nullptr, p); }, repeats), flops,
-          act_bytes + param_bytes);
+          time_pass(
+              backend, [&] { backend.conv2d_backward_filter(x, dy, w.grad, nullptr, p); }, repeats),
+          flops, act_bytes + param_bytes);
       rows.back().gemm_gflops = gemm_gflops(backend, k, rsc, npq, repeats, rng);
     } else {
       layer.forward(x, y, Mode::train);  // state for backward (argmax, saved statistics)
-      row("backward", time_pass(backend, [&] { layer.backward(x, y, dy, &dx); }, repeats), 2 * flops,
-          2 * act_bytes + 2 * param_bytes);
+      row("backward",
+          time_pass(
+              backend, [&] { layer.backward(x, y, dy, &dx); }, repeats),
+          2 * flops, 2 * act_bytes + 2 * param_bytes);
     }
   }
   return rows;
@@ -114,13 +121,16 @@ Timing benchmark_step(const Config& config, Graph& graph, int64_t batch, int rep
   Sgd sgd(config.optimizer,
           make_parameter_groups(config.optimizer, graph.named_parameters(), graph.parameter_backends()));
   const float smoothing = static_cast<float>(config.train.label_smoothing);
-  return time_pass(out_backend, [&] {
-    const Tensor& logits = graph.forward(x, Mode::train);
-    out_backend.softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
-    out_backend.softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
-    graph.backward(dlogits);
-    sgd.step(config.optimizer.lr * 1e-3);
-  }, repeats, 1);
+  return time_pass(
+      out_backend,
+      [&] {
+        const Tensor& logits = graph.forward(x, Mode::train);
+        out_backend.softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+        out_backend.softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+        graph.backward(dlogits);
+        sgd.step(config.optimizer.lr * 1e-3);
+      },
+      repeats, 1);
 }
 
 }  // namespace
@@ -149,7 +159,8 @@ int benchmark_command(const BenchmarkOptions& options) {
     conv_flops += r.flops;
     gemm_ms += r.flops / (r.gemm_gflops * 1e6);
   }
-  std::sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.timing.median_ms > b.timing.median_ms; });
+  std::sort(rows.begin(), rows.end(),
+            [](const Row& a, const Row& b) { return a.timing.median_ms > b.timing.median_ms; });
 
   const std::string model = options.config.empty() ? "vgg11 (batch_norm)" : options.config;
   if (options.json) {
@@ -160,10 +171,14 @@ int benchmark_command(const BenchmarkOptions& options) {
     j["repeats"] = options.repeats;
     j["layers"] = nlohmann::json::array();
     for (const Row& r : rows) {
-      nlohmann::json row = {{"layer", r.layer},           {"op", r.op},
-                            {"pass", r.pass},             {"backend", r.backend},
-                            {"median_ms", r.timing.median_ms}, {"min_ms", r.timing.min_ms},
-                            {"max_ms", r.timing.max_ms},  {"gflops_per_sec", r.gflops()},
+      nlohmann::json row = {{"layer", r.layer},
+                            {"op", r.op},
+                            {"pass", r.pass},
+                            {"backend", r.backend},
+                            {"median_ms", r.timing.median_ms},
+                            {"min_ms", r.timing.min_ms},
+                            {"max_ms", r.timing.max_ms},
+                            {"gflops_per_sec", r.gflops()},
                             {"gbytes_per_sec", r.gbps()}};
       if (r.gemm_gflops > 0) {
         row["gemm_gflops_per_sec"] = r.gemm_gflops;
@@ -175,8 +190,8 @@ int benchmark_command(const BenchmarkOptions& options) {
                         {"gflops_per_sec", conv_ms > 0 ? conv_flops / (conv_ms * 1e6) : 0},
                         {"gemm_equivalent_ms", gemm_ms},
                         {"ratio_to_gemm", conv_ms > 0 ? gemm_ms / conv_ms : 0}};
-    j["train_step"] = {{"median_ms", step.median_ms}, {"spread_pct", step.spread_pct()},
-                       {"images_per_sec", images_per_sec}};
+    j["train_step"] = {
+        {"median_ms", step.median_ms}, {"spread_pct", step.spread_pct()}, {"images_per_sec", images_per_sec}};
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
@@ -191,8 +206,9 @@ int benchmark_command(const BenchmarkOptions& options) {
                r.timing.median_ms, r.timing.spread_pct(), r.gflops(), r.gbps(), gemm, ratio);
   }
   if (conv_ms > 0)
-    fmt::print("convolutions (all passes): {:.1f} ms, {:.1f} GFLOP/s; the same-sized GEMMs alone: {:.1f} ms ({:.0f}%)\n",
-               conv_ms, conv_flops / (conv_ms * 1e6), gemm_ms, 100 * gemm_ms / conv_ms);
+    fmt::print(
+        "convolutions (all passes): {:.1f} ms, {:.1f} GFLOP/s; the same-sized GEMMs alone: {:.1f} ms ({:.0f}%)\n",
+        conv_ms, conv_flops / (conv_ms * 1e6), gemm_ms, 100 * gemm_ms / conv_ms);
   fmt::print("training step: {:.1f} ms median (spread {:.1f}%), {:.1f} images/s\n", step.median_ms, step.spread_pct(),
              images_per_sec);
   return 0;

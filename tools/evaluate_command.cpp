@@ -21,8 +21,7 @@ int evaluate_command(const EvaluateOptions& options) {
   if (!options.data_path.empty()) overrides.push_back("data.path=" + options.data_path);
   if (options.batch_size > 0) overrides.push_back(fmt::format("train.batch_size={}", options.batch_size));
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
-  const Config config =
-      parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
+  const Config config = parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
 
   Backends backends(config.train);
   ImageDataset test_set = load_test_split(config.data, config.train.seed, config.train.threads);

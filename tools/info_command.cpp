@@ -13,8 +13,10 @@ int info_command(const InfoOptions& options) {
   int64_t params = 0, optimizer_values = 0;
   for (const auto& t : s.tensors) {
     const int64_t n = shape_numel(t.shape);
-    if (t.name.rfind("optimizer.", 0) == 0) optimizer_values += n;
-    else if (t.dtype == "F32") params += n;
+    if (t.name.rfind("optimizer.", 0) == 0)
+      optimizer_values += n;
+    else if (t.dtype == "F32")
+      params += n;
   }
   if (options.json) {
     nlohmann::json j;
@@ -35,8 +37,9 @@ int info_command(const InfoOptions& options) {
   }
   fmt::print("checkpoint {}\n", options.checkpoint);
   fmt::print("  position: step {}, epoch {}, next batch {}\n", s.state.step, s.state.epoch + 1, s.state.batch_in_epoch);
-  fmt::print("  last lr {:g}, best test accuracy {}\n", s.state.lr,
-             s.state.best_accuracy < 0 ? std::string("(not evaluated)") : fmt::format("{:.2f}%", 100 * s.state.best_accuracy));
+  fmt::print(
+      "  last lr {:g}, best test accuracy {}\n", s.state.lr,
+      s.state.best_accuracy < 0 ? std::string("(not evaluated)") : fmt::format("{:.2f}%", 100 * s.state.best_accuracy));
   fmt::print("  data: {}\n", s.state.data_fingerprint);
   fmt::print("  {} tensors: {} model values (float32 parameters and statistics), {} optimizer values\n",
              s.tensors.size(), params, optimizer_values);

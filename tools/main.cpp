@@ -1,12 +1,28 @@
 // convnet: train, evaluate and benchmark convolutional nets.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "core/base/error.h"
 #include "core/base/log.h"
 #include "tools/commands.h"
+
+namespace {
+
+// Arguments that two subcommands share, spelled and checked the same way in both.
+void add_checkpoint_argument(CLI::App* cmd, std::string& path) {
+  cmd->add_option("checkpoint", path, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+}
+// `source` names where the default comes from: "checkpoint" or "config".
+void add_backend_option(CLI::App* cmd, std::string& backend, const std::string& source) {
+  cmd->add_option("--backend", backend, "cpu, cuda or cudnn (default: the " + source + "'s)");
+}
+void add_batch_size_option(CLI::App* cmd, int& batch_size, const std::string& source) {
+  cmd->add_option("--batch-size", batch_size, "Batch size (default: the " + source + "'s)")->check(CLI::PositiveNumber);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace convnet::cli;
@@ -36,34 +52,31 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
 
   EvaluateOptions eval;
   CLI::App* eval_cmd = app.add_subcommand("evaluate", "Evaluate a checkpoint on the whole test set");
-  eval_cmd->add_option("checkpoint", eval.checkpoint, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  add_checkpoint_argument(eval_cmd, eval.checkpoint);
   eval_cmd->add_option("--data", eval.data_path, "Data folder (default: the checkpoint's data.path)");
-  eval_cmd->add_option("--batch-size", eval.batch_size, "Batch size (default: the checkpoint's)")
-      ->check(CLI::PositiveNumber);
-  eval_cmd->add_option("--backend", eval.backend, "cpu, cuda or cudnn (default: the checkpoint's)");
+  add_batch_size_option(eval_cmd, eval.batch_size, "checkpoint");
+  add_backend_option(eval_cmd, eval.backend, "checkpoint");
   eval_cmd->add_flag("--json", eval.json, "Print one JSON object");
 
   BenchmarkOptions bench;
   CLI::App* bench_cmd = app.add_subcommand("benchmark", "Time every layer's forward and backward passes");
   bench_cmd->add_option("config", bench.config, "Model config (default: VGG-11 with BN)")->check(CLI::ExistingFile);
   bench_cmd->add_option("--set", bench.overrides, "Override a config key (repeatable)");
-  bench_cmd->add_option("--backend", bench.backend, "cpu, cuda or cudnn (default: the config's)");
-  bench_cmd->add_option("--batch-size", bench.batch_size, "Batch size (default: the config's)")
-      ->check(CLI::PositiveNumber);
+  add_backend_option(bench_cmd, bench.backend, "config");
+  add_batch_size_option(bench_cmd, bench.batch_size, "config");
   bench_cmd->add_option("--repeats", bench.repeats, "Timed repetitions per pass")->check(CLI::Range(3, 10000));
   bench_cmd->add_flag("--json", bench.json, "Print one JSON object");
 
   InfoOptions info;
   CLI::App* info_cmd = app.add_subcommand("info", "Describe a checkpoint");
-  info_cmd->add_option("checkpoint", info.checkpoint, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
+  add_checkpoint_argument(info_cmd, info.checkpoint);
   info_cmd->add_flag("--json", info.json, "Print one JSON object");
 
   std::string convert_src, convert_dst;
   CLI::App* convert_cmd =
       app.add_subcommand("convert-data", "Convert a class-per-folder image tree to CIFAR-10 binary files");
   convert_cmd->add_option("source", convert_src, "Folder with train/<class>/ and test/<class>/")->required();
-  convert_cmd->add_option("destination", convert_dst, "Output folder for data_batch_N.bin, test_batch.bin")
-      ->required();
+  convert_cmd->add_option("destination", convert_dst, "Output folder for data_batch_N.bin, test_batch.bin")->required();
 
   try {
     app.parse(argc, argv);

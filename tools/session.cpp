@@ -58,9 +58,8 @@ void build_graph(const Config& config, const Shape& example, Backends& backends,
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads) {
   if (data.dataset != "cifar10") return load_data(data, seed, threads).test;  // generated, cheap
   const DetectedFormat found = detect_cifar10_format(data.path, data.format);
-  ImageDataset test = found.format == DataFormat::binary
-                          ? load_cifar10_binary(found.dir, Split::test)
-                          : load_image_folder_split(found.dir + "/test", {}, threads);
+  ImageDataset test = found.format == DataFormat::binary ? load_cifar10_binary(found.dir, Split::test)
+                                                         : load_image_folder_split(found.dir + "/test", {}, threads);
   return apply_limit(std::move(test), data.test_limit, "data.test_limit");
 }
 

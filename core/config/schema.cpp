@@ -118,6 +118,13 @@ std::string_view last_name(std::string_view path) {
   return dot == std::string_view::npos ? path : path.substr(dot + 1);
 }
 
+// The first row of `table` whose `key` member equals `wanted`, or nullptr.
+template <class Row>
+const Row* find_row(const std::vector<Row>& table, std::string_view Row::*key, std::string_view wanted) {
+  const auto it = std::find_if(table.begin(), table.end(), [&](const Row& row) { return row.*key == wanted; });
+  return it == table.end() ? nullptr : &*it;
+}
+
 LayerKey layer_key(std::string_view name, decltype(LayerKey::member) member, Range range = Range::any(),
                    bool required = false) {
   return {name, member, range, required};
@@ -181,9 +188,7 @@ std::span<const Field> fields() {
 }
 
 const Field* find_field(std::string_view path) {
-  for (const Field& f : field_table())
-    if (f.path == path) return &f;
-  return nullptr;
+  return find_row(field_table(), &Field::path, path);
 }
 
 bool is_open_map(const Field& field) {
@@ -212,9 +217,7 @@ std::span<const LayerType> layer_types() {
 }
 
 const LayerType* find_layer_type(std::string_view type) {
-  for (const LayerType& t : layer_table())
-    if (t.type == type) return &t;
-  return nullptr;
+  return find_row(layer_table(), &LayerType::type, type);
 }
 
 bool is_pool(std::string_view type) {

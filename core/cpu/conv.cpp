@@ -1,13 +1,11 @@
 #include "core/cpu/conv.h"
 
 #include <algorithm>
-#include <vector>
 
 #include "core/base/error.h"
+#include "core/cpu/bias.h"
 #include "core/cpu/checks.h"
 #include "core/cpu/gemm.h"
-#include "core/cpu/parallel.h"
-#include "core/cpu/reduce.h"
 
 namespace convnet::cpu {
 
@@ -58,6 +56,13 @@ const float* columns_for(const float* x, int64_t n0, int64_t count, const ConvGe
   im2col(x_chunk, count, g, cols);
   return cols;
 }
+
+// Calls fn(n0, count) for consecutive chunks of conv_chunk_images(g) images covering the batch.
+template <class Fn>
+void for_each_chunk(const ConvGeometry& g, Fn&& fn) {
+  const int64_t chunk = conv_chunk_images(g);
+  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) fn(n0, std::min(chunk, g.n - n0));
+}
 }  // namespace
 
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p,
@@ -69,24 +74,13 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor
   const float* xp = x.f32();
   const float* wp = w.f32();
   float* yp = y.f32();
-  const int64_t chunk = conv_chunk_images(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
+  for_each_chunk(g, [&](int64_t n0, int64_t count) {
     const float* cols = columns_for(xp, n0, count, g, ws);
-    const int64_t rows = count * g.p * g.q;
     // y[rows, K] = cols[rows, RSC] * w[K, RSC]^T
-    sgemm(false, true, rows, g.k, g.patch(), 1.0f, cols, g.patch(), wp, g.patch(), 0.0f, yp + n0 * g.p * g.q * g.k,
-          g.k);
-  }
-  if (bias) {
-    const float* bp = bias->f32();
-    parallel_for(0, g.n * g.p * g.q, 256, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r) {
-        float* row = yp + r * g.k;
-        for (int64_t k = 0; k < g.k; ++k) row[k] += bp[k];
-      }
-    });
-  }
+    sgemm(false, true, count * g.p * g.q, g.k, g.patch(), 1.0f, cols, g.patch(), wp, g.patch(), 0.0f,
+          yp + n0 * g.p * g.q * g.k, g.k);
+  });
+  if (bias) add_bias(yp, g.n * g.p * g.q, g.k, bias->f32());
 }
 
 void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p, Workspace& ws) {
@@ -98,9 +92,7 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
   const float* dyp = dy.f32();
   const float* wp = w.f32();
   float* dxp = dx.f32();
-  const int64_t chunk = conv_chunk_images(g);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
+  for_each_chunk(g, [&](int64_t n0, int64_t count) {
     const int64_t rows = count * g.p * g.q;
     float* dx_chunk = dxp + n0 * g.h * g.w * g.c;
     // With identity geometry the columns are dx itself; otherwise scatter them back with col2im.
@@ -109,7 +101,7 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
     sgemm(false, false, rows, g.patch(), g.k, 1.0f, dyp + n0 * g.p * g.q * g.k, g.k, wp, g.patch(), 0.0f, cols,
           g.patch());
     if (!g.identity_columns()) col2im(cols, count, g, dx_chunk);
-  }
+  });
 }
 
 void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias, const Conv2dParams& p,
@@ -123,22 +115,14 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tenso
   const float* xp = x.f32();
   const float* dyp = dy.f32();
   float* dwp = dw.f32();
-  const int64_t chunk = conv_chunk_images(g);
   if (g.n == 0) std::fill(dwp, dwp + dw.numel(), 0.0f);
-  for (int64_t n0 = 0; n0 < g.n; n0 += chunk) {
-    const int64_t count = std::min(chunk, g.n - n0);
+  for_each_chunk(g, [&](int64_t n0, int64_t count) {
     const float* cols = columns_for(xp, n0, count, g, ws);
-    const int64_t rows = count * g.p * g.q;
     // dw[K, RSC] (+)= dy[rows, K]^T * cols[rows, RSC]; the chunk order is fixed, so this is deterministic.
-    sgemm(true, false, g.k, g.patch(), rows, 1.0f, dyp + n0 * g.p * g.q * g.k, g.k, cols, g.patch(),
+    sgemm(true, false, g.k, g.patch(), count * g.p * g.q, 1.0f, dyp + n0 * g.p * g.q * g.k, g.k, cols, g.patch(),
           n0 == 0 ? 0.0f : 1.0f, dwp, g.patch());
-  }
-  if (dbias) {
-    std::vector<double> sums(static_cast<size_t>(g.k));
-    column_sums(dyp, g.n * g.p * g.q, g.k, sums.data());
-    float* dbp = dbias->f32();
-    for (int64_t k = 0; k < g.k; ++k) dbp[k] = static_cast<float>(sums[static_cast<size_t>(k)]);
-  }
+  });
+  if (dbias) bias_gradient(dyp, g.n * g.p * g.q, g.k, dbias->f32());
 }
 
 }  // namespace convnet::cpu

@@ -36,6 +36,17 @@ PoolGeometry pool_geometry(const Shape& x_shape, const Pool2dParams& pr, const c
   return g;
 }
 
+// pool_geometry after checking an op's tensors: `image` (x or dx) is an f32 host tensor, `pooled`
+// (y or dy) is [N, P, Q, C] and, when given, `argmax` is i32 of the same shape.
+PoolGeometry checked_geometry(const char* op, const Pool2dParams& pr, const Tensor& image, const char* image_name,
+                              const Tensor& pooled, const char* pooled_name, const Tensor* argmax = nullptr) {
+  check_tensor(image, op, image_name);
+  const PoolGeometry g = pool_geometry(image.shape(), pr, op);
+  check_shape(pooled, {g.n, g.p, g.q, g.c}, op, pooled_name);
+  if (argmax) check_shape(*argmax, {g.n, g.p, g.q, g.c}, op, "argmax", DType::i32);
+  return g;
+}
+
 // Output positions o in [lo, hi] whose window (start o * stride - pad, extent kernel) covers input i.
 struct Range {
   int64_t lo, hi;
@@ -50,6 +61,74 @@ Range windows_covering(int64_t i, int64_t kernel, int64_t stride, int64_t pad, i
 // The valid part [lo, hi) of a window starting at `start` with extent `kernel` over [0, size).
 Range window_inside(int64_t start, int64_t kernel, int64_t size) {
   return {std::max<int64_t>(0, -start), std::min<int64_t>(kernel, size - start)};
+}
+
+// Calls fn(img, i) for every image img and row i in [0, rows) of it, rows spread over the threads.
+template <class Fn>
+void for_each_image_row(int64_t images, int64_t rows, Fn&& fn) {
+  parallel_for(0, images * rows, 2, [&](int64_t row0, int64_t row1) {
+    for (int64_t row = row0; row < row1; ++row) fn(row / rows, row % rows);
+  });
+}
+
+// The taps of one output position's window that lie inside the input: tap (r, s) reads input cell
+// origin + r * w + s (origin, the cell of tap (0, 0), may sit in the padding).
+struct WindowTaps {
+  int64_t origin, w, kernel_w;
+  Range rows, cols;
+  // Calls fn(input cell, window-local index r * kernel_w + s) for each tap, row by row.
+  template <class Fn>
+  void each(Fn&& fn) const {
+    for (int64_t r = rows.lo; r < rows.hi; ++r)
+      for (int64_t s = cols.lo; s < cols.hi; ++s) fn(origin + r * w + s, static_cast<int32_t>(r * kernel_w + s));
+  }
+};
+
+// Calls visit(output cell, taps) for every output position.
+template <class Visit>
+void for_each_window(const PoolGeometry& g, Visit&& visit) {
+  const Pool2dParams& pr = g.params;
+  for_each_image_row(g.n, g.p, [&](int64_t img, int64_t oh) {
+    const int64_t h0 = oh * pr.stride_h - pr.pad_h;
+    const Range rows = window_inside(h0, pr.kernel_h, g.h);
+    for (int64_t oq = 0; oq < g.q; ++oq) {
+      const int64_t w0 = oq * pr.stride_w - pr.pad_w;
+      visit((img * g.p + oh) * g.q + oq,
+            WindowTaps{(img * g.h + h0) * g.w + w0, g.w, pr.kernel_w, rows, window_inside(w0, pr.kernel_w, g.w)});
+    }
+  });
+}
+
+// The output windows that cover one input cell (ih, iw) of image img.
+struct CoveringWindows {
+  const PoolGeometry& g;
+  int64_t img, ih, iw;
+  Range oh, oq;
+  // Calls fn(output cell, local index of the input cell inside that window) for each window.
+  template <class Fn>
+  void each(Fn&& fn) const {
+    const Pool2dParams pr = g.params;
+    const int64_t p = g.p, q_out = g.q;
+    for (int64_t h = oh.lo; h <= oh.hi; ++h) {
+      const int64_t r = ih + pr.pad_h - h * pr.stride_h;
+      for (int64_t q = oq.lo; q <= oq.hi; ++q) {
+        const int64_t s = iw + pr.pad_w - q * pr.stride_w;
+        fn((img * p + h) * q_out + q, static_cast<int32_t>(r * pr.kernel_w + s));
+      }
+    }
+  }
+};
+
+// Calls visit(input cell, windows covering it) for every input position.
+template <class Visit>
+void for_each_input(const PoolGeometry& g, Visit&& visit) {
+  const Pool2dParams& pr = g.params;
+  for_each_image_row(g.n, g.h, [&](int64_t img, int64_t ih) {
+    const Range oh = windows_covering(ih, pr.kernel_h, pr.stride_h, pr.pad_h, g.p);
+    for (int64_t iw = 0; iw < g.w; ++iw)
+      visit((img * g.h + ih) * g.w + iw,
+            CoveringWindows{g, img, ih, iw, oh, windows_covering(iw, pr.kernel_w, pr.stride_w, pr.pad_w, g.q)});
+  });
 }
 
 // Folds one window position into the running per-channel maximum. Strictly greater keeps the
@@ -74,130 +153,80 @@ void route_gradient(const float* __restrict dy, const int32_t* __restrict argmax
   }
 }
 
+void add_to(float* __restrict out, const float* __restrict v, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c) out[c] += v[c];
+}
+
+// out[0, C) = factor * the sum of the C-vectors of src at the cells that `cells` visits (WindowTaps
+// for the forward average, CoveringWindows for its adjoint).
+template <class Cells>
+void average_into(float* out, const float* src, const Cells& cells, int64_t channels, float factor) {
+  std::fill(out, out + channels, 0.0f);
+  cells.each([&](int64_t cell, int32_t) { add_to(out, src + cell * channels, channels); });
+  for (int64_t c = 0; c < channels; ++c) out[c] *= factor;
+}
+
+// Padding counts towards the window size (PyTorch's count_include_pad).
+float average_factor(const Pool2dParams& pr) {
+  return 1.0f / static_cast<float>(pr.kernel_h * pr.kernel_w);
+}
+
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& pr) {
-  const char* op = "max_pool2d_forward";
-  check_tensor(x, op, "x");
-  const PoolGeometry g = pool_geometry(x.shape(), pr, op);
-  check_shape(y, {g.n, g.p, g.q, g.c}, op, "y");
-  check_shape(argmax, {g.n, g.p, g.q, g.c}, op, "argmax", DType::i32);
+  const PoolGeometry g = checked_geometry("max_pool2d_forward", pr, x, "x", y, "y", &argmax);
   const float* xp = x.f32();
   float* yp = y.f32();
   int32_t* ap = argmax.data<int32_t>();
-  parallel_for(0, g.n * g.p, 2, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t img = row / g.p, oh = row % g.p;
-      const int64_t h0 = oh * pr.stride_h - pr.pad_h;
-      const Range rr = window_inside(h0, pr.kernel_h, g.h);
-      for (int64_t oq = 0; oq < g.q; ++oq) {
-        const int64_t w0 = oq * pr.stride_w - pr.pad_w;
-        const Range sr = window_inside(w0, pr.kernel_w, g.w);
-        float* best = yp + (row * g.q + oq) * g.c;
-        int32_t* idx = ap + (row * g.q + oq) * g.c;
-        bool first = true;
-        for (int64_t r = rr.lo; r < rr.hi; ++r) {
-          for (int64_t s = sr.lo; s < sr.hi; ++s) {
-            const float* v = xp + ((img * g.h + h0 + r) * g.w + w0 + s) * g.c;
-            const auto local = static_cast<int32_t>(r * pr.kernel_w + s);
-            if (first) {
-              std::copy(v, v + g.c, best);
-              std::fill(idx, idx + g.c, local);
-              first = false;
-              continue;
-            }
-            max_update(v, best, idx, g.c, local);
-          }
-        }
+  const int64_t channels = g.c;
+  for_each_window(g, [&](int64_t out_cell, const WindowTaps& taps) {
+    float* best = yp + out_cell * channels;
+    int32_t* idx = ap + out_cell * channels;
+    bool first = true;
+    taps.each([&](int64_t in_cell, int32_t local) {
+      const float* v = xp + in_cell * channels;
+      if (first) {
+        std::copy(v, v + channels, best);
+        std::fill(idx, idx + channels, local);
+        first = false;
+        return;
       }
-    }
+      max_update(v, best, idx, channels, local);
+    });
   });
 }
 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, const Pool2dParams& pr) {
-  const char* op = "max_pool2d_backward";
-  check_tensor(dx, op, "dx");
-  const PoolGeometry g = pool_geometry(dx.shape(), pr, op);
-  check_shape(dy, {g.n, g.p, g.q, g.c}, op, "dy");
-  check_shape(argmax, {g.n, g.p, g.q, g.c}, op, "argmax", DType::i32);
+  const PoolGeometry g = checked_geometry("max_pool2d_backward", pr, dx, "dx", dy, "dy", &argmax);
   const float* dyp = dy.f32();
   const int32_t* ap = argmax.data<int32_t>();
   float* dxp = dx.f32();
-  parallel_for(0, g.n * g.h, 2, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t img = row / g.h, ih = row % g.h;
-      const Range oh_range = windows_covering(ih, pr.kernel_h, pr.stride_h, pr.pad_h, g.p);
-      for (int64_t iw = 0; iw < g.w; ++iw) {
-        float* out = dxp + (row * g.w + iw) * g.c;
-        std::fill(out, out + g.c, 0.0f);
-        const Range ow_range = windows_covering(iw, pr.kernel_w, pr.stride_w, pr.pad_w, g.q);
-        for (int64_t oh = oh_range.lo; oh <= oh_range.hi; ++oh) {
-          const int64_t r = ih + pr.pad_h - oh * pr.stride_h;
-          for (int64_t oq = ow_range.lo; oq <= ow_range.hi; ++oq) {
-            const int64_t s = iw + pr.pad_w - oq * pr.stride_w;
-            const auto local = static_cast<int32_t>(r * pr.kernel_w + s);
-            const int64_t base = ((img * g.p + oh) * g.q + oq) * g.c;
-            route_gradient(dyp + base, ap + base, out, g.c, local);
-          }
-        }
-      }
-    }
+  const int64_t channels = g.c;
+  for_each_input(g, [&](int64_t in_cell, const CoveringWindows& windows) {
+    float* out = dxp + in_cell * channels;
+    std::fill(out, out + channels, 0.0f);
+    windows.each([&](int64_t out_cell, int32_t local) {
+      route_gradient(dyp + out_cell * channels, ap + out_cell * channels, out, channels, local);
+    });
   });
 }
 
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& pr) {
-  const char* op = "avg_pool2d_forward";
-  check_tensor(x, op, "x");
-  const PoolGeometry g = pool_geometry(x.shape(), pr, op);
-  check_shape(y, {g.n, g.p, g.q, g.c}, op, "y");
+  const PoolGeometry g = checked_geometry("avg_pool2d_forward", pr, x, "x", y, "y");
   const float* xp = x.f32();
   float* yp = y.f32();
-  const float scale = 1.0f / static_cast<float>(pr.kernel_h * pr.kernel_w);
-  parallel_for(0, g.n * g.p, 2, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t img = row / g.p, oh = row % g.p;
-      const int64_t h0 = oh * pr.stride_h - pr.pad_h;
-      const Range rr = window_inside(h0, pr.kernel_h, g.h);
-      for (int64_t oq = 0; oq < g.q; ++oq) {
-        const int64_t w0 = oq * pr.stride_w - pr.pad_w;
-        const Range sr = window_inside(w0, pr.kernel_w, g.w);
-        float* out = yp + (row * g.q + oq) * g.c;
-        std::fill(out, out + g.c, 0.0f);
-        for (int64_t r = rr.lo; r < rr.hi; ++r)
-          for (int64_t s = sr.lo; s < sr.hi; ++s) {
-            const float* v = xp + ((img * g.h + h0 + r) * g.w + w0 + s) * g.c;
-            for (int64_t c = 0; c < g.c; ++c) out[c] += v[c];
-          }
-        for (int64_t c = 0; c < g.c; ++c) out[c] *= scale;
-      }
-    }
-  });
+  const float factor = average_factor(pr);
+  for_each_window(
+      g, [&](int64_t out_cell, const WindowTaps& taps) { average_into(yp + out_cell * g.c, xp, taps, g.c, factor); });
 }
 
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& pr) {
-  const char* op = "avg_pool2d_backward";
-  check_tensor(dx, op, "dx");
-  const PoolGeometry g = pool_geometry(dx.shape(), pr, op);
-  check_shape(dy, {g.n, g.p, g.q, g.c}, op, "dy");
+  const PoolGeometry g = checked_geometry("avg_pool2d_backward", pr, dx, "dx", dy, "dy");
   const float* dyp = dy.f32();
   float* dxp = dx.f32();
-  const float scale = 1.0f / static_cast<float>(pr.kernel_h * pr.kernel_w);
-  parallel_for(0, g.n * g.h, 2, [&](int64_t row0, int64_t row1) {
-    for (int64_t row = row0; row < row1; ++row) {
-      const int64_t img = row / g.h, ih = row % g.h;
-      const Range oh_range = windows_covering(ih, pr.kernel_h, pr.stride_h, pr.pad_h, g.p);
-      for (int64_t iw = 0; iw < g.w; ++iw) {
-        float* out = dxp + (row * g.w + iw) * g.c;
-        std::fill(out, out + g.c, 0.0f);
-        const Range ow_range = windows_covering(iw, pr.kernel_w, pr.stride_w, pr.pad_w, g.q);
-        for (int64_t oh = oh_range.lo; oh <= oh_range.hi; ++oh)
-          for (int64_t oq = ow_range.lo; oq <= ow_range.hi; ++oq) {
-            const float* src = dyp + ((img * g.p + oh) * g.q + oq) * g.c;
-            for (int64_t c = 0; c < g.c; ++c) out[c] += src[c];
-          }
-        for (int64_t c = 0; c < g.c; ++c) out[c] *= scale;
-      }
-    }
+  const float factor = average_factor(pr);
+  for_each_input(g, [&](int64_t in_cell, const CoveringWindows& windows) {
+    average_into(dxp + in_cell * g.c, dyp, windows, g.c, factor);
   });
 }
 

@@ -31,7 +31,6 @@ struct SafetensorsFile {
   const Tensor* find(const std::string& name) const;  // nullptr when absent
 };
 
-
 // Writes atomically: a temporary file beside `path`, fsync, rename over `path`, fsync of the
 // directory. A failure at any point leaves any previous file at `path` intact. Throws Error.
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,

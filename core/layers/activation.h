@@ -5,23 +5,27 @@
 
 namespace convnet {
 
-class ReLU final : public Layer {
+// What the elementwise activations share: no parameters, output shape = input shape.
+class Activation : public Layer {
  public:
-  explicit ReLU(std::string name) : Layer(std::move(name)) {}
+  explicit Activation(std::string name) : Layer(std::move(name)) {}
+  std::string description() const override { return type(); }  // "relu", "gelu"
+  Shape configure(const Shape& input_shape) override;          // same shape; ConfigError on an empty shape
+};
+
+class ReLU final : public Activation {
+ public:
+  using Activation::Activation;
   std::string type() const override { return "relu"; }
-  std::string description() const override { return "relu"; }
-  Shape configure(const Shape& input_shape) override;  // same shape; ConfigError on an empty shape
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   // Uses the forward output (y > 0), so y must be the output of the matching forward.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 };
 
-class GELU final : public Layer {
+class GELU final : public Activation {
  public:
-  explicit GELU(std::string name) : Layer(std::move(name)) {}
+  using Activation::Activation;
   std::string type() const override { return "gelu"; }
-  std::string description() const override { return "gelu"; }
-  Shape configure(const Shape& input_shape) override;  // same shape; ConfigError on an empty shape
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 };

@@ -15,9 +15,7 @@ Conv2d::Conv2d(std::string name, int out_channels, int kernel, int stride, int p
       dilation_(dilation),
       bias_(bias) {
   if (out_channels <= 0) config_error("out_channels must be positive, got {}", out_channels);
-  if (kernel <= 0) config_error("kernel must be positive, got {}", kernel);
-  if (stride <= 0) config_error("stride must be positive, got {}", stride);
-  if (padding < 0) config_error("padding must be non-negative, got {}", padding);
+  layer_util::check_window(*this, kernel, stride, padding);
   if (dilation <= 0) config_error("dilation must be positive, got {}", dilation);
   weight_.name = "weight";
   weight_.layout = ExportLayout::krsc_to_oihw;
@@ -42,9 +40,8 @@ Conv2dParams Conv2d::conv_params() const {
 }
 
 Shape Conv2d::configure(const Shape& in) {
-  if (in.size() != 3) config_error("expects an image input [H, W, C], got {}", shape_str(in));
+  layer_util::check_image_input(*this, in);
   const int64_t h = in[0], w = in[1], c = in[2];
-  if (h <= 0 || w <= 0 || c <= 0) config_error("empty input {}", shape_str(in));
   const int64_t span = static_cast<int64_t>(dilation_) * (kernel_ - 1) + 1;
   if (h + 2 * padding_ < span || w + 2 * padding_ < span) {
     std::string detail;

@@ -10,7 +10,7 @@ std::string Flatten::description() const {
 }
 
 Shape Flatten::configure(const Shape& in) {
-  if (in.empty() || shape_numel(in) <= 0) config_error("expects a non-empty input, got {}", shape_str(in));
+  layer_util::check_nonempty_input(*this, in);
   return record_shapes(in, {shape_numel(in)});
 }
 

@@ -2,6 +2,21 @@
 
 namespace convnet::layer_util {
 
+void check_nonempty_input(const Layer& layer, const Shape& in) {
+  if (in.empty() || shape_numel(in) <= 0) config_error(layer, "expects a non-empty input, got {}", shape_str(in));
+}
+
+void check_image_input(const Layer& layer, const Shape& in) {
+  if (in.size() != 3) config_error(layer, "expects an image input [H, W, C], got {}", shape_str(in));
+  if (in[0] <= 0 || in[1] <= 0 || in[2] <= 0) config_error(layer, "empty input {}", shape_str(in));
+}
+
+void check_window(const Layer& layer, int kernel, int stride, int padding) {
+  if (kernel <= 0) config_error(layer, "kernel must be positive, got {}", kernel);
+  if (stride <= 0) config_error(layer, "stride must be positive, got {}", stride);
+  if (padding < 0) config_error(layer, "padding must be non-negative, got {}", padding);
+}
+
 Shape with_batch(int64_t n, const Shape& example) {
   Shape shape;
   shape.reserve(example.size() + 1);
@@ -36,6 +51,5 @@ void upload(Backend& backend, Tensor& dst, const Tensor& host) {
                 shape_str(dst.shape()));
   backend.copy(dst, host);
 }
-
 
 }  // namespace convnet::layer_util

@@ -1,12 +1,32 @@
 // Helpers shared by the layer implementations in core/layers (not part of the Layer contract).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <string_view>
+#include <utility>
 
+#include "core/base/error.h"
 #include "core/layers/layer.h"
 
 namespace convnet::layer_util {
+
+// Throws ConfigError "<layer name>: <message>" (Layer::config_error, for checks made outside the layer).
+template <class... Args>
+[[noreturn]] void config_error(const Layer& layer, fmt::format_string<Args...> f, Args&&... args) {
+  throw ConfigError(fmt::format("{}: {}", layer.name(), fmt::format(f, std::forward<Args>(args)...)));
+}
+
+// ConfigError unless `in` has at least one dimension and no empty one:
+// "relu4: expects a non-empty input, got []".
+void check_nonempty_input(const Layer& layer, const Shape& in);
+// ConfigError unless `in` is an image [H, W, C] with no empty dimension:
+// "conv1: expects an image input [H, W, C], got [32, 3]", "conv1: empty input [0, 4, 3]".
+void check_image_input(const Layer& layer, const Shape& in);
+// ConfigError unless a square sliding window (convolution or pooling) has kernel >= 1, stride >= 1
+// and padding >= 0, checked in that order: "conv1: kernel must be positive, got 0".
+void check_window(const Layer& layer, int kernel, int stride, int padding);
 
 // {n, example...}: the batch shape of a per-example shape.
 Shape with_batch(int64_t n, const Shape& example);
@@ -25,6 +45,5 @@ int64_t check_io(const Layer& layer, const Tensor& x, const Tensor& y);
 
 // Copies a host tensor into a (possibly device) tensor of the same numel through the backend.
 void upload(Backend& backend, Tensor& dst, const Tensor& host);
-
 
 }  // namespace convnet::layer_util

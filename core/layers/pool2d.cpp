@@ -6,9 +6,7 @@ namespace convnet {
 
 Pool2d::Pool2d(std::string name, int kernel, int stride, int padding)
     : Layer(std::move(name)), kernel_(kernel), stride_(stride == 0 ? kernel : stride), padding_(padding) {
-  if (kernel <= 0) config_error("kernel must be positive, got {}", kernel);
-  if (stride < 0) config_error("stride must be positive, got {}", stride);
-  if (padding < 0) config_error("padding must be non-negative, got {}", padding);
+  layer_util::check_window(*this, kernel, stride_, padding);  // stride 0 became the kernel
   if (padding > kernel / 2)
     config_error("padding {} is more than half the {}x{} kernel (PyTorch requires padding <= kernel / 2 = {})", padding,
                  kernel, kernel, kernel / 2);
@@ -29,9 +27,8 @@ Pool2dParams Pool2d::pool_params() const {
 }
 
 Shape Pool2d::configure(const Shape& in) {
-  if (in.size() != 3) config_error("expects an image input [H, W, C], got {}", shape_str(in));
+  layer_util::check_image_input(*this, in);
   const int64_t h = in[0], w = in[1], c = in[2];
-  if (h <= 0 || w <= 0 || c <= 0) config_error("empty input {}", shape_str(in));
   if (h + 2 * padding_ < kernel_ || w + 2 * padding_ < kernel_)
     config_error("input {}x{} is smaller than the {}x{} pooling window", h, w, kernel_, kernel_);
   const int64_t p = conv_output_size(h, kernel_, stride_, padding_);
@@ -67,8 +64,7 @@ void AvgPool2d::backward(const Tensor& /*x*/, const Tensor& /*y*/, const Tensor&
 }
 
 Shape GlobalAvgPool::configure(const Shape& in) {
-  if (in.size() != 3) config_error("expects an image input [H, W, C], got {}", shape_str(in));
-  if (in[0] <= 0 || in[1] <= 0 || in[2] <= 0) config_error("empty input {}", shape_str(in));
+  layer_util::check_image_input(*this, in);
   if (in[0] > INT32_MAX || in[1] > INT32_MAX) config_error("input {} is too large", shape_str(in));
   return record_shapes(in, {in[2]});
 }

@@ -104,8 +104,10 @@ std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer) {
     Backend& backend = graph.layer_backend(i);
     for (Parameter* p : layer.parameters()) {
       Layout layout;
-      if (p->layout == ExportLayout::krsc_to_oihw) layout.kind = Layout::krsc_to_oihw;
-      else if (p->name == "weight" && layer.type() == "linear") layout = linear_layout;
+      if (p->layout == ExportLayout::krsc_to_oihw)
+        layout.kind = Layout::krsc_to_oihw;
+      else if (p->name == "weight" && layer.type() == "linear")
+        layout = linear_layout;
       out.push_back({graph.module(i) + "." + p->name, &p->value, &backend, layout});
     }
     for (Buffer* b : layer.buffers())
@@ -124,7 +126,9 @@ std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer) {
   return out;
 }
 
-std::string rng_to_string(const Rng::State& s) { return fmt::format("{:016x}{:016x}{:016x}{:016x}", s[0], s[1], s[2], s[3]); }
+std::string rng_to_string(const Rng::State& s) {
+  return fmt::format("{:016x}{:016x}{:016x}{:016x}", s[0], s[1], s[2], s[3]);
+}
 
 template <class T>
 T parse_number(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path) {
@@ -195,7 +199,8 @@ TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimi
   for (const ModelTensor& t : model_tensors(graph, optimizer)) {
     expected.insert(t.name);
     const Tensor* found = file.find(t.name);
-    if (!found) throw Error(fmt::format("checkpoint '{}': tensor '{}' is missing (does the model match?)", path, t.name));
+    if (!found)
+      throw Error(fmt::format("checkpoint '{}': tensor '{}' is missing (does the model match?)", path, t.name));
     const Shape want = exported_shape(t.value->shape(), t.layout);
     if (found->shape() != want)
       throw Error(fmt::format("checkpoint '{}': tensor '{}' has shape {}, the model expects {}", path, t.name,
@@ -218,7 +223,8 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
   CheckpointSummary s;
   s.state = state_from_metadata(file.metadata, path);
   s.metadata = file.metadata;
-  for (const NamedTensor& nt : file.tensors) s.tensors.push_back({nt.name, dtype_name(nt.tensor.dtype()), nt.tensor.shape()});
+  for (const NamedTensor& nt : file.tensors)
+    s.tensors.push_back({nt.name, dtype_name(nt.tensor.dtype()), nt.tensor.shape()});
   return s;
 }
 

@@ -27,8 +27,8 @@ struct TrainingState {
   int64_t epoch = 0;           // epoch of the next batch
   int64_t batch_in_epoch = 0;  // index of the next batch within `epoch`
   Rng::State rng{};
-  double best_accuracy = -1;   // best test accuracy so far (-1: none yet)
-  double lr = 0;               // learning rate of the last step (informational)
+  double best_accuracy = -1;  // best test accuracy so far (-1: none yet)
+  double lr = 0;              // learning rate of the last step (informational)
   std::string config_yaml;
   std::string data_fingerprint;
 };

@@ -13,7 +13,9 @@ Shape batched(int64_t batch, const Shape& example) {
   return s;
 }
 // The backend that can reach both devices: a GPU backend copies to and from the host.
-Backend& bridge(Backend& a, Backend& b) { return a.device().kind != DeviceKind::cpu ? a : b; }
+Backend& bridge(Backend& a, Backend& b) {
+  return a.device().kind != DeviceKind::cpu ? a : b;
+}
 }  // namespace
 
 void Graph::add(std::unique_ptr<Layer> layer, std::string module) {
@@ -118,10 +120,10 @@ void Graph::backward(const Tensor& dout) {
   const Tensor* dy = &dout;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& n = nodes_[i];
-    const Tensor& x = i == 0 ? (staged_inputs_[0].defined() && last_input_->device() != n.backend->device()
-                                    ? staged_inputs_[0]
-                                    : *last_input_)
-                             : (staged_inputs_[i].defined() ? staged_inputs_[i] : nodes_[i - 1].output);
+    const Tensor& x =
+        i == 0 ? (staged_inputs_[0].defined() && last_input_->device() != n.backend->device() ? staged_inputs_[0]
+                                                                                              : *last_input_)
+               : (staged_inputs_[i].defined() ? staged_inputs_[i] : nodes_[i - 1].output);
     Tensor* dx = nullptr;
     if (i > 0) dx = staged_grads_[i].defined() ? &staged_grads_[i] : &nodes_[i - 1].grad_output;
     n.layer->backward(x, n.output, *dy, dx);
@@ -180,8 +182,8 @@ std::vector<Graph::LayerSummary> Graph::summary() {
 }
 
 std::string Graph::summary_table() {
-  std::string out = fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14}\n", "layer", "op", "backend",
-                                "output (HWC)", "params", "MFLOPs/ex");
+  std::string out = fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14}\n", "layer", "op", "backend", "output (HWC)",
+                                "params", "MFLOPs/ex");
   for (const LayerSummary& r : summary())
     out += fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14.3f}\n", r.name, r.description, r.backend,
                        shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6);

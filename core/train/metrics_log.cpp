@@ -19,7 +19,8 @@ MetricsLog::~MetricsLog() {
 }
 
 void MetricsLog::write(const MetricsRecord& r) {
-  nlohmann::json j = {{"split", r.split}, {"step", r.step}, {"epoch", r.epoch}, {"loss", r.loss}, {"accuracy", r.accuracy}};
+  nlohmann::json j = {
+      {"split", r.split}, {"step", r.step}, {"epoch", r.epoch}, {"loss", r.loss}, {"accuracy", r.accuracy}};
   if (r.split == "train") {
     j["lr"] = r.lr;
     j["images_per_sec"] = r.images_per_sec;

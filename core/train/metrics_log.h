@@ -4,8 +4,8 @@
 // (completed epochs plus the position within the current one).
 #pragma once
 
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 

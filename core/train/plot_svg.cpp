@@ -1,8 +1,9 @@
 #include "core/train/plot_svg.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-#include <fmt/format.h>
 #include <limits>
 
 namespace convnet {
@@ -31,10 +32,14 @@ double nice_step(double span, int ticks) {
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else
+      out += c;
   }
   return out;
 }
@@ -46,8 +51,8 @@ std::string draw_panel(const Panel& p, const std::vector<Series>& series) {
       if (!std::isfinite(y)) continue;
       xmin = std::min(xmin, x), xmax = std::max(xmax, x), ymin = std::min(ymin, y), ymax = std::max(ymax, y);
     }
-  std::string svg = fmt::format(R"(<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>)", p.x0 + p.width / 2,
-                                p.y0 - 10, escape(p.title));
+  std::string svg = fmt::format(R"(<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>)",
+                                p.x0 + p.width / 2, p.y0 - 10, escape(p.title));
   svg += fmt::format(R"(<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)", p.x0, p.y0, p.width,
                      p.height);
   if (!std::isfinite(xmin)) return svg + fmt::format(R"(<text x="{}" y="{}">no data yet</text>)", p.x0 + 20, p.y0 + 30);
@@ -59,8 +64,9 @@ std::string draw_panel(const Panel& p, const std::vector<Series>& series) {
   auto px = [&](double x) { return p.x0 + (x - xmin) / (xmax - xmin) * p.width; };
   auto py = [&](double y) { return p.y0 + p.height - (y - ymin) / (ymax - ymin) * p.height; };
   for (double y = ymin; y <= ymax + ystep / 2; y += ystep)
-    svg += fmt::format(R"(<line x1="{0}" x2="{1}" y1="{2:.1f}" y2="{2:.1f}" stroke="#eee"/><text x="{3}" y="{4:.1f}" font-size="11" text-anchor="end">{5:g}</text>)",
-                       p.x0, p.x0 + p.width, py(y), p.x0 - 5, py(y) + 4, y);
+    svg += fmt::format(
+        R"(<line x1="{0}" x2="{1}" y1="{2:.1f}" y2="{2:.1f}" stroke="#eee"/><text x="{3}" y="{4:.1f}" font-size="11" text-anchor="end">{5:g}</text>)",
+        p.x0, p.x0 + p.width, py(y), p.x0 - 5, py(y) + 4, y);
   const double xstep = nice_step(xmax - xmin, 5);
   for (double x = std::ceil(xmin / xstep) * xstep; x <= xmax; x += xstep)
     svg += fmt::format(R"(<text x="{:.1f}" y="{}" font-size="11" text-anchor="middle">{:g}</text>)", px(x),
@@ -95,9 +101,8 @@ std::string render_metrics_svg(const std::vector<MetricsRecord>& records, const 
       test_acc.points.emplace_back(r.epoch, r.accuracy);
     }
   }
-  std::string svg =
-      R"(<svg xmlns="http://www.w3.org/2000/svg" width="960" height="400" font-family="sans-serif">)"
-      R"(<rect width="100%" height="100%" fill="white"/>)";
+  std::string svg = R"(<svg xmlns="http://www.w3.org/2000/svg" width="960" height="400" font-family="sans-serif">)"
+                    R"(<rect width="100%" height="100%" fill="white"/>)";
   svg += fmt::format(R"(<text x="480" y="22" font-size="16" text-anchor="middle">{}</text>)", escape(title));
   svg += draw_panel({70, 60, 360, 280, "loss", "epoch"}, {loss, test_loss});
   svg += draw_panel({560, 60, 360, 280, "accuracy", "epoch"}, {train_acc, test_acc});

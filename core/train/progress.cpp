@@ -15,7 +15,9 @@ std::string format_duration(double seconds) {
 }
 
 Progress::Progress(int64_t total_steps, int every)
-    : total_steps_(total_steps), every_(every), tty_(isatty(STDOUT_FILENO) == 1),
+    : total_steps_(total_steps),
+      every_(every),
+      tty_(isatty(STDOUT_FILENO) == 1),
       start_(std::chrono::steady_clock::now()) {}
 
 void Progress::update(int64_t step, int64_t epoch, int64_t batch, int64_t batches_per_epoch, double loss,
@@ -27,9 +29,9 @@ void Progress::update(int64_t step, int64_t epoch, int64_t batch, int64_t batche
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double per_step = elapsed / static_cast<double>(std::max<int64_t>(step - first_step_, 1));
   const double eta = per_step * static_cast<double>(std::max<int64_t>(total_steps_ - step, 0));
-  const std::string text = fmt::format("epoch {} [{}/{}] step {}/{}  loss {:.4f}  acc {:.2f}%  {:.0f} img/s  ETA {}",
-                                       epoch + 1, batch + 1, batches_per_epoch, step, total_steps_, loss,
-                                       100 * accuracy, images_per_sec, format_duration(eta));
+  const std::string text =
+      fmt::format("epoch {} [{}/{}] step {}/{}  loss {:.4f}  acc {:.2f}%  {:.0f} img/s  ETA {}", epoch + 1, batch + 1,
+                  batches_per_epoch, step, total_steps_, loss, 100 * accuracy, images_per_sec, format_duration(eta));
   if (tty_) {
     std::printf("\r%s\033[K", text.c_str());
     std::fflush(stdout);

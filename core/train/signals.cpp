@@ -7,7 +7,9 @@ namespace convnet {
 
 namespace {
 std::atomic<int> g_signal{0};
-extern "C" void record_signal(int sig) { g_signal.store(sig); }
+extern "C" void record_signal(int sig) {
+  g_signal.store(sig);
+}
 struct sigaction g_old_int, g_old_term;
 }  // namespace
 
@@ -25,6 +27,8 @@ StopSignals::~StopSignals() {
   sigaction(SIGTERM, &g_old_term, nullptr);
 }
 
-int StopSignals::received() const { return g_signal.load(); }
+int StopSignals::received() const {
+  return g_signal.load();
+}
 
 }  // namespace convnet

@@ -23,7 +23,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // Running means over the steps of one epoch.
 struct EpochStats {
@@ -158,7 +160,8 @@ TrainResult Trainer::run(const std::string& resume_path) {
       const double epoch_position =
           static_cast<double>(epoch) + static_cast<double>(batch.index + 1) / static_cast<double>(steps_per_epoch);
       if (state.step % tc.log_every == 0)
-        metrics.write({"train", state.step, epoch_position, lr, stats.loss(), stats.accuracy(), stats.images_per_sec()});
+        metrics.write(
+            {"train", state.step, epoch_position, lr, stats.loss(), stats.accuracy(), stats.images_per_sec()});
       if (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) save_last();
       if (const int sig = signals.received()) {
         progress.finish_line();

@@ -20,13 +20,13 @@
 namespace convnet {
 
 struct TrainResult {
-  int64_t steps = 0;            // optimizer steps completed in all (including before a resume)
-  double last_train_loss = 0;   // mean training loss over the last epoch (or partial epoch)
+  int64_t steps = 0;           // optimizer steps completed in all (including before a resume)
+  double last_train_loss = 0;  // mean training loss over the last epoch (or partial epoch)
   double final_test_accuracy = -1;
   double best_test_accuracy = -1;
-  double seconds = 0;           // wall time of this run() call
+  double seconds = 0;  // wall time of this run() call
   bool interrupted = false;
-  int signal = 0;               // the signal that interrupted the run
+  int signal = 0;  // the signal that interrupted the run
 };
 
 class Trainer {

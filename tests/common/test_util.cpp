@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <sstream>
 
@@ -27,6 +29,10 @@ std::vector<double> to_double(const Tensor& t) {
   out.reserve(static_cast<size_t>(t.numel()));
   for (float x : t.span()) out.push_back(x);
   return out;
+}
+
+Tensor poisoned(const Shape& shape) {
+  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
 }
 
 double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b) {
@@ -67,6 +73,26 @@ double relative_l2_error(const Tensor& a, const Tensor& b) {
 
 ::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance) {
   return close_l2(actual, to_double(expected), tolerance);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
+  const std::string bytes = read_file(path);
+  return {bytes.begin(), bytes.end()};
+}
+
+void write_file(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  EXPECT_TRUE(out.good()) << "cannot write " << path;
+}
+
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
+  write_file(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
 TempDir::TempDir() {

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "core/base/error.h"
 #include "core/base/rng.h"
 #include "core/base/tensor.h"
 
@@ -17,6 +19,8 @@ Tensor random_tensor(const Shape& shape, Rng& rng, float low = -1.0f, float high
 // Host i32 tensor with values uniform in [0, bound).
 Tensor random_labels(int64_t n, int bound, Rng& rng);
 std::vector<double> to_double(const Tensor& t);
+// Host f32 tensor of NaNs: the output of an op that must overwrite every element.
+Tensor poisoned(const Shape& shape);
 
 // ||a - b||_2 / max(||b||_2, tiny); NaN anywhere gives +inf so NaN never passes.
 double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b);
@@ -26,6 +30,25 @@ double relative_l2_error(const Tensor& a, const Tensor& b);
 // gtest assertion: relative L2 error below `tolerance`, printing the first mismatching elements.
 ::testing::AssertionResult close_l2(const Tensor& actual, const std::vector<double>& expected, double tolerance);
 ::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance);
+
+// The what() of the E that fn() throws, or "" when it returns normally (other exceptions pass).
+template <class E = Error, class Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The whole file; "" when it cannot be opened.
+std::string read_file(const std::string& path);
+// read_file as unsigned bytes.
+std::vector<uint8_t> read_file_bytes(const std::string& path);
+// Creates or truncates `path` and writes `bytes`; a gtest failure when the write fails.
+void write_file(const std::string& path, std::string_view bytes);
+void write_file(const std::string& path, const std::vector<uint8_t>& bytes);
 
 // A fresh temporary directory under the system temp dir, removed by the destructor.
 class TempDir {

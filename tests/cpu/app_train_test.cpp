@@ -107,8 +107,7 @@ TEST(AppTrain, NanLossStopsWithClearErrorAndKeepsLastGoodCheckpoint) {
   TempDir dir;
   train(small_config(dir.path(), {"train.epochs=1"}));
   const std::string last = dir.file("last.safetensors");
-  std::ifstream in(last, std::ios::binary);
-  const std::string good((std::istreambuf_iterator<char>(in)), {});
+  const std::string good = testing::read_file(last);
   try {
     train(small_config(dir.path(), {"train.epochs=2", "optimizer.lr=1e30", "schedule.warmup_epochs=0"}), last);
     FAIL() << "expected a NaN/Inf loss error";
@@ -116,8 +115,7 @@ TEST(AppTrain, NanLossStopsWithClearErrorAndKeepsLastGoodCheckpoint) {
     EXPECT_NE(std::string(e.what()).find("the loss is"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("last good checkpoint"), std::string::npos) << e.what();
   }
-  std::ifstream again(last, std::ios::binary);
-  EXPECT_EQ(std::string((std::istreambuf_iterator<char>(again)), {}), good);
+  EXPECT_EQ(testing::read_file(last), good);
 }
 
 TEST(AppTrain, ResumeOnDifferentDataIsAnError) {

@@ -3,8 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,17 +15,14 @@
 namespace convnet {
 namespace {
 
+using testing::read_file;
 using testing::TempDir;
+using testing::write_file;
 
 struct RunResult {
   int exit_code = -1;
   std::string out, err;
 };
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
 
 RunResult run(const std::string& args) {
   TempDir io;
@@ -34,12 +31,10 @@ RunResult run(const std::string& args) {
   const int status = std::system(cmd.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(io.file("out"));
-  r.err = slurp(io.file("err"));
+  r.out = read_file(io.file("out"));
+  r.err = read_file(io.file("err"));
   return r;
 }
-
-void write(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 const char* kSyntheticConfig = R"(model: {name: vgg, cfg: [8, M, 16, M], batch_norm: true, pool: avg}
 data: {dataset: synthetic, synthetic_train_size: 256, synthetic_test_size: 64, synthetic_image_size: 8}
@@ -66,7 +61,7 @@ TEST(Cli, UsageErrorsExitWithTwo) {
 
 TEST(Cli, ConfigErrorNamesFileLineAndKeyAndExitsWithTwo) {
   TempDir dir;
-  write(dir.file("bad.yaml"), "model: {name: vgg11}\ntrain:\n  epochs: 2\n  batch_sise: 64\n");
+  write_file(dir.file("bad.yaml"), "model: {name: vgg11}\ntrain:\n  epochs: 2\n  batch_sise: 64\n");
   const RunResult r = run("train " + dir.file("bad.yaml"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("bad.yaml:4"), std::string::npos) << r.err;
@@ -78,7 +73,7 @@ TEST(Cli, ConfigErrorNamesFileLineAndKeyAndExitsWithTwo) {
 TEST(Cli, ModelThatDoesNotFitTheInputNamesTheLayer) {
   TempDir dir;
   // 32x32 -> conv 3x3 -> 30x30 -> pool 16 -> 1x1: too small for conv5's unpadded 3x3 kernel.
-  write(dir.file("deep.yaml"), R"(model:
+  write_file(dir.file("deep.yaml"), R"(model:
   name: sequential
   layers:
     - {type: conv, out_channels: 8, kernel: 3}
@@ -104,7 +99,7 @@ TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
 
 TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   TempDir dir;
-  write(dir.file("syn.yaml"), kSyntheticConfig);
+  write_file(dir.file("syn.yaml"), kSyntheticConfig);
   const RunResult t = run("train " + dir.file("syn.yaml") + " --set output.dir=" + dir.file("run"));
   ASSERT_EQ(t.exit_code, 0) << t.err;
   for (const char* f : {"last.safetensors", "best.safetensors", "config.yaml", "metrics.jsonl", "curves.svg"})
@@ -147,7 +142,7 @@ TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
 
 TEST(Cli, CorruptCheckpointIsARuntimeError) {
   TempDir dir;
-  write(dir.file("junk.safetensors"), "this is not a safetensors file at all");
+  write_file(dir.file("junk.safetensors"), "this is not a safetensors file at all");
   const RunResult r = run("evaluate " + dir.file("junk.safetensors"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("junk.safetensors"), std::string::npos) << r.err;
@@ -155,7 +150,7 @@ TEST(Cli, CorruptCheckpointIsARuntimeError) {
 
 TEST(Cli, SigintWritesLastCheckpointThatResumes) {
   TempDir dir;
-  write(dir.file("syn.yaml"), kSyntheticConfig);
+  write_file(dir.file("syn.yaml"), kSyntheticConfig);
   const std::string out = dir.file("run");
   const std::string args = dir.file("syn.yaml") + " --set output.dir=" + out + " --set train.epochs=200";
   const pid_t pid = fork();
@@ -164,8 +159,8 @@ TEST(Cli, SigintWritesLastCheckpointThatResumes) {
     const std::string log = dir.file("child.log");
     freopen(log.c_str(), "w", stdout);
     freopen(log.c_str(), "a", stderr);
-    execl(CONVNET_BINARY, CONVNET_BINARY, "train", dir.file("syn.yaml").c_str(), "--set",
-          ("output.dir=" + out).c_str(), "--set", "train.epochs=200", static_cast<char*>(nullptr));
+    execl(CONVNET_BINARY, CONVNET_BINARY, "train", dir.file("syn.yaml").c_str(), "--set", ("output.dir=" + out).c_str(),
+          "--set", "train.epochs=200", static_cast<char*>(nullptr));
     _exit(127);
   }
   // Wait until training has written its first epoch, then interrupt it.
@@ -175,8 +170,8 @@ TEST(Cli, SigintWritesLastCheckpointThatResumes) {
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << slurp(dir.file("child.log"));
-  EXPECT_NE(slurp(dir.file("child.log")).find("signal"), std::string::npos);
+  EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << read_file(dir.file("child.log"));
+  EXPECT_NE(read_file(dir.file("child.log")).find("signal"), std::string::npos);
   // The checkpoint is valid, and training resumes from it.
   const RunResult info = run("info " + out + "/last.safetensors --json");
   ASSERT_EQ(info.exit_code, 0) << info.err;

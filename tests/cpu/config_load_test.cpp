@@ -2,7 +2,6 @@
 // CRLF files and load_config on a real file.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <limits>
 #include <map>
 
@@ -360,10 +359,7 @@ TEST(ConfigOverrides, WholeLayersListFromOverride) {
 TEST(ConfigLoadFile, ReadsAFileAndRecordsTheSource) {
   testing::TempDir dir;
   const std::string path = dir.file("run.yaml");
-  {
-    std::ofstream out(path, std::ios::binary);
-    out << kFullConfig;
-  }
+  testing::write_file(path, kFullConfig);
   const Config c = load_config(path, {"train.epochs=2"});
   EXPECT_EQ(c.source, path);
   EXPECT_EQ(c.train.epochs, 2);
@@ -373,10 +369,7 @@ TEST(ConfigLoadFile, ReadsAFileAndRecordsTheSource) {
 TEST(ConfigLoadFile, ErrorsNameTheFilePath) {
   testing::TempDir dir;
   const std::string path = dir.file("bad.yaml");
-  {
-    std::ofstream out(path, std::ios::binary);
-    out << "train:\n  epochs: 0\n";
-  }
+  testing::write_file(path, "train:\n  epochs: 0\n");
   try {
     load_config(path);
     FAIL() << "expected a ConfigError";

@@ -4,7 +4,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -16,7 +15,10 @@
 namespace convnet {
 namespace {
 
+using testing::error_of;
+using testing::read_file_bytes;
 using testing::TempDir;
+using testing::write_file;
 namespace fs = std::filesystem;
 
 // `n` random records with labels (first_label + r) % 10; returns the raw file bytes.
@@ -30,33 +32,11 @@ std::vector<uint8_t> random_records(int n, Rng& rng, int first_label = 0) {
   return bytes;
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  ASSERT_TRUE(out.good()) << path;
-}
-
-std::vector<uint8_t> read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The Error message thrown by `fn`, or "" when it does not throw.
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(CifarBinary, ReadsPlanarRecordsIntoHwc) {
   TempDir dir;
   Rng rng(1);
   const std::vector<uint8_t> bytes = random_records(3, rng, 7);
-  write_bytes(dir.file("b.bin"), bytes);
+  write_file(dir.file("b.bin"), bytes);
   const ImageDataset d = read_cifar10_binary_file(dir.file("b.bin"));
   ASSERT_EQ(d.size, 3);
   EXPECT_EQ(d.height, 32);
@@ -83,7 +63,7 @@ TEST(CifarBinary, HandCheckedPixelPositions) {
   rec[1 + 1 * 1024 + 1] = 22;             // G at (0, 1)
   rec[1 + 2 * 1024 + 32 * 2 + 3] = 33;    // B at (2, 3)
   rec[1 + 0 * 1024 + 32 * 31 + 31] = 44;  // R at (31, 31)
-  write_bytes(dir.file("one.bin"), rec);
+  write_file(dir.file("one.bin"), rec);
   const ImageDataset d = read_cifar10_binary_file(dir.file("one.bin"));
   EXPECT_EQ(d.labels[0], 4);
   EXPECT_EQ(d.pixels[0], 11);
@@ -99,7 +79,7 @@ TEST(CifarBinary, AcceptsAnyWholeNumberOfRecords) {
   TempDir dir;
   Rng rng(2);
   for (int n : {1, 2, 7}) {
-    write_bytes(dir.file("n.bin"), random_records(n, rng));
+    write_file(dir.file("n.bin"), random_records(n, rng));
     EXPECT_EQ(read_cifar10_binary_file(dir.file("n.bin")).size, n);
   }
 }
@@ -109,7 +89,7 @@ TEST(CifarBinary, PartialRecordIsAnErrorNamingTheFile) {
   Rng rng(3);
   std::vector<uint8_t> bytes = random_records(3, rng);
   bytes.push_back(5);
-  write_bytes(dir.file("data_batch_3.bin"), bytes);
+  write_file(dir.file("data_batch_3.bin"), bytes);
   const std::string msg = error_of([&] { read_cifar10_binary_file(dir.file("data_batch_3.bin")); });
   EXPECT_NE(msg.find(dir.file("data_batch_3.bin") + ": size 9220 bytes is not a whole number of 3073-byte records "
                                                     "(3 records + 1 byte)"),
@@ -122,7 +102,7 @@ TEST(CifarBinary, TruncatedFileIsAnError) {
   Rng rng(4);
   std::vector<uint8_t> bytes = random_records(2, rng);
   bytes.resize(3073 + 3000);
-  write_bytes(dir.file("t.bin"), bytes);
+  write_file(dir.file("t.bin"), bytes);
   const std::string msg = error_of([&] { read_cifar10_binary_file(dir.file("t.bin")); });
   EXPECT_NE(msg.find("(1 records + 3000 bytes)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("t.bin"), std::string::npos) << msg;
@@ -130,7 +110,7 @@ TEST(CifarBinary, TruncatedFileIsAnError) {
 
 TEST(CifarBinary, EmptyFileIsAnError) {
   TempDir dir;
-  write_bytes(dir.file("empty.bin"), {});
+  write_file(dir.file("empty.bin"), "");
   const std::string msg = error_of([&] { read_cifar10_binary_file(dir.file("empty.bin")); });
   EXPECT_NE(msg.find(dir.file("empty.bin") + ": empty file"), std::string::npos) << msg;
 }
@@ -140,7 +120,7 @@ TEST(CifarBinary, LabelOutsideRangeIsAnError) {
   Rng rng(5);
   std::vector<uint8_t> bytes = random_records(20, rng);
   bytes[17 * 3073] = 12;
-  write_bytes(dir.file("data_batch_1.bin"), bytes);
+  write_file(dir.file("data_batch_1.bin"), bytes);
   const std::string msg = error_of([&] { read_cifar10_binary_file(dir.file("data_batch_1.bin")); });
   EXPECT_NE(msg.find("data_batch_1.bin: record 17: label 12 outside 0-9"), std::string::npos) << msg;
 }
@@ -158,10 +138,10 @@ std::vector<int32_t> write_release(const std::string& dir, const std::vector<int
   std::vector<int32_t> labels;
   for (size_t f = 0; f < counts.size(); ++f) {
     const int first = static_cast<int>(f) * 3;
-    write_bytes(dir + "/data_batch_" + std::to_string(f + 1) + ".bin", random_records(counts[f], rng, first));
+    write_file(dir + "/data_batch_" + std::to_string(f + 1) + ".bin", random_records(counts[f], rng, first));
     for (int r = 0; r < counts[f]; ++r) labels.push_back((first + r) % 10);
   }
-  write_bytes(dir + "/test_batch.bin", random_records(test_count, rng, 5));
+  write_file(dir + "/test_batch.bin", random_records(test_count, rng, 5));
   return labels;
 }
 
@@ -175,7 +155,7 @@ TEST(CifarBinary, LoadsSplitsInFileOrderFromTheTarballSubfolder) {
   EXPECT_EQ(train.size, 12);
   EXPECT_EQ(train.labels, labels);
   // The 4th record of the whole split is the 2nd record of data_batch_2.bin.
-  const std::vector<uint8_t> second = read_bytes(sub + "/data_batch_2.bin");
+  const std::vector<uint8_t> second = read_file_bytes(sub + "/data_batch_2.bin");
   EXPECT_EQ(train.image(3)[(5 * 32 + 6) * 3 + 1], second[3073 + 1 + 1024 + 5 * 32 + 6]);
   const ImageDataset test = load_cifar10_binary(dir.path(), Split::test);
   EXPECT_EQ(test.size, 3);
@@ -197,18 +177,18 @@ TEST(CifarBinary, ReadsClassNamesFromMeta) {
   TempDir dir;
   Rng rng(8);
   write_release(dir.path(), {1, 1, 1, 1, 1}, 2, rng);
-  std::ofstream(dir.file("batches.meta.txt")) << "a0\nb1\n c2 \nd3\ne4\nf5\ng6\nh7\ni8\nj9\n\n\n";
+  write_file(dir.file("batches.meta.txt"), "a0\nb1\n c2 \nd3\ne4\nf5\ng6\nh7\ni8\nj9\n\n\n");
   const ImageDataset test = load_cifar10_binary(dir.path(), Split::test);
   ASSERT_EQ(test.class_names.size(), 10u);
   EXPECT_EQ(test.class_names[2], "c2");
   EXPECT_EQ(test.class_names[9], "j9");
   // Fewer names than labels used: test labels are 5 and 6.
-  std::ofstream(dir.file("batches.meta.txt")) << "a\nb\nc\n";
+  write_file(dir.file("batches.meta.txt"), "a\nb\nc\n");
   std::string msg = error_of([&] { load_cifar10_binary(dir.path(), Split::test); });
   EXPECT_NE(msg.find("image 0 has label 5, but " + dir.file("batches.meta.txt") + " names only 3 classes"),
             std::string::npos)
       << msg;
-  std::ofstream(dir.file("batches.meta.txt")) << "\n";
+  write_file(dir.file("batches.meta.txt"), "\n");
   msg = error_of([&] { load_cifar10_binary(dir.path(), Split::test); });
   EXPECT_NE(msg.find("batches.meta.txt: 0 class names, expected 1 to 10"), std::string::npos) << msg;
 }
@@ -225,7 +205,7 @@ TEST(CifarBinary, WriteProducesPlanarRecordsThatReadBack) {
   d.pixels.resize(4 * 3072);
   for (uint8_t& p : d.pixels) p = static_cast<uint8_t>(rng.below(256));
   write_cifar10_binary(d, dir.file("out.bin"));
-  const std::vector<uint8_t> bytes = read_bytes(dir.file("out.bin"));
+  const std::vector<uint8_t> bytes = read_file_bytes(dir.file("out.bin"));
   ASSERT_EQ(bytes.size(), 4u * 3073u);
   EXPECT_EQ(bytes[2 * 3073], 9);
   // Image 2, pixel (7, 30), green, sits in the second plane.

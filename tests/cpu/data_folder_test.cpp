@@ -28,18 +28,9 @@
 namespace convnet {
 namespace {
 
+using testing::error_of;
 using testing::TempDir;
 namespace fs = std::filesystem;
-
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 std::vector<uint8_t> random_pixels(int h, int w, int c, Rng& rng) {
   std::vector<uint8_t> p(static_cast<size_t>(h * w * c));

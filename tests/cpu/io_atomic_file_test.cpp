@@ -6,8 +6,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -19,12 +17,8 @@
 namespace convnet {
 namespace {
 
+using testing::read_file;
 using testing::TempDir;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> names;
@@ -43,12 +37,12 @@ TEST(AtomicFile, WritesAndReplacesContent) {
   TempDir dir;
   const std::string path = dir.file("out.txt");
   write_file_atomic(path, std::string("first version\n"));
-  EXPECT_EQ(read_text(path), "first version\n");
+  EXPECT_EQ(read_file(path), "first version\n");
   write_file_atomic(path, std::string("second"));
-  EXPECT_EQ(read_text(path), "second");
+  EXPECT_EQ(read_file(path), "second");
   const std::string_view pieces[] = {"ab", "", "cde"};
   write_file_atomic(path, pieces);
-  EXPECT_EQ(read_text(path), "abcde");
+  EXPECT_EQ(read_file(path), "abcde");
   EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"out.txt"});
 }
 
@@ -80,12 +74,12 @@ TEST(AtomicFile, FailureAfterWritingKeepsOldFileAndRemovesTemp) {
       EXPECT_NE(message.find(".tmp."), std::string::npos) << message;
       EXPECT_NE(message.find("Input/output error"), std::string::npos) << message;
     }
-    EXPECT_EQ(read_text(path), "old content");
+    EXPECT_EQ(read_file(path), "old content");
     EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"ckpt.safetensors"});
   }
   // With the hook reset, writing works again.
   write_file_atomic(path, std::string("fresh"));
-  EXPECT_EQ(read_text(path), "fresh");
+  EXPECT_EQ(read_file(path), "fresh");
 }
 
 TEST(AtomicFile, SafetensorsWriteFailureKeepsPreviousCheckpoint) {
@@ -115,7 +109,7 @@ TEST(AtomicFile, ReadOnlyDirectoryKeepsOldFile) {
   ASSERT_EQ(::chmod(sub.c_str(), 0555), 0);
   EXPECT_THROW(write_file_atomic(path, std::string("new")), Error);
   ::chmod(sub.c_str(), 0755);
-  EXPECT_EQ(read_text(path), "old");
+  EXPECT_EQ(read_file(path), "old");
   EXPECT_EQ(list_dir(sub), std::vector<std::string>{"f.txt"});
 }
 

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -16,17 +15,9 @@
 namespace convnet {
 namespace {
 
+using testing::read_file;
 using testing::TempDir;
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using testing::write_file;
 
 std::string le64(uint64_t n) {
   std::string s(8, '\0');
@@ -128,7 +119,7 @@ TEST(Safetensors, ByteLayoutMatchesSpec) {
                                       {"m", testing::random_labels(2, 50, rng)}};
   const std::string path = dir.file("layout.safetensors");
   write_safetensors(path, tensors, {{"k", "v"}});
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
 
   ASSERT_GE(bytes.size(), 8u);
   uint64_t n = 0;
@@ -172,7 +163,7 @@ TEST(Safetensors, WritesI64AndNarrowsOnRead) {
   const std::string path = dir.file("i64.safetensors");
   write_safetensors(path, {{"bn.num_batches_tracked", counts, true}}, {});
 
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   const auto header = nlohmann::json::parse(bytes.substr(8, n));
@@ -192,8 +183,8 @@ TEST(Safetensors, WritesI64AndNarrowsOnRead) {
 TEST(Safetensors, I64OutOfI32RangeIsAnError) {
   TempDir dir;
   const std::string path = dir.file("big.safetensors");
-  write_bytes(path, foreign_file(R"({"steps":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})",
-                                 raw<int64_t>({5, int64_t{1} << 40})));
+  write_file(path, foreign_file(R"({"steps":{"dtype":"I64","shape":[2],"data_offsets":[0,16]}})",
+                                raw<int64_t>({5, int64_t{1} << 40})));
   expect_read_error(path, {path, "'steps'", "1099511627776", "I32"});
 }
 
@@ -205,7 +196,7 @@ TEST(Safetensors, ForeignFileWithoutChecksumReadsInOffsetOrder) {
       R"({"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]},)"
       R"( "a":{"shape":[],"dtype":"I64","data_offsets":[0,8]}, "e":{"dtype":"U8","shape":[0],"data_offsets":[16,16]}})";
   ASSERT_NE(header.size() % 8, 0u);
-  write_bytes(path, foreign_file(header, raw<int64_t>({12}) + raw<float>({1.5f, -3.0f})));
+  write_file(path, foreign_file(header, raw<int64_t>({12}) + raw<float>({1.5f, -3.0f})));
   const SafetensorsFile file = read_safetensors(path);
   ASSERT_EQ(file.tensors.size(), 3u);
   EXPECT_EQ(file.tensors[0].name, "a");
@@ -242,7 +233,7 @@ TEST(Safetensors, TruncationAtAnyPointIsAnError) {
   Rng rng(5);
   const std::string good = dir.file("good.safetensors");
   write_safetensors(good, {{"w", testing::random_tensor({16}, rng)}, {"b", testing::random_tensor({4}, rng)}}, {});
-  const std::string bytes = read_bytes(good);
+  const std::string bytes = read_file(good);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   const std::string path = dir.file("cut.safetensors");
@@ -250,14 +241,14 @@ TEST(Safetensors, TruncationAtAnyPointIsAnError) {
        {size_t{0}, size_t{3}, size_t{7}, size_t{8}, size_t{12}, static_cast<size_t>(8 + n / 2),
         static_cast<size_t>(8 + n - 1), static_cast<size_t>(8 + n), static_cast<size_t>(8 + n + 5), bytes.size() - 1}) {
     SCOPED_TRACE(cut);
-    write_bytes(path, bytes.substr(0, cut));
+    write_file(path, bytes.substr(0, cut));
     expect_read_error(path, {"checkpoint '" + path + "'"});
   }
-  write_bytes(path, bytes.substr(0, 5));
+  write_file(path, bytes.substr(0, 5));
   expect_read_error(path, {"shorter than the 8-byte"});
-  write_bytes(path, bytes.substr(0, 8 + n / 2));
+  write_file(path, bytes.substr(0, 8 + n / 2));
   expect_read_error(path, {"exceeds", "truncated"});
-  write_bytes(path, bytes.substr(0, bytes.size() - 1));
+  write_file(path, bytes.substr(0, bytes.size() - 1));
   expect_read_error(path, {"'b'", "past the"});
 }
 
@@ -266,7 +257,7 @@ TEST(Safetensors, BitFlipInDataIsAChecksumError) {
   Rng rng(6);
   const std::string path = dir.file("flip.safetensors");
   write_safetensors(path, {{"w", testing::random_tensor({32}, rng)}, {"s", random_raw({9}, DType::u8, rng)}}, {});
-  const std::string bytes = read_bytes(path);
+  const std::string bytes = read_file(path);
   uint64_t n = 0;
   std::memcpy(&n, bytes.data(), 8);
   const size_t data_begin = 8 + n;
@@ -274,7 +265,7 @@ TEST(Safetensors, BitFlipInDataIsAChecksumError) {
     for (int bit : {0, 7}) {
       std::string flipped = bytes;
       flipped[pos] = static_cast<char>(flipped[pos] ^ (1 << bit));
-      write_bytes(path, flipped);
+      write_file(path, flipped);
       expect_read_error(path, {"checkpoint '" + path + "'", "checksum mismatch: data is corrupt"});
     }
   }
@@ -291,25 +282,25 @@ TEST(Safetensors, CorruptedJsonIsAnError) {
   Rng rng(7);
   const std::string path = dir.file("json.safetensors");
   write_safetensors(path, {{"w", testing::random_tensor({4}, rng)}}, {});
-  std::string bytes = read_bytes(path);
+  std::string bytes = read_file(path);
   bytes[bytes.find(':', 8)] = '#';  // the first key-value separator
-  write_bytes(path, bytes);
+  write_file(path, bytes);
   expect_read_error(path, {path, "not valid JSON", "parse error"});
 }
 
 TEST(Safetensors, HeaderMustBeAnObject) {
   TempDir dir;
   const std::string path = dir.file("arr.safetensors");
-  write_bytes(path, foreign_file("[1, 2]", ""));
+  write_file(path, foreign_file("[1, 2]", ""));
   expect_read_error(path, {path, "expected an object"});
 }
 
 TEST(Safetensors, AbsurdHeaderLengthIsAnError) {
   TempDir dir;
   const std::string path = dir.file("absurd.safetensors");
-  write_bytes(path, le64(uint64_t{1} << 40) + std::string(64, ' '));
+  write_file(path, le64(uint64_t{1} << 40) + std::string(64, ' '));
   expect_read_error(path, {path, "absurd"});
-  write_bytes(path, le64(~uint64_t{0}) + "{}");
+  write_file(path, le64(~uint64_t{0}) + "{}");
   expect_read_error(path, {path, "absurd"});
 }
 
@@ -343,7 +334,7 @@ TEST(Safetensors, MalformedEntriesAreRejectedNamingTheTensor) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.entry);
-    write_bytes(path, foreign_file(std::string(R"({"layer.w":)") + c.entry + "}", data));
+    write_file(path, foreign_file(std::string(R"({"layer.w":)") + c.entry + "}", data));
     expect_read_error(path, {path, "'layer.w'", c.expected});
   }
 }
@@ -352,28 +343,28 @@ TEST(Safetensors, OverlapsHolesAndTrailingBytesAreRejected) {
   TempDir dir;
   const std::string path = dir.file("ovl.safetensors");
   const std::string data = raw<float>({1, 2, 3});
-  write_bytes(path, foreign_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                 R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                                 data));
+  write_file(path, foreign_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                                data));
   expect_read_error(path, {path, "'b'", "overlap", "'a'"});
-  write_bytes(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                                 R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-                                 data));
+  write_file(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                                data));
   expect_read_error(path, {path, "'b'", "hole"});
-  write_bytes(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
-                                 R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
-                                 data));
+  write_file(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]},)"
+                                R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                                data));
   expect_read_error(path, {path, "'a'", "hole"});
-  write_bytes(path, foreign_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data));
+  write_file(path, foreign_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data));
   expect_read_error(path, {path, "trailing"});
 }
 
 TEST(Safetensors, DuplicateNamesAreRejected) {
   TempDir dir;
   const std::string path = dir.file("dup.safetensors");
-  write_bytes(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-                                 R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
-                                 raw<float>({1, 2})));
+  write_file(path, foreign_file(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                                R"("a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                raw<float>({1, 2})));
   expect_read_error(path, {path, "duplicate key 'a'"});
   Rng rng(8);
   const Tensor t = testing::random_tensor({2}, rng);
@@ -387,9 +378,9 @@ TEST(Safetensors, DuplicateNamesAreRejected) {
 TEST(Safetensors, MetadataMustMapStringsToStrings) {
   TempDir dir;
   const std::string path = dir.file("meta.safetensors");
-  write_bytes(path, foreign_file(R"({"__metadata__":{"epoch":3}})", ""));
+  write_file(path, foreign_file(R"({"__metadata__":{"epoch":3}})", ""));
   expect_read_error(path, {path, "'epoch'", "expected a string"});
-  write_bytes(path, foreign_file(R"({"__metadata__":["x"]})", ""));
+  write_file(path, foreign_file(R"({"__metadata__":["x"]})", ""));
   expect_read_error(path, {path, "__metadata__", "expected an object"});
 }
 

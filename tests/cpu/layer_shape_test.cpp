@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -15,23 +14,16 @@
 #include "core/layers/layer_factory.h"
 #include "core/layers/linear.h"
 #include "core/layers/pool2d.h"
+#include "tests/common/test_util.h"
 
 namespace convnet {
 namespace {
 
-// The ConfigError message thrown by `f`, or "" when nothing is thrown.
-std::string config_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 #define EXPECT_CONFIG_ERROR(statement, fragment)                                                \
   do {                                                                                          \
-    const std::string message_ = config_error_of([&] { statement; });                           \
+    const std::string message_ = error_of<ConfigError>([&] { statement; });                     \
     EXPECT_NE(message_.find(fragment), std::string::npos) << "message: \"" << message_ << "\""; \
   } while (0)
 
@@ -46,12 +38,15 @@ TEST(LayerShape, ConvOutputShapes) {
 
 TEST(LayerShape, ConvKernelLargerThanInputNamesTheLayer) {
   Conv2d conv("conv5", 8, 3);
-  EXPECT_EQ(config_error_of([&] { conv.configure({1, 1, 512}); }), "conv5: input 1x1 is smaller than the 3x3 kernel");
+  EXPECT_EQ(error_of<ConfigError>([&] {
+              conv.configure({1, 1, 512});
+            }),
+            "conv5: input 1x1 is smaller than the 3x3 kernel");
   // Padding makes it fit ...
   EXPECT_EQ(Conv2d("c", 8, 3, 1, 1).configure({1, 1, 4}), (Shape{1, 1, 8}));
   // ... but dilation widens the kernel: 2 + 2*1 = 4 < 5.
   Conv2d dilated("conv2", 8, 3, 1, 1, 2);
-  const std::string msg = config_error_of([&] { dilated.configure({2, 2, 4}); });
+  const std::string msg = error_of<ConfigError>([&] { dilated.configure({2, 2, 4}); });
   EXPECT_NE(msg.find("conv2: input 2x2 is smaller than the 3x3 kernel"), std::string::npos) << msg;
   EXPECT_NE(msg.find("dilation 2"), std::string::npos) << msg;
   EXPECT_NE(msg.find("5x5"), std::string::npos) << msg;
@@ -102,7 +97,7 @@ TEST(LayerShape, PoolOutputShapes) {
 TEST(LayerShape, PoolErrors) {
   EXPECT_CONFIG_ERROR(MaxPool2d("pool2", 2, 2, 2), "pool2: padding 2 is more than half the 2x2 kernel");
   EXPECT_CONFIG_ERROR(AvgPool2d("pool3", 3, 1, 2), "pool3: padding 2 is more than half the 3x3 kernel");
-  EXPECT_EQ(config_error_of([] { MaxPool2d("p", 3, 2, 1); }), "");  // 1 <= 3 / 2 is fine
+  EXPECT_EQ(error_of<ConfigError>([] { MaxPool2d("p", 3, 2, 1); }), "");  // 1 <= 3 / 2 is fine
   EXPECT_CONFIG_ERROR(MaxPool2d("pool4", 2).configure({1, 1, 512}),
                       "pool4: input 1x1 is smaller than the 2x2 pooling window");
   EXPECT_CONFIG_ERROR(MaxPool2d("pool4", 2).configure({4, 4}), "pool4: expects an image input [H, W, C], got [4, 4]");
@@ -119,7 +114,7 @@ TEST(LayerShape, GlobalAvgPoolFlattensToChannels) {
 
 TEST(LayerShape, LinearNeedsAFlatInput) {
   Linear fc("linear3", 10);
-  EXPECT_EQ(config_error_of([&] {
+  EXPECT_EQ(error_of<ConfigError>([&] {
               fc.configure({4, 4, 64});
             }),
             "linear3: expects a flat input, got [4, 4, 64]: add a flatten or global_avg_pool layer before it");
@@ -245,7 +240,7 @@ TEST(LayerFactory, PassesTheSpecFields) {
 TEST(LayerFactory, UnknownTypeListsTheValidOnes) {
   LayerSpec s = spec("convolution");
   s.line = 12;
-  const std::string msg = config_error_of([&] { make_layer(s, "layer4"); });
+  const std::string msg = error_of<ConfigError>([&] { make_layer(s, "layer4"); });
   EXPECT_NE(msg.find("layer4: unknown layer type \"convolution\" (line 12)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("conv, max_pool, avg_pool, global_avg_pool, relu, gelu, batch_norm, dropout, flatten, linear"),
             std::string::npos)

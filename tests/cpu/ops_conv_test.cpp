@@ -1,7 +1,6 @@
 // Convolution on the cpu backend against the float64 naive reference (tests/common/naive_ops.h).
 #include <gtest/gtest.h>
 
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,15 +13,9 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 constexpr double kTol = 1e-5;
-
-Tensor poisoned(const Shape& shape) {
-  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
-}
 
 struct ConvProblem {
   int64_t n, h, w, c, k, r, s;

@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <limits>
 #include <vector>
 
 #include "core/base/error.h"
@@ -14,15 +13,9 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 constexpr double kTol = 1e-5;
-
-Tensor poisoned(const Shape& shape) {
-  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
-}
 
 TEST(OpsElementwise, ReluHandComputedBackwardUsesOutput) {
   auto be = make_cpu_backend();

@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <string>
 #include <vector>
 
@@ -14,16 +13,10 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_labels;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 constexpr double kTol = 1e-5;
 
-Tensor poisoned(const Shape& shape) {
-  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
-}
 Tensor labels_of(const std::vector<int32_t>& v) {
   Tensor t({static_cast<int64_t>(v.size())}, DType::i32);
   for (size_t i = 0; i < v.size(); ++i) t.data<int32_t>()[i] = v[i];

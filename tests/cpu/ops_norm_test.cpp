@@ -2,7 +2,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "core/base/error.h"
@@ -13,16 +12,10 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 constexpr double kTol = 1e-5;
 constexpr float kMomentum = 0.1f, kEps = 1e-5f;
-
-Tensor poisoned(const Shape& shape) {
-  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
-}
 
 struct BnState {
   Tensor gamma, beta, running_mean, running_var;

@@ -1,7 +1,7 @@
 // Max and average pooling on the cpu backend against hand values and the float64 naive reference.
 #include <gtest/gtest.h>
 
-#include <limits>
+#include <string>
 #include <vector>
 
 #include "core/base/error.h"
@@ -12,15 +12,10 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 constexpr double kTol = 1e-5;
 
-Tensor poisoned(const Shape& shape) {
-  return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
-}
 Tensor poisoned_indices(const Shape& shape) {
   Tensor t(shape, DType::i32);
   for (int64_t i = 0; i < t.numel(); ++i) t.data<int32_t>()[i] = -7;
@@ -114,44 +109,42 @@ const std::vector<Shape>& shapes() {
   return s;
 }
 
+std::string describe(const Shape& xs, const Pool2dParams& p) {
+  return fmt::format("x {} kernel {}x{} stride {}x{} pad {}x{}", shape_str(xs), p.kernel_h, p.kernel_w, p.stride_h,
+                     p.stride_w, p.pad_h, p.pad_w);
+}
+
+// Max pooling of x forward and backward (with a random dy) against the naive reference: y exactly,
+// the argmax, and dx.
+void expect_max_pool_matches_naive(Backend& be, const Tensor& x, const Pool2dParams& p, Rng& rng) {
+  SCOPED_TRACE(describe(x.shape(), p));
+  const Shape ys = pooled(x.shape(), p);
+  Tensor y = poisoned(ys), dx = poisoned(x.shape());
+  Tensor argmax = poisoned_indices(ys);
+  be.max_pool2d_forward(x, y, argmax, p);
+  const naive::MaxPoolResult ref = naive::max_pool2d_forward(x, p);
+  EXPECT_TRUE(close_l2(y, ref.y, 0.0));
+  EXPECT_EQ(indices(argmax), ref.argmax);
+  const Tensor dy = random_tensor(ys, rng);
+  be.max_pool2d_backward(dy, argmax, dx, p);
+  EXPECT_TRUE(close_l2(dx, naive::max_pool2d_backward(x, dy, p), kTol));
+}
+
 TEST(OpsPool, MaxMatchesNaive) {
   auto be = make_cpu_backend();
   Rng rng(21);
   for (const Shape& xs : shapes())
-    for (const Pool2dParams& p : sweep()) {
-      SCOPED_TRACE(fmt::format("x {} kernel {}x{} stride {}x{} pad {}x{}", shape_str(xs), p.kernel_h, p.kernel_w,
-                               p.stride_h, p.stride_w, p.pad_h, p.pad_w));
-      const Tensor x = random_tensor(xs, rng);
-      const Shape ys = pooled(xs, p);
-      Tensor y = poisoned(ys), dx = poisoned(xs);
-      Tensor argmax = poisoned_indices(ys);
-      be->max_pool2d_forward(x, y, argmax, p);
-      const naive::MaxPoolResult ref = naive::max_pool2d_forward(x, p);
-      EXPECT_TRUE(close_l2(y, ref.y, 0.0));
-      EXPECT_EQ(indices(argmax), ref.argmax);
-      const Tensor dy = random_tensor(ys, rng);
-      be->max_pool2d_backward(dy, argmax, dx, p);
-      EXPECT_TRUE(close_l2(dx, naive::max_pool2d_backward(x, dy, p), kTol));
-    }
+    for (const Pool2dParams& p : sweep()) expect_max_pool_matches_naive(*be, random_tensor(xs, rng), p, rng);
 }
 
 // Inputs drawn from three values: ties everywhere, including across overlapping windows.
 TEST(OpsPool, MaxWithManyTiesMatchesNaive) {
   auto be = make_cpu_backend();
   Rng rng(22);
-  const Shape xs{2, 9, 9, 4};
   for (const Pool2dParams& p : sweep()) {
-    Tensor x(xs);
+    Tensor x({2, 9, 9, 4});
     for (float& v : x.span()) v = static_cast<float>(rng.below(3)) - 1.5f;
-    const Shape ys = pooled(xs, p);
-    Tensor y = poisoned(ys), dx = poisoned(xs);
-    Tensor argmax = poisoned_indices(ys);
-    be->max_pool2d_forward(x, y, argmax, p);
-    const naive::MaxPoolResult ref = naive::max_pool2d_forward(x, p);
-    EXPECT_EQ(indices(argmax), ref.argmax);
-    const Tensor dy = random_tensor(ys, rng);
-    be->max_pool2d_backward(dy, argmax, dx, p);
-    EXPECT_TRUE(close_l2(dx, naive::max_pool2d_backward(x, dy, p), kTol));
+    expect_max_pool_matches_naive(*be, x, p, rng);
   }
 }
 
@@ -160,8 +153,7 @@ TEST(OpsPool, AvgMatchesNaive) {
   Rng rng(23);
   for (const Shape& xs : shapes())
     for (const Pool2dParams& p : sweep()) {
-      SCOPED_TRACE(fmt::format("x {} kernel {}x{} stride {}x{} pad {}x{}", shape_str(xs), p.kernel_h, p.kernel_w,
-                               p.stride_h, p.stride_w, p.pad_h, p.pad_w));
+      SCOPED_TRACE(describe(xs, p));
       const Tensor x = random_tensor(xs, rng);
       const Shape ys = pooled(xs, p);
       Tensor y = poisoned(ys), dx = poisoned(xs);

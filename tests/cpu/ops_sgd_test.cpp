@@ -12,9 +12,7 @@
 namespace convnet {
 namespace {
 
-using testing::close_l2;
-using testing::random_tensor;
-namespace naive = testing::naive;
+using namespace testing;  // random inputs, poisoned outputs, close_l2, the naive:: reference
 
 SgdStep make_step(float momentum, float weight_decay, bool nesterov, bool decoupled) {
   SgdStep s;

@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <fstream>
 
 #include "core/base/error.h"
 #include "core/cpu/cpu_backend.h"
@@ -168,12 +167,8 @@ TEST(TrainCheckpoint, TruncatedOrForeignFilesAreRejected) {
   TempDir dir;
   const std::string path = dir.file("a.safetensors");
   save_checkpoint(path, a, nullptr, TrainingState{});
-  std::ifstream in(path, std::ios::binary);
-  std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  {
-    std::ofstream out(dir.file("cut.safetensors"), std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() - 10));
-  }
+  const std::string bytes = testing::read_file(path);
+  testing::write_file(dir.file("cut.safetensors"), std::string_view(bytes).substr(0, bytes.size() - 10));
   EXPECT_THROW(load_checkpoint(dir.file("cut.safetensors"), a, nullptr), Error);
   // A valid safetensors file that is not a convnet checkpoint.
   write_safetensors(dir.file("foreign.safetensors"), {{"w", Tensor::full({2}, 1.0f)}}, {});
