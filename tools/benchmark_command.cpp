@@ -197,13 +197,15 @@ int benchmark_command(const BenchmarkOptions& options) {
   }
   fmt::print("convnet benchmark: {} on {}, batch {}, {} timed repeats (median, spread = (max-min)/median)\n", model,
              backends.main().name(), batch, options.repeats);
-  fmt::print("{:<12} {:<34} {:<16} {:>10} {:>8} {:>9} {:>8} {:>10} {:>7}\n", "layer", "op", "pass", "median ms",
-             "spread", "GFLOP/s", "GB/s", "GEMM GF/s", "/GEMM");
+  size_t op_width = 2;
+  for (const Row& r : rows) op_width = std::max(op_width, r.op.size());
+  fmt::print("{:<12} {:<{}} {:<16} {:>10} {:>8} {:>9} {:>8} {:>10} {:>7}\n", "layer", "op", op_width, "pass",
+             "median ms", "spread", "GFLOP/s", "GB/s", "GEMM GF/s", "/GEMM");
   for (const Row& r : rows) {
     const std::string gemm = r.gemm_gflops > 0 ? fmt::format("{:.1f}", r.gemm_gflops) : "";
     const std::string ratio = r.gemm_gflops > 0 ? fmt::format("{:.2f}", r.gflops() / r.gemm_gflops) : "";
-    fmt::print("{:<12} {:<34} {:<16} {:>10.3f} {:>7.1f}% {:>9.1f} {:>8.2f} {:>10} {:>7}\n", r.layer, r.op, r.pass,
-               r.timing.median_ms, r.timing.spread_pct(), r.gflops(), r.gbps(), gemm, ratio);
+    fmt::print("{:<12} {:<{}} {:<16} {:>10.3f} {:>7.1f}% {:>9.1f} {:>8.2f} {:>10} {:>7}\n", r.layer, r.op, op_width,
+               r.pass, r.timing.median_ms, r.timing.spread_pct(), r.gflops(), r.gbps(), gemm, ratio);
   }
   if (conv_ms > 0)
     fmt::print(

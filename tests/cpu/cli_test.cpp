@@ -140,6 +140,34 @@ TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   EXPECT_FALSE(ij.at("tensors").empty());
 }
 
+TEST(Cli, BenchmarkJsonListsEveryLayerPassSlowestFirst) {
+  TempDir dir;
+  write_file(dir.file("syn.yaml"), kSyntheticConfig);
+  const RunResult r = run("benchmark " + dir.file("syn.yaml") + " --repeats 3 --batch-size 8 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("backend"), "cpu");
+  EXPECT_EQ(j.at("batch_size").get<int>(), 8);
+  const auto& layers = j.at("layers");
+  // Two convs with three passes each; every other layer has forward and backward.
+  int conv_passes = 0;
+  double previous = 1e300;
+  for (const auto& row : layers) {
+    const double median = row.at("median_ms").get<double>();
+    EXPECT_LE(median, previous);
+    EXPECT_LE(row.at("min_ms").get<double>(), median);
+    EXPECT_GE(row.at("max_ms").get<double>(), median);
+    previous = median;
+    if (row.contains("gemm_gflops_per_sec")) {
+      ++conv_passes;
+      EXPECT_GT(row.at("gflops_per_sec").get<double>(), 0.0);
+    }
+  }
+  EXPECT_EQ(conv_passes, 6);
+  EXPECT_GT(j.at("train_step").at("images_per_sec").get<double>(), 0.0);
+  EXPECT_GT(j.at("convolution").at("ratio_to_gemm").get<double>(), 0.0);
+}
+
 TEST(Cli, CorruptCheckpointIsARuntimeError) {
   TempDir dir;
   write_file(dir.file("junk.safetensors"), "this is not a safetensors file at all");
