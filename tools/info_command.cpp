@@ -36,7 +36,8 @@ int info_command(const InfoOptions& options) {
     return 0;
   }
   fmt::print("checkpoint {}\n", options.checkpoint);
-  fmt::print("  position: step {}, epoch {}, next batch {}\n", s.state.step, s.state.epoch + 1, s.state.batch_in_epoch);
+  fmt::print("  position: step {}, {} epochs completed, next batch {}\n", s.state.step, s.state.epoch,
+             s.state.batch_in_epoch);
   fmt::print(
       "  last lr {:g}, best test accuracy {}\n", s.state.lr,
       s.state.best_accuracy < 0 ? std::string("(not evaluated)") : fmt::format("{:.2f}%", 100 * s.state.best_accuracy));

@@ -223,8 +223,8 @@ CheckpointSummary read_checkpoint_summary(const std::string& path) {
   CheckpointSummary s;
   s.state = state_from_metadata(file.metadata, path);
   s.metadata = file.metadata;
-  for (const NamedTensor& nt : file.tensors)
-    s.tensors.push_back({nt.name, dtype_name(nt.tensor.dtype()), nt.tensor.shape()});
+  for (const NamedTensor& nt : file.tensors)  // I64 in the file is held as I32 in memory
+    s.tensors.push_back({nt.name, nt.as_i64 ? "I64" : dtype_name(nt.tensor.dtype()), nt.tensor.shape()});
   return s;
 }
 
