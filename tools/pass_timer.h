@@ -1,5 +1,6 @@
-// Times one pass of work on a backend: warm-up, then `repeats` timed runs, each ended by
-// Backend::synchronize() so asynchronous GPU work is counted (CPU timings use steady_clock).
+// Times one pass of work on a backend: warm-up, then `repeats` timed runs, each after
+// Backend::flush_caches() and measured by Backend::elapsed_ms (CUDA events on GPU backends,
+// steady_clock around the work and a synchronize on the CPU).
 #pragma once
 
 #include <functional>

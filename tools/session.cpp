@@ -5,6 +5,10 @@
 #include "core/base/backend_registry.h"
 #include "core/base/error.h"
 #include "core/cpu/cpu_backend.h"
+#ifdef CONVNET_WITH_CUDA
+#include "cuda/device.h"
+#include "cuda/gpu_backend.h"
+#endif
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
 #include "datasets/image_folder.h"
@@ -15,15 +19,19 @@ namespace convnet::cli {
 
 void register_all_backends() {
   register_cpu_backend();
+#ifdef CONVNET_WITH_CUDA
+  cuda::register_backends();
+#endif
 }
 
 std::string resolve_backend_name(const std::string& name) {
   if (name != "auto") return name;
-  for (const char* gpu : {"cuda", "cudnn"}) {
-    for (const std::string& have : registered_backends())
-      if (have == gpu) return gpu;
-  }
-  spdlog::warn("train.backend auto: no GPU backend in this build or no CUDA device; using cpu");
+#ifdef CONVNET_WITH_CUDA
+  if (cuda::gpu_count() > 0) return "cuda";
+  spdlog::warn("train.backend auto: {}; using cpu", cuda::gpu_unavailable_reason());
+#else
+  spdlog::warn("train.backend auto: this build has no GPU backends; using cpu");
+#endif
   return "cpu";
 }
 

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -55,6 +56,16 @@ class Backend {
   virtual Device device() const = 0;
   virtual Allocator& allocator() = 0;
   virtual void synchronize() {}
+
+  // --- measurement (convnet benchmark) ---
+  // Milliseconds `work` takes on this backend's device: host steady_clock around work() +
+  // synchronize() by default; GPU backends time with CUDA events on their stream.
+  virtual double elapsed_ms(const std::function<void()>& work);
+  // Evicts caches between timed repetitions (GPU: overwrite an L2-sized buffer); no-op on CPU.
+  virtual void flush_caches() {}
+  // Peak rates for "% of peak" columns; 0 when unknown.
+  virtual double peak_gflops() const { return 0; }
+  virtual double peak_gbytes_per_sec() const { return 0; }
 
   Tensor empty(Shape shape, DType dtype = DType::f32) { return Tensor(std::move(shape), dtype, allocator()); }
 

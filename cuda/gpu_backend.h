@@ -1,0 +1,71 @@
+// GpuBackend: what the `cuda` and `cudnn` backends share. One CUDA device, one compute stream
+// on which every op is queued (so ops are ordered and tensors can be reused without device
+// syncs), the device's caching allocator, pinned staging buffers for host<->device copies, and
+// CUDA-event timing for `convnet benchmark`.
+//
+// The ops both backends implement with our own kernels (cuDNN has no equivalent with the same
+// semantics) live here too: dropout with the counter-based mask of core/base/rng.h, softmax
+// cross-entropy with label smoothing, and the fused SGD update. Derived classes implement the rest.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <string>
+
+#include "core/base/backend.h"
+#include "cuda/device_allocator.h"
+#include "cuda/stream.h"
+
+namespace convnet::cuda {
+
+class GpuBackend : public Backend {
+ public:
+  // Throws convnet::Error "the <name> backend needs a CUDA device: <reason>" when there is none.
+  GpuBackend(std::string name, int device_index);
+  ~GpuBackend() override;
+
+  std::string name() const override { return name_; }
+  Device device() const override { return {DeviceKind::cuda, device_index_}; }
+  Allocator& allocator() override { return *allocator_; }
+  void synchronize() override;
+  cudaStream_t stream() const { return stream_.get(); }
+
+  double elapsed_ms(const std::function<void()>& work) override;  // CUDA events on stream()
+  void flush_caches() override;                                    // overwrites an L2-sized buffer
+  double peak_gflops() const override;           // fp32 FMA peak: SMs x cores/SM x 2 x clock
+  double peak_gbytes_per_sec() const override;   // from memory clock and bus width
+
+  // Host<->device through pinned staging buffers (grown on demand, reused), device<->device on
+  // the stream. A copy to the host waits for the stream, so the result can be read on return.
+  void copy(Tensor& dst, const Tensor& src) override;
+  void fill(Tensor& t, float value) override;
+
+  void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override;
+  void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) override;
+  void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing, Tensor& loss,
+                                     Tensor& probs) override;
+  void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
+                                      Tensor& dlogits) override;
+  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
+
+ protected:
+  // Device scratch of at least `bytes`, reused across calls on this backend (grow-only).
+  void* scratch(size_t bytes);
+  int device_index() const { return device_index_; }
+
+ private:
+  std::string name_;
+  int device_index_;
+  std::unique_ptr<CudaCachingAllocator> allocator_;
+  CudaStream stream_;
+  Tensor scratch_;         // device bytes for reductions and workspaces
+  Tensor staging_;         // pinned host bytes for copies
+  Tensor flush_buffer_;    // device bytes, L2-sized
+};
+
+// Registers "cuda", "cudnn" (strict fp32) and "cudnn_tf32" in core's backend registry. Creating
+// one without a CUDA device throws convnet::Error naming the reason (exit code 1).
+void register_backends();
+
+}  // namespace convnet::cuda
