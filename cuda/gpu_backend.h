@@ -32,9 +32,9 @@ class GpuBackend : public Backend {
   cudaStream_t stream() const { return stream_.get(); }
 
   double elapsed_ms(const std::function<void()>& work) override;  // CUDA events on stream()
-  void flush_caches() override;                                    // overwrites an L2-sized buffer
-  double peak_gflops() const override;           // fp32 FMA peak: SMs x cores/SM x 2 x clock
-  double peak_gbytes_per_sec() const override;   // from memory clock and bus width
+  void flush_caches() override;                                   // overwrites an L2-sized buffer
+  double peak_gflops() const override;                            // fp32 FMA peak: SMs x cores/SM x 2 x clock
+  double peak_gbytes_per_sec() const override;                    // from memory clock and bus width
 
   // Host<->device through pinned staging buffers (grown on demand, reused), device<->device on
   // the stream. A copy to the host waits for the stream, so the result can be read on return.
@@ -55,13 +55,23 @@ class GpuBackend : public Backend {
   int device_index() const { return device_index_; }
 
  private:
+  // Makes staging_ hold at least `bytes` and safe to overwrite (no queued copy still reads it).
+  void* reserve_staging(size_t bytes);
+  void upload(void* dst, const void* src, size_t bytes);    // host -> device
+  void download(void* dst, const void* src, size_t bytes);  // device -> host, waits
+
   std::string name_;
   int device_index_;
   std::unique_ptr<CudaCachingAllocator> allocator_;
   CudaStream stream_;
-  Tensor scratch_;         // device bytes for reductions and workspaces
-  Tensor staging_;         // pinned host bytes for copies
-  Tensor flush_buffer_;    // device bytes, L2-sized
+  PinnedHostAllocator pinned_;  // declared before staging_, which it must outlive
+  Tensor scratch_;              // device bytes for reductions and workspaces
+  Tensor staging_;              // pinned host bytes for copies
+  CudaEvent staging_done_;      // recorded after the last queued copy that reads staging_
+  bool staging_in_flight_ = false;
+  Tensor flush_buffer_;  // device bytes, L2-sized
+  double peak_gflops_ = 0;
+  double peak_gbytes_per_sec_ = 0;
 };
 
 // Registers "cuda", "cudnn" (strict fp32) and "cudnn_tf32" in core's backend registry. Creating

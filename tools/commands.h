@@ -26,12 +26,18 @@ struct EvaluateOptions {
 int evaluate_command(const EvaluateOptions& options);
 
 struct BenchmarkOptions {
-  std::string config;  // empty: configs/vgg11_bn.yaml-like default (VGG-11 BN)
+  // Empty: VGG-16 BN at batch 128 when the backend is a GPU one, VGG-11 BN at batch 64 on cpu.
+  std::string config;
   std::vector<std::string> overrides;
   std::string backend;
   int batch_size = 0;
   int repeats = 10;
   bool json = false;
+  // Backends to time the same layer passes and training step on, for the ratio
+  // time_theirs / time_ours. Used only when compare_given; "none" (or an empty list) turns the
+  // comparison off. Not given: "cudnn,cudnn_tf32" when the main backend is cuda, none otherwise.
+  std::vector<std::string> compare;
+  bool compare_given = false;
 };
 int benchmark_command(const BenchmarkOptions& options);
 

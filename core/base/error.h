@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/base/fail_check.h"
+
 namespace convnet {
 
 // A runtime failure: bad data file, I/O error, NaN loss, device failure. Exit code 1.
@@ -20,9 +22,6 @@ class ConfigError : public Error {
  public:
   explicit ConfigError(const std::string& message) : Error(message) {}
 };
-
-// Internal invariant violated: a bug in convnet, reported with the source location.
-[[noreturn]] void fail_check(const char* file, int line, const char* condition, const std::string& message);
 
 }  // namespace convnet
 

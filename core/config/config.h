@@ -96,7 +96,7 @@ struct ScheduleConfig {
 struct TrainConfig {
   int epochs = 10;
   int batch_size = 128;
-  std::string backend = "cpu";  // cpu | cuda | cudnn | auto
+  std::string backend = "cpu";  // cpu | cuda | cudnn (strict fp32) | cudnn_tf32 | auto
   uint64_t seed = 0;
   double label_smoothing = 0.0;
   int threads = 0;           // CPU backend threads; 0 = all cores

@@ -87,7 +87,7 @@ const std::vector<Field>& field_table() {
 
       key("train.epochs", REF(train.epochs), Range::at_least(1)),
       key("train.batch_size", REF(train.batch_size), Range::at_least(1)),
-      choice("train.backend", REF(train.backend), {"cpu", "cuda", "cudnn", "auto"}),
+      choice("train.backend", REF(train.backend), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
       key("train.seed", REF(train.seed), Range::at_least(0)),
       key("train.label_smoothing", REF(train.label_smoothing), Range::closed_open(0, 1)),
       key("train.threads", REF(train.threads), Range::at_least(0)),
@@ -95,7 +95,7 @@ const std::vector<Field>& field_table() {
       key("train.log_every", REF(train.log_every), Range::at_least(1)),
       key("train.checkpoint_every", REF(train.checkpoint_every), Range::at_least(0)),
       key("train.max_steps", REF(train.max_steps), Range::at_least(0)),
-      choice("train.layer_backends", REF(train.layer_backends), {"cpu", "cuda", "cudnn", "auto"}),
+      choice("train.layer_backends", REF(train.layer_backends), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
 
       key("output.dir", REF(output.dir)),
       choice("output.plot", REF(output.plot), {"svg", "none"}),

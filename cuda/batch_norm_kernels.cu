@@ -1,0 +1,277 @@
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/batch_norm_kernels.h"
+#include "cuda/check.h"
+#include "cuda/reduce_kernels.h"
+
+namespace convnet::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+// Enough blocks to fill any GPU several times over; the grid-stride loops cover the rest.
+constexpr int64_t kMaxBlocks = 8192;
+constexpr size_t kScratchAlign = 256;
+
+size_t align_up(size_t bytes) {
+  return (bytes + kScratchAlign - 1) / kScratchAlign * kScratchAlign;
+}
+
+// Scratch layout (each region 256-byte aligned): stage-1 partials for up to two values per
+// channel, 2 x C double sums, then three C-float coefficient arrays.
+struct Scratch {
+  double* partials;
+  double* sums;
+  float* coef[3];
+};
+size_t partials_bytes(int64_t rows, int64_t channels) {
+  return align_up(ColumnReducePlan::make(rows, channels, 2).partial_bytes());
+}
+size_t sums_bytes(int64_t channels) {
+  return align_up(2 * static_cast<size_t>(channels) * sizeof(double));
+}
+size_t coef_bytes(int64_t channels) {
+  return align_up(static_cast<size_t>(channels) * sizeof(float));
+}
+
+Scratch carve(void* base, int64_t rows, int64_t channels) {
+  char* p = static_cast<char*>(base);
+  Scratch s{};
+  s.partials = reinterpret_cast<double*>(p);
+  p += partials_bytes(rows, channels);
+  s.sums = reinterpret_cast<double*>(p);
+  p += sums_bytes(channels);
+  for (float*& coef : s.coef) {
+    coef = reinterpret_cast<float*>(p);
+    p += coef_bytes(channels);
+  }
+  return s;
+}
+
+__device__ int64_t thread_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ int64_t grid_stride() {
+  return static_cast<int64_t>(blockDim.x) * gridDim.x;
+}
+
+unsigned blocks_for(int64_t work) {
+  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+
+// Vec consecutive floats: one 128-bit access when Vec == 4 (the caller guarantees alignment).
+template <int Vec>
+__device__ void load(const float* p, float (&v)[Vec]) {
+  if constexpr (Vec == 4) {
+    const float4 t = *reinterpret_cast<const float4*>(p);
+    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+  } else {
+    for (int k = 0; k < Vec; ++k) v[k] = p[k];
+  }
+}
+template <int Vec>
+__device__ void store(float* p, const float (&v)[Vec]) {
+  if constexpr (Vec == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    for (int k = 0; k < Vec; ++k) p[k] = v[k];
+  }
+}
+
+// Training, second pass: partial sums of (x - mean)^2 with mean = sums[c] / rows from the first.
+__global__ void __launch_bounds__(kThreads)
+    squared_deviation_partials_kernel(const float* __restrict__ x, const double* __restrict__ sums,
+                                      ColumnReducePlan plan, double* __restrict__ partials) {
+  const int64_t col = column_partials_col();
+  const double mean = col < plan.cols ? sums[col] / static_cast<double>(plan.rows) : 0.0;
+  const int64_t cols = plan.cols;
+  column_partials<1>(plan, partials, [=](int64_t row, int64_t c, double* acc) {
+    const double d = static_cast<double>(x[row * cols + c]) - mean;
+    acc[0] += d * d;
+  });
+}
+
+// Training: per channel, the statistics from sums = [sum x | sum (x - mean)^2], the normalizing
+// scale, the saved values and the running-stat update (core/cpu/batch_norm.cpp's formulas).
+__global__ void __launch_bounds__(kThreads)
+    train_statistics_kernel(const double* __restrict__ sums, const float* __restrict__ gamma, int64_t rows,
+                            int64_t channels, float momentum, float eps, float* __restrict__ scale,
+                            float* __restrict__ saved_mean, float* __restrict__ saved_invstd,
+                            float* __restrict__ running_mean, float* __restrict__ running_var) {
+  const auto n = static_cast<double>(rows);
+  const double unbias = n / (n - 1.0);
+  const double m = momentum;
+  for (int64_t c = thread_index(); c < channels; c += grid_stride()) {
+    const double mean = sums[c] / n;
+    const double var = sums[channels + c] / n;
+    const double invstd = 1.0 / sqrt(var + static_cast<double>(eps));
+    scale[c] = static_cast<float>(static_cast<double>(gamma[c]) * invstd);
+    saved_mean[c] = static_cast<float>(mean);
+    saved_invstd[c] = static_cast<float>(invstd);
+    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * unbias);
+  }
+}
+
+// Inference: scale = gamma / sqrt(running_var + eps), in double like the cpu backend.
+__global__ void __launch_bounds__(kThreads)
+    eval_scale_kernel(const float* __restrict__ gamma, const float* __restrict__ running_var, int64_t channels,
+                      float eps, float* __restrict__ scale) {
+  for (int64_t c = thread_index(); c < channels; c += grid_stride())
+    scale[c] = static_cast<float>(static_cast<double>(gamma[c]) /
+                                  sqrt(static_cast<double>(running_var[c]) + static_cast<double>(eps)));
+}
+
+// y = (x - mean[c]) * scale[c] + shift[c] over n = rows * channels elements. Vec == 4 needs
+// channels % 4 == 0 (a vector never straddles two rows). x and y may alias.
+template <int Vec>
+__global__ void __launch_bounds__(kThreads)
+    normalize_kernel(const float* x, const float* __restrict__ mean, const float* __restrict__ scale,
+                     const float* __restrict__ shift, int64_t channels, int64_t n, float* y) {
+  for (int64_t v = thread_index(); v < n / Vec; v += grid_stride()) {
+    const int64_t c = (v * Vec) % channels;
+    float val[Vec];
+    load<Vec>(x + v * Vec, val);
+    for (int k = 0; k < Vec; ++k) val[k] = (val[k] - mean[c + k]) * scale[c + k] + shift[c + k];
+    store<Vec>(y + v * Vec, val);
+  }
+}
+
+// Backward, one pass: partial sums of dy and dy * xhat, xhat = (x - mean) * invstd in double.
+__global__ void __launch_bounds__(kThreads)
+    backward_partials_kernel(const float* __restrict__ x, const float* __restrict__ dy,
+                             const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
+                             ColumnReducePlan plan, double* __restrict__ partials) {
+  const int64_t col = column_partials_col();
+  const double mean = col < plan.cols ? saved_mean[col] : 0.0;
+  const double invstd = col < plan.cols ? saved_invstd[col] : 0.0;
+  const int64_t cols = plan.cols;
+  column_partials<2>(plan, partials, [=](int64_t row, int64_t c, double* acc) {
+    const int64_t i = row * cols + c;
+    const double xhat = (static_cast<double>(x[i]) - mean) * invstd;
+    const double g = dy[i];
+    acc[0] += g;
+    acc[1] += g * xhat;
+  });
+}
+
+// Backward: per channel, dbeta, dgamma and the coefficients of dx from sums = [sum dy | sum dy * xhat].
+__global__ void __launch_bounds__(kThreads)
+    backward_coefficients_kernel(const double* __restrict__ sums, const float* __restrict__ gamma,
+                                 const float* __restrict__ saved_invstd, int64_t rows, int64_t channels,
+                                 float* __restrict__ dgamma, float* __restrict__ dbeta, float* __restrict__ coef,
+                                 float* __restrict__ mean_dy, float* __restrict__ mean_dyx) {
+  const double inv_rows = rows > 0 ? 1.0 / static_cast<double>(rows) : 0.0;
+  for (int64_t c = thread_index(); c < channels; c += grid_stride()) {
+    dbeta[c] = static_cast<float>(sums[c]);
+    dgamma[c] = static_cast<float>(sums[channels + c]);
+    coef[c] = gamma[c] * saved_invstd[c];
+    mean_dy[c] = static_cast<float>(sums[c] * inv_rows);
+    mean_dyx[c] = static_cast<float>(sums[channels + c] * inv_rows);
+  }
+}
+
+// dx = coef * (dy - mean_dy - xhat * mean_dyx), xhat = (x - mean) * invstd in float. dx may alias dy.
+template <int Vec>
+__global__ void __launch_bounds__(kThreads)
+    backward_dx_kernel(const float* x, const float* dy, const float* __restrict__ mean,
+                       const float* __restrict__ invstd, const float* __restrict__ coef,
+                       const float* __restrict__ mean_dy, const float* __restrict__ mean_dyx, int64_t channels,
+                       int64_t n, float* dx) {
+  for (int64_t v = thread_index(); v < n / Vec; v += grid_stride()) {
+    const int64_t c = (v * Vec) % channels;
+    float xv[Vec], g[Vec];
+    load<Vec>(x + v * Vec, xv);
+    load<Vec>(dy + v * Vec, g);
+    for (int k = 0; k < Vec; ++k) {
+      const float xhat = (xv[k] - mean[c + k]) * invstd[c + k];
+      g[k] = coef[c + k] * (g[k] - mean_dy[c + k] - xhat * mean_dyx[c + k]);
+    }
+    store<Vec>(dx + v * Vec, g);
+  }
+}
+
+void launch_normalize(const float* x, const float* mean, const float* scale, const float* shift, int64_t rows,
+                      int64_t channels, float* y, cudaStream_t stream) {
+  const int64_t n = rows * channels;
+  if (n == 0) return;
+  if (channels % 4 == 0 && aligned16(x) && aligned16(y)) {
+    normalize_kernel<4><<<blocks_for(n / 4), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
+  } else {
+    normalize_kernel<1><<<blocks_for(n), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
+  }
+  CONVNET_CUDA_CHECK_LAUNCH("normalize_kernel");
+}
+
+}  // namespace
+
+size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels) {
+  return partials_bytes(rows, channels) + sums_bytes(channels) + 3 * coef_bytes(channels);
+}
+
+void launch_batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* saved_mean,
+                                     float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
+                                     int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream) {
+  const Scratch s = carve(scratch, rows, channels);
+  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 1);
+  // Pass 1: sums[0, C) = sum x. Pass 2: sums[C, 2C) = sum (x - mean)^2 (the partials are reused:
+  // the stream orders pass 2 after pass 1's combine).
+  launch_column_sums(x, rows, channels, s.partials, s.sums, stream);
+  if (plan.chunks > 0) {
+    squared_deviation_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, s.sums, plan,
+                                                                                             s.partials);
+    CONVNET_CUDA_CHECK_LAUNCH("squared_deviation_partials_kernel");
+  }
+  launch_combine_partials(plan, s.partials, s.sums + channels, stream);
+  float* scale = s.coef[0];
+  train_statistics_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+      s.sums, gamma, rows, channels, momentum, eps, scale, saved_mean, saved_invstd, running_mean, running_var);
+  CONVNET_CUDA_CHECK_LAUNCH("train_statistics_kernel");
+  launch_normalize(x, saved_mean, scale, beta, rows, channels, y, stream);
+}
+
+void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                                    const float* running_var, int64_t rows, int64_t channels, float eps, float* y,
+                                    void* scratch, cudaStream_t stream) {
+  const Scratch s = carve(scratch, rows, channels);
+  float* scale = s.coef[0];
+  eval_scale_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(gamma, running_var, channels, eps, scale);
+  CONVNET_CUDA_CHECK_LAUNCH("eval_scale_kernel");
+  launch_normalize(x, running_mean, scale, beta, rows, channels, y, stream);
+}
+
+void launch_batch_norm_backward(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+                                const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
+                                float* dbeta, void* scratch, cudaStream_t stream) {
+  const Scratch s = carve(scratch, rows, channels);
+  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 2);
+  if (plan.chunks > 0) {
+    backward_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, dy, saved_mean, saved_invstd,
+                                                                                    plan, s.partials);
+    CONVNET_CUDA_CHECK_LAUNCH("backward_partials_kernel");
+  }
+  launch_combine_partials(plan, s.partials, s.sums, stream);
+  float* coef = s.coef[0];
+  float* mean_dy = s.coef[1];
+  float* mean_dyx = s.coef[2];
+  backward_coefficients_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+      s.sums, gamma, saved_invstd, rows, channels, dgamma, dbeta, coef, mean_dy, mean_dyx);
+  CONVNET_CUDA_CHECK_LAUNCH("backward_coefficients_kernel");
+  const int64_t n = rows * channels;
+  if (n == 0) return;
+  if (channels % 4 == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
+    backward_dx_kernel<4><<<blocks_for(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                      mean_dyx, channels, n, dx);
+  } else {
+    backward_dx_kernel<1><<<blocks_for(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                  mean_dyx, channels, n, dx);
+  }
+  CONVNET_CUDA_CHECK_LAUNCH("backward_dx_kernel");
+}
+
+}  // namespace convnet::cuda

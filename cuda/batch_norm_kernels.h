@@ -1,0 +1,42 @@
+// Batch normalization kernels over all but the last dimension (semantics of Backend::batch_norm_*,
+// formulas of core/cpu/batch_norm.cpp). x is viewed as a row-major [rows, channels] matrix.
+//
+// Per-channel statistics are deterministic column reductions in double (cuda/reduce_kernels.h):
+// training takes the mean first, then the variance around it (two passes, no cancellation for
+// large offsets); backward takes sum dy and sum dy * xhat in one pass. A per-channel kernel turns
+// the sums into the float coefficients, and an elementwise kernel (128-bit accesses when
+// channels % 4 == 0 and the pointers are aligned) applies them.
+//
+// Preconditions, validated by the caller (kernel files do not throw): 1 <= channels <=
+// kReduceMaxCols; rows >= 2 for training, rows >= 0 otherwise; every pointer is a device pointer;
+// `scratch` holds batch_norm_scratch_bytes(rows, channels) bytes, 8-byte aligned, and nothing else
+// uses it until the queued work is done. Launchers queue work on `stream` and return.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace convnet::cuda {
+
+// Device scratch bytes any launcher below needs for `rows` x `channels`.
+size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels);
+
+// y = (x - mean) * (gamma * invstd) + beta with the batch mean and biased variance;
+// saved_mean = mean, saved_invstd = 1 / sqrt(var + eps); running = (1 - momentum) * running +
+// momentum * stat, with the unbiased variance var * rows / (rows - 1) for running_var.
+void launch_batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* saved_mean,
+                                     float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
+                                     int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream);
+// y = (x - running_mean) * (gamma / sqrt(running_var + eps)) + beta.
+void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+                                    const float* running_var, int64_t rows, int64_t channels, float eps, float* y,
+                                    void* scratch, cudaStream_t stream);
+// dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
+// with xhat = (x - saved_mean) * saved_invstd. dx may alias dy.
+void launch_batch_norm_backward(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+                                const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
+                                float* dbeta, void* scratch, cudaStream_t stream);
+
+}  // namespace convnet::cuda

@@ -1,0 +1,246 @@
+// v2 backward-filter convolution as an implicit GEMM with a split reduction:
+//   dw[k][(r, s, c)] = sum over (n, p, q) of dy[n, p, q, k] * x[n, p*stride - pad + r*dil, q*..., c]
+// M = k, N = r*s*c, reduction n*p*q. The output is small and the reduction long, so the
+// reduction is cut into `splits` slices (grid z), each writing its partial dw to the workspace;
+// a second kernel adds the slices in slice order, so the result does not depend on scheduling.
+// dbias is summed in fixed-size row chunks, then the chunk sums in chunk order. No atomics.
+#include <algorithm>
+
+#include "cuda/check.h"
+#include "cuda/conv_gemm_common.cuh"
+
+namespace convnet::cuda {
+namespace gemm {
+namespace {
+
+// A[k][npq] = dy[npq][k]: 4 consecutive output channels of one dy row.
+template <class T, bool kVec>
+struct GradColLoader {
+  using Slot = ColSlot<T::BM>;
+  const float* dy;
+  int64_t npq, npq_end;
+  int k, K;
+
+  __device__ GradColLoader(const float* dy_, const Geometry& g, int m0, int64_t tile_begin)
+      : dy(dy_), npq(tile_begin * T::BK + Slot::kk()), npq_end(int64_t{g.n} * g.p * g.q), k(m0 + Slot::cq()), K(g.k) {}
+
+  __device__ void load(float (&v)[4]) {
+    zero4(v);
+    if (npq < npq_end && k < K) {
+      const float* row = dy + npq * K + k;
+      if constexpr (kVec) {  // K % 4 == 0: all 4 channels exist
+        set4(v, load4(row));
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+          if (k + i < K) v[i] = __ldg(row + i);
+      }
+    }
+    npq += T::BK;
+  }
+  __device__ void store(const float (&v)[4], float* smem) const {
+    Slot::template store<T::AS>(v, smem);
+  }
+};
+
+// B[npq][(r, s, c)] = x[n, p*stride - pad + r*dil, q*stride - pad + s*dil, c]: the im2col entries
+// of 4 consecutive columns for one output pixel. The columns are fixed per thread, the pixel
+// advances by BK per tile.
+template <class T, bool kVec>
+struct ImageColLoader {
+  using Slot = ColSlot<T::BN>;
+  static constexpr int kCols = kVec ? 1 : 4;  // the vector path needs one tap for the group
+  const float* x;
+  int64_t npq, npq_end;
+  int n = 0, p = 0, q = 0;
+  int H, W, C, P, Q, stride_h, stride_w, pad_h, pad_w;
+  int dr[kCols], ds[kCols], c[kCols];  // r*dil_h, s*dil_w and channel of each column
+  bool col_ok[kCols];
+
+  __device__ ImageColLoader(const float* x_, const Geometry& g, int n0, int64_t tile_begin)
+      : x(x_),
+        npq(tile_begin * T::BK + Slot::kk()),
+        npq_end(int64_t{g.n} * g.p * g.q),
+        H(g.h),
+        W(g.w),
+        C(g.c),
+        P(g.p),
+        Q(g.q),
+        stride_h(g.stride_h),
+        stride_w(g.stride_w),
+        pad_h(g.pad_h),
+        pad_w(g.pad_w) {
+    const int cols = g.r * g.s * g.c;
+#pragma unroll
+    for (int i = 0; i < kCols; ++i) {
+      const int col = n0 + Slot::cq() + i;
+      col_ok[i] = col < cols;
+      c[i] = col % g.c;
+      ds[i] = (col / g.c) % g.s * g.dil_w;
+      dr[i] = col / g.c / g.s * g.dil_h;
+    }
+    if (npq < npq_end) {
+      const int t = static_cast<int>(npq);
+      q = t % Q;
+      p = (t / Q) % P;
+      n = t / Q / P;
+    }
+  }
+
+  __device__ void load(float (&v)[4]) {
+    zero4(v);
+    if (npq < npq_end) {
+      const int hb = p * stride_h - pad_h, wb = q * stride_w - pad_w;
+      const int64_t image = int64_t{n} * H;
+      if constexpr (kVec) {
+        const int h = hb + dr[0], w = wb + ds[0];
+        if (col_ok[0] && in_range(h, H) && in_range(w, W)) set4(v, load4(x + ((image + h) * W + w) * C + c[0]));
+      } else {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int h = hb + dr[i], w = wb + ds[i];
+          if (col_ok[i] && in_range(h, H) && in_range(w, W)) v[i] = __ldg(x + ((image + h) * W + w) * C + c[i]);
+        }
+      }
+    }
+    npq += T::BK;
+    q += T::BK;
+    while (q >= Q) {
+      q -= Q;
+      if (++p == P) {
+        p = 0;
+        ++n;
+      }
+    }
+  }
+  __device__ void store(const float (&v)[4], float* smem) const {
+    Slot::template store<T::BS>(v, smem);
+  }
+};
+
+// Slice z of the reduction: tiles [z * tiles_per_split, ...) into out (dw itself when there is
+// one slice, else the slice's partial in the workspace).
+template <class T, bool kVec>
+__global__ void __launch_bounds__(kThreads, T::kMinBlocks)
+    backward_filter_kernel(const float* __restrict__ x, const float* __restrict__ dy, float* __restrict__ out,
+                           const __grid_constant__ Geometry g, int64_t tiles_per_split) {
+  const int n0 = static_cast<int>(blockIdx.x) * T::BN;
+  const int m0 = static_cast<int>(blockIdx.y) * T::BM;
+  const int64_t k_tiles = ceil_div(int64_t{g.n} * g.p * g.q, T::BK);
+  const int64_t tile_begin = int64_t{blockIdx.z} * tiles_per_split;
+  const int64_t tiles = min(tiles_per_split, k_tiles - tile_begin);
+  GradColLoader<T, kVec> la(dy, g, m0, tile_begin);
+  ImageColLoader<T, kVec> lb(x, g, n0, tile_begin);
+  float acc[T::TM][T::TN];
+  gemm_mainloop<T>(la, lb, tiles, acc);
+
+  const int cols = g.r * g.s * g.c;
+  float* slice = out + int64_t{blockIdx.z} * g.k * cols;
+  for_each_output<T>(acc, [&](int row, int col, const float(&v)[4]) {
+    const int k = m0 + row;
+    const int rsc = n0 + col;
+    if (k >= g.k || rsc >= cols) return;
+    store_group(slice + int64_t{k} * cols + rsc, v, cols - rsc, kVec);  // kVec: cols % 4 == 0, aligned
+  });
+}
+
+// dw[i] = sum of the slices' partials in slice order.
+__global__ void sum_slices_kernel(const float* __restrict__ partial, float* __restrict__ dw, int64_t count,
+                                  int splits) {
+  const int64_t stride = int64_t{blockDim.x} * gridDim.x;
+  for (int64_t i = int64_t{blockIdx.x} * blockDim.x + threadIdx.x; i < count; i += stride) {
+    float sum = 0.0f;
+    for (int z = 0; z < splits; ++z) sum += partial[z * count + i];
+    dw[i] = sum;
+  }
+}
+
+constexpr int kBiasChannels = 32;                     // channels per block (one warp across)
+constexpr int kBiasLanes = kThreads / kBiasChannels;  // rows summed side by side
+
+// out[chunk][k] = sum of dy[row][k] over the chunk's rows: lane j takes rows j, j + 8, ... in
+// order, then the 8 lane sums are added in lane order.
+__global__ void bias_chunk_kernel(const float* __restrict__ dy, float* __restrict__ out, int64_t rows, int K,
+                                  int64_t rows_per_chunk) {
+  __shared__ float lane_sum[kBiasLanes][kBiasChannels + 1];
+  const int kx = static_cast<int>(threadIdx.x) % kBiasChannels, lane = static_cast<int>(threadIdx.x) / kBiasChannels;
+  const int k = static_cast<int>(blockIdx.x) * kBiasChannels + kx;
+  const int64_t begin = int64_t{blockIdx.y} * rows_per_chunk;
+  const int64_t end = min(begin + rows_per_chunk, rows);
+  float sum = 0.0f;
+  if (k < K)
+    for (int64_t r = begin + lane; r < end; r += kBiasLanes) sum += __ldg(dy + r * K + k);
+  lane_sum[lane][kx] = sum;
+  __syncthreads();
+  if (lane == 0 && k < K) {
+    float total = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kBiasLanes; ++j) total += lane_sum[j][kx];
+    out[int64_t{blockIdx.y} * K + k] = total;
+  }
+}
+
+// dbias[k] = sum of the chunk sums (chunks <= kThreads): a fixed-shape tree in shared memory.
+__global__ void bias_total_kernel(const float* __restrict__ chunk_sums, float* __restrict__ dbias, int chunks, int K) {
+  __shared__ float part[kThreads];
+  const int k = static_cast<int>(blockIdx.x);
+  const int t = static_cast<int>(threadIdx.x);
+  part[t] = t < chunks ? chunk_sums[int64_t{t} * K + k] : 0.0f;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (t < half) part[t] += part[t + half];
+    __syncthreads();
+  }
+  if (t == 0) dbias[k] = part[0];
+}
+
+template <class T, bool kVec>
+void launch_backward_filter(const float* x, const float* dy, float* out, const Geometry& g, const ConvGemmPlan& plan,
+                            cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(ceil_div(plan.gemm_n, T::BN)),
+                  static_cast<unsigned>(ceil_div(plan.gemm_m, T::BM)), static_cast<unsigned>(plan.splits));
+  backward_filter_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(x, dy, out, g, plan.k_tiles_per_split);
+  CONVNET_CUDA_CHECK_LAUNCH("conv backward_filter_kernel (v2)");
+}
+
+}  // namespace
+}  // namespace gemm
+
+void detail::gemm_backward_filter(const float* x, const float* dy, float* dw, float* dbias, const ConvShape& shape,
+                                  const ConvGemmPlan& plan, float* workspace, cudaStream_t stream) {
+  using namespace gemm;
+  static_assert(kConvMaxBiasChunks <= kThreads, "bias_total_kernel sums at most one chunk per thread");
+  const Geometry g = make_geometry(shape);
+  float* out = plan.splits > 1 ? workspace : dw;
+  const bool vec = plan.vectorized && aligned16(x) && aligned16(dy) && aligned16(out);
+  if (plan.block_m == TileLarge::BM) {
+    if (vec)
+      launch_backward_filter<TileLarge, true>(x, dy, out, g, plan, stream);
+    else
+      launch_backward_filter<TileLarge, false>(x, dy, out, g, plan, stream);
+  } else {
+    if (vec)
+      launch_backward_filter<TileSmall, true>(x, dy, out, g, plan, stream);
+    else
+      launch_backward_filter<TileSmall, false>(x, dy, out, g, plan, stream);
+  }
+  if (plan.splits > 1) {
+    const int64_t count = int64_t{g.k} * g.r * g.s * g.c;
+    const int64_t blocks = std::min<int64_t>(ceil_div(count, kThreads), 4096);
+    sum_slices_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(workspace, dw, count, plan.splits);
+    CONVNET_CUDA_CHECK_LAUNCH("conv sum_slices_kernel (v2)");
+  }
+  if (dbias != nullptr) {
+    const int64_t rows = int64_t{g.n} * g.p * g.q;
+    float* chunk_out = plan.bias_chunks > 1 ? workspace + detail::conv_filter_bias_offset(plan, shape) : dbias;
+    const dim3 grid(static_cast<unsigned>(ceil_div(g.k, kBiasChannels)), static_cast<unsigned>(plan.bias_chunks));
+    bias_chunk_kernel<<<grid, kThreads, 0, stream>>>(dy, chunk_out, rows, g.k, plan.bias_rows_per_chunk);
+    CONVNET_CUDA_CHECK_LAUNCH("conv bias_chunk_kernel (v2)");
+    if (plan.bias_chunks > 1) {
+      bias_total_kernel<<<static_cast<unsigned>(g.k), kThreads, 0, stream>>>(chunk_out, dbias, plan.bias_chunks, g.k);
+      CONVNET_CUDA_CHECK_LAUNCH("conv bias_total_kernel (v2)");
+    }
+  }
+}
+
+}  // namespace convnet::cuda

@@ -1,0 +1,305 @@
+#include "cuda/gpu_backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "core/base/error.h"
+#include "cuda/check.h"
+#include "cuda/common_kernels.h"
+#include "cuda/device.h"
+
+namespace convnet::cuda {
+
+namespace {
+
+constexpr size_t kStagingGranularity = size_t{1} << 20;  // grow pinned staging in whole MiB
+
+// Validates `index` for the backend called `name`; throws the user-facing "needs a CUDA device".
+int checked_device(const std::string& name, int index) {
+  const std::string what = fmt::format("the {} backend", name);
+  require_gpu(what);
+  const int count = gpu_count();
+  if (index < 0 || index >= count)
+    throw Error(fmt::format("{} needs a CUDA device: cuda:{} does not exist ({} device{} present)", what, index, count,
+                            count == 1 ? "" : "s"));
+  return index;
+}
+
+// Constructs a T (a stream or event, which bind to the current device) on device `index`.
+template <class T, class... Args>
+T make_on_device(int index, Args&&... args) {
+  DeviceGuard guard(index);
+  return T(std::forward<Args>(args)...);
+}
+
+int device_attribute(cudaDeviceAttr attribute, int index) {
+  int value = 0;
+  CONVNET_CUDA_CHECK(cudaDeviceGetAttribute(&value, attribute, index));
+  return value;
+}
+
+// FP32 FMA lanes per SM (CUDA C++ Programming Guide, arithmetic instruction throughput); 0 for
+// architectures not listed, so "% of peak" is left out rather than guessed.
+int fp32_lanes_per_sm(int major, int minor) {
+  switch (major * 10 + minor) {
+    case 70:  // V100
+    case 75:  // Turing
+    case 80:  // A100
+      return 64;
+    case 86:  // GA10x
+    case 89:  // Ada
+    case 90:  // H100, H200
+      return 128;
+    default:
+      return 0;
+  }
+}
+
+bool is_pinned_host(const void* ptr) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, ptr) != cudaSuccess) {
+    cudaGetLastError();  // not sticky; plain host memory may report an error on old runtimes
+    return false;
+  }
+  return attributes.type == cudaMemoryTypeHost;
+}
+
+template <class T>
+T* device_ptr(Tensor& t) {
+  return static_cast<T*>(t.raw());
+}
+template <class T>
+const T* device_ptr(const Tensor& t) {
+  return static_cast<const T*>(t.raw());
+}
+
+// The cpu backend's argument checks (core/cpu/checks.h), for tensors on this backend's device.
+struct OpChecks {
+  const char* op;
+  Device device;
+  const std::string& backend;
+
+  void tensor(const Tensor& t, const char* name, DType dtype = DType::f32) const {
+    CONVNET_CHECK(t.defined(), "{}: {} is undefined", op, name);
+    CONVNET_CHECK(t.device() == device, "{}: {} lives on {}, the {} backend needs tensors on {}", op, name,
+                  t.device().str(), backend, device.str());
+    CONVNET_CHECK(t.dtype() == dtype, "{}: {} has dtype {}, expected {}", op, name, dtype_name(t.dtype()),
+                  dtype_name(dtype));
+  }
+  void shape(const Tensor& t, const Shape& expected, const char* name, DType dtype = DType::f32) const {
+    tensor(t, name, dtype);
+    CONVNET_CHECK(t.shape() == expected, "{}: {} has shape {}, expected {}", op, name, shape_str(t.shape()),
+                  shape_str(expected));
+  }
+  void rank(const Tensor& t, int expected, const char* name, DType dtype = DType::f32) const {
+    tensor(t, name, dtype);
+    CONVNET_CHECK(t.rank() == expected, "{}: {} has shape {}, expected rank {}", op, name, shape_str(t.shape()),
+                  expected);
+  }
+  void drop_probability(float p) const {
+    CONVNET_CHECK(p >= 0.0f && p <= 1.0f, "{}: drop probability {} must lie in [0, 1]", op, p);
+  }
+  // Shapes and smoothing of a softmax cross-entropy problem; returns {N, K}. Label values stay on
+  // the device: the kernels turn an out-of-range label into a NaN loss / gradient row.
+  std::pair<int64_t, int64_t> cross_entropy(const Tensor& scores, const Tensor& labels, float smoothing,
+                                            const char* scores_name) const {
+    rank(scores, 2, scores_name);
+    const int64_t n = scores.dim(0), k = scores.dim(1);
+    CONVNET_CHECK(k > 0, "{}: {} has shape {}, expected at least one class", op, scores_name,
+                  shape_str(scores.shape()));
+    shape(labels, {n}, "labels", DType::i32);
+    CONVNET_CHECK(smoothing >= 0.0f && smoothing <= 1.0f, "{}: label smoothing {} must lie in [0, 1]", op, smoothing);
+    return {n, k};
+  }
+};
+
+}  // namespace
+
+GpuBackend::GpuBackend(std::string name, int device_index)
+    : name_(std::move(name)),
+      device_index_(checked_device(name_, device_index)),
+      allocator_(std::make_unique<CudaCachingAllocator>(device_index_)),
+      stream_(make_on_device<CudaStream>(device_index_)),
+      staging_done_(make_on_device<CudaEvent>(device_index_, false)) {
+  const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, device_index_);
+  const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, device_index_);
+  const double sms = device_attribute(cudaDevAttrMultiProcessorCount, device_index_);
+  const double clock_khz = device_attribute(cudaDevAttrClockRate, device_index_);
+  peak_gflops_ = sms * fp32_lanes_per_sm(major, minor) * 2.0 * clock_khz * 1e-6;
+  // Double data rate: two transfers per memory clock over a bus of bus_bits / 8 bytes.
+  const double memory_khz = device_attribute(cudaDevAttrMemoryClockRate, device_index_);
+  const double bus_bits = device_attribute(cudaDevAttrGlobalMemoryBusWidth, device_index_);
+  peak_gbytes_per_sec_ = 2.0 * memory_khz * 1e3 * (bus_bits / 8.0) * 1e-9;
+}
+
+GpuBackend::~GpuBackend() {
+  // Queued kernels and copies may still use scratch_, staging_ and flush_buffer_: let them finish
+  // before those are freed. Errors here are sticky ones already reported by the failing call.
+  if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) cudaGetLastError();
+}
+
+void GpuBackend::synchronize() {
+  stream_.synchronize();
+}
+
+double GpuBackend::elapsed_ms(const std::function<void()>& work) {
+  DeviceGuard guard(device_index_);
+  return time_on_stream_ms(stream(), work);
+}
+
+void GpuBackend::flush_caches() {
+  DeviceGuard guard(device_index_);
+  if (!flush_buffer_.defined()) {
+    const int l2_bytes = device_attribute(cudaDevAttrL2CacheSize, device_index_);
+    if (l2_bytes <= 0) return;
+    flush_buffer_ = Tensor({l2_bytes}, DType::u8, *allocator_);
+  }
+  CONVNET_CUDA_CHECK(cudaMemsetAsync(flush_buffer_.raw(), 0, flush_buffer_.bytes(), stream()));
+}
+
+double GpuBackend::peak_gflops() const {
+  return peak_gflops_;
+}
+
+double GpuBackend::peak_gbytes_per_sec() const {
+  return peak_gbytes_per_sec_;
+}
+
+void* GpuBackend::scratch(size_t bytes) {
+  bytes = std::max<size_t>(bytes, 1);
+  if (!scratch_.defined() || scratch_.bytes() < bytes) {
+    // Work queued on stream() may still use the old block; the caching allocator hands it out
+    // again only to work queued later on the same stream, so releasing it now is safe.
+    scratch_ = Tensor();
+    scratch_ = Tensor({static_cast<int64_t>(bytes)}, DType::u8, *allocator_);
+  }
+  return scratch_.raw();
+}
+
+void* GpuBackend::reserve_staging(size_t bytes) {
+  if (staging_in_flight_) {  // a queued host->device copy may still read the buffer
+    staging_done_.synchronize();
+    staging_in_flight_ = false;
+  }
+  if (!staging_.defined() || staging_.bytes() < bytes) {
+    const size_t rounded = (bytes + kStagingGranularity - 1) / kStagingGranularity * kStagingGranularity;
+    staging_ = Tensor();  // free the old buffer before pinning a larger one
+    staging_ = Tensor({static_cast<int64_t>(rounded)}, DType::u8, pinned_);
+  }
+  return staging_.raw();
+}
+
+void GpuBackend::upload(void* dst, const void* src, size_t bytes) {
+  // Always through staging, even from pinned memory: the caller may overwrite `src` as soon as
+  // copy() returns, while the device copy is still queued.
+  void* staging = reserve_staging(bytes);
+  std::memcpy(staging, src, bytes);
+  CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, stream()));
+  staging_in_flight_ = true;
+  staging_done_.record(stream());
+}
+
+void GpuBackend::download(void* dst, const void* src, size_t bytes) {
+  if (is_pinned_host(dst)) {
+    CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+    stream_.synchronize();
+    return;
+  }
+  void* staging = reserve_staging(bytes);
+  CONVNET_CUDA_CHECK(cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, stream()));
+  stream_.synchronize();
+  std::memcpy(dst, staging, bytes);
+}
+
+void GpuBackend::copy(Tensor& dst, const Tensor& src) {
+  CONVNET_CHECK(src.defined(), "copy: src is undefined");
+  CONVNET_CHECK(dst.defined(), "copy: dst is undefined");
+  CONVNET_CHECK(dst.dtype() == src.dtype(), "copy: dst has dtype {}, src has dtype {}", dtype_name(dst.dtype()),
+                dtype_name(src.dtype()));
+  CONVNET_CHECK(dst.numel() == src.numel(), "copy: dst has shape {} ({} elements), src has shape {} ({} elements)",
+                shape_str(dst.shape()), dst.numel(), shape_str(src.shape()), src.numel());
+  const Device here = device();
+  for (const auto& [t, what] : {std::pair<const Tensor*, const char*>{&dst, "dst"}, {&src, "src"}})
+    CONVNET_CHECK(t->is_cpu() || t->device() == here, "copy: {} lives on {}, the {} backend copies between {} and cpu",
+                  what, t->device().str(), name_, here.str());
+  const size_t bytes = src.bytes();
+  if (bytes == 0 || dst.raw() == src.raw()) return;
+  if (src.is_cpu() && dst.is_cpu()) {
+    std::memmove(dst.raw(), src.raw(), bytes);  // host tensors are never targets of queued copies
+    return;
+  }
+  DeviceGuard guard(device_index_);
+  if (!src.is_cpu() && !dst.is_cpu())
+    CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream()));
+  else if (src.is_cpu())
+    upload(dst.raw(), src.raw(), bytes);
+  else
+    download(dst.raw(), src.raw(), bytes);
+}
+
+void GpuBackend::fill(Tensor& t, float value) {
+  const OpChecks check{"fill", device(), name_};
+  check.tensor(t, "t");
+  DeviceGuard guard(device_index_);
+  launch_fill(device_ptr<float>(t), t.numel(), value, stream());
+}
+
+void GpuBackend::dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) {
+  const OpChecks check{"dropout_forward", device(), name_};
+  check.drop_probability(p);
+  check.tensor(x, "x");
+  check.shape(y, x.shape(), "y");
+  check.shape(mask, x.shape(), "mask", DType::u8);
+  DeviceGuard guard(device_index_);
+  launch_dropout_forward(device_ptr<float>(x), device_ptr<float>(y), device_ptr<uint8_t>(mask), x.numel(), p, seed,
+                         stream());
+}
+
+void GpuBackend::dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
+  const OpChecks check{"dropout_backward", device(), name_};
+  check.drop_probability(p);
+  check.tensor(dy, "dy");
+  check.shape(mask, dy.shape(), "mask", DType::u8);
+  check.shape(dx, dy.shape(), "dx");
+  DeviceGuard guard(device_index_);
+  launch_dropout_backward(device_ptr<float>(dy), device_ptr<uint8_t>(mask), device_ptr<float>(dx), dy.numel(), p,
+                          stream());
+}
+
+void GpuBackend::softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing,
+                                               Tensor& loss, Tensor& probs) {
+  const OpChecks check{"softmax_cross_entropy_forward", device(), name_};
+  const auto [n, k] = check.cross_entropy(logits, labels, smoothing, "logits");
+  check.shape(loss, {1}, "loss");
+  check.shape(probs, {n, k}, "probs");
+  DeviceGuard guard(device_index_);
+  auto* row_loss = static_cast<float*>(scratch(static_cast<size_t>(n) * sizeof(float)));
+  launch_softmax_cross_entropy_forward(device_ptr<float>(logits), device_ptr<int32_t>(labels), n, k, smoothing,
+                                       device_ptr<float>(probs), row_loss, device_ptr<float>(loss), stream());
+}
+
+void GpuBackend::softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
+                                                Tensor& dlogits) {
+  const OpChecks check{"softmax_cross_entropy_backward", device(), name_};
+  const auto [n, k] = check.cross_entropy(probs, labels, smoothing, "probs");
+  check.shape(dlogits, {n, k}, "dlogits");
+  DeviceGuard guard(device_index_);
+  launch_softmax_cross_entropy_backward(device_ptr<float>(probs), device_ptr<int32_t>(labels), n, k, smoothing,
+                                        device_ptr<float>(dlogits), stream());
+}
+
+void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) {
+  const OpChecks check{"sgd_update", device(), name_};
+  check.tensor(param, "param");
+  check.shape(grad, param.shape(), "grad");
+  const bool use_momentum = step.momentum != 0.0f;
+  if (use_momentum) check.shape(momentum_buf, param.shape(), "momentum_buf");
+  DeviceGuard guard(device_index_);
+  launch_sgd_update(device_ptr<float>(param), device_ptr<float>(grad),
+                    use_momentum ? device_ptr<float>(momentum_buf) : nullptr, param.numel(), step, stream());
+}
+
+}  // namespace convnet::cuda

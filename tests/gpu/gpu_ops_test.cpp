@@ -1,0 +1,417 @@
+// Every non-convolution op of the GPU backends (`cuda` and `cudnn`) against the cpu reference:
+// pooling, activations, batch normalization, dropout, linear, softmax cross-entropy and the SGD
+// update. Inputs are random (never zeros) with odd sizes; device outputs are poisoned first (NaN,
+// or 0xA5 bytes for i32/u8) so an unwritten element fails. Integer outputs (max-pool argmax,
+// dropout mask) must equal the cpu's exactly; float outputs match in relative L2.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/base/backend.h"
+#include "core/base/rng.h"
+#include "core/cpu/cpu_backend.h"
+#include "cuda/device.h"
+#include "tests/common/gpu_test_util.h"
+#include "tests/common/test_util.h"
+
+namespace convnet {
+namespace {
+
+using testing::bitwise_equal;
+using testing::close_l2;
+using testing::poisoned;
+using testing::random_tensor;
+using testing::values_equal;
+
+// Shuffled distinct values in (-1, 1): no two elements tie, so max pooling has one answer.
+Tensor distinct_tensor(const Shape& shape, Rng& rng) {
+  Tensor t(shape);
+  const int64_t n = t.numel();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  for (int64_t i = n - 1; i > 0; --i)
+    std::swap(order[static_cast<size_t>(i)], order[rng.below(static_cast<uint64_t>(i + 1))]);
+  for (int64_t i = 0; i < n; ++i)
+    t.f32()[i] = static_cast<float>(
+        (2.0 * static_cast<double>(order[static_cast<size_t>(i)]) + 1.0) / static_cast<double>(n) - 1.0);
+  return t;
+}
+
+// Values from {offset, offset + 1, ..., offset + levels - 1}: many ties inside every window.
+Tensor quantized_tensor(const Shape& shape, Rng& rng, int levels, float offset) {
+  Tensor t(shape);
+  for (float& v : t.span()) v = offset + static_cast<float>(rng.below(static_cast<uint64_t>(levels)));
+  return t;
+}
+
+Shape pool_output_shape(const Shape& x, const Pool2dParams& p) {
+  return {x[0], conv_output_size(x[1], p.kernel_h, p.stride_h, p.pad_h),
+          conv_output_size(x[2], p.kernel_w, p.stride_w, p.pad_w), x[3]};
+}
+
+struct PoolCase {
+  Shape x;
+  Pool2dParams p;
+  const char* what;
+};
+
+std::vector<PoolCase> pool_cases() {
+  return {
+      {{3, 13, 11, 5}, {3, 3, 2, 2, 1, 1}, "overlapping 3x3 stride 2 pad 1"},
+      {{2, 9, 7, 3}, {3, 3, 2, 2, 0, 0}, "overlapping 3x3 stride 2, odd sizes"},
+      {{2, 8, 8, 16}, {2, 2, 2, 2, 0, 0}, "2x2 stride 2"},
+      {{1, 6, 10, 7}, {3, 2, 1, 2, 1, 0}, "rectangular 3x2 stride 1x2 pad 1x0"},
+      {{4, 32, 32, 64}, {2, 2, 2, 2, 0, 0}, "VGG-sized 2x2"},
+      {{2, 5, 5, 33}, {5, 5, 1, 1, 2, 2}, "5x5 stride 1 pad 2 (every window overlaps)"},
+  };
+}
+
+class GpuOps : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+    gpu_ = testing::make_gpu_backend(GetParam());
+    cpu_ = make_cpu_backend();
+  }
+
+  Backend& gpu() { return *gpu_; }
+  Backend& cpu() { return *cpu_; }
+  Tensor up(const Tensor& host) { return testing::to_device(*gpu_, host); }
+  Tensor down(const Tensor& device) { return testing::to_host(*gpu_, device); }
+  Tensor poison(const Shape& shape) { return testing::poisoned_device(*gpu_, shape); }
+  Tensor poison_bytes(const Shape& shape, DType dtype) { return testing::poisoned_device_bytes(*gpu_, shape, dtype); }
+
+  // Max pooling forward and backward on `x`, compared with the cpu: y and argmax exactly.
+  void check_max_pool(const Tensor& x, const Pool2dParams& p, const std::string& what) {
+    SCOPED_TRACE(GetParam() + " max pool " + what + " on " + shape_str(x.shape()));
+    const Shape y_shape = pool_output_shape(x.shape(), p);
+    Tensor y = poisoned(y_shape), argmax(y_shape, DType::i32), dx = poisoned(x.shape());
+    cpu().max_pool2d_forward(x, y, argmax, p);
+    Rng rng(77);
+    const Tensor dy = random_tensor(y_shape, rng);
+    cpu().max_pool2d_backward(dy, argmax, dx, p);
+
+    const Tensor gx = up(x), gdy = up(dy);
+    Tensor gy = poison(y_shape), gargmax = poison_bytes(y_shape, DType::i32), gdx = poison(x.shape());
+    gpu().max_pool2d_forward(gx, gy, gargmax, p);
+    gpu().max_pool2d_backward(gdy, gargmax, gdx, p);
+    EXPECT_TRUE(values_equal(down(gy), y));
+    EXPECT_TRUE(bitwise_equal(down(gargmax), argmax));
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-6));
+  }
+
+ private:
+  std::unique_ptr<Backend> gpu_, cpu_;
+};
+
+// ---------------------------------------------------------------- pooling
+
+TEST_P(GpuOps, MaxPoolMatchesCpuOnDistinctInputs) {
+  Rng rng(1);
+  for (const PoolCase& c : pool_cases()) check_max_pool(distinct_tensor(c.x, rng), c.p, c.what);
+}
+
+// Ties resolve to the first maximum in scan order, and padding never wins even when every real
+// value is negative.
+TEST_P(GpuOps, MaxPoolTiesAndNegativeInputsMatchCpu) {
+  Rng rng(2);
+  for (const PoolCase& c : pool_cases()) {
+    check_max_pool(quantized_tensor(c.x, rng, 2, 0.0f), c.p, std::string(c.what) + ", values {0, 1}");
+    check_max_pool(quantized_tensor(c.x, rng, 3, -5.0f), c.p, std::string(c.what) + ", values {-5, -4, -3}");
+  }
+}
+
+TEST_P(GpuOps, AvgPoolMatchesCpu) {
+  Rng rng(3);
+  for (const PoolCase& c : pool_cases()) {
+    SCOPED_TRACE(GetParam() + " avg pool " + c.what + " on " + shape_str(c.x));
+    const Shape y_shape = pool_output_shape(c.x, c.p);
+    const Tensor x = random_tensor(c.x, rng), dy = random_tensor(y_shape, rng);
+    Tensor y = poisoned(y_shape), dx = poisoned(c.x);
+    cpu().avg_pool2d_forward(x, y, c.p);
+    cpu().avg_pool2d_backward(dy, dx, c.p);
+    Tensor gy = poison(y_shape), gdx = poison(c.x);
+    gpu().avg_pool2d_forward(up(x), gy, c.p);
+    gpu().avg_pool2d_backward(up(dy), gdx, c.p);
+    EXPECT_TRUE(close_l2(down(gy), y, 1e-6));
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-6));
+  }
+}
+
+// ---------------------------------------------------------------- activations
+
+const std::vector<Shape>& activation_shapes() {
+  static const std::vector<Shape> shapes = {{3, 7, 5, 13}, {2, 33, 33, 17}, {1}, {1000003}};
+  return shapes;
+}
+
+TEST_P(GpuOps, ReluForwardAndBackwardMatchCpu) {
+  Rng rng(4);
+  for (const Shape& shape : activation_shapes()) {
+    SCOPED_TRACE(GetParam() + " relu on " + shape_str(shape));
+    const Tensor x = random_tensor(shape, rng), dy = random_tensor(shape, rng);
+    Tensor y = poisoned(shape), dx = poisoned(shape);
+    cpu().relu_forward(x, y);
+    cpu().relu_backward(y, dy, dx);
+    Tensor gy = poison(shape), gdx = poison(shape);
+    gpu().relu_forward(up(x), gy);
+    gpu().relu_backward(gy, up(dy), gdx);
+    EXPECT_TRUE(values_equal(down(gy), y));
+    EXPECT_TRUE(values_equal(down(gdx), dx));
+    // dx may alias dy.
+    Tensor inplace = up(dy);
+    gpu().relu_backward(gy, inplace, inplace);
+    EXPECT_TRUE(values_equal(down(inplace), dx));
+  }
+}
+
+TEST_P(GpuOps, GeluForwardAndBackwardMatchCpu) {
+  Rng rng(5);
+  for (const Shape& shape : activation_shapes()) {
+    SCOPED_TRACE(GetParam() + " gelu on " + shape_str(shape));
+    const Tensor x = random_tensor(shape, rng, -4.0f, 4.0f), dy = random_tensor(shape, rng);
+    Tensor y = poisoned(shape), dx = poisoned(shape);
+    cpu().gelu_forward(x, y);
+    cpu().gelu_backward(x, dy, dx);
+    const Tensor gx = up(x);
+    Tensor gy = poison(shape), gdx = poison(shape);
+    gpu().gelu_forward(gx, gy);
+    gpu().gelu_backward(gx, up(dy), gdx);
+    EXPECT_TRUE(close_l2(down(gy), y, 1e-6));
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-6));
+    Tensor inplace = up(dy);
+    gpu().gelu_backward(gx, inplace, inplace);
+    EXPECT_TRUE(close_l2(down(inplace), dx, 1e-6));
+  }
+}
+
+// ---------------------------------------------------------------- batch normalization
+
+struct BnInputs {
+  Tensor x, gamma, beta, running_mean, running_var;
+  BnInputs(const Shape& shape, Rng& rng) {
+    const int64_t c = shape.back();
+    x = random_tensor(shape, rng, -1.0f, 2.0f);
+    gamma = random_tensor({c}, rng, 0.5f, 1.5f);
+    beta = random_tensor({c}, rng, -0.5f, 0.5f);
+    running_mean = random_tensor({c}, rng, -0.2f, 0.2f);
+    running_var = random_tensor({c}, rng, 0.5f, 1.5f);
+  }
+};
+
+const std::vector<Shape>& bn_shapes() {
+  static const std::vector<Shape> shapes = {{4, 5, 7, 13}, {32, 32, 32, 3}, {37, 19}, {2, 16, 16, 64}};
+  return shapes;
+}
+
+constexpr float kBnMomentum = 0.1f;
+constexpr float kBnEps = 1e-5f;
+
+TEST_P(GpuOps, BatchNormTrainMatchesCpuIncludingRunningStats) {
+  Rng rng(6);
+  for (const Shape& shape : bn_shapes()) {
+    SCOPED_TRACE(GetParam() + " batchnorm train on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    const Shape c{shape.back()};
+    Tensor y = poisoned(shape), mean = poisoned(c), invstd = poisoned(c);
+    Tensor running_mean = in.running_mean.clone(), running_var = in.running_var.clone();
+    cpu().batch_norm_forward_train(in.x, in.gamma, in.beta, y, mean, invstd, running_mean, running_var, kBnMomentum,
+                                   kBnEps);
+    Tensor gy = poison(shape), gmean = poison(c), ginvstd = poison(c);
+    Tensor grunning_mean = up(in.running_mean), grunning_var = up(in.running_var);
+    gpu().batch_norm_forward_train(up(in.x), up(in.gamma), up(in.beta), gy, gmean, ginvstd, grunning_mean, grunning_var,
+                                   kBnMomentum, kBnEps);
+    EXPECT_TRUE(close_l2(down(gy), y, 1e-5)) << "y";
+    EXPECT_TRUE(close_l2(down(gmean), mean, 1e-5)) << "saved mean";
+    EXPECT_TRUE(close_l2(down(ginvstd), invstd, 1e-5)) << "saved invstd";
+    EXPECT_TRUE(close_l2(down(grunning_mean), running_mean, 1e-5)) << "running mean";
+    EXPECT_TRUE(close_l2(down(grunning_var), running_var, 1e-5)) << "running var (unbiased)";
+  }
+}
+
+TEST_P(GpuOps, BatchNormEvalMatchesCpu) {
+  Rng rng(7);
+  for (const Shape& shape : bn_shapes()) {
+    SCOPED_TRACE(GetParam() + " batchnorm eval on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    Tensor y = poisoned(shape);
+    cpu().batch_norm_forward_eval(in.x, in.gamma, in.beta, in.running_mean, in.running_var, kBnEps, y);
+    Tensor gy = poison(shape);
+    gpu().batch_norm_forward_eval(up(in.x), up(in.gamma), up(in.beta), up(in.running_mean), up(in.running_var), kBnEps,
+                                  gy);
+    EXPECT_TRUE(close_l2(down(gy), y, 1e-5));
+  }
+}
+
+TEST_P(GpuOps, BatchNormBackwardMatchesCpu) {
+  Rng rng(8);
+  for (const Shape& shape : bn_shapes()) {
+    SCOPED_TRACE(GetParam() + " batchnorm backward on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    const Shape c{shape.back()};
+    // The saved statistics come from a cpu training forward; both backends get the same ones.
+    Tensor y = poisoned(shape), mean = poisoned(c), invstd = poisoned(c);
+    Tensor running_mean = in.running_mean.clone(), running_var = in.running_var.clone();
+    cpu().batch_norm_forward_train(in.x, in.gamma, in.beta, y, mean, invstd, running_mean, running_var, kBnMomentum,
+                                   kBnEps);
+    const Tensor dy = random_tensor(shape, rng);
+    Tensor dx = poisoned(shape), dgamma = poisoned(c), dbeta = poisoned(c);
+    cpu().batch_norm_backward(in.x, dy, in.gamma, mean, invstd, dx, dgamma, dbeta);
+    Tensor gdx = poison(shape), gdgamma = poison(c), gdbeta = poison(c);
+    gpu().batch_norm_backward(up(in.x), up(dy), up(in.gamma), up(mean), up(invstd), gdx, gdgamma, gdbeta);
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-5)) << "dx";
+    EXPECT_TRUE(close_l2(down(gdgamma), dgamma, 1e-5)) << "dgamma";
+    EXPECT_TRUE(close_l2(down(gdbeta), dbeta, 1e-5)) << "dbeta";
+  }
+}
+
+// ---------------------------------------------------------------- dropout
+
+TEST_P(GpuOps, DropoutMaskEqualsCpuMaskExactly) {
+  Rng rng(9);
+  const std::vector<Shape> shapes = {{5, 9, 11, 7}, {1000003}, {1}};
+  const std::vector<std::pair<float, uint64_t>> settings = {{0.3f, 12345}, {0.5f, 0xDEADBEEFCAFEull}, {0.0f, 7}};
+  for (const Shape& shape : shapes)
+    for (const auto& [p, seed] : settings) {
+      SCOPED_TRACE(GetParam() + " dropout p=" + std::to_string(p) + " seed " + std::to_string(seed) + " on " +
+                   shape_str(shape));
+      const Tensor x = random_tensor(shape, rng), dy = random_tensor(shape, rng);
+      Tensor y = poisoned(shape), mask(shape, DType::u8), dx = poisoned(shape);
+      cpu().dropout_forward(x, y, mask, p, seed);
+      cpu().dropout_backward(dy, mask, p, dx);
+      Tensor gy = poison(shape), gmask = poison_bytes(shape, DType::u8), gdx = poison(shape);
+      gpu().dropout_forward(up(x), gy, gmask, p, seed);
+      gpu().dropout_backward(up(dy), gmask, p, gdx);
+      EXPECT_TRUE(bitwise_equal(down(gmask), mask)) << "mask";
+      EXPECT_TRUE(close_l2(down(gy), y, 1e-6)) << "y";
+      EXPECT_TRUE(close_l2(down(gdx), dx, 1e-6)) << "dx";
+    }
+}
+
+// ---------------------------------------------------------------- linear
+
+struct LinearCase {
+  int64_t n, in, out;
+};
+
+TEST_P(GpuOps, LinearForwardAndBackwardMatchCpu) {
+  Rng rng(10);
+  const std::vector<LinearCase> cases = {{7, 37, 19}, {64, 513, 10}, {1, 1, 1}, {128, 16, 100}, {3, 2048, 5}};
+  for (const LinearCase& c : cases)
+    for (const bool with_bias : {true, false})
+      for (const bool with_dx : {true, false}) {
+        SCOPED_TRACE(GetParam() + " linear N=" + std::to_string(c.n) + " in=" + std::to_string(c.in) + " out=" +
+                     std::to_string(c.out) + (with_bias ? " bias" : " no bias") + (with_dx ? " dx" : " no dx"));
+        const Tensor x = random_tensor({c.n, c.in}, rng), w = random_tensor({c.out, c.in}, rng);
+        const Tensor bias = random_tensor({c.out}, rng), dy = random_tensor({c.n, c.out}, rng);
+        Tensor y = poisoned({c.n, c.out}), dx = poisoned({c.n, c.in}), dw = poisoned({c.out, c.in});
+        Tensor dbias = poisoned({c.out});
+        cpu().linear_forward(x, w, with_bias ? &bias : nullptr, y);
+        cpu().linear_backward(x, w, dy, with_dx ? &dx : nullptr, dw, with_bias ? &dbias : nullptr);
+
+        const Tensor gx = up(x), gw = up(w), gbias = up(bias);
+        Tensor gy = poison({c.n, c.out}), gdx = poison({c.n, c.in}), gdw = poison({c.out, c.in});
+        Tensor gdbias = poison({c.out});
+        gpu().linear_forward(gx, gw, with_bias ? &gbias : nullptr, gy);
+        gpu().linear_backward(gx, gw, up(dy), with_dx ? &gdx : nullptr, gdw, with_bias ? &gdbias : nullptr);
+        EXPECT_TRUE(close_l2(down(gy), y, 1e-5)) << "y";
+        EXPECT_TRUE(close_l2(down(gdw), dw, 1e-5)) << "dw";
+        if (with_dx) {
+          EXPECT_TRUE(close_l2(down(gdx), dx, 1e-5)) << "dx";
+        }
+        if (with_bias) {
+          EXPECT_TRUE(close_l2(down(gdbias), dbias, 1e-5)) << "dbias";
+        }
+      }
+}
+
+// ---------------------------------------------------------------- softmax cross-entropy
+
+struct SoftmaxCase {
+  int64_t n, k;
+  float range;  // logits uniform in [-range, range)
+};
+
+TEST_P(GpuOps, SoftmaxCrossEntropyMatchesCpu) {
+  Rng rng(11);
+  // The +-100 logits overflow expf unless the row maximum is subtracted first.
+  const std::vector<SoftmaxCase> cases = {
+      {13, 10, 3.0f}, {128, 100, 3.0f}, {1, 1000, 5.0f}, {1000, 7, 2.0f}, {9, 10, 100.0f}};
+  for (const SoftmaxCase& c : cases)
+    for (const float smoothing : {0.0f, 0.2f}) {
+      SCOPED_TRACE(GetParam() + " softmax cross-entropy N=" + std::to_string(c.n) + " K=" + std::to_string(c.k) +
+                   " range " + std::to_string(c.range) + " smoothing " + std::to_string(smoothing));
+      const Tensor logits = random_tensor({c.n, c.k}, rng, -c.range, c.range);
+      const Tensor labels = testing::random_labels(c.n, static_cast<int>(c.k), rng);
+      Tensor loss = poisoned({1}), probs = poisoned({c.n, c.k}), dlogits = poisoned({c.n, c.k});
+      cpu().softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+      cpu().softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+      const Tensor glabels = up(labels);
+      Tensor gloss = poison({1}), gprobs = poison({c.n, c.k}), gdlogits = poison({c.n, c.k});
+      gpu().softmax_cross_entropy_forward(up(logits), glabels, smoothing, gloss, gprobs);
+      gpu().softmax_cross_entropy_backward(gprobs, glabels, smoothing, gdlogits);
+      const double want = loss.f32()[0], got = down(gloss).f32()[0];
+      EXPECT_LT(std::abs(got - want), 1e-5 * std::abs(want)) << "loss " << got << ", cpu " << want;
+      EXPECT_TRUE(close_l2(down(gprobs), probs, 1e-5)) << "probs";
+      EXPECT_TRUE(close_l2(down(gdlogits), dlogits, 1e-5)) << "dlogits";
+    }
+}
+
+// ---------------------------------------------------------------- SGD
+
+struct SgdCase {
+  SgdStep step;
+  const char* what;
+};
+
+TEST_P(GpuOps, SgdUpdateMatchesCpu) {
+  const std::vector<SgdCase> cases = {
+      {{0.1f, 0.0f, 0.0f, false, false}, "plain"},
+      {{0.1f, 0.0f, 1e-2f, false, false}, "no momentum, L2 decay"},
+      {{0.1f, 0.9f, 0.0f, false, false}, "momentum"},
+      {{0.05f, 0.9f, 0.0f, true, false}, "nesterov"},
+      {{0.1f, 0.9f, 5e-3f, false, false}, "momentum, L2 decay"},
+      {{0.1f, 0.9f, 5e-3f, true, true}, "nesterov, decoupled decay"},
+      {{0.2f, 0.0f, 5e-2f, false, true}, "no momentum, decoupled decay"},
+  };
+  const int64_t n = 10007;
+  for (const SgdCase& c : cases) {
+    SCOPED_TRACE(GetParam() + " sgd " + c.what);
+    Rng rng(12);
+    const Tensor param0 = random_tensor({n}, rng);
+    Tensor param = param0.clone();
+    Tensor gparam = up(param0);
+    const bool momentum = c.step.momentum > 0;
+    Tensor buf, gbuf;
+    if (momentum) {
+      buf = random_tensor({n}, rng, -0.1f, 0.1f);  // a buffer from earlier steps
+      gbuf = up(buf);
+    }
+    for (int step = 0; step < 3; ++step) {
+      const Tensor grad = random_tensor({n}, rng);
+      cpu().sgd_update(param, grad, buf, c.step);
+      gpu().sgd_update(gparam, up(grad), gbuf, c.step);
+      // Compare the change from the start, so a small decay error is not hidden by the parameter size.
+      const Tensor got = down(gparam);
+      std::vector<double> got_delta(static_cast<size_t>(n)), want_delta(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        got_delta[static_cast<size_t>(i)] = static_cast<double>(got.f32()[i]) - param0.f32()[i];
+        want_delta[static_cast<size_t>(i)] = static_cast<double>(param.f32()[i]) - param0.f32()[i];
+      }
+      EXPECT_LT(testing::relative_l2_error(got_delta, want_delta), 1e-5) << "parameter change after step " << step;
+      if (momentum) {
+        EXPECT_TRUE(close_l2(down(gbuf), buf, 1e-6)) << "momentum buffer after step " << step;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GpuOps, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
+
+}  // namespace
+}  // namespace convnet

@@ -1,0 +1,135 @@
+// End-to-end training on the GPU backends: a small VGG (conv-BN-ReLU, max pool, average pool,
+// linear) built from the same seed on cpu, cuda and cudnn, trained for five SGD steps on the same
+// batch with the trainer's step sequence. The losses must follow the cpu's, and two `cuda` runs
+// must end with bit-identical parameters (no float atomics, fixed reduction orders).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/base/backend.h"
+#include "core/base/rng.h"
+#include "core/config/config.h"
+#include "core/cpu/cpu_backend.h"
+#include "core/optim/sgd.h"
+#include "core/train/graph.h"
+#include "cuda/device.h"
+#include "models/model_builder.h"
+#include "tests/common/gpu_test_util.h"
+#include "tests/common/test_util.h"
+
+namespace convnet {
+namespace {
+
+constexpr int kSteps = 5;
+constexpr int64_t kBatch = 16;
+constexpr float kSmoothing = 0.1f;
+const Shape kExample = {8, 8, 3};
+
+struct TrainRun {
+  std::vector<double> losses;                              // one per step
+  std::vector<std::pair<std::string, Tensor>> parameters;  // final values, on the host
+};
+
+// Five training steps on `backend`, as core/train/trainer.cpp does them: forward, loss forward,
+// loss backward, graph backward, SGD step. Graph, data and optimizer are identical across calls.
+TrainRun train_five_steps(Backend& backend) {
+  ModelConfig model;
+  model.name = "vgg";
+  model.cfg = {"8", "M", "16", "M"};
+  model.pool = "avg";
+  Graph graph;
+  add_model_layers(model, kExample, graph);
+  Rng init(2024);
+  graph.build(kExample, backend, init);
+
+  Rng data(7);
+  const Tensor images = testing::random_tensor({kBatch, kExample[0], kExample[1], kExample[2]}, data);
+  const Tensor labels = testing::random_labels(kBatch, model.num_classes, data);
+
+  OptimizerConfig optimizer;
+  optimizer.lr = 0.05;
+  optimizer.momentum = 0.9;
+  optimizer.nesterov = true;
+  optimizer.weight_decay = 5e-4;
+  Sgd sgd(optimizer, make_parameter_groups(optimizer, graph.named_parameters(), graph.parameter_backends()));
+
+  Backend& out = graph.output_backend();
+  const Tensor device_labels = testing::to_device(out, labels);
+  const Shape logits_shape = {kBatch, model.num_classes};
+  Tensor loss = out.empty({1}), probs = out.empty(logits_shape), dlogits = out.empty(logits_shape);
+
+  TrainRun run;
+  for (int step = 0; step < kSteps; ++step) {
+    graph.set_step_seed(hash64(99, static_cast<uint64_t>(step)));
+    const Tensor& logits = graph.forward(images, Mode::train);
+    out.fill(loss, testing::kPoison);
+    out.softmax_cross_entropy_forward(logits, device_labels, kSmoothing, loss, probs);
+    run.losses.push_back(testing::to_host(out, loss).f32()[0]);
+    out.softmax_cross_entropy_backward(probs, device_labels, kSmoothing, dlogits);
+    graph.backward(dlogits);
+    sgd.step(optimizer.lr);
+  }
+  const std::vector<Backend*> backends = graph.parameter_backends();
+  const auto named = graph.named_parameters();
+  for (size_t i = 0; i < named.size(); ++i)
+    run.parameters.emplace_back(named[i].first, testing::to_host(*backends[i], named[i].second->value));
+  return run;
+}
+
+class GpuTraining : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+  }
+};
+
+TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const TrainRun want = train_five_steps(*cpu);
+  ASSERT_EQ(want.losses.size(), static_cast<size_t>(kSteps));
+  // The run is not degenerate: the net learns the fixed batch.
+  EXPECT_LT(want.losses.back(), want.losses.front());
+
+  std::unique_ptr<Backend> gpu = testing::make_gpu_backend(GetParam());
+  const TrainRun got = train_five_steps(*gpu);
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (int i = 0; i < kSteps; ++i) {
+    const double a = got.losses[static_cast<size_t>(i)], b = want.losses[static_cast<size_t>(i)];
+    EXPECT_LT(std::abs(a - b), 1e-4 * std::abs(b))
+        << GetParam() << " step " << i + 1 << ": loss " << a << ", cpu " << b;
+  }
+  ASSERT_EQ(got.parameters.size(), want.parameters.size());
+  for (size_t i = 0; i < got.parameters.size(); ++i) {
+    EXPECT_EQ(got.parameters[i].first, want.parameters[i].first);
+    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, 1e-3))
+        << GetParam() << " " << got.parameters[i].first << " after " << kSteps << " steps";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, GpuTraining, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
+
+TEST(GpuTrainingDeterminism, TwoCudaRunsGiveBitIdenticalParameters) {
+  if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+  std::unique_ptr<Backend> first_backend = testing::make_gpu_backend("cuda");
+  const TrainRun first = train_five_steps(*first_backend);
+  std::unique_ptr<Backend> second_backend = testing::make_gpu_backend("cuda");
+  const TrainRun second = train_five_steps(*second_backend);
+  EXPECT_EQ(first.losses, second.losses);
+  ASSERT_EQ(first.parameters.size(), second.parameters.size());
+  ASSERT_FALSE(first.parameters.empty());
+  for (size_t i = 0; i < first.parameters.size(); ++i) {
+    const Tensor& a = first.parameters[i].second;
+    const Tensor& b = second.parameters[i].second;
+    ASSERT_EQ(a.bytes(), b.bytes()) << first.parameters[i].first;
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.bytes()), 0) << first.parameters[i].first << " differs between runs";
+  }
+}
+
+}  // namespace
+}  // namespace convnet
