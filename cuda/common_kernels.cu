@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <string>
 
-#include "core/base/rng.h"
 #include "core/base/fail_check.h"
+#include "core/base/rng.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 
@@ -34,15 +34,15 @@ __device__ __forceinline__ int64_t grid_stride() {
 // 1 / (1 - p), or 0 when every element is dropped (p == 1): the cpu backend's scale.
 float dropout_scale(float p, const char* op) {
   CONVNET_CHECK_MSG(p >= 0.0f && p <= 1.0f,
-               std::string(op) + ": drop probability " + std::to_string(p) + " must lie in [0, 1]");
+                    std::string(op) + ": drop probability " + std::to_string(p) + " must lie in [0, 1]");
   return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
 }
 
 void check_cross_entropy(int64_t n, int64_t k, float smoothing, const char* op) {
   CONVNET_CHECK_MSG(n >= 0 && k > 0,
-               std::string(op) + ": bad problem size n=" + std::to_string(n) + " k=" + std::to_string(k));
+                    std::string(op) + ": bad problem size n=" + std::to_string(n) + " k=" + std::to_string(k));
   CONVNET_CHECK_MSG(smoothing >= 0.0f && smoothing <= 1.0f,
-               std::string(op) + ": label smoothing " + std::to_string(smoothing) + " must lie in [0, 1]");
+                    std::string(op) + ": label smoothing " + std::to_string(smoothing) + " must lie in [0, 1]");
 }
 
 __global__ void fill_kernel(float* p, int64_t n, float value) {
@@ -195,7 +195,7 @@ void launch_softmax_cross_entropy_forward(const float* logits, const int32_t* la
   if (n > 0) {
     const int64_t blocks = (n + kRowsPerBlock - 1) / kRowsPerBlock;
     CONVNET_CHECK_MSG(blocks <= INT32_MAX,
-                 "softmax_cross_entropy_forward: " + std::to_string(n) + " rows exceed the grid limit");
+                      "softmax_cross_entropy_forward: " + std::to_string(n) + " rows exceed the grid limit");
     softmax_cross_entropy_forward_kernel<<<static_cast<unsigned>(blocks), kRowsPerBlock * kWarp, 0, stream>>>(
         logits, labels, n, k, static_cast<double>(smoothing), probs, row_loss);
     CONVNET_CUDA_CHECK_LAUNCH("softmax_cross_entropy_forward_kernel");
@@ -222,7 +222,7 @@ void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t
   CONVNET_CHECK_MSG(n >= 0, "sgd_update: negative element count " + std::to_string(n));
   const bool use_momentum = step.momentum != 0.0f;
   CONVNET_CHECK_MSG(!use_momentum || momentum != nullptr || n == 0,
-               "sgd_update: momentum " + std::to_string(step.momentum) + " needs a momentum buffer");
+                    "sgd_update: momentum " + std::to_string(step.momentum) + " needs a momentum buffer");
   if (n == 0) return;
   const float coupled_wd = step.decoupled_decay ? 0.0f : step.weight_decay;
   const float decoupled_wd = step.decoupled_decay ? step.lr * step.weight_decay : 0.0f;

@@ -16,8 +16,7 @@ void launch_fill(float* p, int64_t n, float value, cudaStream_t stream);
 // Backend::dropout_* semantics: keep element i iff hash_uniform(seed, i) >= p.
 void launch_dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, float p, uint64_t seed,
                             cudaStream_t stream);
-void launch_dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p,
-                             cudaStream_t stream);
+void launch_dropout_backward(const float* dy, const uint8_t* mask, float* dx, int64_t n, float p, cudaStream_t stream);
 
 // Backend::softmax_cross_entropy_* semantics for logits [n, k]. `row_loss` is device scratch of
 // n floats; loss[0] = mean of row_loss summed in a fixed order. Labels outside [0, k) make the

@@ -13,7 +13,7 @@ constexpr int64_t kMaxBlocks = 8192;  // grid-stride loops cover larger outputs
 // One thread per output element, channels innermost so neighbouring threads read neighbouring
 // channels. Scans the window's taps inside the input row by row, as the cpu backend does.
 __global__ void __launch_bounds__(kThreads)
-    max_pool_argmax_kernel(const float* __restrict__ x, int32_t* __restrict__ argmax, PoolShape s, int64_t total) {
+    max_pool_argmax_kernel(const float* __restrict__ x, int32_t* __restrict__ argmax, PoolGeometry s, int64_t total) {
   const Pool2dParams pr = s.params;
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
@@ -48,7 +48,7 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void launch_max_pool2d_argmax(const float* x, int32_t* argmax, const PoolShape& shape, cudaStream_t stream) {
+void launch_max_pool2d_argmax(const float* x, int32_t* argmax, const PoolGeometry& shape, cudaStream_t stream) {
   const int64_t total = shape.n * shape.p * shape.q * shape.c;
   if (total <= 0) return;
   const auto blocks = static_cast<unsigned>(std::clamp<int64_t>((total + kThreads - 1) / kThreads, 1, kMaxBlocks));

@@ -14,8 +14,8 @@ namespace convnet::cuda {
 
 // argmax [n, p, q, c] = window-local index r * kernel_w + s of the first maximum of each window of
 // x [n, h, w, c] in scan order (a NaN wins over numbers and the first NaN is kept; padding never
-// wins), the convention of core/cpu/pool.cpp. Same preconditions as pool_kernels.h (PoolShape).
+// wins), the convention of core/cpu/pool.cpp. Same preconditions as pool_kernels.h.
 // Queued on `stream`; throws convnet::Error when the launch fails.
-void launch_max_pool2d_argmax(const float* x, int32_t* argmax, const PoolShape& shape, cudaStream_t stream);
+void launch_max_pool2d_argmax(const float* x, int32_t* argmax, const PoolGeometry& shape, cudaStream_t stream);
 
 }  // namespace convnet::cuda

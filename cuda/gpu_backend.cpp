@@ -76,46 +76,6 @@ const T* device_ptr(const Tensor& t) {
   return static_cast<const T*>(t.raw());
 }
 
-// The cpu backend's argument checks (core/cpu/checks.h), for tensors on this backend's device.
-struct OpChecks {
-  const char* op;
-  Device device;
-  const std::string& backend;
-
-  void tensor(const Tensor& t, const char* name, DType dtype = DType::f32) const {
-    CONVNET_CHECK(t.defined(), "{}: {} is undefined", op, name);
-    CONVNET_CHECK(t.device() == device, "{}: {} lives on {}, the {} backend needs tensors on {}", op, name,
-                  t.device().str(), backend, device.str());
-    CONVNET_CHECK(t.dtype() == dtype, "{}: {} has dtype {}, expected {}", op, name, dtype_name(t.dtype()),
-                  dtype_name(dtype));
-  }
-  void shape(const Tensor& t, const Shape& expected, const char* name, DType dtype = DType::f32) const {
-    tensor(t, name, dtype);
-    CONVNET_CHECK(t.shape() == expected, "{}: {} has shape {}, expected {}", op, name, shape_str(t.shape()),
-                  shape_str(expected));
-  }
-  void rank(const Tensor& t, int expected, const char* name, DType dtype = DType::f32) const {
-    tensor(t, name, dtype);
-    CONVNET_CHECK(t.rank() == expected, "{}: {} has shape {}, expected rank {}", op, name, shape_str(t.shape()),
-                  expected);
-  }
-  void drop_probability(float p) const {
-    CONVNET_CHECK(p >= 0.0f && p <= 1.0f, "{}: drop probability {} must lie in [0, 1]", op, p);
-  }
-  // Shapes and smoothing of a softmax cross-entropy problem; returns {N, K}. Label values stay on
-  // the device: the kernels turn an out-of-range label into a NaN loss / gradient row.
-  std::pair<int64_t, int64_t> cross_entropy(const Tensor& scores, const Tensor& labels, float smoothing,
-                                            const char* scores_name) const {
-    rank(scores, 2, scores_name);
-    const int64_t n = scores.dim(0), k = scores.dim(1);
-    CONVNET_CHECK(k > 0, "{}: {} has shape {}, expected at least one class", op, scores_name,
-                  shape_str(scores.shape()));
-    shape(labels, {n}, "labels", DType::i32);
-    CONVNET_CHECK(smoothing >= 0.0f && smoothing <= 1.0f, "{}: label smoothing {} must lie in [0, 1]", op, smoothing);
-    return {n, k};
-  }
-};
-
 }  // namespace
 
 GpuBackend::GpuBackend(std::string name, int device_index)
@@ -241,29 +201,20 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
 }
 
 void GpuBackend::fill(Tensor& t, float value) {
-  const OpChecks check{"fill", device(), name_};
-  check.tensor(t, "t");
+  checks("fill").tensor(t, "t");
   DeviceGuard guard(device_index_);
   launch_fill(device_ptr<float>(t), t.numel(), value, stream());
 }
 
 void GpuBackend::dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) {
-  const OpChecks check{"dropout_forward", device(), name_};
-  check.drop_probability(p);
-  check.tensor(x, "x");
-  check.shape(y, x.shape(), "y");
-  check.shape(mask, x.shape(), "mask", DType::u8);
+  checks("dropout_forward").dropout_forward(x, y, mask, p);
   DeviceGuard guard(device_index_);
   launch_dropout_forward(device_ptr<float>(x), device_ptr<float>(y), device_ptr<uint8_t>(mask), x.numel(), p, seed,
                          stream());
 }
 
 void GpuBackend::dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
-  const OpChecks check{"dropout_backward", device(), name_};
-  check.drop_probability(p);
-  check.tensor(dy, "dy");
-  check.shape(mask, dy.shape(), "mask", DType::u8);
-  check.shape(dx, dy.shape(), "dx");
+  checks("dropout_backward").dropout_backward(dy, mask, p, dx);
   DeviceGuard guard(device_index_);
   launch_dropout_backward(device_ptr<float>(dy), device_ptr<uint8_t>(mask), device_ptr<float>(dx), dy.numel(), p,
                           stream());
@@ -271,10 +222,9 @@ void GpuBackend::dropout_backward(const Tensor& dy, const Tensor& mask, float p,
 
 void GpuBackend::softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing,
                                                Tensor& loss, Tensor& probs) {
-  const OpChecks check{"softmax_cross_entropy_forward", device(), name_};
-  const auto [n, k] = check.cross_entropy(logits, labels, smoothing, "logits");
-  check.shape(loss, {1}, "loss");
-  check.shape(probs, {n, k}, "probs");
+  // Label values stay on the device: the kernels turn an out-of-range label into a NaN loss row.
+  const auto [n, k] =
+      checks("softmax_cross_entropy_forward").softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
   DeviceGuard guard(device_index_);
   auto* row_loss = static_cast<float*>(scratch(static_cast<size_t>(n) * sizeof(float)));
   launch_softmax_cross_entropy_forward(device_ptr<float>(logits), device_ptr<int32_t>(labels), n, k, smoothing,
@@ -283,20 +233,17 @@ void GpuBackend::softmax_cross_entropy_forward(const Tensor& logits, const Tenso
 
 void GpuBackend::softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
                                                 Tensor& dlogits) {
-  const OpChecks check{"softmax_cross_entropy_backward", device(), name_};
-  const auto [n, k] = check.cross_entropy(probs, labels, smoothing, "probs");
-  check.shape(dlogits, {n, k}, "dlogits");
+  // Label values stay on the device: the kernels turn an out-of-range label into a NaN gradient row.
+  const auto [n, k] =
+      checks("softmax_cross_entropy_backward").softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
   DeviceGuard guard(device_index_);
   launch_softmax_cross_entropy_backward(device_ptr<float>(probs), device_ptr<int32_t>(labels), n, k, smoothing,
                                         device_ptr<float>(dlogits), stream());
 }
 
 void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) {
-  const OpChecks check{"sgd_update", device(), name_};
-  check.tensor(param, "param");
-  check.shape(grad, param.shape(), "grad");
+  checks("sgd_update").sgd_update(param, grad, momentum_buf, step);
   const bool use_momentum = step.momentum != 0.0f;
-  if (use_momentum) check.shape(momentum_buf, param.shape(), "momentum_buf");
   DeviceGuard guard(device_index_);
   launch_sgd_update(device_ptr<float>(param), device_ptr<float>(grad),
                     use_momentum ? device_ptr<float>(momentum_buf) : nullptr, param.numel(), step, stream());

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "core/base/backend.h"
+#include "core/base/op_checks.h"
 #include "cuda/device_allocator.h"
 #include "cuda/stream.h"
 
@@ -52,6 +53,8 @@ class GpuBackend : public Backend {
  protected:
   // Device scratch of at least `bytes`, reused across calls on this backend (grow-only).
   void* scratch(size_t bytes);
+  // The shared argument checks (core/base/op_checks.h) for `op`, against this backend's device.
+  OpChecks checks(const char* op) const { return {op, device(), name_}; }
   int device_index() const { return device_index_; }
 
  private:

@@ -48,7 +48,7 @@ __device__ int64_t grid_stride() {
 struct Window {
   int64_t origin, r_lo, r_hi, s_lo, s_hi;
 };
-__device__ Window window_of(const PoolShape& g, int64_t out_cell) {
+__device__ Window window_of(const PoolGeometry& g, int64_t out_cell) {
   const Pool2dParams& pr = g.params;
   const int64_t oq = out_cell % g.q;
   const int64_t rest = out_cell / g.q;
@@ -74,7 +74,7 @@ struct InputCell {
   int64_t img, ih, iw;
   Covering oh, oq;
 };
-__device__ InputCell input_cell(const PoolShape& g, int64_t cell) {
+__device__ InputCell input_cell(const PoolGeometry& g, int64_t cell) {
   const Pool2dParams& pr = g.params;
   const int64_t iw = cell % g.w;
   const int64_t rest = cell / g.w;
@@ -86,7 +86,7 @@ __device__ InputCell input_cell(const PoolShape& g, int64_t cell) {
 
 template <int Vec>
 __global__ void __launch_bounds__(kThreads) max_pool_forward_kernel(const float* __restrict__ x, float* __restrict__ y,
-                                                                    int32_t* __restrict__ argmax, PoolShape g) {
+                                                                    int32_t* __restrict__ argmax, PoolGeometry g) {
   const int64_t groups = g.c / Vec;
   const int64_t total = g.n * g.p * g.q * groups;
   for (int64_t i = thread_index(); i < total; i += grid_stride()) {
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(kThreads) max_pool_forward_kernel(const float*
 template <int Vec>
 __global__ void __launch_bounds__(kThreads)
     max_pool_backward_kernel(const float* __restrict__ dy, const int32_t* __restrict__ argmax, float* __restrict__ dx,
-                             PoolShape g) {
+                             PoolGeometry g) {
   const Pool2dParams pr = g.params;
   const int64_t groups = g.c / Vec;
   const int64_t total = g.n * g.h * g.w * groups;
@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int Vec>
 __global__ void __launch_bounds__(kThreads)
-    avg_pool_forward_kernel(const float* __restrict__ x, float* __restrict__ y, PoolShape g, float factor) {
+    avg_pool_forward_kernel(const float* __restrict__ x, float* __restrict__ y, PoolGeometry g, float factor) {
   const int64_t groups = g.c / Vec;
   const int64_t total = g.n * g.p * g.q * groups;
   for (int64_t i = thread_index(); i < total; i += grid_stride()) {
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int Vec>
 __global__ void __launch_bounds__(kThreads)
-    avg_pool_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, PoolShape g, float factor) {
+    avg_pool_backward_kernel(const float* __restrict__ dy, float* __restrict__ dx, PoolGeometry g, float factor) {
   const int64_t groups = g.c / Vec;
   const int64_t total = g.n * g.h * g.w * groups;
   for (int64_t i = thread_index(); i < total; i += grid_stride()) {
@@ -195,12 +195,25 @@ bool aligned16(const void* p) {
 
 // 4 channels per thread when C allows it and every pointer is 16-byte aligned.
 template <class... Ptrs>
-bool use_vec4(const PoolShape& g, const Ptrs*... ptrs) {
+bool use_vec4(const PoolGeometry& g, const Ptrs*... ptrs) {
   return g.c % 4 == 0 && (aligned16(ptrs) && ...);
 }
 
 unsigned blocks_for(int64_t work) {
   return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
+}
+
+// Calls launch(vec, blocks) for a grid-stride kernel over `elements` values: vec is
+// std::integral_constant<int, 4> (a thread per 4 channels) when `vec4`, else <int, 1>; then checks
+// the launch of `kernel`. Launches nothing for no elements.
+template <class Launch>
+void launch_by_width(int64_t elements, bool vec4, const char* kernel, Launch&& launch) {
+  if (elements == 0) return;
+  if (vec4)
+    launch(std::integral_constant<int, 4>{}, blocks_for(elements / 4));
+  else
+    launch(std::integral_constant<int, 1>{}, blocks_for(elements));
+  CONVNET_CUDA_CHECK_LAUNCH(kernel);
 }
 
 // Padding counts towards the window size (count_include_pad), the same float as the cpu backend.
@@ -210,51 +223,34 @@ float average_factor(const Pool2dParams& pr) {
 
 }  // namespace
 
-void launch_max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolShape& g, cudaStream_t stream) {
-  const int64_t outputs = g.n * g.p * g.q * g.c;
-  if (outputs == 0) return;
-  if (use_vec4(g, x, y, argmax)) {
-    max_pool_forward_kernel<4><<<blocks_for(outputs / 4), kThreads, 0, stream>>>(x, y, argmax, g);
-  } else {
-    max_pool_forward_kernel<1><<<blocks_for(outputs), kThreads, 0, stream>>>(x, y, argmax, g);
-  }
-  CONVNET_CUDA_CHECK_LAUNCH("max_pool_forward_kernel");
+void launch_max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolGeometry& g, cudaStream_t stream) {
+  launch_by_width(g.n * g.p * g.q * g.c, use_vec4(g, x, y, argmax), "max_pool_forward_kernel",
+                  [&](auto vec, unsigned blocks) {
+                    max_pool_forward_kernel<decltype(vec)::value><<<blocks, kThreads, 0, stream>>>(x, y, argmax, g);
+                  });
 }
 
-void launch_max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolShape& g,
+void launch_max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolGeometry& g,
                                 cudaStream_t stream) {
-  const int64_t inputs = g.n * g.h * g.w * g.c;
-  if (inputs == 0) return;
-  if (use_vec4(g, dy, argmax, dx)) {
-    max_pool_backward_kernel<4><<<blocks_for(inputs / 4), kThreads, 0, stream>>>(dy, argmax, dx, g);
-  } else {
-    max_pool_backward_kernel<1><<<blocks_for(inputs), kThreads, 0, stream>>>(dy, argmax, dx, g);
-  }
-  CONVNET_CUDA_CHECK_LAUNCH("max_pool_backward_kernel");
+  launch_by_width(g.n * g.h * g.w * g.c, use_vec4(g, dy, argmax, dx), "max_pool_backward_kernel",
+                  [&](auto vec, unsigned blocks) {
+                    max_pool_backward_kernel<decltype(vec)::value><<<blocks, kThreads, 0, stream>>>(dy, argmax, dx, g);
+                  });
 }
 
-void launch_avg_pool2d_forward(const float* x, float* y, const PoolShape& g, cudaStream_t stream) {
-  const int64_t outputs = g.n * g.p * g.q * g.c;
-  if (outputs == 0) return;
+void launch_avg_pool2d_forward(const float* x, float* y, const PoolGeometry& g, cudaStream_t stream) {
   const float factor = average_factor(g.params);
-  if (use_vec4(g, x, y)) {
-    avg_pool_forward_kernel<4><<<blocks_for(outputs / 4), kThreads, 0, stream>>>(x, y, g, factor);
-  } else {
-    avg_pool_forward_kernel<1><<<blocks_for(outputs), kThreads, 0, stream>>>(x, y, g, factor);
-  }
-  CONVNET_CUDA_CHECK_LAUNCH("avg_pool_forward_kernel");
+  launch_by_width(g.n * g.p * g.q * g.c, use_vec4(g, x, y), "avg_pool_forward_kernel", [&](auto vec, unsigned blocks) {
+    avg_pool_forward_kernel<decltype(vec)::value><<<blocks, kThreads, 0, stream>>>(x, y, g, factor);
+  });
 }
 
-void launch_avg_pool2d_backward(const float* dy, float* dx, const PoolShape& g, cudaStream_t stream) {
-  const int64_t inputs = g.n * g.h * g.w * g.c;
-  if (inputs == 0) return;
+void launch_avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& g, cudaStream_t stream) {
   const float factor = average_factor(g.params);
-  if (use_vec4(g, dy, dx)) {
-    avg_pool_backward_kernel<4><<<blocks_for(inputs / 4), kThreads, 0, stream>>>(dy, dx, g, factor);
-  } else {
-    avg_pool_backward_kernel<1><<<blocks_for(inputs), kThreads, 0, stream>>>(dy, dx, g, factor);
-  }
-  CONVNET_CUDA_CHECK_LAUNCH("avg_pool_backward_kernel");
+  launch_by_width(g.n * g.h * g.w * g.c, use_vec4(g, dy, dx), "avg_pool_backward_kernel",
+                  [&](auto vec, unsigned blocks) {
+                    avg_pool_backward_kernel<decltype(vec)::value><<<blocks, kThreads, 0, stream>>>(dy, dx, g, factor);
+                  });
 }
 
 }  // namespace convnet::cuda

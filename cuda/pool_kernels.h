@@ -11,28 +11,24 @@
 
 #include <cstdint>
 
-#include "core/base/backend.h"
+#include "core/base/op_checks.h"
 
 namespace convnet::cuda {
 
-// x [n, h, w, c] pooled to [n, p, q, c]. Preconditions, validated by the caller: extents > 0
-// except n >= 0, kernel and stride >= 1, 0 <= pad < kernel per axis (so every window holds a real
-// input element), and p, q = conv_output_size(h / w, kernel, stride, pad).
-struct PoolShape {
-  int64_t n = 0, h = 0, w = 0, c = 0;
-  int64_t p = 0, q = 0;
-  Pool2dParams params;
-};
+// Every launcher takes a PoolGeometry validated by OpChecks (core/base/op_checks.h): x [n, h, w, c]
+// pooled to [n, p, q, c], kernel and stride >= 1, 0 <= pad < kernel per axis (so every window
+// holds a real input element).
 
 // y = window maximum; argmax = window-local index r * kernel_w + s of the first maximum in scan
 // order (a NaN wins over numbers, the first NaN is kept); padding never wins.
-void launch_max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolShape& shape, cudaStream_t stream);
+void launch_max_pool2d_forward(const float* x, float* y, int32_t* argmax, const PoolGeometry& shape,
+                               cudaStream_t stream);
 // dx [n, h, w, c] = sum of dy over the windows whose argmax is this input element.
-void launch_max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolShape& shape,
+void launch_max_pool2d_backward(const float* dy, const int32_t* argmax, float* dx, const PoolGeometry& shape,
                                 cudaStream_t stream);
 // y = sum of the window's real inputs / (kernel_h * kernel_w) (padding counts as zeros).
-void launch_avg_pool2d_forward(const float* x, float* y, const PoolShape& shape, cudaStream_t stream);
+void launch_avg_pool2d_forward(const float* x, float* y, const PoolGeometry& shape, cudaStream_t stream);
 // dx = sum of dy over the windows covering the element, times 1 / (kernel_h * kernel_w).
-void launch_avg_pool2d_backward(const float* dy, float* dx, const PoolShape& shape, cudaStream_t stream);
+void launch_avg_pool2d_backward(const float* dy, float* dx, const PoolGeometry& shape, cudaStream_t stream);
 
 }  // namespace convnet::cuda

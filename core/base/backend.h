@@ -27,7 +27,10 @@ struct Conv2dParams {
 };
 // Output extent of a convolution or pooling window along one axis; <= 0 means "too small".
 constexpr int64_t conv_output_size(int64_t input, int64_t kernel, int stride, int pad, int dilation = 1) {
-  return (input + 2 * pad - dilation * (kernel - 1) - 1) / stride + 1;
+  const int64_t span = dilation * (kernel - 1) + 1;
+  // Checked first: C++ division truncates toward zero, so (-1) / 3 + 1 would claim one output.
+  if (input + 2 * pad < span) return 0;
+  return (input + 2 * pad - span) / stride + 1;
 }
 
 struct Pool2dParams {

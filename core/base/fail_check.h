@@ -12,7 +12,7 @@ namespace convnet {
 }  // namespace convnet
 
 // CONVNET_CHECK_MSG(cond, message): like CONVNET_CHECK with a ready-made std::string message.
-#define CONVNET_CHECK_MSG(cond, message)                                                   \
-  do {                                                                                     \
-    if (!(cond)) ::convnet::fail_check(__FILE__, __LINE__, #cond, std::string(message));  \
+#define CONVNET_CHECK_MSG(cond, message)                                                 \
+  do {                                                                                   \
+    if (!(cond)) ::convnet::fail_check(__FILE__, __LINE__, #cond, std::string(message)); \
   } while (0)

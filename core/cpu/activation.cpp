@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "core/cpu/checks.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
@@ -20,17 +20,14 @@ void elementwise(int64_t n, F&& f) {
 }  // namespace
 
 void relu_forward(const Tensor& x, Tensor& y) {
-  check_tensor(x, "relu_forward", "x");
-  check_shape(y, x.shape(), "relu_forward", "y");
+  OpChecks::cpu("relu_forward").activation_forward(x, y);
   const float* xp = x.f32();
   float* yp = y.f32();
   elementwise(x.numel(), [&](int64_t i) { yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f; });
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  check_tensor(y, "relu_backward", "y");
-  check_shape(dy, y.shape(), "relu_backward", "dy");
-  check_shape(dx, y.shape(), "relu_backward", "dx");
+  OpChecks::cpu("relu_backward").activation_backward(y, "y", dy, dx);
   const float* yp = y.f32();
   const float* dyp = dy.f32();
   float* dxp = dx.f32();
@@ -42,8 +39,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
 }
 
 void gelu_forward(const Tensor& x, Tensor& y) {
-  check_tensor(x, "gelu_forward", "x");
-  check_shape(y, x.shape(), "gelu_forward", "y");
+  OpChecks::cpu("gelu_forward").activation_forward(x, y);
   const float* xp = x.f32();
   float* yp = y.f32();
   constexpr auto inv_sqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
@@ -54,9 +50,7 @@ void gelu_forward(const Tensor& x, Tensor& y) {
 }
 
 void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
-  check_tensor(x, "gelu_backward", "x");
-  check_shape(dy, x.shape(), "gelu_backward", "dy");
-  check_shape(dx, x.shape(), "gelu_backward", "dx");
+  OpChecks::cpu("gelu_backward").activation_backward(x, "x", dy, dx);
   const float* xp = x.f32();
   const float* dyp = dy.f32();
   float* dxp = dx.f32();

@@ -3,8 +3,7 @@
 #include <cmath>
 #include <vector>
 
-#include "core/base/error.h"
-#include "core/cpu/checks.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 #include "core/cpu/reduce.h"
 
@@ -13,14 +12,6 @@ namespace convnet::cpu {
 namespace {
 
 constexpr int64_t kRowGrain = 256;
-
-// Validates x (rank >= 1, f32) and returns its channel count C (last dim).
-int64_t channels_of(const Tensor& x, const char* op) {
-  check_tensor(x, op, "x");
-  CONVNET_CHECK(x.rank() >= 1 && x.dim(-1) > 0, "{}: x has shape {}, expected [..., C] with C > 0", op,
-                shape_str(x.shape()));
-  return x.dim(-1);
-}
 
 // y = (x - mean) * scale + shift per channel, over rows of C.
 void normalize(const float* x, int64_t rows, int64_t channels, const std::vector<float>& mean,
@@ -42,22 +33,10 @@ void normalize(const float* x, int64_t rows, int64_t channels, const std::vector
 void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
                               Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
                               float eps) {
-  const char* op = "batch_norm_forward_train";
-  const int64_t channels = channels_of(x, op);
-  const Shape cshape{channels};
-  check_shape(gamma, cshape, op, "gamma");
-  check_shape(beta, cshape, op, "beta");
-  check_shape(y, x.shape(), op, "y");
-  check_shape(saved_mean, cshape, op, "saved_mean");
-  check_shape(saved_invstd, cshape, op, "saved_invstd");
-  check_shape(running_mean, cshape, op, "running_mean");
-  check_shape(running_var, cshape, op, "running_var");
-  CONVNET_CHECK(eps >= 0.0f, "{}: eps {} must be >= 0", op, eps);
-  CONVNET_CHECK(momentum >= 0.0f && momentum <= 1.0f, "{}: momentum {} must lie in [0, 1]", op, momentum);
+  const int64_t channels = OpChecks::cpu("batch_norm_forward_train")
+                               .batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                                         running_var, momentum, eps);
   const int64_t rows = x.numel() / channels;
-  if (rows < 2)
-    throw Error(
-        fmt::format("batch_norm: training needs more than one value per channel, got input {}", shape_str(x.shape())));
 
   const float* xp = x.f32();
   const auto cn = static_cast<size_t>(channels);
@@ -103,15 +82,8 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
 
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, float eps, Tensor& y) {
-  const char* op = "batch_norm_forward_eval";
-  const int64_t channels = channels_of(x, op);
-  const Shape cshape{channels};
-  check_shape(gamma, cshape, op, "gamma");
-  check_shape(beta, cshape, op, "beta");
-  check_shape(running_mean, cshape, op, "running_mean");
-  check_shape(running_var, cshape, op, "running_var");
-  check_shape(y, x.shape(), op, "y");
-  CONVNET_CHECK(eps >= 0.0f, "{}: eps {} must be >= 0", op, eps);
+  const int64_t channels = OpChecks::cpu("batch_norm_forward_eval")
+                               .batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
   const auto cn = static_cast<size_t>(channels);
   std::vector<float> mean(cn), scale(cn), shift(cn);
   const float* gp = gamma.f32();
@@ -128,16 +100,8 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
 
 void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                          const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
-  const char* op = "batch_norm_backward";
-  const int64_t channels = channels_of(x, op);
-  const Shape cshape{channels};
-  check_shape(dy, x.shape(), op, "dy");
-  check_shape(gamma, cshape, op, "gamma");
-  check_shape(saved_mean, cshape, op, "saved_mean");
-  check_shape(saved_invstd, cshape, op, "saved_invstd");
-  check_shape(dx, x.shape(), op, "dx");
-  check_shape(dgamma, cshape, op, "dgamma");
-  check_shape(dbeta, cshape, op, "dbeta");
+  const int64_t channels = OpChecks::cpu("batch_norm_backward")
+                               .batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
   const int64_t rows = x.numel() / channels;
   const auto cn = static_cast<size_t>(channels);
   const float* xp = x.f32();

@@ -12,11 +12,9 @@ namespace convnet::cpu {
 
 inline constexpr int64_t kConvColumnsBudgetBytes = int64_t{64} << 20;
 
-// Validates the params, x [N,H,W,C] and w [K,R,S,C] (f32, host) and derives the output extent;
-// throws convnet::Error naming `op` when a shape is inconsistent or the output would be empty.
+// The geometry of x [N,H,W,C] and w [K,R,S,C] (f32, host), validated by OpChecks for `op`
+// (throws convnet::Error when a shape is inconsistent or the output would be empty).
 ConvGeometry conv_geometry(const Tensor& x, const Tensor& w, const Conv2dParams& p, const char* op);
-// Same from shapes only (backward-data knows dx's shape but dx holds no input yet).
-ConvGeometry conv_geometry(const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p, const char* op);
 
 // Images per im2col chunk: as many as fit the budget, at least one.
 int64_t conv_chunk_images(const ConvGeometry& g);

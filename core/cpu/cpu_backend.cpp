@@ -4,9 +4,9 @@
 
 #include "core/base/backend_registry.h"
 #include "core/base/error.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/activation.h"
 #include "core/cpu/batch_norm.h"
-#include "core/cpu/checks.h"
 #include "core/cpu/conv.h"
 #include "core/cpu/dropout.h"
 #include "core/cpu/linear.h"
@@ -29,14 +29,15 @@ class CpuBackend final : public Backend {
   Allocator& allocator() override { return cpu_allocator(); }
 
   void copy(Tensor& dst, const Tensor& src) override {
-    cpu::check_tensor(src, "copy", "src", src.dtype());
-    cpu::check_tensor(dst, "copy", "dst", src.dtype());
+    const OpChecks check = OpChecks::cpu("copy");
+    check.tensor(src, "src", src.dtype());
+    check.tensor(dst, "dst", src.dtype());
     CONVNET_CHECK(dst.numel() == src.numel(), "copy: dst {} and src {} differ in element count", shape_str(dst.shape()),
                   shape_str(src.shape()));
     if (dst.raw() != src.raw()) std::memcpy(dst.raw(), src.raw(), src.bytes());
   }
   void fill(Tensor& t, float value) override {
-    cpu::check_tensor(t, "fill", "t");
+    OpChecks::cpu("fill").tensor(t, "t");
     float* p = t.f32();
     parallel_for(0, t.numel(), 1 << 16, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) p[i] = value;

@@ -1,8 +1,7 @@
 #include "core/cpu/dropout.h"
 
-#include "core/base/error.h"
+#include "core/base/op_checks.h"
 #include "core/base/rng.h"
-#include "core/cpu/checks.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
@@ -10,18 +9,15 @@ namespace convnet::cpu {
 namespace {
 constexpr int64_t kGrain = 1 << 14;
 
-float keep_scale(float p, const char* op) {
-  CONVNET_CHECK(p >= 0.0f && p <= 1.0f, "{}: drop probability {} must lie in [0, 1]", op, p);
+// The scale of the kept elements, for a validated p in [0, 1].
+float keep_scale(float p) {
   return p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
 }
 }  // namespace
 
 void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) {
-  const char* op = "dropout_forward";
-  const float scale = keep_scale(p, op);
-  check_tensor(x, op, "x");
-  check_shape(y, x.shape(), op, "y");
-  check_shape(mask, x.shape(), op, "mask", DType::u8);
+  OpChecks::cpu("dropout_forward").dropout_forward(x, y, mask, p);
+  const float scale = keep_scale(p);
   const float* xp = x.f32();
   float* yp = y.f32();
   uint8_t* mp = mask.data<uint8_t>();
@@ -35,11 +31,8 @@ void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t
 }
 
 void dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
-  const char* op = "dropout_backward";
-  const float scale = keep_scale(p, op);
-  check_tensor(dy, op, "dy");
-  check_shape(mask, dy.shape(), op, "mask", DType::u8);
-  check_shape(dx, dy.shape(), op, "dx");
+  OpChecks::cpu("dropout_backward").dropout_backward(dy, mask, p, dx);
+  const float scale = keep_scale(p);
   const float* dyp = dy.f32();
   const uint8_t* mp = mask.data<uint8_t>();
   float* dxp = dx.f32();

@@ -8,21 +8,15 @@
 
 #include <cstdint>
 
-#include "core/base/backend.h"
+#include "core/base/op_checks.h"
 
 namespace convnet::cpu {
 
-struct ConvGeometry {
-  int64_t n = 0, h = 0, w = 0, c = 0;  // input
-  int64_t k = 0, r = 0, s = 0;         // filters
-  int64_t p = 0, q = 0;                // output
-  Conv2dParams params;
-  int64_t patch() const { return r * s * c; }
-  // True when the column matrix equals the input itself (1x1, stride 1, no padding).
-  bool identity_columns() const {
-    return r == 1 && s == 1 && params.stride_h == 1 && params.stride_w == 1 && params.pad_h == 0 && params.pad_w == 0;
-  }
-};
+// True when the column matrix equals the input itself (1x1 filters, stride 1, no padding).
+inline bool identity_columns(const ConvGeometry& g) {
+  const Conv2dParams& p = g.params;
+  return g.r == 1 && g.s == 1 && p.stride_h == 1 && p.stride_w == 1 && p.pad_h == 0 && p.pad_w == 0;
+}
 
 // cols[images * P * Q, R * S * C] from x[images, H, W, C] (g.n is ignored; `images` counts).
 void im2col(const float* x, int64_t images, const ConvGeometry& g, float* cols);

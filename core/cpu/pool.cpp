@@ -2,50 +2,12 @@
 
 #include <algorithm>
 
-#include "core/base/error.h"
-#include "core/cpu/checks.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
 
 namespace {
-
-struct PoolGeometry {
-  int64_t n = 0, h = 0, w = 0, c = 0, p = 0, q = 0;
-  Pool2dParams params;
-};
-
-PoolGeometry pool_geometry(const Shape& x_shape, const Pool2dParams& pr, const char* op) {
-  CONVNET_CHECK(x_shape.size() == 4, "{}: input has shape {}, expected rank 4 [N, H, W, C]", op, shape_str(x_shape));
-  CONVNET_CHECK(pr.kernel_h >= 1 && pr.kernel_w >= 1, "{}: kernel {}x{} must be >= 1", op, pr.kernel_h, pr.kernel_w);
-  CONVNET_CHECK(pr.stride_h >= 1 && pr.stride_w >= 1, "{}: stride {}x{} must be >= 1", op, pr.stride_h, pr.stride_w);
-  // pad < kernel guarantees every window holds at least one real input element.
-  CONVNET_CHECK(pr.pad_h >= 0 && pr.pad_w >= 0 && pr.pad_h < pr.kernel_h && pr.pad_w < pr.kernel_w,
-                "{}: padding {}x{} must be >= 0 and smaller than the {}x{} kernel", op, pr.pad_h, pr.pad_w, pr.kernel_h,
-                pr.kernel_w);
-  PoolGeometry g;
-  g.n = x_shape[0];
-  g.h = x_shape[1];
-  g.w = x_shape[2];
-  g.c = x_shape[3];
-  g.params = pr;
-  g.p = conv_output_size(g.h, pr.kernel_h, pr.stride_h, pr.pad_h);
-  g.q = conv_output_size(g.w, pr.kernel_w, pr.stride_w, pr.pad_w);
-  CONVNET_CHECK(g.p > 0 && g.q > 0, "{}: input {}x{} (padding {}x{}) is smaller than the {}x{} window", op, g.h, g.w,
-                pr.pad_h, pr.pad_w, pr.kernel_h, pr.kernel_w);
-  return g;
-}
-
-// pool_geometry after checking an op's tensors: `image` (x or dx) is an f32 host tensor, `pooled`
-// (y or dy) is [N, P, Q, C] and, when given, `argmax` is i32 of the same shape.
-PoolGeometry checked_geometry(const char* op, const Pool2dParams& pr, const Tensor& image, const char* image_name,
-                              const Tensor& pooled, const char* pooled_name, const Tensor* argmax = nullptr) {
-  check_tensor(image, op, image_name);
-  const PoolGeometry g = pool_geometry(image.shape(), pr, op);
-  check_shape(pooled, {g.n, g.p, g.q, g.c}, op, pooled_name);
-  if (argmax) check_shape(*argmax, {g.n, g.p, g.q, g.c}, op, "argmax", DType::i32);
-  return g;
-}
 
 // Output positions o in [lo, hi] whose window (start o * stride - pad, extent kernel) covers input i.
 struct Range {
@@ -174,7 +136,7 @@ float average_factor(const Pool2dParams& pr) {
 }  // namespace
 
 void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& pr) {
-  const PoolGeometry g = checked_geometry("max_pool2d_forward", pr, x, "x", y, "y", &argmax);
+  const PoolGeometry g = OpChecks::cpu("max_pool2d_forward").max_pool2d_forward(x, y, argmax, pr);
   const float* xp = x.f32();
   float* yp = y.f32();
   int32_t* ap = argmax.data<int32_t>();
@@ -197,7 +159,7 @@ void max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2d
 }
 
 void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, const Pool2dParams& pr) {
-  const PoolGeometry g = checked_geometry("max_pool2d_backward", pr, dx, "dx", dy, "dy", &argmax);
+  const PoolGeometry g = OpChecks::cpu("max_pool2d_backward").max_pool2d_backward(dy, argmax, dx, pr);
   const float* dyp = dy.f32();
   const int32_t* ap = argmax.data<int32_t>();
   float* dxp = dx.f32();
@@ -212,7 +174,7 @@ void max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, con
 }
 
 void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& pr) {
-  const PoolGeometry g = checked_geometry("avg_pool2d_forward", pr, x, "x", y, "y");
+  const PoolGeometry g = OpChecks::cpu("avg_pool2d_forward").avg_pool2d_forward(x, y, pr);
   const float* xp = x.f32();
   float* yp = y.f32();
   const float factor = average_factor(pr);
@@ -221,7 +183,7 @@ void avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& pr) {
 }
 
 void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& pr) {
-  const PoolGeometry g = checked_geometry("avg_pool2d_backward", pr, dx, "dx", dy, "dy");
+  const PoolGeometry g = OpChecks::cpu("avg_pool2d_backward").avg_pool2d_backward(dy, dx, pr);
   const float* dyp = dy.f32();
   float* dxp = dx.f32();
   const float factor = average_factor(pr);

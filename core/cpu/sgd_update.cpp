@@ -1,16 +1,13 @@
 #include "core/cpu/sgd_update.h"
 
-#include "core/cpu/checks.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
 
 void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) {
-  const char* op = "sgd_update";
-  check_tensor(param, op, "param");
-  check_shape(grad, param.shape(), op, "grad");
+  OpChecks::cpu("sgd_update").sgd_update(param, grad, momentum_buf, step);
   const bool use_momentum = step.momentum != 0.0f;
-  if (use_momentum) check_shape(momentum_buf, param.shape(), op, "momentum_buf");
   float* pp = param.f32();
   const float* gp = grad.f32();
   float* bp = use_momentum ? momentum_buf.f32() : nullptr;

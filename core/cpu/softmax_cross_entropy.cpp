@@ -5,26 +5,19 @@
 #include <vector>
 
 #include "core/base/error.h"
-#include "core/cpu/checks.h"
+#include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
 
 namespace {
 
-// Validates shapes, smoothing and every label; returns {N, K}.
-std::pair<int64_t, int64_t> check_problem(const Tensor& scores, const Tensor& labels, float smoothing, const char* op,
-                                          const char* scores_name) {
-  check_rank(scores, 2, op, scores_name);
-  const int64_t n = scores.dim(0), k = scores.dim(1);
-  CONVNET_CHECK(k > 0, "{}: {} has shape {}, expected at least one class", op, scores_name, shape_str(scores.shape()));
-  check_shape(labels, {n}, op, "labels", DType::i32);
-  CONVNET_CHECK(smoothing >= 0.0f && smoothing <= 1.0f, "{}: label smoothing {} must lie in [0, 1]", op, smoothing);
+// Every label of a validated problem lies in [0, K).
+void check_labels(const Tensor& labels, const LossGeometry& g, const char* op) {
   const int32_t* lp = labels.data<int32_t>();
-  for (int64_t i = 0; i < n; ++i)
-    if (lp[i] < 0 || lp[i] >= k)
-      throw Error(fmt::format("{}: label {} out of range [0, {}) at batch index {}", op, lp[i], k, i));
-  return {n, k};
+  for (int64_t i = 0; i < g.n; ++i)
+    if (lp[i] < 0 || lp[i] >= g.k)
+      throw Error(fmt::format("{}: label {} out of range [0, {}) at batch index {}", op, lp[i], g.k, i));
 }
 
 }  // namespace
@@ -32,9 +25,9 @@ std::pair<int64_t, int64_t> check_problem(const Tensor& scores, const Tensor& la
 void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing, Tensor& loss,
                                    Tensor& probs) {
   const char* op = "softmax_cross_entropy_forward";
-  const auto [n, k] = check_problem(logits, labels, smoothing, op, "logits");
-  check_shape(loss, {1}, op, "loss");
-  check_shape(probs, {n, k}, op, "probs");
+  const LossGeometry g = OpChecks::cpu(op).softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+  check_labels(labels, g, op);
+  const auto [n, k] = g;
   const float* zp = logits.f32();
   const int32_t* lp = labels.data<int32_t>();
   float* pp = probs.f32();
@@ -64,8 +57,9 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, f
 
 void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing, Tensor& dlogits) {
   const char* op = "softmax_cross_entropy_backward";
-  const auto [n, k] = check_problem(probs, labels, smoothing, op, "probs");
-  check_shape(dlogits, {n, k}, op, "dlogits");
+  const LossGeometry g = OpChecks::cpu(op).softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+  check_labels(labels, g, op);
+  const auto [n, k] = g;
   const float* pp = probs.f32();
   const int32_t* lp = labels.data<int32_t>();
   float* dp = dlogits.f32();

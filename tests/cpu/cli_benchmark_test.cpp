@@ -1,37 +1,21 @@
 // `convnet benchmark` with comparison backends (--compare), on the CPU: the JSON fields, the ratio
 // arithmetic, the table, and the usage errors.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "tests/common/cli_runner.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
 namespace {
 
-using testing::read_file;
+using testing::run_convnet;
+using testing::RunResult;
 using testing::TempDir;
 using testing::write_file;
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-RunResult run(const std::string& args) {
-  TempDir io;
-  const std::string cmd =
-      std::string(CONVNET_BINARY) + " " + args + " >" + io.file("out") + " 2>" + io.file("err") + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_file(io.file("out"));
-  r.err = read_file(io.file("err"));
-  return r;
-}
 
 // Two conv layers (3 passes each), BN, ReLU, pooling and a linear classifier on 8x8 images.
 const char* kSyntheticConfig = R"(model: {name: vgg, cfg: [8, M, 16, M], batch_norm: true, pool: avg}
@@ -44,7 +28,7 @@ class CliBenchmark : public ::testing::Test {
   void SetUp() override { write_file(config(), kSyntheticConfig); }
   std::string config() const { return dir_.file("syn.yaml"); }
   RunResult bench(const std::string& flags) const {
-    return run("benchmark " + config() + " --repeats 3 --batch-size 8 " + flags);
+    return run_convnet("benchmark " + config() + " --repeats 3 --batch-size 8 " + flags);
   }
 
  private:

@@ -10,31 +10,17 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "tests/common/cli_runner.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
 namespace {
 
 using testing::read_file;
+using testing::run_convnet;
+using testing::RunResult;
 using testing::TempDir;
 using testing::write_file;
-
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-RunResult run(const std::string& args) {
-  TempDir io;
-  const std::string cmd =
-      std::string(CONVNET_BINARY) + " " + args + " >" + io.file("out") + " 2>" + io.file("err") + " </dev/null";
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = read_file(io.file("out"));
-  r.err = read_file(io.file("err"));
-  return r;
-}
 
 const char* kSyntheticConfig = R"(model: {name: vgg, cfg: [8, M, 16, M], batch_norm: true, pool: avg}
 data: {dataset: synthetic, synthetic_train_size: 256, synthetic_test_size: 64, synthetic_image_size: 8}
@@ -43,30 +29,30 @@ train: {epochs: 2, batch_size: 32, seed: 1, threads: 2, log_every: 4}
 )";
 
 TEST(Cli, VersionAndHelp) {
-  const RunResult v = run("--version");
+  const RunResult v = run_convnet("--version");
   EXPECT_EQ(v.exit_code, 0);
   EXPECT_NE(v.out.find("convnet"), std::string::npos);
-  const RunResult h = run("--help");
+  const RunResult h = run_convnet("--help");
   EXPECT_EQ(h.exit_code, 0);
   EXPECT_NE(h.out.find("Examples"), std::string::npos);
   EXPECT_NE(h.out.find("benchmark"), std::string::npos);
 }
 
 TEST(Cli, UsageErrorsExitWithTwo) {
-  EXPECT_EQ(run("").exit_code, 2);
-  EXPECT_EQ(run("frobnicate").exit_code, 2);
-  EXPECT_EQ(run("train /no/such/config.yaml").exit_code, 2);
-  EXPECT_EQ(run("evaluate /no/such/checkpoint.safetensors").exit_code, 2);
+  EXPECT_EQ(run_convnet("").exit_code, 2);
+  EXPECT_EQ(run_convnet("frobnicate").exit_code, 2);
+  EXPECT_EQ(run_convnet("train /no/such/config.yaml").exit_code, 2);
+  EXPECT_EQ(run_convnet("evaluate /no/such/checkpoint.safetensors").exit_code, 2);
 }
 
 TEST(Cli, ConfigErrorNamesFileLineAndKeyAndExitsWithTwo) {
   TempDir dir;
   write_file(dir.file("bad.yaml"), "model: {name: vgg11}\ntrain:\n  epochs: 2\n  batch_sise: 64\n");
-  const RunResult r = run("train " + dir.file("bad.yaml"));
+  const RunResult r = run_convnet("train " + dir.file("bad.yaml"));
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("bad.yaml:4"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("batch_sise"), std::string::npos) << r.err;
-  const RunResult s = run("train " + dir.file("bad.yaml") + " --set train.batch_sise=3");
+  const RunResult s = run_convnet("train " + dir.file("bad.yaml") + " --set train.batch_sise=3");
   EXPECT_EQ(s.exit_code, 2);
 }
 
@@ -80,13 +66,14 @@ TEST(Cli, ModelThatDoesNotFitTheInputNamesTheLayer) {
     - {type: max_pool, kernel: 16}
     - {type: conv, out_channels: 8, kernel: 3, name: conv5}
 )");
-  const RunResult r = run("train " + dir.file("deep.yaml") + " --dry-run");
+  const RunResult r = run_convnet("train " + dir.file("deep.yaml") + " --dry-run");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("conv5: input 1x1 is smaller than the 3x3 kernel"), std::string::npos) << r.err;
 }
 
 TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
-  const RunResult r = run(std::string("train ") + CONVNET_SOURCE_DIR + "/configs/vgg11_bn.yaml --dry-run --json");
+  const RunResult r =
+      run_convnet(std::string("train ") + CONVNET_SOURCE_DIR + "/configs/vgg11_bn.yaml --dry-run --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   // VGG-11-BN for CIFAR-10: the common PyTorch version has 9,231,114 parameters, of which 2,752
@@ -100,7 +87,7 @@ TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
 TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   TempDir dir;
   write_file(dir.file("syn.yaml"), kSyntheticConfig);
-  const RunResult t = run("train " + dir.file("syn.yaml") + " --set output.dir=" + dir.file("run"));
+  const RunResult t = run_convnet("train " + dir.file("syn.yaml") + " --set output.dir=" + dir.file("run"));
   ASSERT_EQ(t.exit_code, 0) << t.err;
   for (const char* f : {"last.safetensors", "best.safetensors", "config.yaml", "metrics.jsonl", "curves.svg"})
     EXPECT_TRUE(std::filesystem::exists(dir.file("run/") + f)) << f;
@@ -120,7 +107,7 @@ TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   EXPECT_GT(train_lines, 0);
   EXPECT_EQ(test_lines, 2);
 
-  const RunResult e = run("evaluate " + dir.file("run/best.safetensors") + " --json");
+  const RunResult e = run_convnet("evaluate " + dir.file("run/best.safetensors") + " --json");
   ASSERT_EQ(e.exit_code, 0) << e.err;
   const auto j = nlohmann::json::parse(e.out);
   EXPECT_EQ(j.at("num_examples").get<int64_t>(), 64);
@@ -133,7 +120,7 @@ TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   EXPECT_GE(j.at("accuracy").get<double>(), 0.0);
   EXPECT_TRUE(j.contains("loss"));
 
-  const RunResult i = run("info " + dir.file("run/last.safetensors") + " --json");
+  const RunResult i = run_convnet("info " + dir.file("run/last.safetensors") + " --json");
   ASSERT_EQ(i.exit_code, 0) << i.err;
   const auto ij = nlohmann::json::parse(i.out);
   EXPECT_EQ(ij.at("step").get<int64_t>(), 2 * 256 / 32);
@@ -143,7 +130,7 @@ TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
 TEST(Cli, BenchmarkJsonListsEveryLayerPassSlowestFirst) {
   TempDir dir;
   write_file(dir.file("syn.yaml"), kSyntheticConfig);
-  const RunResult r = run("benchmark " + dir.file("syn.yaml") + " --repeats 3 --batch-size 8 --json");
+  const RunResult r = run_convnet("benchmark " + dir.file("syn.yaml") + " --repeats 3 --batch-size 8 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("backend"), "cpu");
@@ -171,7 +158,7 @@ TEST(Cli, BenchmarkJsonListsEveryLayerPassSlowestFirst) {
 TEST(Cli, CorruptCheckpointIsARuntimeError) {
   TempDir dir;
   write_file(dir.file("junk.safetensors"), "this is not a safetensors file at all");
-  const RunResult r = run("evaluate " + dir.file("junk.safetensors"));
+  const RunResult r = run_convnet("evaluate " + dir.file("junk.safetensors"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("junk.safetensors"), std::string::npos) << r.err;
 }
@@ -201,14 +188,14 @@ TEST(Cli, SigintWritesLastCheckpointThatResumes) {
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGINT) << read_file(dir.file("child.log"));
   EXPECT_NE(read_file(dir.file("child.log")).find("signal"), std::string::npos);
   // The checkpoint is valid, and training resumes from it.
-  const RunResult info = run("info " + out + "/last.safetensors --json");
+  const RunResult info = run_convnet("info " + out + "/last.safetensors --json");
   ASSERT_EQ(info.exit_code, 0) << info.err;
   const int64_t step = nlohmann::json::parse(info.out).at("step").get<int64_t>();
   EXPECT_GT(step, 0);
-  const RunResult resumed = run("train " + args + " --resume " + out + "/last.safetensors" +
-                                " --set train.max_steps=" + std::to_string(step + 3));
+  const RunResult resumed = run_convnet("train " + args + " --resume " + out + "/last.safetensors" +
+                                        " --set train.max_steps=" + std::to_string(step + 3));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  const RunResult after = run("info " + out + "/last.safetensors --json");
+  const RunResult after = run_convnet("info " + out + "/last.safetensors --json");
   EXPECT_EQ(nlohmann::json::parse(after.out).at("step").get<int64_t>(), step + 3);
 }
 

@@ -95,7 +95,8 @@ const BadConfig kBadConfigs[] = {
     {"LayerBackendUnknown", "train:\n  layer_backends:\n    conv1: cpu\n    fc: gpu\n",
      "bad.yaml:4: train.layer_backends.fc: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got 'gpu'"},
     {"LayerBackendsNotAMapping", "train:\n  layer_backends: [cpu]\n",
-     "bad.yaml:2: train.layer_backends: expected a mapping of names to one of cpu, cuda, cudnn, cudnn_tf32, auto, got a list"},
+     "bad.yaml:2: train.layer_backends: expected a mapping of names to one of cpu, cuda, cudnn, cudnn_tf32, auto, got "
+     "a list"},
     {"LayerBackendsDuplicateName", "train:\n  layer_backends:\n    fc: cpu\n    fc: cuda\n",
      "bad.yaml:4: train.layer_backends.fc: duplicate key (first given on line 3)"},
     {"SectionNotAMapping", "model: {}\ntrain: 5\n", "bad.yaml:2: train: expected a mapping of keys, got 5"},
@@ -223,7 +224,8 @@ TEST(ConfigOverrideErrors, BadValueNamesTheOverride) {
 
 TEST(ConfigOverrideErrors, LayerBackendEntry) {
   EXPECT_EQ(error_of(kValid, {"train.layer_backends.fc=gpu"}),
-            "--set train.layer_backends.fc=gpu: train.layer_backends.fc: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got "
+            "--set train.layer_backends.fc=gpu: train.layer_backends.fc: expected one of cpu, cuda, cudnn, cudnn_tf32, "
+            "auto, got "
             "'gpu'");
   EXPECT_TRUE(contains(error_of(kValid, {"train.layer_backends.fc.x=cpu"}),
                        "--set train.layer_backends.fc.x=cpu: unknown key train.layer_backends.fc.x"));

@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Rewrites a CUDA source (cuda/conv_*.cu) into C++ that the CPU emulator runs.
+
+Usage: cuda_to_cpp.py INPUT.cu OUTPUT.cpp
+
+The emulation test must exercise the real kernels, so the rewrite is as small as possible:
+
+1. Every launch `kernel<T, V><<<grid, block[, shared_bytes[, stream]]>>>(args)` becomes
+   `::emu::launch(kernel<T, V>, grid, block, shared_bytes, stream, args)` (0 and nullptr when
+   omitted). The triple-chevron syntax is the only part of CUDA that no header can supply. The
+   configuration is kept, so it is still compiled and type-checked; emu::launch validates it.
+2. `#include <cuda_runtime.h>` is prepended, as nvcc does implicitly for every .cu file; the
+   emulation's include path resolves it to tests/emu/fake/cuda_runtime.h, which maps __global__,
+   __shared__, threadIdx, __syncthreads() and the rest onto plain C++.
+3. A `#line 1 "INPUT.cu"` directive follows, and each rewrite keeps the line count, so compiler
+   diagnostics and __LINE__ point into the original source.
+
+Everything else is copied verbatim. The script fails (exit status 1, naming the file and line)
+on a launch it cannot parse, rather than emit code that would test something else.
+"""
+
+import sys
+
+OPEN = "([{"
+CLOSE = ")]}"
+
+
+class TransformError(Exception):
+    pass
+
+
+def line_of(text, pos):
+    return text.count("\n", 0, pos) + 1
+
+
+def kernel_name_start(text, end):
+    """Start of the kernel expression ending at `end` (just before `<<<`): an identifier, possibly
+    qualified with ::, possibly followed by a template argument list (nesting allowed)."""
+    i = end
+    while i > 0 and text[i - 1].isspace():
+        i -= 1
+    if i > 0 and text[i - 1] == ">":  # template arguments: walk back to the matching '<'
+        depth = 0
+        while i > 0:
+            i -= 1
+            ch = text[i]
+            if ch == ">":
+                depth += 1
+            elif ch == "<":
+                depth -= 1
+                if depth == 0:
+                    break
+            elif ch in ";{}":
+                raise TransformError("unbalanced template arguments before <<<")
+        else:
+            raise TransformError("unbalanced template arguments before <<<")
+        while i > 0 and text[i - 1].isspace():
+            i -= 1
+    start = i
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_:"):
+        start -= 1
+    if start == i:
+        raise TransformError("no kernel name before <<<")
+    return start
+
+
+def split_top_level(config):
+    """Splits the launch configuration at commas outside (), [] and {}. Angle brackets are not
+    counted: in an expression they are usually comparisons."""
+    parts, depth, current = [], 0, ""
+    for ch in config:
+        if ch in OPEN:
+            depth += 1
+        elif ch in CLOSE:
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    parts.append(current.strip())
+    return parts
+
+
+def rewrite_launches(text):
+    out = []
+    pos = 0
+    while True:
+        start_chevrons = text.find("<<<", pos)
+        if start_chevrons < 0:
+            out.append(text[pos:])
+            return "".join(out)
+        line = line_of(text, start_chevrons)
+        line_start = text.rfind("\n", 0, start_chevrons) + 1
+        if "//" in text[line_start:start_chevrons]:  # mentioned in a comment, not a launch
+            out.append(text[pos : start_chevrons + 3])
+            pos = start_chevrons + 3
+            continue
+        try:
+            name_start = kernel_name_start(text, start_chevrons)
+            end_chevrons = text.find(">>>", start_chevrons + 3)
+            if end_chevrons < 0:
+                raise TransformError("<<< without >>>")
+            config = split_top_level(text[start_chevrons + 3 : end_chevrons])
+            if not 2 <= len(config) <= 4 or not all(config):
+                raise TransformError("expected <<<grid, block[, shared_bytes[, stream]]>>>")
+            config += ["0", "nullptr"][len(config) - 2 :]
+            paren = end_chevrons + 3
+            while paren < len(text) and text[paren].isspace():
+                paren += 1
+            if paren >= len(text) or text[paren] != "(":
+                raise TransformError("expected ( after >>>")
+            after = paren + 1
+            while after < len(text) and text[after].isspace():
+                after += 1
+            has_args = after < len(text) and text[after] != ")"
+        except TransformError as e:
+            raise TransformError("line %d: %s" % (line, e)) from None
+        kernel = text[name_start:start_chevrons].strip()
+        replaced = text[name_start : paren + 1]
+        call = "::emu::launch(%s, %s%s" % (kernel, ", ".join(config), ", " if has_args else "")
+        # Keep the line count: the newlines the launch syntax spanned go inside the argument list.
+        call += "\n" * replaced.count("\n")
+        out.append(text[pos:name_start])
+        out.append(call)
+        pos = paren + 1
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.stderr.write(__doc__)
+        return 2
+    source, target = argv[1], argv[2]
+    with open(source, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        body = rewrite_launches(text)
+    except TransformError as e:
+        sys.stderr.write("%s: %s\n" % (source, e))
+        return 1
+    quoted = source.replace("\\", "\\\\").replace('"', '\\"')
+    header = (
+        "// Generated by tests/emu/cuda_to_cpp.py from %s: do not edit.\n"
+        "#include <cuda_runtime.h>\n"
+        '#line 1 "%s"\n' % (source, quoted)
+    )
+    with open(target, "w", encoding="utf-8") as f:
+        f.write(header + body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

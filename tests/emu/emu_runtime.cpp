@@ -1,0 +1,257 @@
+// The fiber scheduler behind emu_runtime.h: one ucontext fiber per emulated thread of a block,
+// resumed in turn until each reaches a barrier or returns.
+#include "tests/emu/emu_runtime.h"
+
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <exception>
+#include <string>
+
+// AddressSanitizer must be told about stack switches, or it reports the fibers' stacks as
+// overflows of the thread stack. Compiled in only under ASan.
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_ASAN 1
+#endif
+#endif
+#ifdef EMU_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+
+uint3 threadIdx;
+uint3 blockIdx;
+dim3 blockDim;
+dim3 gridDim;
+
+namespace emu {
+namespace {
+
+constexpr unsigned kMaxThreadsPerBlock = 1024;
+constexpr unsigned kMaxBlockZ = 64;
+constexpr unsigned kMaxGridYZ = 65535;
+constexpr unsigned kMaxGridX = 2147483647u;
+// Kernel frames are small (tile accumulators, loader state); the room is for unoptimized and
+// sanitizer builds. Pages are committed only when touched.
+constexpr size_t kStackBytes = 256 * 1024;
+
+enum class State { ready, at_barrier, done };
+
+struct Fiber {
+  ucontext_t context{};
+  State state = State::ready;
+  char* stack = nullptr;  // lowest usable byte; a PROT_NONE guard page lies below it
+  void* asan_fake_stack = nullptr;
+};
+
+[[noreturn]] void die(const char* what) {
+  std::fprintf(stderr, "emu: %s\n", what);
+  std::abort();
+}
+
+class Scheduler {
+ public:
+  void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
+  void syncthreads();
+  Order order = Order::forward;
+  Stats stats;
+
+ private:
+  static void fiber_entry();
+  void prepare(unsigned threads);
+  void run_block(unsigned threads);
+  void resume(Fiber& fiber);            // scheduler -> fiber, returns when the fiber yields
+  void yield(Fiber& fiber, bool done);  // fiber -> scheduler
+
+  std::deque<Fiber> fibers_;  // a deque: growing it never moves a ucontext_t (they point into themselves)
+  ucontext_t scheduler_context_{};
+  const std::function<void()>* body_ = nullptr;
+  unsigned current_ = 0;
+  bool in_kernel_ = false;
+  std::exception_ptr escaped_;
+  void* scheduler_fake_stack_ = nullptr;
+  const void* scheduler_stack_bottom_ = nullptr;
+  size_t scheduler_stack_size_ = 0;
+};
+
+Scheduler& scheduler() {
+  static Scheduler s;
+  return s;
+}
+
+std::string coords(const uint3& b) {
+  return "(" + std::to_string(b.x) + ", " + std::to_string(b.y) + ", " + std::to_string(b.z) + ")";
+}
+
+void Scheduler::prepare(unsigned threads) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  while (fibers_.size() < threads) {  // stacks are kept for the life of the process
+    void* mem =
+        mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) die("cannot map a fiber stack");
+    if (mprotect(mem, page, PROT_NONE) != 0) die("cannot protect a fiber stack's guard page");
+    Fiber f;
+    f.stack = static_cast<char*>(mem) + page;
+    fibers_.push_back(f);
+  }
+  for (unsigned t = 0; t < threads; ++t) {
+    Fiber& f = fibers_[t];
+    if (getcontext(&f.context) != 0) die("getcontext failed");
+    f.context.uc_stack.ss_sp = f.stack;
+    f.context.uc_stack.ss_size = kStackBytes;
+    f.context.uc_link = nullptr;  // fibers never return: they switch back explicitly
+    makecontext(&f.context, &Scheduler::fiber_entry, 0);
+    f.state = State::ready;
+    f.asan_fake_stack = nullptr;
+  }
+}
+
+void Scheduler::resume(Fiber& fiber) {
+#ifdef EMU_ASAN
+  __sanitizer_start_switch_fiber(&scheduler_fake_stack_, fiber.stack, kStackBytes);
+#endif
+  if (swapcontext(&scheduler_context_, &fiber.context) != 0) die("swapcontext failed");
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(scheduler_fake_stack_, nullptr, nullptr);
+#endif
+}
+
+void Scheduler::yield(Fiber& fiber, bool done) {
+#ifdef EMU_ASAN
+  // A finished fiber passes no fake-stack slot: ASan frees its fake frames.
+  __sanitizer_start_switch_fiber(done ? nullptr : &fiber.asan_fake_stack, scheduler_stack_bottom_,
+                                 scheduler_stack_size_);
+#endif
+  if (swapcontext(&fiber.context, &scheduler_context_) != 0) die("swapcontext failed");
+  if (done) die("a finished fiber was resumed");
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(fiber.asan_fake_stack, &scheduler_stack_bottom_, &scheduler_stack_size_);
+#endif
+}
+
+void Scheduler::fiber_entry() {
+  Scheduler& s = scheduler();
+  Fiber& self = s.fibers_[s.current_];
+#ifdef EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &s.scheduler_stack_bottom_, &s.scheduler_stack_size_);
+#endif
+  try {
+    (*s.body_)();
+  } catch (...) {  // unwinding cannot cross the fiber's first frame: hand it to the scheduler
+    if (!s.escaped_) s.escaped_ = std::current_exception();
+  }
+  self.state = State::done;
+  s.yield(self, true);
+}
+
+void Scheduler::syncthreads() {
+  if (!in_kernel_) die("__syncthreads() called outside an emulated kernel");
+  Fiber& f = fibers_[current_];
+  f.state = State::at_barrier;
+  yield(f, false);
+}
+
+void Scheduler::run_block(unsigned threads) {
+  prepare(threads);
+  for (;;) {  // one barrier interval per pass
+    unsigned waiting = 0, finished = 0;
+    for (unsigned i = 0; i < threads; ++i) {
+      const unsigned t = order == Order::forward ? i : threads - 1 - i;
+      Fiber& f = fibers_[t];
+      if (f.state == State::done) {
+        ++finished;
+        continue;
+      }
+      current_ = t;
+      threadIdx = uint3{t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
+      resume(f);
+      if (escaped_) return;
+      if (f.state == State::at_barrier)
+        ++waiting;
+      else
+        ++finished;
+    }
+    if (waiting == 0) return;
+    if (finished > 0)
+      throw Error("block " + coords(blockIdx) + ": " + std::to_string(waiting) +
+                  " threads wait at __syncthreads() while " + std::to_string(finished) +
+                  " have returned (a barrier in divergent code)");
+    ++stats.barriers;
+    for (unsigned t = 0; t < threads; ++t) fibers_[t].state = State::ready;
+  }
+}
+
+void Scheduler::run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+  if (in_kernel_) throw Error("a kernel launch from inside an emulated kernel (dynamic parallelism)");
+  const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+  if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > kMaxBlockZ)
+    throw Error("launch with a block of " + std::to_string(block.x) + "x" + std::to_string(block.y) + "x" +
+                std::to_string(block.z) + " threads (1 to 1024 in all, z at most 64)");
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > kMaxGridX || grid.y > kMaxGridYZ || grid.z > kMaxGridYZ)
+    throw Error("launch with a grid of " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" +
+                std::to_string(grid.z) + " blocks (x 1 to 2^31-1, y and z 1 to 65535)");
+  ++stats.launches;
+  blockDim = block;
+  gridDim = grid;
+  body_ = &body;
+  escaped_ = nullptr;
+  in_kernel_ = true;
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+  try {
+    for (uint64_t i = 0; i < blocks; ++i) {
+      const uint64_t b = order == Order::forward ? i : blocks - 1 - i;
+      blockIdx = uint3{static_cast<unsigned>(b % grid.x), static_cast<unsigned>(b / grid.x % grid.y),
+                       static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y))};
+      ++stats.blocks;
+      run_block(static_cast<unsigned>(threads));
+      if (escaped_) break;
+    }
+  } catch (...) {
+    in_kernel_ = false;
+    body_ = nullptr;
+    throw;
+  }
+  in_kernel_ = false;
+  body_ = nullptr;
+  if (escaped_) std::rethrow_exception(escaped_);
+}
+
+}  // namespace
+
+void set_order(Order o) {
+  scheduler().order = o;
+}
+Order order() {
+  return scheduler().order;
+}
+Stats stats() {
+  return scheduler().stats;
+}
+void reset_stats() {
+  scheduler().stats = Stats{};
+}
+void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
+  scheduler().run_grid(grid, block, thread_body);
+}
+void syncthreads() {
+  scheduler().syncthreads();
+}
+void count_global_vector_load() {
+  ++scheduler().stats.global_vector_loads;
+}
+void dynamic_shared_memory_requested(size_t bytes) {
+  throw Error("a launch asks for " + std::to_string(bytes) + " bytes of dynamic shared memory, which is not emulated");
+}
+void misaligned_vector_access(const void* address) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%p", address);
+  throw Error(std::string("16-byte vector load or store at ") + text + ", which is not 16-byte aligned");
+}
+
+}  // namespace emu
