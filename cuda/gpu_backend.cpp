@@ -83,7 +83,10 @@ GpuBackend::GpuBackend(std::string name, int device_index)
       device_index_(checked_device(name_, device_index)),
       allocator_(std::make_unique<CudaCachingAllocator>(device_index_)),
       stream_(make_on_device<CudaStream>(device_index_)),
-      staging_done_(make_on_device<CudaEvent>(device_index_, false)) {
+      staging_done_(make_on_device<CudaEvent>(device_index_, false)),
+      copy_stream_(make_on_device<CudaStream>(device_index_)),
+      compute_point_(make_on_device<CudaEvent>(device_index_, false)),
+      async_done_(make_on_device<CudaEvent>(device_index_, false)) {
   const int major = device_attribute(cudaDevAttrComputeCapabilityMajor, device_index_);
   const int minor = device_attribute(cudaDevAttrComputeCapabilityMinor, device_index_);
   const double sms = device_attribute(cudaDevAttrMultiProcessorCount, device_index_);
@@ -97,7 +100,8 @@ GpuBackend::GpuBackend(std::string name, int device_index)
 
 GpuBackend::~GpuBackend() {
   // Queued kernels and copies may still use scratch_, staging_ and flush_buffer_: let them finish
-  // before those are freed. Errors here are sticky ones already reported by the failing call.
+  // before those are freed (copy_async transfers too: the compute stream waits for each one).
+  // Errors here are sticky ones already reported by the failing call.
   if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) cudaGetLastError();
 }
 
@@ -174,7 +178,7 @@ void GpuBackend::download(void* dst, const void* src, size_t bytes) {
   std::memcpy(dst, staging, bytes);
 }
 
-void GpuBackend::copy(Tensor& dst, const Tensor& src) {
+void GpuBackend::check_copy(const Tensor& dst, const Tensor& src) const {
   CONVNET_CHECK(src.defined(), "copy: src is undefined");
   CONVNET_CHECK(dst.defined(), "copy: dst is undefined");
   CONVNET_CHECK(dst.dtype() == src.dtype(), "copy: dst has dtype {}, src has dtype {}", dtype_name(dst.dtype()),
@@ -185,6 +189,10 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
   for (const auto& [t, what] : {std::pair<const Tensor*, const char*>{&dst, "dst"}, {&src, "src"}})
     CONVNET_CHECK(t->is_cpu() || t->device() == here, "copy: {} lives on {}, the {} backend copies between {} and cpu",
                   what, t->device().str(), name_, here.str());
+}
+
+void GpuBackend::copy(Tensor& dst, const Tensor& src) {
+  check_copy(dst, src);
   const size_t bytes = src.bytes();
   if (bytes == 0 || dst.raw() == src.raw()) return;
   if (src.is_cpu() && dst.is_cpu()) {
@@ -198,6 +206,34 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
     upload(dst.raw(), src.raw(), bytes);
   else
     download(dst.raw(), src.raw(), bytes);
+}
+
+void GpuBackend::copy_async(Tensor& dst, const Tensor& src) {
+  if (!src.is_cpu() || dst.is_cpu()) {  // only uploads take the copy stream
+    copy(dst, src);
+    return;
+  }
+  check_copy(dst, src);
+  const size_t bytes = src.bytes();
+  if (bytes == 0) return;
+  DeviceGuard guard(device_index_);
+  if (async_in_flight_) {  // the previous transfer may still read async_staging_
+    async_done_.synchronize();
+    async_in_flight_ = false;
+  }
+  if (!async_staging_.defined() || async_staging_.bytes() < bytes) {
+    const size_t rounded = (bytes + kStagingGranularity - 1) / kStagingGranularity * kStagingGranularity;
+    async_staging_ = Tensor();
+    async_staging_ = Tensor({static_cast<int64_t>(rounded)}, DType::u8, pinned_);
+  }
+  std::memcpy(async_staging_.raw(), src.raw(), bytes);
+  compute_point_.record(stream());
+  CONVNET_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), compute_point_.get(), 0));
+  CONVNET_CUDA_CHECK(
+      cudaMemcpyAsync(dst.raw(), async_staging_.raw(), bytes, cudaMemcpyHostToDevice, copy_stream_.get()));
+  async_done_.record(copy_stream_.get());
+  async_in_flight_ = true;
+  CONVNET_CUDA_CHECK(cudaStreamWaitEvent(stream(), async_done_.get(), 0));
 }
 
 void GpuBackend::fill(Tensor& t, float value) {

@@ -40,6 +40,10 @@ class GpuBackend : public Backend {
   // Host<->device through pinned staging buffers (grown on demand, reused), device<->device on
   // the stream. A copy to the host waits for the stream, so the result can be read on return.
   void copy(Tensor& dst, const Tensor& src) override;
+  // Host -> device on a second (copy) stream: it starts after the compute work queued so far (which
+  // may still read dst) and the compute stream waits for it before any later work, so the upload
+  // of the next batch overlaps with the backward pass of the current one.
+  void copy_async(Tensor& dst, const Tensor& src) override;
   void fill(Tensor& t, float value) override;
 
   void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override;
@@ -62,6 +66,7 @@ class GpuBackend : public Backend {
   void* reserve_staging(size_t bytes);
   void upload(void* dst, const void* src, size_t bytes);    // host -> device
   void download(void* dst, const void* src, size_t bytes);  // device -> host, waits
+  void check_copy(const Tensor& dst, const Tensor& src) const;
 
   std::string name_;
   int device_index_;
@@ -72,6 +77,11 @@ class GpuBackend : public Backend {
   Tensor staging_;              // pinned host bytes for copies
   CudaEvent staging_done_;      // recorded after the last queued copy that reads staging_
   bool staging_in_flight_ = false;
+  CudaStream copy_stream_;   // copy_async transfers
+  Tensor async_staging_;     // pinned host bytes read by the copy stream
+  CudaEvent compute_point_;  // where the copy stream waits for the compute stream
+  CudaEvent async_done_;     // recorded after the last copy_async transfer
+  bool async_in_flight_ = false;
   Tensor flush_buffer_;  // device bytes, L2-sized
   double peak_gflops_ = 0;
   double peak_gbytes_per_sec_ = 0;

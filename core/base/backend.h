@@ -76,6 +76,10 @@ class Backend {
   // dst = src; same dtype and numel; either may be on the host or on this backend's device.
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void fill(Tensor& t, float value) = 0;  // f32 tensors
+  // Like copy(), for a host `src` and a `dst` on this device, but the transfer may run on a
+  // separate copy stream, overlapping with work queued after this call; work queued after it
+  // still sees the copied data. `src` may be reused on return. Default: copy().
+  virtual void copy_async(Tensor& dst, const Tensor& src) { copy(dst, src); }
 
   // --- convolution: x [N,H,W,C], w [K,R,S,C], bias [K] or null, y [N,P,Q,K] ---
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,

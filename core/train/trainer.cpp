@@ -2,9 +2,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <utility>
 
 #include "core/base/error.h"
 #include "core/base/rng.h"
@@ -121,15 +123,29 @@ TrainResult Trainer::run(const std::string& resume_path) {
                         render_metrics_svg(read_metrics((out_dir / "metrics.jsonl").string()), out_dir.string()));
   };
 
-  Batch batch;
+  // Each batch is uploaded one step ahead (Backend::copy_async): on a GPU the copy of batch k+1
+  // overlaps with the backward pass of batch k. A CPU first layer reads the host batch in place.
+  Backend& input_backend = graph_.layer_backend(0);
+  const bool stage_inputs = input_backend.device().kind != DeviceKind::cpu;
+  std::array<Tensor, 2> staged;
+  auto stage = [&](const Batch& b, size_t slot) {
+    if (!stage_inputs) return;
+    if (!staged[slot].defined() || staged[slot].shape() != b.images.shape())
+      staged[slot] = input_backend.empty(b.images.shape());
+    input_backend.copy_async(staged[slot], b.images);
+  };
+  Batch batch, next;
   for (int64_t epoch = state.epoch; epoch < tc.epochs; ++epoch) {
     train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
     EpochStats stats;
     bool stop = false;
-    while (!stop && train_.next(batch)) {
+    size_t slot = 0;
+    bool have = train_.next(batch);
+    if (have) stage(batch, slot);
+    while (!stop && have) {
       const double lr = schedule.lr_at(state.step);
       graph_.set_step_seed(hash64(tc.seed, static_cast<uint64_t>(state.step)));
-      const Tensor& logits = graph_.forward(batch.images, Mode::train);
+      const Tensor& logits = graph_.forward(stage_inputs ? staged[slot] : batch.images, Mode::train);
       buffers.ensure(loss_backend, logits.shape());
       loss_backend.copy(buffers.labels, batch.labels);
       loss_backend.softmax_cross_entropy_forward(logits, buffers.labels, smoothing, buffers.loss, buffers.probs);
@@ -144,6 +160,8 @@ TrainResult Trainer::run(const std::string& resume_path) {
             "Try a lower optimizer.lr or more warm-up.",
             state.step + 1, epoch + 1, batch.index + 1, loss, last_path, fs::exists(last_path) ? "" : " (none yet)"));
       }
+      const bool have_next = train_.next(next);  // prepared by the loader's threads meanwhile
+      if (have_next) stage(next, slot ^ 1);
       loss_backend.softmax_cross_entropy_backward(buffers.probs, buffers.labels, smoothing, buffers.dlogits);
       graph_.backward(buffers.dlogits);
       sgd.step(lr);
@@ -171,8 +189,11 @@ TrainResult Trainer::run(const std::string& resume_path) {
         result.signal = sig;
         stop = true;
       } else if (tc.max_steps > 0 && state.step >= tc.max_steps) {
-        stop = true;
+        stop = true;  // the batch fetched ahead is dropped; a resume starts from it
       }
+      std::swap(batch, next);
+      slot ^= 1;
+      have = have_next;
     }
     result.last_train_loss = stats.loss();
     if (result.interrupted) break;

@@ -87,6 +87,25 @@ TEST_P(GpuBackendTest, HostDeviceHostRoundTripsEveryDtypeAndSize) {
   }
 }
 
+TEST_P(GpuBackendTest, CopyAsyncIsOrderedWithComputeWorkOnBothSides) {
+  // The upload runs on the copy stream: it must start after the fill queued before it (which
+  // writes the same buffer) and finish before the copy queued after it (which reads it).
+  Rng rng(7);
+  for (const int64_t n : odd_sizes()) {
+    const Tensor a = random_host(n, DType::f32, rng), b = random_host(n, DType::f32, rng);
+    Tensor dst = gpu().empty({n}), out = gpu().empty({n});
+    gpu().fill(dst, std::nanf(""));
+    gpu().copy_async(dst, a);
+    gpu().copy(out, dst);      // device -> device, queued on the compute stream
+    gpu().copy_async(dst, b);  // reuses the pinned staging buffer while `a` may be in flight
+    Tensor host_a = poisoned_host({n}, DType::f32), host_b = poisoned_host({n}, DType::f32);
+    gpu().copy(host_a, out);
+    gpu().copy(host_b, dst);
+    EXPECT_TRUE(bitwise_equal(host_a, a)) << "n = " << n;
+    EXPECT_TRUE(bitwise_equal(host_b, b)) << "n = " << n;
+  }
+}
+
 TEST_P(GpuBackendTest, DeviceToDeviceCopiesAcrossShapesWithTheSameNumel) {
   Rng rng(2);
   for (const int64_t n : odd_sizes()) {
