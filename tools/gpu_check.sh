@@ -10,9 +10,11 @@
 #   tools/gpu_check.sh --download-deps DIR
 #
 #   --out DIR              logs, benchmark.json and summary.txt (default: $OUT when set, else
-#                          ./gpu-check-out); at most 7 files, so the device tool brings all back
-#   --stages LIST          comma-separated subset of build,test,harness,benchmark,train (default:
-#                          all of them); without build, the existing build-gpu/ is used
+#                          ./gpu-check-out); at most 8 files, so the device tool brings all back
+#   --stages LIST          comma-separated subset of build,test,harness,benchmark,train,sanitize
+#                          (default: all but sanitize, which takes long); without build, the
+#                          existing build-gpu/ is used. sanitize runs every GPU test executable
+#                          under compute-sanitizer memcheck, racecheck and initcheck
 #   --train-backends LIST  backends for the one-epoch run (default: cuda,cudnn; cpu is too slow)
 #   --train-set KEY=VALUE  extra config override for the epoch runs (repeatable), e.g.
 #                          --train-set train.max_steps=100 for a short smoke run
@@ -51,8 +53,8 @@ dep_packages=(
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$repo"
 out_dir="${OUT:-$repo/gpu-check-out}"
-all_stages=(build test harness benchmark train)
-stages=("${all_stages[@]}")
+all_stages=(build test harness benchmark train sanitize)
+stages=(build test harness benchmark train)
 train_backends=(cuda cudnn)
 train_sets=()
 harness_args=()
@@ -208,6 +210,23 @@ stage_test() {
   local log="$out_dir/ctest.log"
   log_to "$log"
   ctest --test-dir "$build" -L gpu --output-on-failure --no-tests=error --timeout 600 >"$log" 2>&1
+}
+
+stage_sanitize() {
+  local tool exe sanitizer log="$out_dir/sanitize.log"
+  sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+  [[ -x "$sanitizer" ]] || skip "compute-sanitizer not found"
+  log_to "$log"
+  : >"$log"
+  local failed=0
+  for exe in "$build"/tests/gpu_*_test "$build"/tests/cuda_runtime_test; do
+    [[ -x "$exe" ]] || continue
+    for tool in memcheck racecheck initcheck; do
+      echo "+ compute-sanitizer --tool $tool $(basename "$exe")" >>"$log"
+      "$sanitizer" --tool "$tool" --error-exitcode 99 "$exe" --gtest_brief=1 >>"$log" 2>&1 || failed=1
+    done
+  done
+  return "$failed"
 }
 
 stage_harness() {
