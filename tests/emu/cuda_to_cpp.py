@@ -9,6 +9,9 @@ The emulation test must exercise the real kernels, so the rewrite is as small as
    `::emu::launch(kernel<T, V>, grid, block, shared_bytes, stream, args)` (0 and nullptr when
    omitted). The triple-chevron syntax is the only part of CUDA that no header can supply. The
    configuration is kept, so it is still compiled and type-checked; emu::launch validates it.
+   A kernel template of the same file launched without template arguments (they are deduced from
+   the call) becomes `::emu::launch_deduced([](const auto&... a) { kernel(a...); }, ...)`, since
+   a template name cannot be passed as a function pointer.
 2. `#include <cuda_runtime.h>` is prepended, as nvcc does implicitly for every .cu file; the
    emulation's include path resolves it to tests/emu/fake/cuda_runtime.h, which maps __global__,
    __shared__, threadIdx, __syncthreads() and the rest onto plain C++.
@@ -19,6 +22,7 @@ Everything else is copied verbatim. The script fails (exit status 1, naming the 
 on a launch it cannot parse, rather than emit code that would test something else.
 """
 
+import re
 import sys
 
 OPEN = "([{"
@@ -82,7 +86,18 @@ def split_top_level(config):
     return parts
 
 
+TEMPLATE_KERNEL = re.compile(
+    r"template\s*<[^;{]*?>\s*__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\("
+)
+
+
+def template_kernels(text):
+    """Names of the __global__ function templates the file defines."""
+    return set(TEMPLATE_KERNEL.findall(text))
+
+
 def rewrite_launches(text):
+    templates = template_kernels(text)
     out = []
     pos = 0
     while True:
@@ -118,7 +133,11 @@ def rewrite_launches(text):
             raise TransformError("line %d: %s" % (line, e)) from None
         kernel = text[name_start:start_chevrons].strip()
         replaced = text[name_start : paren + 1]
-        call = "::emu::launch(%s, %s%s" % (kernel, ", ".join(config), ", " if has_args else "")
+        if kernel.split("::")[-1] in templates:  # bare template name: deduce from the call
+            callee = "[](const auto&... emu_args) { %s(emu_args...); }" % kernel
+            call = "::emu::launch_deduced(%s, %s%s" % (callee, ", ".join(config), ", " if has_args else "")
+        else:
+            call = "::emu::launch(%s, %s%s" % (kernel, ", ".join(config), ", " if has_args else "")
         # Keep the line count: the newlines the launch syntax spanned go inside the argument list.
         call += "\n" * replaced.count("\n")
         out.append(text[pos:name_start])

@@ -6,11 +6,13 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <exception>
 #include <string>
+#include <vector>
 
 // AddressSanitizer must be told about stack switches, or it reports the fibers' stacks as
 // overflows of the thread stack. Compiled in only under ASan.
@@ -41,7 +43,7 @@ constexpr unsigned kMaxGridX = 2147483647u;
 // sanitizer builds. Pages are committed only when touched.
 constexpr size_t kStackBytes = 256 * 1024;
 
-enum class State { ready, at_barrier, done };
+enum class State { ready, at_barrier, at_warp_barrier, done };
 
 struct Fiber {
   ucontext_t context{};
@@ -59,6 +61,9 @@ class Scheduler {
  public:
   void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
   void syncthreads();
+  unsigned linear_thread_index() const;
+  void syncwarp(unsigned mask);
+  uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src_lane);
   Order order = Order::forward;
   Stats stats;
 
@@ -66,13 +71,17 @@ class Scheduler {
   static void fiber_entry();
   void prepare(unsigned threads);
   void run_block(unsigned threads);
-  void resume(Fiber& fiber);            // scheduler -> fiber, returns when the fiber yields
-  void yield(Fiber& fiber, bool done);  // fiber -> scheduler
+  void release_warps(unsigned threads);
+  unsigned lanes_of_warp(unsigned warp) const;  // existing lanes of a warp of the running block
+  void resume(Fiber& fiber);                    // scheduler -> fiber, returns when the fiber yields
+  void yield(Fiber& fiber, bool done);          // fiber -> scheduler
 
   std::deque<Fiber> fibers_;  // a deque: growing it never moves a ucontext_t (they point into themselves)
   ucontext_t scheduler_context_{};
   const std::function<void()>* body_ = nullptr;
   unsigned current_ = 0;
+  unsigned block_threads_ = 0;
+  std::vector<uint64_t> slots_;  // one shuffle slot per thread of the block
   bool in_kernel_ = false;
   std::exception_ptr escaped_;
   void* scheduler_fake_stack_ = nullptr;
@@ -157,25 +166,83 @@ void Scheduler::syncthreads() {
   yield(f, false);
 }
 
+unsigned Scheduler::linear_thread_index() const {
+  if (!in_kernel_) die("a warp-level operation called outside an emulated kernel");
+  return current_;
+}
+
+unsigned Scheduler::lanes_of_warp(unsigned warp) const {
+  const unsigned first = warp * kWarpSize;
+  return std::min(kWarpSize, block_threads_ - first);
+}
+
+void Scheduler::syncwarp(unsigned mask) {
+  const unsigned t = linear_thread_index();
+  const unsigned lanes = lanes_of_warp(t / kWarpSize);
+  const unsigned full = lanes == kWarpSize ? 0xffffffffu : (1u << lanes) - 1u;
+  if ((mask & full) != full)
+    throw Error("block " + coords(blockIdx) + ", thread " + std::to_string(t) +
+                ": a warp-level operation with a partial mask, which is not emulated");
+  Fiber& f = fibers_[t];
+  f.state = State::at_warp_barrier;
+  yield(f, false);
+}
+
+uint64_t Scheduler::warp_exchange(unsigned mask, uint64_t value, unsigned src_lane) {
+  const unsigned t = linear_thread_index();
+  const unsigned first = t - t % kWarpSize;
+  if (src_lane >= lanes_of_warp(t / kWarpSize))
+    throw Error("block " + coords(blockIdx) + ", thread " + std::to_string(t) + ": a shuffle reads lane " +
+                std::to_string(src_lane) + ", which does not exist in its warp");
+  slots_[t] = value;
+  syncwarp(mask);  // every lane has published
+  const uint64_t result = slots_[first + src_lane];
+  syncwarp(mask);  // every lane has read: the slots may be overwritten
+  return result;
+}
+
+// After a pass: releases every warp whose lanes all wait at a warp-level operation; a warp with
+// only some of its lanes there can never continue (the others returned or wait at __syncthreads).
+void Scheduler::release_warps(unsigned threads) {
+  for (unsigned warp = 0; warp * kWarpSize < threads; ++warp) {
+    const unsigned first = warp * kWarpSize, lanes = lanes_of_warp(warp);
+    unsigned at_warp = 0;
+    for (unsigned l = 0; l < lanes; ++l) at_warp += fibers_[first + l].state == State::at_warp_barrier ? 1u : 0u;
+    if (at_warp == 0) continue;
+    if (at_warp != lanes)
+      throw Error("block " + coords(blockIdx) + ", warp " + std::to_string(warp) + ": " + std::to_string(at_warp) +
+                  " lanes wait at a warp-level operation while " + std::to_string(lanes - at_warp) +
+                  " have returned or wait at __syncthreads() (divergent warp-synchronous code)");
+    for (unsigned l = 0; l < lanes; ++l) fibers_[first + l].state = State::ready;
+    ++stats.warp_barriers;
+  }
+}
+
 void Scheduler::run_block(unsigned threads) {
   prepare(threads);
-  for (;;) {  // one barrier interval per pass
-    unsigned waiting = 0, finished = 0;
+  block_threads_ = threads;
+  if (slots_.size() < threads) slots_.resize(threads);
+  for (;;) {  // one barrier interval (or warp lock step) per pass
+    unsigned waiting = 0, warp_waiting = 0, finished = 0;
     for (unsigned i = 0; i < threads; ++i) {
       const unsigned t = order == Order::forward ? i : threads - 1 - i;
       Fiber& f = fibers_[t];
-      if (f.state == State::done) {
-        ++finished;
-        continue;
+      if (f.state == State::ready) {
+        current_ = t;
+        threadIdx = uint3{t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
+        resume(f);
+        if (escaped_) return;
       }
-      current_ = t;
-      threadIdx = uint3{t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y)};
-      resume(f);
-      if (escaped_) return;
       if (f.state == State::at_barrier)
         ++waiting;
+      else if (f.state == State::at_warp_barrier)
+        ++warp_waiting;
       else
         ++finished;
+    }
+    if (warp_waiting > 0) {
+      release_warps(threads);
+      continue;
     }
     if (waiting == 0) return;
     if (finished > 0)
@@ -241,6 +308,18 @@ void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
 }
 void syncthreads() {
   scheduler().syncthreads();
+}
+unsigned linear_thread_index() {
+  return scheduler().linear_thread_index();
+}
+void syncwarp(unsigned mask) {
+  scheduler().syncwarp(mask);
+}
+uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src_lane) {
+  return scheduler().warp_exchange(mask, value, src_lane);
+}
+void count_vector_access() {
+  ++scheduler().stats.vector_accesses;
 }
 void count_global_vector_load() {
   ++scheduler().stats.global_vector_loads;

@@ -4,4 +4,4 @@
 // function fails to compile here, which is the signal to extend the emulation.
 #pragma once
 
-#define CONVNET_CUDA_CHECK_LAUNCH(kernel) ((void)0)
+#define CONVNET_CUDA_CHECK_LAUNCH(kernel) ((void)(kernel))

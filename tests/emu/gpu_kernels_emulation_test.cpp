@@ -1,0 +1,521 @@
+// Our non-convolution CUDA kernels (activations, pooling, column reductions, batch norm, fill,
+// dropout, softmax cross-entropy, SGD, the cudnn backend's max-pool argmax) run on the CPU under
+// the fiber emulator (tests/emu/emu_runtime.h) and are checked against the cpu backend, the
+// reference every GPU backend matches. The kernel sources are compiled as they are, launch syntax
+// aside (tests/emu/cuda_to_cpp.py); the softmax kernel's warp shuffles run on the emulator's
+// warp lock step.
+//
+// The launchers get "device" buffers that are plain host memory with guard zones on both sides.
+// Every byte starts as 0xff (a NaN for floats and doubles, -1 for int32, 255 for bytes), so an
+// output element a kernel skips, or scratch it reads before writing, shows up as NaN or a wrong
+// index, and a write out of bounds changes a guard. Buffers are 16-byte aligned (the 128-bit
+// paths) or 4 bytes past a boundary (the scalar paths). Where the cpu and GPU formulas are the
+// same operation by operation, results must be equal bit for bit; elsewhere within 1e-5 relative L2.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/base/backend.h"
+#include "core/base/op_checks.h"
+#include "core/base/rng.h"
+#include "core/base/tensor.h"
+#include "core/cpu/cpu_backend.h"
+#include "cuda/activation_kernels.h"
+#include "cuda/batch_norm_kernels.h"
+#include "cuda/common_kernels.h"
+#include "cuda/cudnn_pool_argmax.h"
+#include "cuda/pool_kernels.h"
+#include "cuda/reduce_kernels.h"
+#include "tests/common/test_util.h"
+#include "tests/emu/emu_runtime.h"
+// The stand-in CUDA language header, for the shuffles the warp tests call directly.
+#include "tests/emu/fake/cuda_runtime.h"
+
+namespace convnet::cuda {
+namespace {
+
+using convnet::testing::close_l2;
+using convnet::testing::random_labels;
+using convnet::testing::random_tensor;
+
+constexpr double kTol = 1e-5;
+constexpr size_t kGuardBytes = 256;
+constexpr auto kPoison = std::byte{0xff};
+
+Backend& cpu() {
+  static const std::unique_ptr<Backend> backend = make_cpu_backend();
+  return *backend;
+}
+
+// A "device" buffer: `bytes` bytes at a 16-byte boundary (or 4 bytes past one), guard zones on
+// both sides, every byte 0xff until written.
+class DeviceBuf {
+ public:
+  explicit DeviceBuf(size_t bytes, bool misaligned = false)
+      : storage_(bytes + 2 * kGuardBytes + 32, kPoison), bytes_(bytes) {
+    const auto base = reinterpret_cast<uintptr_t>(storage_.data());
+    const uintptr_t aligned = (base + kGuardBytes + 15) / 16 * 16;
+    offset_ = static_cast<size_t>(aligned - base) + (misaligned ? 4 : 0);
+  }
+  static DeviceBuf of(const Tensor& t, bool misaligned = false) {
+    DeviceBuf b(t.bytes(), misaligned);
+    std::memcpy(b.raw(), t.raw(), t.bytes());
+    return b;
+  }
+  void* raw() { return storage_.data() + offset_; }
+  template <class T>
+  T* as() {
+    return reinterpret_cast<T*>(raw());
+  }
+  float* f() { return as<float>(); }
+  // The buffer's contents as a host tensor of `shape` (bytes must match).
+  Tensor download(const Shape& shape, DType dtype = DType::f32) const {
+    Tensor t(shape, dtype);
+    EXPECT_EQ(t.bytes(), bytes_);
+    std::memcpy(t.raw(), storage_.data() + offset_, std::min(t.bytes(), bytes_));
+    return t;
+  }
+  // True when no byte outside [offset, offset + bytes) changed.
+  bool guards_intact() const {
+    for (size_t i = 0; i < storage_.size(); ++i)
+      if ((i < offset_ || i >= offset_ + bytes_) && storage_[i] != kPoison) return false;
+    return true;
+  }
+
+ private:
+  std::vector<std::byte> storage_;
+  size_t bytes_;
+  size_t offset_ = 0;
+};
+
+// Bitwise equality of two tensors of the same dtype (NaN equals NaN of the same bits).
+::testing::AssertionResult bits_equal(const Tensor& actual, const Tensor& expected) {
+  if (actual.bytes() != expected.bytes()) return ::testing::AssertionFailure() << "sizes differ";
+  const auto* a = static_cast<const unsigned char*>(actual.raw());
+  const auto* e = static_cast<const unsigned char*>(expected.raw());
+  const size_t elem = dtype_size(actual.dtype());
+  for (size_t i = 0; i < actual.bytes(); i += elem) {
+    if (std::memcmp(a + i, e + i, elem) != 0) {
+      auto r = ::testing::AssertionFailure() << "element " << i / elem << " differs";
+      if (actual.dtype() == DType::f32)
+        r << ": " << actual.data<float>()[i / elem] << " vs expected " << expected.data<float>()[i / elem];
+      else if (actual.dtype() == DType::i32)
+        r << ": " << actual.data<int32_t>()[i / elem] << " vs expected " << expected.data<int32_t>()[i / elem];
+      else if (actual.dtype() == DType::u8)
+        r << ": " << int{actual.data<uint8_t>()[i / elem]} << " vs expected "
+          << int{expected.data<uint8_t>()[i / elem]};
+      return r;
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Activations
+
+class ActivationEmulation : public ::testing::TestWithParam<std::tuple<int64_t, bool>> {};
+
+TEST_P(ActivationEmulation, MatchesCpu) {
+  const auto [n, misaligned] = GetParam();
+  Rng rng(static_cast<uint64_t>(n) * 2 + (misaligned ? 1 : 0));
+  const Shape shape{n};
+  const Tensor x = random_tensor(shape, rng, -4.0f, 4.0f);
+  const Tensor dy = random_tensor(shape, rng, -1.0f, 1.0f);
+  Tensor y_relu = convnet::testing::poisoned(shape), y_gelu = convnet::testing::poisoned(shape);
+  Tensor dx_relu = convnet::testing::poisoned(shape), dx_gelu = convnet::testing::poisoned(shape);
+  cpu().relu_forward(x, y_relu);
+  cpu().relu_backward(y_relu, dy, dx_relu);
+  cpu().gelu_forward(x, y_gelu);
+  cpu().gelu_backward(x, dy, dx_gelu);
+
+  DeviceBuf gx = DeviceBuf::of(x, misaligned), gdy = DeviceBuf::of(dy, misaligned);
+  const size_t bytes = x.bytes();
+  DeviceBuf gy(bytes, misaligned), gdx(bytes, misaligned), gyg(bytes, misaligned), gdxg(bytes, misaligned);
+  emu::reset_stats();
+  launch_relu_forward(gx.f(), gy.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gy.download(shape), y_relu)) << "relu forward";
+  launch_relu_backward(gy.f(), gdy.f(), gdx.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gdx.download(shape), dx_relu)) << "relu backward";
+  launch_gelu_forward(gx.f(), gyg.f(), n, nullptr);
+  EXPECT_TRUE(close_l2(gyg.download(shape), y_gelu, kTol)) << "gelu forward";
+  launch_gelu_backward(gx.f(), gdy.f(), gdxg.f(), n, nullptr);
+  EXPECT_TRUE(close_l2(gdxg.download(shape), dx_gelu, kTol)) << "gelu backward";
+  // The 128-bit path runs exactly when every buffer is aligned and there is a whole vector.
+  EXPECT_EQ(emu::stats().vector_accesses > 0, !misaligned && n >= 4);
+  // In place: dx aliases dy.
+  DeviceBuf inplace = DeviceBuf::of(dy, misaligned);
+  launch_relu_backward(gy.f(), inplace.f(), inplace.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(inplace.download(shape), dx_relu)) << "relu backward in place";
+  for (DeviceBuf* b : {&gx, &gdy, &gy, &gdx, &gyg, &gdxg, &inplace}) EXPECT_TRUE(b->guards_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ActivationEmulation,
+                         ::testing::Combine(::testing::Values<int64_t>(1, 3, 4, 7, 1029), ::testing::Bool()));
+
+// ---------------------------------------------------------------------------------------------
+// Pooling
+
+struct PoolCase {
+  int64_t n, h, w, c;
+  int kh, kw, sh, sw, ph, pw;
+  bool misaligned;
+  bool nans;  // a few NaN inputs, for the max-pool NaN rule
+};
+
+std::ostream& operator<<(std::ostream& o, const PoolCase& p) {
+  return o << "n" << p.n << "_" << p.h << "x" << p.w << "x" << p.c << "_k" << p.kh << "x" << p.kw << "_s" << p.sh << "x"
+           << p.sw << "_p" << p.ph << "x" << p.pw << (p.misaligned ? "_misaligned" : "") << (p.nans ? "_nans" : "");
+}
+std::string pool_name(const ::testing::TestParamInfo<PoolCase>& info) {
+  std::ostringstream o;
+  o << info.param;
+  return o.str();
+}
+
+class PoolEmulation : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(PoolEmulation, MatchesCpuBitForBit) {
+  const PoolCase& pc = GetParam();
+  Pool2dParams pr;
+  pr.kernel_h = pc.kh;
+  pr.kernel_w = pc.kw;
+  pr.stride_h = pc.sh;
+  pr.stride_w = pc.sw;
+  pr.pad_h = pc.ph;
+  pr.pad_w = pc.pw;
+  const Shape xs{pc.n, pc.h, pc.w, pc.c};
+  const PoolGeometry g = OpChecks::cpu("emulation test").pool2d(xs, pr);
+  const Shape ys = g.pooled_shape();
+  Rng rng(static_cast<uint64_t>(pc.h * 131 + pc.w * 17 + pc.c) + (pc.nans ? 7 : 0));
+  // Few distinct values, so windows hold ties and the first-maximum rule matters.
+  Tensor x(xs);
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = static_cast<float>(rng.below(7)) - 3.0f;
+  if (pc.nans)
+    for (int64_t i = 0; i < x.numel(); i += 11) x.f32()[i] = std::numeric_limits<float>::quiet_NaN();
+  const Tensor dy = random_tensor(ys, rng, -1.0f, 1.0f);
+
+  Tensor y_max = convnet::testing::poisoned(ys), argmax(ys, DType::i32), y_avg = convnet::testing::poisoned(ys);
+  Tensor dx_max = convnet::testing::poisoned(xs), dx_avg = convnet::testing::poisoned(xs);
+  cpu().max_pool2d_forward(x, y_max, argmax, pr);
+  cpu().max_pool2d_backward(dy, argmax, dx_max, pr);
+  cpu().avg_pool2d_forward(x, y_avg, pr);
+  cpu().avg_pool2d_backward(dy, dx_avg, pr);
+
+  const bool mis = pc.misaligned;
+  DeviceBuf gx = DeviceBuf::of(x, mis), gdy = DeviceBuf::of(dy, mis);
+  DeviceBuf gy(y_max.bytes(), mis), garg(argmax.bytes(), mis), gdx(dx_max.bytes(), mis);
+  DeviceBuf gya(y_avg.bytes(), mis), gdxa(dx_avg.bytes(), mis), garg2(argmax.bytes(), mis);
+  emu::reset_stats();
+  launch_max_pool2d_forward(gx.f(), gy.f(), garg.as<int32_t>(), g, nullptr);
+  EXPECT_TRUE(bits_equal(gy.download(ys), y_max)) << "max forward y";
+  EXPECT_TRUE(bits_equal(garg.download(ys, DType::i32), argmax)) << "max forward argmax";
+  launch_max_pool2d_backward(gdy.f(), garg.as<int32_t>(), gdx.f(), g, nullptr);
+  EXPECT_TRUE(bits_equal(gdx.download(xs), dx_max)) << "max backward";
+  launch_avg_pool2d_forward(gx.f(), gya.f(), g, nullptr);
+  EXPECT_TRUE(bits_equal(gya.download(ys), y_avg)) << "avg forward";
+  launch_avg_pool2d_backward(gdy.f(), gdxa.f(), g, nullptr);
+  EXPECT_TRUE(bits_equal(gdxa.download(xs), dx_avg)) << "avg backward";
+  // The four pool kernels take the 128-bit path exactly when C % 4 == 0 and the buffers are aligned.
+  EXPECT_EQ(emu::stats().vector_accesses > 0, pc.c % 4 == 0 && !mis);
+  launch_max_pool2d_argmax(gx.f(), garg2.as<int32_t>(), g, nullptr);
+  EXPECT_TRUE(bits_equal(garg2.download(ys, DType::i32), argmax)) << "cudnn argmax kernel";
+  for (DeviceBuf* b : {&gx, &gdy, &gy, &garg, &gdx, &gya, &gdxa, &garg2}) EXPECT_TRUE(b->guards_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, PoolEmulation,
+    ::testing::Values(PoolCase{2, 7, 6, 3, 3, 3, 2, 2, 1, 1, false, false},  // odd C: scalar path
+                      PoolCase{1, 8, 8, 8, 2, 2, 2, 2, 0, 0, false, false},  // C % 4 == 0: vector path
+                      PoolCase{1, 8, 8, 8, 2, 2, 2, 2, 0, 0, true, false},   // same, misaligned: scalar
+                      PoolCase{2, 5, 7, 4, 3, 2, 1, 2, 1, 0, false, false},  // overlapping windows
+                      PoolCase{1, 6, 5, 5, 3, 3, 1, 1, 2, 2, false, false},  // padding 2: windows mostly pad
+                      PoolCase{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, false, false},  // one element
+                      PoolCase{2, 6, 6, 4, 3, 3, 2, 1, 1, 1, false, true},   // NaN inputs, vector path
+                      PoolCase{1, 6, 6, 3, 3, 3, 1, 2, 1, 1, false, true}),  // NaN inputs, scalar path
+    pool_name);
+
+// ---------------------------------------------------------------------------------------------
+// Column reductions
+
+TEST(ReduceEmulation, ColumnSumsMatchDouble) {
+  for (const auto& [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {300, 5}, {513, 40}, {0, 3}}) {
+    Rng rng(static_cast<uint64_t>(rows * 100 + cols));
+    const Tensor data = rows > 0 ? random_tensor({rows, cols}, rng, -1.0f, 1.0f) : Tensor();
+    std::vector<double> expected(static_cast<size_t>(cols), 0.0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) expected[static_cast<size_t>(c)] += data.f32()[r * cols + c];
+    DeviceBuf gdata = rows > 0 ? DeviceBuf::of(data) : DeviceBuf(0);
+    const ColumnReducePlan plan = ColumnReducePlan::make(rows, cols);
+    DeviceBuf partials(plan.partial_bytes()), out(static_cast<size_t>(cols) * sizeof(double));
+    launch_column_sums(gdata.f(), rows, cols, partials.as<double>(), out.as<double>(), nullptr);
+    const double* got = out.as<double>();
+    for (int64_t c = 0; c < cols; ++c)
+      EXPECT_NEAR(got[c], expected[static_cast<size_t>(c)], 1e-9) << rows << "x" << cols << " column " << c;
+    EXPECT_TRUE(out.guards_intact() && partials.guards_intact());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Batch normalization
+
+class BatchNormEmulation : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
+
+TEST_P(BatchNormEmulation, MatchesCpu) {
+  const auto [rows, channels, misaligned] = GetParam();
+  Rng rng(static_cast<uint64_t>(rows * 1000 + channels) + (misaligned ? 1 : 0));
+  const Shape xs{rows, channels}, cs{channels};
+  const Tensor x = random_tensor(xs, rng, 2.0f, 5.0f);  // an offset: the variance must not cancel
+  const Tensor dy = random_tensor(xs, rng, -1.0f, 1.0f);
+  const Tensor gamma = random_tensor(cs, rng, 0.5f, 1.5f), beta = random_tensor(cs, rng, -0.5f, 0.5f);
+  const Tensor run_mean0 = random_tensor(cs, rng, -1.0f, 1.0f), run_var0 = random_tensor(cs, rng, 0.5f, 2.0f);
+  const float momentum = 0.1f, eps = 1e-5f;
+
+  Tensor y = convnet::testing::poisoned(xs), mean = convnet::testing::poisoned(cs);
+  Tensor invstd = convnet::testing::poisoned(cs), y_eval = convnet::testing::poisoned(xs);
+  Tensor run_mean(cs), run_var(cs);
+  cpu().copy(run_mean, run_mean0);
+  cpu().copy(run_var, run_var0);
+  cpu().batch_norm_forward_train(x, gamma, beta, y, mean, invstd, run_mean, run_var, momentum, eps);
+  cpu().batch_norm_forward_eval(x, gamma, beta, run_mean0, run_var0, eps, y_eval);
+  Tensor dx = convnet::testing::poisoned(xs), dgamma = convnet::testing::poisoned(cs);
+  Tensor dbeta = convnet::testing::poisoned(cs);
+  cpu().batch_norm_backward(x, dy, gamma, mean, invstd, dx, dgamma, dbeta);
+
+  const bool mis = misaligned;
+  DeviceBuf gx = DeviceBuf::of(x, mis), gdy = DeviceBuf::of(dy, mis), ggamma = DeviceBuf::of(gamma);
+  DeviceBuf gbeta = DeviceBuf::of(beta), grm = DeviceBuf::of(run_mean0), grv = DeviceBuf::of(run_var0);
+  DeviceBuf grm_eval = DeviceBuf::of(run_mean0), grv_eval = DeviceBuf::of(run_var0);
+  DeviceBuf gy(x.bytes(), mis), gmean(mean.bytes()), ginvstd(invstd.bytes()), gy_eval(x.bytes(), mis);
+  DeviceBuf gdx(x.bytes(), mis), gdgamma(gamma.bytes()), gdbeta(gamma.bytes());
+  DeviceBuf scratch(batch_norm_scratch_bytes(rows, channels));
+
+  emu::reset_stats();
+  launch_batch_norm_forward_train(gx.f(), ggamma.f(), gbeta.f(), gy.f(), gmean.f(), ginvstd.f(), grm.f(), grv.f(), rows,
+                                  channels, momentum, eps, scratch.raw(), nullptr);
+  EXPECT_EQ(emu::stats().vector_accesses > 0, channels % 4 == 0 && !mis) << "the 128-bit normalize path";
+  EXPECT_TRUE(close_l2(gy.download(xs), y, kTol)) << "train y";
+  EXPECT_TRUE(close_l2(gmean.download(cs), mean, kTol)) << "saved mean";
+  EXPECT_TRUE(close_l2(ginvstd.download(cs), invstd, kTol)) << "saved invstd";
+  EXPECT_TRUE(close_l2(grm.download(cs), run_mean, kTol)) << "running mean";
+  EXPECT_TRUE(close_l2(grv.download(cs), run_var, kTol)) << "running var";
+
+  launch_batch_norm_forward_eval(gx.f(), ggamma.f(), gbeta.f(), grm_eval.f(), grv_eval.f(), rows, channels, eps,
+                                 gy_eval.f(), scratch.raw(), nullptr);
+  EXPECT_TRUE(close_l2(gy_eval.download(xs), y_eval, kTol)) << "eval y";
+
+  // Backward from the cpu's saved statistics, so it is checked on its own.
+  DeviceBuf smean = DeviceBuf::of(mean), sinvstd = DeviceBuf::of(invstd);
+  launch_batch_norm_backward(gx.f(), gdy.f(), ggamma.f(), smean.f(), sinvstd.f(), rows, channels, gdx.f(), gdgamma.f(),
+                             gdbeta.f(), scratch.raw(), nullptr);
+  EXPECT_TRUE(close_l2(gdx.download(xs), dx, kTol)) << "dx";
+  EXPECT_TRUE(close_l2(gdgamma.download(cs), dgamma, kTol)) << "dgamma";
+  EXPECT_TRUE(close_l2(gdbeta.download(cs), dbeta, kTol)) << "dbeta";
+  // dx may alias dy.
+  DeviceBuf inplace = DeviceBuf::of(dy, mis), gdgamma2(gamma.bytes()), gdbeta2(gamma.bytes());
+  launch_batch_norm_backward(gx.f(), inplace.f(), ggamma.f(), smean.f(), sinvstd.f(), rows, channels, inplace.f(),
+                             gdgamma2.f(), gdbeta2.f(), scratch.raw(), nullptr);
+  EXPECT_TRUE(bits_equal(inplace.download(xs), gdx.download(xs))) << "dx in place";
+
+  for (DeviceBuf* b :
+       {&gx, &gdy, &gy, &gmean, &ginvstd, &grm, &grv, &gy_eval, &gdx, &gdgamma, &gdbeta, &scratch, &inplace})
+    EXPECT_TRUE(b->guards_intact());
+}
+
+// (rows, channels, misaligned): the minimum batch, one chunk, several chunks and column tiles,
+// the vector and scalar paths.
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormEmulation,
+                         ::testing::Values(std::make_tuple(int64_t{2}, int64_t{3}, false),
+                                           std::make_tuple(int64_t{37}, int64_t{5}, false),
+                                           std::make_tuple(int64_t{300}, int64_t{8}, false),
+                                           std::make_tuple(int64_t{300}, int64_t{8}, true),
+                                           std::make_tuple(int64_t{600}, int64_t{36}, false)));
+
+// ---------------------------------------------------------------------------------------------
+// Fill, dropout
+
+TEST(CommonEmulation, FillWritesEveryElement) {
+  const int64_t n = 1031;
+  DeviceBuf b(static_cast<size_t>(n) * sizeof(float), true);
+  launch_fill(b.f(), n, -2.5f, nullptr);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(b.f()[i], -2.5f) << "element " << i;
+  EXPECT_TRUE(b.guards_intact());
+}
+
+TEST(CommonEmulation, DropoutMatchesCpuBitForBit) {
+  for (const float p : {0.0f, 0.3f, 0.75f, 1.0f}) {
+    const int64_t n = 1037;
+    const uint64_t seed = 0x1234abcdULL + static_cast<uint64_t>(p * 100);
+    Rng rng(seed);
+    const Shape shape{n};
+    const Tensor x = random_tensor(shape, rng, -2.0f, 2.0f), dy = random_tensor(shape, rng, -2.0f, 2.0f);
+    Tensor y = convnet::testing::poisoned(shape), mask(shape, DType::u8), dx = convnet::testing::poisoned(shape);
+    cpu().dropout_forward(x, y, mask, p, seed);
+    cpu().dropout_backward(dy, mask, p, dx);
+
+    DeviceBuf gx = DeviceBuf::of(x), gdy = DeviceBuf::of(dy);
+    DeviceBuf gy(x.bytes()), gmask(mask.bytes()), gdx(x.bytes());
+    launch_dropout_forward(gx.f(), gy.f(), gmask.as<uint8_t>(), n, p, seed, nullptr);
+    EXPECT_TRUE(bits_equal(gmask.download(shape, DType::u8), mask)) << "mask, p " << p;
+    EXPECT_TRUE(bits_equal(gy.download(shape), y)) << "y, p " << p;
+    launch_dropout_backward(gdy.f(), gmask.as<uint8_t>(), gdx.f(), n, p, nullptr);
+    EXPECT_TRUE(bits_equal(gdx.download(shape), dx)) << "dx, p " << p;
+    for (DeviceBuf* b : {&gy, &gmask, &gdx}) EXPECT_TRUE(b->guards_intact());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Softmax cross-entropy
+
+class SoftmaxCrossEntropyEmulation : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, float>> {};
+
+TEST_P(SoftmaxCrossEntropyEmulation, MatchesCpu) {
+  const auto [n, k, smoothing] = GetParam();
+  Rng rng(static_cast<uint64_t>(n * 1000 + k) + static_cast<uint64_t>(smoothing * 10));
+  const Shape ls{n, k};
+  const Tensor logits = random_tensor(ls, rng, -6.0f, 6.0f);
+  const Tensor labels = random_labels(n, static_cast<int>(k), rng);
+  Tensor loss = convnet::testing::poisoned({1}), probs = convnet::testing::poisoned(ls);
+  Tensor dlogits = convnet::testing::poisoned(ls);
+  cpu().softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+  cpu().softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+
+  DeviceBuf glogits = DeviceBuf::of(logits), glabels = DeviceBuf::of(labels);
+  DeviceBuf gprobs(probs.bytes()), grow(static_cast<size_t>(n) * sizeof(float)), gloss(sizeof(float));
+  DeviceBuf gdlogits(probs.bytes());
+  emu::reset_stats();
+  launch_softmax_cross_entropy_forward(glogits.f(), glabels.as<int32_t>(), n, k, smoothing, gprobs.f(), grow.f(),
+                                       gloss.f(), nullptr);
+  EXPECT_GT(emu::stats().warp_barriers, 0);  // the shuffles ran on the warp lock step
+  EXPECT_TRUE(close_l2(gprobs.download(ls), probs, kTol)) << "probs";
+  EXPECT_TRUE(close_l2(gloss.download({1}), loss, kTol)) << "loss";
+  // Backward from the cpu's probabilities, so it is checked on its own: the same float formula.
+  DeviceBuf cprobs = DeviceBuf::of(probs);
+  launch_softmax_cross_entropy_backward(cprobs.f(), glabels.as<int32_t>(), n, k, smoothing, gdlogits.f(), nullptr);
+  EXPECT_TRUE(bits_equal(gdlogits.download(ls), dlogits)) << "dlogits";
+  for (DeviceBuf* b : {&gprobs, &grow, &gloss, &gdlogits}) EXPECT_TRUE(b->guards_intact());
+}
+
+// (n, k, smoothing): rows not a multiple of the 4 rows per block, k below, at and above the warp.
+INSTANTIATE_TEST_SUITE_P(Shapes, SoftmaxCrossEntropyEmulation,
+                         ::testing::Combine(::testing::Values<int64_t>(1, 13), ::testing::Values<int64_t>(10, 32, 75),
+                                            ::testing::Values(0.0f, 0.2f)));
+
+TEST(SoftmaxCrossEntropyEmulation, InvalidLabelGivesNan) {
+  const int64_t n = 3, k = 5;
+  Rng rng(3);
+  const Tensor logits = random_tensor({n, k}, rng, -1.0f, 1.0f);
+  DeviceBuf glogits = DeviceBuf::of(logits), glabels(n * sizeof(int32_t));
+  const int32_t labels[n] = {1, 5, -1};
+  std::memcpy(glabels.raw(), labels, sizeof labels);
+  DeviceBuf gprobs(logits.bytes()), grow(n * sizeof(float)), gloss(sizeof(float)), gd(logits.bytes());
+  for (int64_t i = 0; i < n; ++i) grow.f()[i] = 0.0f;  // the valid row must overwrite it
+  launch_softmax_cross_entropy_forward(glogits.f(), glabels.as<int32_t>(), n, k, 0.1f, gprobs.f(), grow.f(), gloss.f(),
+                                       nullptr);
+  EXPECT_TRUE(std::isfinite(grow.f()[0]) && grow.f()[0] > 0.0f);
+  EXPECT_TRUE(std::isnan(grow.f()[1]) && std::isnan(grow.f()[2]) && std::isnan(gloss.f()[0]));
+  launch_softmax_cross_entropy_backward(gprobs.f(), glabels.as<int32_t>(), n, k, 0.1f, gd.f(), nullptr);
+  for (int64_t j = 0; j < k; ++j) {
+    EXPECT_TRUE(std::isfinite(gd.f()[j]));
+    EXPECT_TRUE(std::isnan(gd.f()[k + j]) && std::isnan(gd.f()[2 * k + j]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SGD
+
+TEST(CommonEmulation, SgdUpdateMatchesCpuBitForBit) {
+  struct Variant {
+    const char* name;
+    SgdStep step;
+  };
+  auto make = [](float lr, float mom, float wd, bool nesterov, bool decoupled) {
+    SgdStep s;
+    s.lr = lr;
+    s.momentum = mom;
+    s.weight_decay = wd;
+    s.nesterov = nesterov;
+    s.decoupled_decay = decoupled;
+    return s;
+  };
+  const std::vector<Variant> variants = {
+      {"plain", make(0.1f, 0.0f, 0.0f, false, false)},
+      {"L2 without momentum", make(0.05f, 0.0f, 5e-4f, false, false)},
+      {"momentum", make(0.1f, 0.9f, 0.0f, false, false)},
+      {"momentum + L2", make(0.1f, 0.9f, 5e-3f, false, false)},
+      {"nesterov + L2", make(0.07f, 0.9f, 1e-2f, true, false)},
+      {"decoupled decay + momentum", make(0.1f, 0.8f, 0.05f, false, true)},
+      {"decoupled decay + nesterov", make(0.1f, 0.9f, 0.05f, true, true)},
+  };
+  const int64_t n = 1029;
+  const Shape shape{n};
+  for (const Variant& v : variants) {
+    Rng rng(std::hash<std::string>{}(v.name));
+    const Tensor param0 = random_tensor(shape, rng, -1.0f, 1.0f), grad = random_tensor(shape, rng, -1.0f, 1.0f);
+    const Tensor mom0 = random_tensor(shape, rng, -0.5f, 0.5f);
+    const bool use_momentum = v.step.momentum != 0.0f;
+    DeviceBuf gparam = DeviceBuf::of(param0), ggrad = DeviceBuf::of(grad), gmom = DeviceBuf::of(mom0);
+    Tensor param(shape), mom = use_momentum ? Tensor(shape) : Tensor();
+    cpu().copy(param, param0);
+    if (use_momentum) cpu().copy(mom, mom0);
+    for (int step = 0; step < 3; ++step) {  // several steps: the momentum buffer feeds back
+      cpu().sgd_update(param, grad, mom, v.step);
+      launch_sgd_update(gparam.f(), ggrad.f(), use_momentum ? gmom.f() : nullptr, n, v.step, nullptr);
+    }
+    EXPECT_TRUE(bits_equal(gparam.download(shape), param)) << v.name << ": param";
+    if (use_momentum) {
+      EXPECT_TRUE(bits_equal(gmom.download(shape), mom)) << v.name << ": momentum";
+    }
+    EXPECT_FALSE(bits_equal(gparam.download(shape), param0)) << v.name << ": the update changed nothing";
+    for (DeviceBuf* b : {&gparam, &gmom}) EXPECT_TRUE(b->guards_intact());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The warp lock step itself
+
+TEST(WarpEmulation, DivergentShuffleIsAnError) {
+  // One lane of the warp returns before the shuffle the others wait at.
+  DeviceBuf out(64 * sizeof(float));
+  float* o = out.f();
+  const std::string what = [&] {
+    try {
+      emu::run_grid(dim3(1), dim3(64), [&] {
+        const unsigned t = threadIdx.x;
+        if (t == 5) return;
+        o[t] = __shfl_xor_sync(0xffffffffu, static_cast<float>(t), 1);
+      });
+    } catch (const emu::Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(what.find("warp 0"), std::string::npos) << what;
+}
+
+TEST(WarpEmulation, ShufflesExchangeInLockStep) {
+  // xor: a 48-thread block, whose second warp is partial (16 lanes); down: two full warps, where
+  // the lanes past the warp's end keep their own value.
+  constexpr unsigned kPartial = 48, kFull = 64;
+  std::vector<float> xr(kPartial, -1.0f), down(kFull, -1.0f);
+  emu::run_grid(dim3(2), dim3(kPartial), [&] {
+    const float a = __shfl_xor_sync(0xffffffffu, static_cast<float>(blockIdx.x * 100 + threadIdx.x), 4);
+    if (blockIdx.x == 1) xr[threadIdx.x] = a;
+  });
+  emu::run_grid(dim3(1), dim3(kFull),
+                [&] { down[threadIdx.x] = __shfl_down_sync(0xffffffffu, static_cast<float>(threadIdx.x), 3); });
+  for (unsigned t = 0; t < kPartial; ++t) EXPECT_EQ(xr[t], static_cast<float>(100 + (t ^ 4u))) << t;
+  for (unsigned t = 0; t < kFull; ++t) EXPECT_EQ(down[t], static_cast<float>(t % 32 + 3 < 32 ? t + 3 : t)) << t;
+}
+
+}  // namespace
+}  // namespace convnet::cuda
