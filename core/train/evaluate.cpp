@@ -23,7 +23,7 @@ EvalResult evaluate(Graph& graph, BatchSource& data) {
   r.confusion.assign(static_cast<size_t>(k), std::vector<int64_t>(static_cast<size_t>(k), 0));
   double loss_sum = 0;
   Tensor loss = backend.empty({1}), host_loss({1});
-  Tensor probs, labels_dev;
+  Tensor probs, labels_dev, host_logits;  // reallocated only when the batch size changes
   Batch batch;
   data.start_epoch(0);
   while (data.next(batch)) {
@@ -32,11 +32,11 @@ EvalResult evaluate(Graph& graph, BatchSource& data) {
     if (!probs.defined() || probs.dim(0) != n) {
       probs = backend.empty(logits.shape());
       labels_dev = backend.empty({n}, DType::i32);
+      host_logits = Tensor(logits.shape());
     }
     backend.copy(labels_dev, batch.labels);
     backend.softmax_cross_entropy_forward(logits, labels_dev, 0.0f, loss, probs);
     backend.copy(host_loss, loss);
-    Tensor host_logits(logits.shape());
     backend.copy(host_logits, logits);
     backend.synchronize();
     loss_sum += static_cast<double>(host_loss.f32()[0]) * static_cast<double>(n);

@@ -83,7 +83,7 @@ void Graph::allocate_activations(int64_t batch) {
     Backend& prev = i == 0 ? *n.backend : *nodes_[i - 1].backend;
     const bool cross = prev.device() != n.backend->device();
     const Shape in = batched(batch, n.layer->input_shape());
-    staged_inputs_[i] = cross || i == 0 ? n.backend->empty(in) : Tensor();
+    staged_inputs_[i] = cross ? n.backend->empty(in) : Tensor();  // layer 0: on demand, in input_for
     staged_grads_[i] = cross && i > 0 ? n.backend->empty(in) : Tensor();
   }
   batch_ = batch;
@@ -92,6 +92,8 @@ void Graph::allocate_activations(int64_t batch) {
 const Tensor& Graph::input_for(size_t i, const Tensor& graph_input) {
   if (i == 0) {
     if (graph_input.device() == nodes_[0].backend->device()) return graph_input;
+    if (staged_inputs_[0].shape() != graph_input.shape())
+      staged_inputs_[0] = nodes_[0].backend->empty(graph_input.shape());
     nodes_[0].backend->copy(staged_inputs_[0], graph_input);
     return staged_inputs_[0];
   }
@@ -107,23 +109,23 @@ const Tensor& Graph::forward(const Tensor& input, Mode mode) {
   if (input.shape() != expected)
     throw Error(fmt::format("model input has shape {}, expected {}", shape_str(input.shape()), shape_str(expected)));
   allocate_activations(input.dim(0));
-  for (size_t i = 0; i < nodes_.size(); ++i) nodes_[i].layer->forward(input_for(i, input), nodes_[i].output, mode);
-  last_input_ = &input;
+  layer_inputs_.resize(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    layer_inputs_[i] = &input_for(i, input);
+    nodes_[i].layer->forward(*layer_inputs_[i], nodes_[i].output, mode);
+  }
   return nodes_.back().output;
 }
 
 void Graph::backward(const Tensor& dout) {
-  CONVNET_CHECK(last_input_ != nullptr, "backward() before forward()");
+  CONVNET_CHECK(layer_inputs_.size() == nodes_.size(), "backward() before forward()");
   Node& last = nodes_.back();
   CONVNET_CHECK(dout.shape() == last.output.shape(), "output gradient {} for output {}", shape_str(dout.shape()),
                 shape_str(last.output.shape()));
   const Tensor* dy = &dout;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& n = nodes_[i];
-    const Tensor& x =
-        i == 0 ? (staged_inputs_[0].defined() && last_input_->device() != n.backend->device() ? staged_inputs_[0]
-                                                                                              : *last_input_)
-               : (staged_inputs_[i].defined() ? staged_inputs_[i] : nodes_[i - 1].output);
+    const Tensor& x = *layer_inputs_[i];
     Tensor* dx = nullptr;
     if (i > 0) dx = staged_grads_[i].defined() ? &staged_grads_[i] : &nodes_[i - 1].grad_output;
     n.layer->backward(x, n.output, *dy, dx);

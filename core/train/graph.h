@@ -79,7 +79,8 @@ class Graph {
   std::vector<Tensor> staged_grads_;   // per layer: copy of its dx when devices differ
   Shape example_shape_;
   int64_t batch_ = -1;
-  const Tensor* last_input_ = nullptr;  // the input of the last forward()
+  // What each layer read in the last forward() (the caller's input must outlive backward()).
+  std::vector<const Tensor*> layer_inputs_;
   bool built_ = false;
 };
 

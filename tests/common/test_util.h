@@ -8,11 +8,17 @@
 #include <string_view>
 #include <vector>
 
+#include "core/base/backend.h"
 #include "core/base/error.h"
 #include "core/base/rng.h"
 #include "core/base/tensor.h"
 
 namespace convnet::testing {
+
+// Convolution parameters in one call: conv_params(stride_h, stride_w, pad_h, pad_w, dil_h, dil_w).
+inline Conv2dParams conv_params(int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
+  return {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w};
+}
 
 // Host f32 tensor with values uniform in [low, high).
 Tensor random_tensor(const Shape& shape, Rng& rng, float low = -1.0f, float high = 1.0f);

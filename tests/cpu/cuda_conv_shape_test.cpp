@@ -17,19 +17,8 @@ namespace {
 
 using convnet::testing::error_of;
 
-Conv2dParams params(int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
-  Conv2dParams p;
-  p.stride_h = stride_h;
-  p.stride_w = stride_w;
-  p.pad_h = pad_h;
-  p.pad_w = pad_w;
-  p.dilation_h = dil_h;
-  p.dilation_w = dil_w;
-  return p;
-}
-
 TEST(CudaConvShape, OutputSizeSamePadding) {
-  const ConvShape s = ConvShape::make(128, 32, 32, 3, 64, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape s = ConvShape::make(128, 32, 32, 3, 64, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   EXPECT_EQ(s.p, 32);
   EXPECT_EQ(s.q, 32);
   EXPECT_EQ(s.n, 128);
@@ -40,44 +29,51 @@ TEST(CudaConvShape, OutputSizeSamePadding) {
 
 TEST(CudaConvShape, OutputSizeStrideDilationPadding) {
   // (7 + 2 - 3) / 2 + 1 = 4, (9 + 2 - 3) / 2 + 1 = 5
-  ConvShape s = ConvShape::make(2, 7, 9, 3, 5, 3, 3, params(2, 2, 1, 1, 1, 1));
+  ConvShape s = ConvShape::make(2, 7, 9, 3, 5, 3, 3, testing::conv_params(2, 2, 1, 1, 1, 1));
   EXPECT_EQ(s.p, 4);
   EXPECT_EQ(s.q, 5);
   // 5x5 dilated by 2 spans 9: (11 + 4 - 9) + 1 = 7, (10 + 4 - 9) + 1 = 6
-  s = ConvShape::make(3, 11, 10, 6, 7, 5, 5, params(1, 1, 2, 2, 2, 2));
+  s = ConvShape::make(3, 11, 10, 6, 7, 5, 5, testing::conv_params(1, 1, 2, 2, 2, 2));
   EXPECT_EQ(s.p, 7);
   EXPECT_EQ(s.q, 6);
   // Different per axis: h: (13 - 3) / 3 + 1 = 4; w: 2 taps dilated by 2 span 3: (6 + 4 - 3) + 1 = 8
-  s = ConvShape::make(1, 13, 6, 4, 4, 3, 2, params(3, 1, 0, 2, 1, 2));
+  s = ConvShape::make(1, 13, 6, 4, 4, 3, 2, testing::conv_params(3, 1, 0, 2, 1, 2));
   EXPECT_EQ(s.p, 4);
   EXPECT_EQ(s.q, 8);
   // Stride that does not divide: (8 + 0 - 2) / 3 + 1 = 3
-  s = ConvShape::make(1, 8, 8, 1, 1, 2, 2, params(3, 3, 0, 0, 1, 1));
+  s = ConvShape::make(1, 8, 8, 1, 1, 2, 2, testing::conv_params(3, 3, 0, 0, 1, 1));
   EXPECT_EQ(s.p, 3);
   EXPECT_EQ(s.q, 3);
   EXPECT_EQ(s.forward_flops(), 2LL * 1 * 3 * 3 * 1 * 2 * 2 * 1);
 }
 
 TEST(CudaConvShape, RejectsInvalidProblems) {
-  EXPECT_NE(error_of([] { ConvShape::make(1, 2, 2, 1, 1, 5, 5, params(1, 1, 0, 0, 1, 1)); }).find("smaller than"),
+  EXPECT_NE(error_of([] {
+              ConvShape::make(1, 2, 2, 1, 1, 5, 5, testing::conv_params(1, 1, 0, 0, 1, 1));
+            }).find("smaller than"),
             std::string::npos);
-  EXPECT_NE(error_of([] { ConvShape::make(0, 4, 4, 1, 1, 3, 3, params(1, 1, 1, 1, 1, 1)); }).find("n=0"),
+  EXPECT_NE(error_of([] { ConvShape::make(0, 4, 4, 1, 1, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1)); }).find("n=0"),
             std::string::npos);
-  EXPECT_NE(error_of([] { ConvShape::make(1, 4, 4, 1, 0, 3, 3, params(1, 1, 1, 1, 1, 1)); }).find("k=0"),
+  EXPECT_NE(error_of([] { ConvShape::make(1, 4, 4, 1, 0, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1)); }).find("k=0"),
             std::string::npos);
-  EXPECT_NE(error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, params(0, 1, 1, 1, 1, 1)); }).find("stride"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, params(1, 1, -1, 1, 1, 1)); }).find("padding"),
-            std::string::npos);
-  EXPECT_NE(error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, params(1, 1, 1, 1, 1, 0)); }).find("dilation"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, testing::conv_params(0, 1, 1, 1, 1, 1)); }).find("stride"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, testing::conv_params(1, 1, -1, 1, 1, 1)); }).find("padding"),
+      std::string::npos);
+  EXPECT_NE(
+      error_of([] { ConvShape::make(1, 4, 4, 1, 1, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 0)); }).find("dilation"),
+      std::string::npos);
   // More rows than 32-bit GEMM indices allow.
-  EXPECT_NE(error_of([] { ConvShape::make(4096, 1024, 1024, 1, 1, 1, 1, params(1, 1, 0, 0, 1, 1)); }).find("32-bit"),
+  EXPECT_NE(error_of([] {
+              ConvShape::make(4096, 1024, 1024, 1, 1, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1));
+            }).find("32-bit"),
             std::string::npos);
 }
 
 TEST(CudaConvShape, ValidateNamesTheOpAndTheMismatch) {
-  ConvShape s = ConvShape::make(2, 8, 8, 4, 4, 3, 3, params(1, 1, 1, 1, 1, 1));
+  ConvShape s = ConvShape::make(2, 8, 8, 4, 4, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   EXPECT_NO_THROW(validate_conv_shape(s, "op"));
   s.p = 7;  // a stale output size
   const std::string message = error_of([&] { validate_conv_shape(s, "conv2d_forward"); });
@@ -95,7 +91,7 @@ TEST(CudaConvShape, Names) {
 
 TEST(CudaConvPlan, ForwardAndBackwardDataTiles) {
   // 32768 x 128 output: 256 blocks of 128x128 fill the GPU.
-  const ConvShape big = ConvShape::make(128, 16, 16, 128, 128, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape big = ConvShape::make(128, 16, 16, 128, 128, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   ConvGemmPlan p = conv_gemm_plan(big, ConvPass::forward);
   EXPECT_EQ(p.gemm_m, 128 * 16 * 16);
   EXPECT_EQ(p.gemm_n, 128);
@@ -107,14 +103,14 @@ TEST(CudaConvPlan, ForwardAndBackwardDataTiles) {
   EXPECT_EQ(p.splits, 1);
   EXPECT_EQ(p.k_tiles_per_split, 9 * 128 / 8);
   // 64 output channels: the small tile; 3 input channels: scalar loads.
-  const ConvShape first = ConvShape::make(128, 32, 32, 3, 64, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape first = ConvShape::make(128, 32, 32, 3, 64, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   p = conv_gemm_plan(first, ConvPass::forward);
   EXPECT_EQ(p.block_m, 64);
   EXPECT_EQ(p.block_k, 16);
   EXPECT_FALSE(p.vectorized);
   EXPECT_EQ(p.k_tiles_per_split, 2);  // ceil(27 / 16)
   // Backward-data: one phase per (h % 2, w % 3); vector loads need both c and k multiples of 4.
-  const ConvShape strided = ConvShape::make(2, 9, 9, 8, 6, 3, 3, params(2, 3, 1, 1, 1, 1));
+  const ConvShape strided = ConvShape::make(2, 9, 9, 8, 6, 3, 3, testing::conv_params(2, 3, 1, 1, 1, 1));
   p = conv_gemm_plan(strided, ConvPass::backward_data);
   EXPECT_EQ(p.phases, 6);
   EXPECT_EQ(p.gemm_m, 2 * 9 * 9);
@@ -128,7 +124,7 @@ TEST(CudaConvPlan, ForwardAndBackwardDataTiles) {
 TEST(CudaConvPlan, BackwardFilterSplitK) {
   // VGG 64->64 at 32x32, batch 128: 64x64x16 tiles, 1 x 9 of them; 131072 / 16 = 8192 reduction
   // tiles; ceil(264 / 9) = 30 slices of ceil(8192 / 30) = 274 tiles. dbias: 128 chunks of 1024 rows.
-  const ConvShape s = ConvShape::make(128, 32, 32, 64, 64, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape s = ConvShape::make(128, 32, 32, 64, 64, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   ConvGemmPlan p = conv_gemm_plan(s, ConvPass::backward_filter);
   EXPECT_EQ(p.gemm_m, 64);
   EXPECT_EQ(p.gemm_n, 576);
@@ -143,7 +139,7 @@ TEST(CudaConvPlan, BackwardFilterSplitK) {
 
   // VGG 512->512 at 4x4: 128x128x8 tiles, 4 x 36 = 144 of them, 2048 / 8 = 256 reduction tiles:
   // ceil(264 / 144) = 2 slices of 128 tiles; dbias in 2 chunks of 1024 rows.
-  const ConvShape deep = ConvShape::make(128, 4, 4, 512, 512, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape deep = ConvShape::make(128, 4, 4, 512, 512, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   p = conv_gemm_plan(deep, ConvPass::backward_filter);
   EXPECT_EQ(p.block_m, 128);
   EXPECT_EQ(p.splits, 2);
@@ -151,7 +147,7 @@ TEST(CudaConvPlan, BackwardFilterSplitK) {
   EXPECT_EQ(p.bias_chunks, 2);
 
   // A short reduction is never split below kConvMinTilesPerSplit tiles per slice.
-  const ConvShape tiny = ConvShape::make(1, 5, 5, 1, 1, 1, 1, params(1, 1, 0, 0, 1, 1));
+  const ConvShape tiny = ConvShape::make(1, 5, 5, 1, 1, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1));
   p = conv_gemm_plan(tiny, ConvPass::backward_filter);
   EXPECT_EQ(p.splits, 1);
   EXPECT_EQ(p.k_tiles_per_split, 2);  // ceil(25 / 16)
@@ -160,10 +156,10 @@ TEST(CudaConvPlan, BackwardFilterSplitK) {
 
 TEST(CudaConvPlan, SlicesCoverTheReductionExactly) {
   const ConvShape shapes[] = {
-      ConvShape::make(128, 32, 32, 3, 64, 3, 3, params(1, 1, 1, 1, 1, 1)),
-      ConvShape::make(7, 33, 31, 5, 9, 5, 5, params(2, 1, 2, 2, 1, 2)),
-      ConvShape::make(8, 64, 64, 12, 20, 3, 3, params(3, 3, 0, 0, 2, 2)),
-      ConvShape::make(128, 2, 2, 512, 512, 3, 3, params(1, 1, 1, 1, 1, 1)),
+      ConvShape::make(128, 32, 32, 3, 64, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1)),
+      ConvShape::make(7, 33, 31, 5, 9, 5, 5, testing::conv_params(2, 1, 2, 2, 1, 2)),
+      ConvShape::make(8, 64, 64, 12, 20, 3, 3, testing::conv_params(3, 3, 0, 0, 2, 2)),
+      ConvShape::make(128, 2, 2, 512, 512, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1)),
   };
   for (const ConvShape& s : shapes) {
     const ConvGemmPlan p = conv_gemm_plan(s, ConvPass::backward_filter);
@@ -180,19 +176,19 @@ TEST(CudaConvPlan, SlicesCoverTheReductionExactly) {
 
 TEST(CudaConvWorkspace, BackwardFilterBytes) {
   // 30 slices x 64 x 576 partial dw, then 128 chunks x 64 partial dbias.
-  const ConvShape s = ConvShape::make(128, 32, 32, 64, 64, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape s = ConvShape::make(128, 32, 32, 64, 64, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   EXPECT_EQ(conv2d_backward_filter_workspace(s), size_t{4} * (30 * 64 * 576 + 128 * 64));
   EXPECT_EQ(conv2d_backward_filter_workspace(s, ConvVersion::v0_direct), 0u);
   // 2 slices x 512 x 4608, then 2 chunks x 512.
-  const ConvShape deep = ConvShape::make(128, 4, 4, 512, 512, 3, 3, params(1, 1, 1, 1, 1, 1));
+  const ConvShape deep = ConvShape::make(128, 4, 4, 512, 512, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   EXPECT_EQ(conv2d_backward_filter_workspace(deep), size_t{4} * (2 * 512 * 4608 + 2 * 512));
   // One slice and one chunk: written straight to dw and dbias.
-  const ConvShape tiny = ConvShape::make(1, 5, 5, 1, 1, 1, 1, params(1, 1, 0, 0, 1, 1));
+  const ConvShape tiny = ConvShape::make(1, 5, 5, 1, 1, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1));
   EXPECT_EQ(conv2d_backward_filter_workspace(tiny), 0u);
   // dbias partials start 16-byte aligned after a partial dw whose size is not a multiple of 4:
   // 3 filters of 1x1x1, 48 x 48 = 2304 pixels -> 144 reduction tiles, at most 144 / 16 = 9 slices
   // (16 tiles each): 9 x 3 = 27 floats, padded to 28; then 2 chunks x 3.
-  const ConvShape odd = ConvShape::make(1, 48, 48, 1, 3, 1, 1, params(1, 1, 0, 0, 1, 1));
+  const ConvShape odd = ConvShape::make(1, 48, 48, 1, 3, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1));
   const ConvGemmPlan p = conv_gemm_plan(odd, ConvPass::backward_filter);
   EXPECT_EQ(p.splits, 9);
   EXPECT_EQ(p.bias_chunks, 2);

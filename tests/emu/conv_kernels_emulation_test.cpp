@@ -83,17 +83,6 @@ std::ostream& operator<<(std::ostream& o, const Case& c) {
   return o << c.name() << (c.label.empty() ? "" : " (" + c.label + ")");
 }
 
-Conv2dParams params(int stride_h, int stride_w, int pad_h, int pad_w, int dil_h, int dil_w) {
-  Conv2dParams p;
-  p.stride_h = stride_h;
-  p.stride_w = stride_w;
-  p.pad_h = pad_h;
-  p.pad_w = pad_w;
-  p.dilation_h = dil_h;
-  p.dilation_w = dil_w;
-  return p;
-}
-
 Case make_case(std::string label, int n, int h, int w, int c, int k, int r, int s, Conv2dParams p) {
   Case cs;
   cs.label = std::move(label);
@@ -112,61 +101,69 @@ Case make_case(std::string label, int n, int h, int w, int c, int k, int r, int 
 std::vector<Case> fixed_cases() {
   std::vector<Case> v;
   auto add = [&](Case c) { v.push_back(std::move(c)); };
-  add(make_case("RGB input layer, C=3", 2, 8, 8, 3, 8, 3, 3, params(1, 1, 1, 1, 1, 1)));
-  add(make_case("C and K multiples of 4: the vector path", 2, 8, 8, 8, 8, 3, 3, params(1, 1, 1, 1, 1, 1)));
-  add(make_case("odd C and K, stride 2, non-square image", 1, 9, 7, 5, 6, 3, 3, params(2, 2, 1, 1, 1, 1)));
-  add(make_case("stride 3, no padding: 9 backward-data phases", 2, 13, 13, 12, 20, 3, 3, params(3, 3, 0, 0, 1, 1)));
-  add(make_case("5x5 kernel, dilation 2", 1, 11, 10, 6, 7, 5, 5, params(1, 1, 2, 2, 2, 2)));
-  add(make_case("one element everywhere", 1, 1, 1, 1, 1, 1, 1, params(1, 1, 0, 0, 1, 1)));
+  add(make_case("RGB input layer, C=3", 2, 8, 8, 3, 8, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1)));
+  add(make_case("C and K multiples of 4: the vector path", 2, 8, 8, 8, 8, 3, 3,
+                testing::conv_params(1, 1, 1, 1, 1, 1)));
+  add(make_case("odd C and K, stride 2, non-square image", 1, 9, 7, 5, 6, 3, 3,
+                testing::conv_params(2, 2, 1, 1, 1, 1)));
+  add(make_case("stride 3, no padding: 9 backward-data phases", 2, 13, 13, 12, 20, 3, 3,
+                testing::conv_params(3, 3, 0, 0, 1, 1)));
+  add(make_case("5x5 kernel, dilation 2", 1, 11, 10, 6, 7, 5, 5, testing::conv_params(1, 1, 2, 2, 2, 2)));
+  add(make_case("one element everywhere", 1, 1, 1, 1, 1, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1)));
   {
-    Case c =
-        make_case("stride 2 with dilation 2: phases no tap reaches", 2, 9, 9, 4, 4, 3, 3, params(2, 2, 2, 2, 2, 2));
+    Case c = make_case("stride 2 with dilation 2: phases no tap reaches", 2, 9, 9, 4, 4, 3, 3,
+                       testing::conv_params(2, 2, 2, 2, 2, 2));
     c.bias = false;
     add(c);
   }
-  add(make_case("1x1 kernel, stride 3: pixels no output reads", 2, 7, 8, 5, 6, 1, 1, params(3, 3, 0, 0, 1, 1)));
-  add(make_case("padding 2 around a 1x1 kernel: outputs of bias only", 2, 5, 7, 3, 9, 1, 1, params(1, 1, 2, 2, 1, 1)));
+  add(make_case("1x1 kernel, stride 3: pixels no output reads", 2, 7, 8, 5, 6, 1, 1,
+                testing::conv_params(3, 3, 0, 0, 1, 1)));
+  add(make_case("padding 2 around a 1x1 kernel: outputs of bias only", 2, 5, 7, 3, 9, 1, 1,
+                testing::conv_params(1, 1, 2, 2, 1, 1)));
   add(make_case("rectangular kernel and mixed stride, padding, dilation", 2, 10, 9, 7, 5, 2, 4,
-                params(2, 1, 1, 0, 2, 1)));
+                testing::conv_params(2, 1, 1, 0, 2, 1)));
   add(make_case("output of one pixel: the padded input just holds the dilated kernel", 3, 5, 5, 4, 4, 5, 5,
-                params(3, 3, 2, 2, 2, 2)));
+                testing::conv_params(3, 3, 2, 2, 2, 2)));
   {
     Case c = make_case("vector-capable shape, every buffer misaligned: the scalar path", 2, 6, 6, 8, 8, 3, 3,
-                       params(1, 1, 1, 1, 1, 1));
+                       testing::conv_params(1, 1, 1, 1, 1, 1));
     c.misalign = kAllBufs;
     add(c);
   }
   for (const Buf b : {kY, kDx, kDw, kX, kDy}) {
     Case c = make_case("one misaligned buffer sends its passes down the scalar path", 2, 6, 6, 8, 8, 3, 3,
-                       params(1, 1, 1, 1, 1, 1));
+                       testing::conv_params(1, 1, 1, 1, 1, 1));
     c.misalign = 1u << b;
     add(c);
   }
   {
-    Case c = make_case("forced split-K into a misaligned workspace", 2, 8, 8, 8, 8, 3, 3, params(1, 1, 1, 1, 1, 1));
+    Case c = make_case("forced split-K into a misaligned workspace", 2, 8, 8, 8, 8, 3, 3,
+                       testing::conv_params(1, 1, 1, 1, 1, 1));
     c.splits = 4;
     c.misalign = 1u << kWorkspace;
     add(c);
   }
   {
     Case c = make_case("forced split-K with stride 2x1, pad 1x0, dilation 2x1", 2, 6, 6, 8, 8, 3, 3,
-                       params(2, 1, 1, 0, 2, 1));
+                       testing::conv_params(2, 1, 1, 0, 2, 1));
     c.splits = 3;
     add(c);
   }
   {
-    Case c = make_case("128 tile, K crosses the tile", 1, 12, 12, 16, 136, 3, 3, params(1, 1, 1, 1, 1, 1));
-    c.tile = 128;
-    add(c);
-  }
-  {
-    Case c = make_case("128 tile, C crosses the tile", 1, 12, 12, 136, 16, 3, 3, params(1, 2, 1, 1, 1, 1));
+    Case c =
+        make_case("128 tile, K crosses the tile", 1, 12, 12, 16, 136, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
     c.tile = 128;
     add(c);
   }
   {
     Case c =
-        make_case("128 tile, split-K and dbias chunks together", 1, 12, 12, 20, 130, 2, 3, params(2, 1, 1, 2, 1, 2));
+        make_case("128 tile, C crosses the tile", 1, 12, 12, 136, 16, 3, 3, testing::conv_params(1, 2, 1, 1, 1, 1));
+    c.tile = 128;
+    add(c);
+  }
+  {
+    Case c = make_case("128 tile, split-K and dbias chunks together", 1, 12, 12, 20, 130, 2, 3,
+                       testing::conv_params(2, 1, 1, 2, 1, 2));
     c.tile = 128;
     c.splits = 5;
     c.bias_chunks = 3;
@@ -177,23 +174,27 @@ std::vector<Case> fixed_cases() {
   }
   {
     Case c = make_case("64 tile on a problem whose plan picks 128 for backward-filter", 1, 6, 6, 16, 128, 3, 3,
-                       params(1, 1, 1, 1, 1, 1));
+                       testing::conv_params(1, 1, 1, 1, 1, 1));
     c.tile = 64;
     add(c);
   }
-  add(make_case("natural plan: 128 tile for backward-filter", 1, 8, 8, 16, 128, 3, 3, params(1, 1, 1, 1, 1, 1)));
+  add(make_case("natural plan: 128 tile for backward-filter", 1, 8, 8, 16, 128, 3, 3,
+                testing::conv_params(1, 1, 1, 1, 1, 1)));
   add(make_case("natural plan: split-K and 2 dbias chunks (2048 rows)", 8, 16, 16, 4, 8, 3, 3,
-                params(1, 1, 1, 1, 1, 1)));
+                testing::conv_params(1, 1, 1, 1, 1, 1)));
   {
-    Case c = make_case("C=3, split-K 7, dbias in 5 chunks, padding 2", 2, 5, 7, 3, 9, 3, 3, params(1, 1, 2, 2, 1, 1));
+    Case c = make_case("C=3, split-K 7, dbias in 5 chunks, padding 2", 2, 5, 7, 3, 9, 3, 3,
+                       testing::conv_params(1, 1, 2, 2, 1, 1));
     c.splits = 7;
     c.bias_chunks = 5;
     add(c);
   }
-  add(make_case("fully connected as 1x1 convolution", 128, 1, 1, 512, 10, 1, 1, params(1, 1, 0, 0, 1, 1)));
-  add(make_case("K=300: several column blocks and bias blocks", 3, 1, 1, 7, 300, 1, 1, params(1, 1, 0, 0, 1, 1)));
+  add(make_case("fully connected as 1x1 convolution", 128, 1, 1, 512, 10, 1, 1,
+                testing::conv_params(1, 1, 0, 0, 1, 1)));
+  add(make_case("K=300: several column blocks and bias blocks", 3, 1, 1, 7, 300, 1, 1,
+                testing::conv_params(1, 1, 0, 0, 1, 1)));
   {
-    Case c = make_case("large 1x1 problem, no bias", 64, 1, 1, 256, 256, 1, 1, params(1, 1, 0, 0, 1, 1));
+    Case c = make_case("large 1x1 problem, no bias", 64, 1, 1, 256, 256, 1, 1, testing::conv_params(1, 1, 0, 0, 1, 1));
     c.bias = false;
     add(c);
   }
@@ -226,7 +227,8 @@ std::vector<Case> random_cases() {
     c.k = channels();
     c.r = pick(rng, 1, 5);
     c.s = pick(rng, 1, 5);
-    c.p = params(pick(rng, 1, 3), pick(rng, 1, 3), pick(rng, 0, 2), pick(rng, 0, 2), pick(rng, 1, 2), pick(rng, 1, 2));
+    c.p = testing::conv_params(pick(rng, 1, 3), pick(rng, 1, 3), pick(rng, 0, 2), pick(rng, 0, 2), pick(rng, 1, 2),
+                               pick(rng, 1, 2));
     c.bias = pick(rng, 0, 3) != 0;
     const int tile = pick(rng, 0, 3);
     c.tile = tile == 0 ? 128 : tile == 1 ? 64 : 0;

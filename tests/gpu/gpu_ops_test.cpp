@@ -212,25 +212,34 @@ const std::vector<Shape>& bn_shapes() {
 constexpr float kBnMomentum = 0.1f;
 constexpr float kBnEps = 1e-5f;
 
+// The cpu backend's training forward: the reference outputs and the statistics backward uses.
+struct BnTrainReference {
+  Tensor y, mean, invstd, running_mean, running_var;
+};
+BnTrainReference cpu_bn_train(Backend& cpu, const BnInputs& in, const Shape& shape) {
+  const Shape c{shape.back()};
+  BnTrainReference r{poisoned(shape), poisoned(c), poisoned(c), in.running_mean.clone(), in.running_var.clone()};
+  cpu.batch_norm_forward_train(in.x, in.gamma, in.beta, r.y, r.mean, r.invstd, r.running_mean, r.running_var,
+                               kBnMomentum, kBnEps);
+  return r;
+}
+
 TEST_P(GpuOps, BatchNormTrainMatchesCpuIncludingRunningStats) {
   Rng rng(6);
   for (const Shape& shape : bn_shapes()) {
     SCOPED_TRACE(GetParam() + " batchnorm train on " + shape_str(shape));
     const BnInputs in(shape, rng);
     const Shape c{shape.back()};
-    Tensor y = poisoned(shape), mean = poisoned(c), invstd = poisoned(c);
-    Tensor running_mean = in.running_mean.clone(), running_var = in.running_var.clone();
-    cpu().batch_norm_forward_train(in.x, in.gamma, in.beta, y, mean, invstd, running_mean, running_var, kBnMomentum,
-                                   kBnEps);
+    const BnTrainReference ref = cpu_bn_train(cpu(), in, shape);
     Tensor gy = poison(shape), gmean = poison(c), ginvstd = poison(c);
     Tensor grunning_mean = up(in.running_mean), grunning_var = up(in.running_var);
     gpu().batch_norm_forward_train(up(in.x), up(in.gamma), up(in.beta), gy, gmean, ginvstd, grunning_mean, grunning_var,
                                    kBnMomentum, kBnEps);
-    EXPECT_TRUE(close_l2(down(gy), y, 1e-5)) << "y";
-    EXPECT_TRUE(close_l2(down(gmean), mean, 1e-5)) << "saved mean";
-    EXPECT_TRUE(close_l2(down(ginvstd), invstd, 1e-5)) << "saved invstd";
-    EXPECT_TRUE(close_l2(down(grunning_mean), running_mean, 1e-5)) << "running mean";
-    EXPECT_TRUE(close_l2(down(grunning_var), running_var, 1e-5)) << "running var (unbiased)";
+    EXPECT_TRUE(close_l2(down(gy), ref.y, 1e-5)) << "y";
+    EXPECT_TRUE(close_l2(down(gmean), ref.mean, 1e-5)) << "saved mean";
+    EXPECT_TRUE(close_l2(down(ginvstd), ref.invstd, 1e-5)) << "saved invstd";
+    EXPECT_TRUE(close_l2(down(grunning_mean), ref.running_mean, 1e-5)) << "running mean";
+    EXPECT_TRUE(close_l2(down(grunning_var), ref.running_var, 1e-5)) << "running var (unbiased)";
   }
 }
 
@@ -255,15 +264,12 @@ TEST_P(GpuOps, BatchNormBackwardMatchesCpu) {
     const BnInputs in(shape, rng);
     const Shape c{shape.back()};
     // The saved statistics come from a cpu training forward; both backends get the same ones.
-    Tensor y = poisoned(shape), mean = poisoned(c), invstd = poisoned(c);
-    Tensor running_mean = in.running_mean.clone(), running_var = in.running_var.clone();
-    cpu().batch_norm_forward_train(in.x, in.gamma, in.beta, y, mean, invstd, running_mean, running_var, kBnMomentum,
-                                   kBnEps);
+    const BnTrainReference ref = cpu_bn_train(cpu(), in, shape);
     const Tensor dy = random_tensor(shape, rng);
     Tensor dx = poisoned(shape), dgamma = poisoned(c), dbeta = poisoned(c);
-    cpu().batch_norm_backward(in.x, dy, in.gamma, mean, invstd, dx, dgamma, dbeta);
+    cpu().batch_norm_backward(in.x, dy, in.gamma, ref.mean, ref.invstd, dx, dgamma, dbeta);
     Tensor gdx = poison(shape), gdgamma = poison(c), gdbeta = poison(c);
-    gpu().batch_norm_backward(up(in.x), up(dy), up(in.gamma), up(mean), up(invstd), gdx, gdgamma, gdbeta);
+    gpu().batch_norm_backward(up(in.x), up(dy), up(in.gamma), up(ref.mean), up(ref.invstd), gdx, gdgamma, gdbeta);
     EXPECT_TRUE(close_l2(down(gdx), dx, 1e-5)) << "dx";
     EXPECT_TRUE(close_l2(down(gdgamma), dgamma, 1e-5)) << "dgamma";
     EXPECT_TRUE(close_l2(down(gdbeta), dbeta, 1e-5)) << "dbeta";
