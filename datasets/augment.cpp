@@ -44,7 +44,7 @@ ImageTransform::ImageTransform(int height, int width, int channels, const std::v
   for (int c = 0; c < channels; ++c) {
     const float m = mean[static_cast<size_t>(c)], s = std[static_cast<size_t>(c)];
     for (int v = 0; v < 256; ++v)
-      table_[static_cast<size_t>(c) * 256 + static_cast<size_t>(v)] = (static_cast<float>(v) / 255.0f - m) / s;
+      table_[static_cast<size_t>(c) * 256 + static_cast<size_t>(v)] = normalize_pixel(static_cast<uint8_t>(v), m, s);
   }
 }
 

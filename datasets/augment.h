@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/config/config.h"
-#include "datasets/augment_math.h"
+#include "core/base/augment_math.h"
 
 namespace convnet {
 

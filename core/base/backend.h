@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "core/base/augment_math.h"
 #include "core/base/tensor.h"
 
 namespace convnet {
@@ -50,6 +51,24 @@ struct SgdStep {
   float weight_decay = 0.0f;
   bool nesterov = false;
   bool decoupled_decay = false;
+};
+
+// Building a training batch on the device from a resident uint8 data set (Backend::augment_batch).
+constexpr int kMaxImageChannels = 4;
+struct AugmentBatchSpec {
+  AugmentSpec augment;  // the random choices (all off: the images unchanged, only normalised)
+  int64_t epoch = 0;
+  float mean[kMaxImageChannels] = {};  // per channel, on [0, 1] pixels (normalize_pixel)
+  float std[kMaxImageChannels] = {1, 1, 1, 1};
+};
+
+// A fixed shift and flip applied to every image of a batch (test-time augmentation views), with
+// the conventions of augment_math.h: output (y, x) reads crop_source(y, shift_y) and
+// crop_source(flip_source(x), shift_x); with zero padding an outside pixel reads 0.
+struct ImageView {
+  int shift_y = 0, shift_x = 0;
+  bool flip = false;
+  PadMode pad_mode = PadMode::reflect;
 };
 
 class Backend {
@@ -139,6 +158,21 @@ class Backend {
 
   // --- optimizer: one fused SGD update (see SgdStep); momentum_buf may be undefined if momentum == 0 ---
   virtual void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) = 0;
+
+  // --- elementwise: y = alpha * x + beta * y (any shape, same numel). beta == 0 overwrites y
+  // without reading it (BLAS convention), so y may hold garbage; x may alias y. ---
+  virtual void axpby(float alpha, const Tensor& x, float beta, Tensor& y) = 0;
+
+  // --- data ---
+  // images: u8 [M, H, W, C] (C <= kMaxImageChannels), order: i32 [L] of indices into images,
+  // out: f32 [N, H, W, C] with first + N <= L. For i < N, with e = order[first + i]:
+  //   out[i] = normalize(images[e] through augment_params_for(spec.augment, spec.epoch, e, H, W)),
+  // exactly the pixels ImageTransform::apply (datasets/augment.h) gives on the CPU: zero padding
+  // reads a black pixel, cutout sets the normalised values to 0.
+  virtual void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
+                             const AugmentBatchSpec& spec) = 0;
+  // x, y: f32 [N, H, W, C]; y = x seen through `view` (see ImageView). y must not alias x.
+  virtual void image_view(const Tensor& x, Tensor& y, const ImageView& view) = 0;
 };
 
 }  // namespace convnet

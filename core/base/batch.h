@@ -11,7 +11,7 @@
 namespace convnet {
 
 struct Batch {
-  Tensor images;  // f32 [N, H, W, C], normalised, host memory
+  Tensor images;  // f32 [N, H, W, C], normalised: host memory, or the device of a device-resident loader
   Tensor labels;  // i32 [N], host memory
   int64_t epoch = 0;
   int64_t index = 0;  // batch index within the epoch

@@ -1,5 +1,7 @@
 #include "core/base/op_checks.h"
 
+#include <cmath>
+#include <cstdlib>
 #include <utility>
 
 #include "core/base/error.h"
@@ -296,6 +298,54 @@ void OpChecks::sgd_update(const Tensor& param, const Tensor& grad, const Tensor&
   tensor(param, "param");
   shape(grad, param.shape(), "grad");
   if (step.momentum != 0.0f) shape(momentum_buf, param.shape(), "momentum_buf");
+}
+
+// --- elementwise and data ---
+
+void OpChecks::axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const {
+  tensor(x, "x");
+  tensor(y, "y");
+  CONVNET_CHECK(x.numel() == y.numel(), "{}: x {} and y {} differ in element count", op_, shape_str(x.shape()),
+                shape_str(y.shape()));
+  CONVNET_CHECK(std::isfinite(alpha) && std::isfinite(beta), "{}: alpha {} and beta {} must be finite", op_, alpha,
+                beta);
+}
+
+AugmentGeometry OpChecks::augment_batch(const Tensor& images, const Tensor& order, int64_t first, const Tensor& out,
+                                        const AugmentBatchSpec& spec) const {
+  rank(images, 4, "images", DType::u8);
+  rank(order, 1, "order", DType::i32);
+  AugmentGeometry g;
+  g.m = images.dim(0);
+  g.h = images.dim(1);
+  g.w = images.dim(2);
+  g.c = images.dim(3);
+  g.order_len = order.dim(0);
+  g.first = first;
+  CONVNET_CHECK(g.c >= 1 && g.c <= kMaxImageChannels, "{}: images {} have {} channels, expected 1 to {}", op_,
+                shape_str(images.shape()), g.c, kMaxImageChannels);
+  rank(out, 4, "out");
+  g.n = out.dim(0);
+  shape(out, {g.n, g.h, g.w, g.c}, "out");
+  CONVNET_CHECK(first >= 0 && first + g.n <= g.order_len, "{}: examples [{}, {}) outside order of length {}", op_,
+                first, first + g.n, g.order_len);
+  const AugmentSpec& a = spec.augment;
+  CONVNET_CHECK(a.pad >= 0 && a.cutout >= 0, "{}: pad {} and cutout {} must be >= 0", op_, a.pad, a.cutout);
+  CONVNET_CHECK(a.pad_mode != PadMode::reflect || (a.pad < g.h && a.pad < g.w),
+                "{}: reflect padding of {} needs images larger than {}x{}", op_, a.pad, g.w, g.h);
+  for (int64_t c = 0; c < g.c; ++c)
+    CONVNET_CHECK(spec.std[c] > 0 && std::isfinite(spec.mean[c]), "{}: channel {}: mean {} std {} (std must be > 0)",
+                  op_, c, spec.mean[c], spec.std[c]);
+  return g;
+}
+
+void OpChecks::image_view(const Tensor& x, const Tensor& y, const ImageView& view) const {
+  rank(x, 4, "x");
+  shape(y, x.shape(), "y");
+  CONVNET_CHECK(x.raw() != y.raw() || x.numel() == 0, "{}: y must not alias x", op_);
+  CONVNET_CHECK(std::abs(view.shift_y) < x.dim(1) && std::abs(view.shift_x) < x.dim(2),
+                "{}: shift {},{} must be smaller than the {}x{} image", op_, view.shift_y, view.shift_x, x.dim(1),
+                x.dim(2));
 }
 
 }  // namespace convnet

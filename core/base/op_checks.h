@@ -46,6 +46,11 @@ struct LossGeometry {
   int64_t n = 0, k = 0;
 };
 
+// A validated augment_batch: images [m, h, w, c] (u8), order [order_len] (i32), out [n, h, w, c].
+struct AugmentGeometry {
+  int64_t m = 0, n = 0, h = 0, w = 0, c = 0, order_len = 0, first = 0;
+};
+
 class OpChecks {
  public:
   // Checks for `op` run by the backend called `backend`, whose tensors live on `device` (any host
@@ -122,6 +127,17 @@ class OpChecks {
 
   // grad has param's shape; so does momentum_buf when step.momentum != 0 (it is unused otherwise).
   void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step) const;
+
+  // x and y have the same element count (any shapes); alpha and beta are finite.
+  void axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const;
+
+  // images u8 rank 4 with 1 <= C <= kMaxImageChannels, order i32 rank 1, out f32 [N, H, W, C]
+  // with 0 <= first and first + N <= order length; spec: positive std, pad >= 0 (reflect: < H
+  // and < W), cutout >= 0. Index values are not read (they may live on a device).
+  AugmentGeometry augment_batch(const Tensor& images, const Tensor& order, int64_t first, const Tensor& out,
+                                const AugmentBatchSpec& spec) const;
+  // x and y rank 4 of one shape and not the same memory; |shift| < H and W.
+  void image_view(const Tensor& x, const Tensor& y, const ImageView& view) const;
 
  private:
   bool on_device(const Tensor& t) const;

@@ -15,7 +15,7 @@ namespace convnet {
 // depends on `type`; a field that does not apply to the type is an error.
 struct LayerSpec {
   std::string type;  // conv | max_pool | avg_pool | global_avg_pool | relu | gelu | batch_norm |
-                     // dropout | flatten | linear
+                     // dropout | flatten | linear | scale
   std::string name;  // optional; default "<type><index>"
   int line = 0;      // line in the config file, for later error messages
   // conv
@@ -25,6 +25,17 @@ struct LayerSpec {
   int padding = 0;
   int dilation = 1;
   bool bias = true;  // conv and linear
+  // conv: kaiming_normal (fan_out, the VGG default) | pytorch (U(+-1/sqrt(fan_in)), torch's own
+  // default) | pytorch_dirac (pytorch, then the first min(out, in) filters set to the identity,
+  // as airbench) | whitening (data-dependent: the eigenvectors of the input's k x k patch
+  // covariance scaled by 1/sqrt(eigenvalue + whitening_eps), and their negations; needs
+  // out_channels == 2 * k * k * in_channels, computed from the first train.init_images images).
+  std::string init = "kaiming_normal";
+  float whitening_eps = 5e-4f;
+  // conv and linear: keep the weight at its initial value; train the bias only during the first
+  // bias_train_epochs epochs (0 = always), e.g. the airbench whitening layer's bias.
+  bool freeze_weight = false;
+  float bias_train_epochs = 0.0f;
   // linear
   int out_features = 0;
   // dropout
@@ -34,6 +45,8 @@ struct LayerSpec {
   float momentum = 0.1f;
   bool freeze_scale = false;
   float bias_lr_mult = 1.0f;
+  // scale: y = factor * x
+  float factor = 1.0f;
 };
 
 struct ModelConfig {
@@ -52,7 +65,8 @@ struct ModelConfig {
 struct AugmentConfig {
   int crop_padding = 4;               // random crop after padding by this many pixels; 0 = off
   std::string padding_mode = "zero";  // zero | reflect
-  bool flip = true;                   // random horizontal flip
+  bool flip = true;                   // horizontal flip
+  std::string flip_mode = "random";   // random (each epoch) | alternating (see FlipMode in core/base/augment_math.h)
   int cutout = 0;                     // side of a random square set to zero (after normalisation); 0 = off
 };
 
@@ -63,7 +77,11 @@ struct DataConfig {
   std::vector<float> mean = {0.4914f, 0.4822f, 0.4465f};  // per channel, on [0, 1] pixels
   std::vector<float> std = {0.2470f, 0.2435f, 0.2616f};
   AugmentConfig augment;
-  int workers = 2;          // background threads preparing batches
+  int workers = 2;  // background threads preparing batches
+  // host: batches prepared on CPU threads and uploaded; device: the whole uint8 data set uploaded
+  // once to the first layer's device and batches built there (Backend::augment_batch); auto:
+  // device when the first layer runs on a GPU.
+  std::string loader = "auto";
   int64_t train_limit = 0;  // use a class-balanced subset of N training images (0 = all)
   int64_t test_limit = 0;
   // synthetic data set: class-dependent patterns plus noise, generated from train.seed
@@ -82,6 +100,9 @@ struct OptimizerConfig {
   bool decay_norm_and_bias = false;      // apply weight decay to batchnorm parameters and biases too
   double bias_lr_mult = 1.0;             // LR multiplier for biases (and batchnorm shifts)
   double norm_lr_mult = 1.0;             // LR multiplier for batchnorm scales
+  // false: a parameter whose LR is multiplied by m gets weight_decay / m, so every parameter
+  // decays by the same fraction per step whatever its LR multiplier (airbench).
+  bool decay_scales_with_lr_mult = true;
 };
 
 struct ScheduleConfig {
@@ -93,8 +114,20 @@ struct ScheduleConfig {
   double final_lr_factor = 0.0;  // cosine and linear end at final_lr_factor * lr
 };
 
+// Weight averaging: every `every` steps avg = d * avg + (1 - d) * weights, with
+// d = decay * (step / total_steps)^decay_power (decay_power 0: constant d). Batchnorm running
+// statistics are averaged too. ema: the averaged weights are evaluated and saved as the model
+// (training continues on the raw weights); lookahead: the weights are reset to the average after
+// each update (airbench). Either way the final model is the average.
+struct EmaConfig {
+  std::string mode = "none";  // none | ema | lookahead
+  int every = 5;
+  double decay = 0.99;
+  double decay_power = 0.0;
+};
+
 struct TrainConfig {
-  int epochs = 10;
+  double epochs = 10;  // fractional epochs allowed: training stops after ceil(epochs * steps per epoch) steps
   int batch_size = 128;
   std::string backend = "cpu";  // cpu | cuda | cudnn (strict fp32) | cudnn_tf32 | auto
   uint64_t seed = 0;
@@ -104,6 +137,11 @@ struct TrainConfig {
   int log_every = 50;        // steps between progress lines when stdout is not a terminal
   int checkpoint_every = 0;  // also write last.safetensors every N steps (0 = once per epoch)
   int64_t max_steps = 0;     // stop after this many steps in all (0 = no limit); for tests
+  // Test-time augmentation of every test evaluation: none | flip (2 views: the image and its
+  // mirror) | flip_translate (6 views, airbench: those two at weight 1/4 each, plus both flips of
+  // the image shifted by one pixel up-left and down-right, reflect-padded, at 1/8 each).
+  std::string tta = "none";
+  int64_t init_images = 5000;  // images (first of the training set, unaugmented) for data-dependent init
   // Per-layer backend overrides, layer name -> backend, e.g. {conv1: cpu}; the rest use `backend`.
   std::map<std::string, std::string> layer_backends;
 };
@@ -118,6 +156,7 @@ struct Config {
   DataConfig data;
   OptimizerConfig optimizer;
   ScheduleConfig schedule;
+  EmaConfig ema;
   TrainConfig train;
   OutputConfig output;
   std::string source;  // the file it was read from ("" when built in code)

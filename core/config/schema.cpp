@@ -60,8 +60,10 @@ const std::vector<Field>& field_table() {
       key("data.augment.crop_padding", REF(data.augment.crop_padding), Range::at_least(0)),
       choice("data.augment.padding_mode", REF(data.augment.padding_mode), {"zero", "reflect"}),
       key("data.augment.flip", REF(data.augment.flip)),
+      choice("data.augment.flip_mode", REF(data.augment.flip_mode), {"random", "alternating"}),
       key("data.augment.cutout", REF(data.augment.cutout), Range::at_least(0)),
       key("data.workers", REF(data.workers), Range::at_least(0)),
+      choice("data.loader", REF(data.loader), {"auto", "host", "device"}),
       key("data.train_limit", REF(data.train_limit), Range::at_least(0)),
       key("data.test_limit", REF(data.test_limit), Range::at_least(0)),
       key("data.synthetic_train_size", REF(data.synthetic_train_size), Range::at_least(1)),
@@ -77,6 +79,7 @@ const std::vector<Field>& field_table() {
       key("optimizer.decay_norm_and_bias", REF(optimizer.decay_norm_and_bias)),
       key("optimizer.bias_lr_mult", REF(optimizer.bias_lr_mult), Range::at_least(0)),
       key("optimizer.norm_lr_mult", REF(optimizer.norm_lr_mult), Range::at_least(0)),
+      key("optimizer.decay_scales_with_lr_mult", REF(optimizer.decay_scales_with_lr_mult)),
 
       choice("schedule.name", REF(schedule.name), {"constant", "multistep", "cosine", "linear"}),
       key("schedule.warmup_epochs", REF(schedule.warmup_epochs), Range::at_least(0)),
@@ -85,7 +88,12 @@ const std::vector<Field>& field_table() {
       key("schedule.gamma", REF(schedule.gamma), Range::open_closed(0, 1)),
       key("schedule.final_lr_factor", REF(schedule.final_lr_factor), Range::closed(0, 1)),
 
-      key("train.epochs", REF(train.epochs), Range::at_least(1)),
+      choice("ema.mode", REF(ema.mode), {"none", "ema", "lookahead"}),
+      key("ema.every", REF(ema.every), Range::at_least(1)),
+      key("ema.decay", REF(ema.decay), Range::closed_open(0, 1)),
+      key("ema.decay_power", REF(ema.decay_power), Range::at_least(0)),
+
+      key("train.epochs", REF(train.epochs), Range::above(0)),
       key("train.batch_size", REF(train.batch_size), Range::at_least(1)),
       choice("train.backend", REF(train.backend), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
       key("train.seed", REF(train.seed), Range::at_least(0)),
@@ -95,6 +103,8 @@ const std::vector<Field>& field_table() {
       key("train.log_every", REF(train.log_every), Range::at_least(1)),
       key("train.checkpoint_every", REF(train.checkpoint_every), Range::at_least(0)),
       key("train.max_steps", REF(train.max_steps), Range::at_least(0)),
+      choice("train.tta", REF(train.tta), {"none", "flip", "flip_translate"}),
+      key("train.init_images", REF(train.init_images), Range::at_least(1)),
       choice("train.layer_backends", REF(train.layer_backends), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
 
       key("output.dir", REF(output.dir)),
@@ -105,8 +115,8 @@ const std::vector<Field>& field_table() {
 
 #undef REF
 
-constexpr std::string_view kSections[] = {"",          "model",    "data",  "data.augment",
-                                          "optimizer", "schedule", "train", "output"};
+constexpr std::string_view kSections[] = {"",         "model", "data",  "data.augment", "optimizer",
+                                          "schedule", "ema",   "train", "output"};
 
 std::string_view parent_of(std::string_view path) {
   const size_t dot = path.rfind('.');
@@ -144,8 +154,15 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey momentum = layer_key("momentum", &LayerSpec::momentum, Range::closed(0, 1));
   const LayerKey freeze_scale = layer_key("freeze_scale", &LayerSpec::freeze_scale);
   const LayerKey bias_lr_mult = layer_key("bias_lr_mult", &LayerSpec::bias_lr_mult, Range::at_least(0));
+  const LayerKey init = layer_key("init", &LayerSpec::init);
+  const LayerKey whitening_eps = layer_key("whitening_eps", &LayerSpec::whitening_eps, Range::above(0));
+  const LayerKey freeze_weight = layer_key("freeze_weight", &LayerSpec::freeze_weight);
+  const LayerKey bias_train_epochs = layer_key("bias_train_epochs", &LayerSpec::bias_train_epochs, Range::at_least(0));
+  const LayerKey factor = layer_key("factor", &LayerSpec::factor);
   static const std::vector<LayerType> table = {
-      {"conv", {name, out_channels, kernel, stride, padding, dilation, bias}},
+      {"conv",
+       {name, out_channels, kernel, stride, padding, dilation, bias, init, whitening_eps, freeze_weight,
+        bias_train_epochs}},
       {"max_pool", {name, kernel, stride, padding}},
       {"avg_pool", {name, kernel, stride, padding}},
       {"global_avg_pool", {name}},
@@ -154,7 +171,8 @@ const std::vector<LayerType>& layer_table() {
       {"batch_norm", {name, eps, momentum, freeze_scale, bias_lr_mult}},
       {"dropout", {name, p}},
       {"flatten", {name}},
-      {"linear", {name, out_features, bias}},
+      {"linear", {name, out_features, bias, freeze_weight, bias_train_epochs}},
+      {"scale", {name, factor}},
   };
   return table;
 }

@@ -6,9 +6,11 @@
 #include "core/base/error.h"
 #include "core/base/op_checks.h"
 #include "core/cpu/activation.h"
+#include "core/cpu/axpby.h"
 #include "core/cpu/batch_norm.h"
 #include "core/cpu/conv.h"
 #include "core/cpu/dropout.h"
+#include "core/cpu/image_ops.h"
 #include "core/cpu/linear.h"
 #include "core/cpu/parallel.h"
 #include "core/cpu/pool.h"
@@ -115,6 +117,14 @@ class CpuBackend final : public Backend {
   void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override {
     cpu::sgd_update(param, grad, momentum_buf, step);
   }
+
+  void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override { cpu::axpby(alpha, x, beta, y); }
+
+  void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
+                     const AugmentBatchSpec& spec) override {
+    cpu::augment_batch(images, order, first, out, spec);
+  }
+  void image_view(const Tensor& x, Tensor& y, const ImageView& view) override { cpu::image_view(x, y, view); }
 
  private:
   Workspace workspace_;  // im2col columns, reused across calls

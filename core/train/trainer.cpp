@@ -90,7 +90,8 @@ TrainResult Trainer::run(const std::string& resume_path) {
   if (steps_per_epoch < 1)
     throw ConfigError(fmt::format("train.batch_size {} is larger than the training set ({} examples)", tc.batch_size,
                                   train_.num_examples()));
-  const int64_t total_steps = steps_per_epoch * tc.epochs;
+  const auto num_epochs = static_cast<int64_t>(std::ceil(tc.epochs));
+  const auto total_steps = static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * tc.epochs));
   Sgd sgd(config_.optimizer,
           make_parameter_groups(config_.optimizer, graph_.named_parameters(), graph_.parameter_backends()));
   const LrSchedule schedule(config_.schedule, config_.optimizer.lr, steps_per_epoch, total_steps);
@@ -126,16 +127,17 @@ TrainResult Trainer::run(const std::string& resume_path) {
   // Each batch is uploaded one step ahead (Backend::copy_async): on a GPU the copy of batch k+1
   // overlaps with the backward pass of batch k. A CPU first layer reads the host batch in place.
   Backend& input_backend = graph_.layer_backend(0);
-  const bool stage_inputs = input_backend.device().kind != DeviceKind::cpu;
   std::array<Tensor, 2> staged;
+  // Batches from a device-resident loader are already where the first layer reads them.
+  auto needs_staging = [&](const Batch& b) { return b.images.device() != input_backend.device(); };
   auto stage = [&](const Batch& b, size_t slot) {
-    if (!stage_inputs) return;
+    if (!needs_staging(b)) return;
     if (!staged[slot].defined() || staged[slot].shape() != b.images.shape())
       staged[slot] = input_backend.empty(b.images.shape());
     input_backend.copy_async(staged[slot], b.images);
   };
   Batch batch, next;
-  for (int64_t epoch = state.epoch; epoch < tc.epochs; ++epoch) {
+  for (int64_t epoch = state.epoch; epoch < num_epochs; ++epoch) {
     train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
     EpochStats stats;
     bool stop = false;
@@ -145,7 +147,7 @@ TrainResult Trainer::run(const std::string& resume_path) {
     while (!stop && have) {
       const double lr = schedule.lr_at(state.step);
       graph_.set_step_seed(hash64(tc.seed, static_cast<uint64_t>(state.step)));
-      const Tensor& logits = graph_.forward(stage_inputs ? staged[slot] : batch.images, Mode::train);
+      const Tensor& logits = graph_.forward(needs_staging(batch) ? staged[slot] : batch.images, Mode::train);
       buffers.ensure(loss_backend, logits.shape());
       loss_backend.copy(buffers.labels, batch.labels);
       loss_backend.softmax_cross_entropy_forward(logits, buffers.labels, smoothing, buffers.loss, buffers.probs);
@@ -205,16 +207,16 @@ TrainResult Trainer::run(const std::string& resume_path) {
     progress.finish_line();
     state.epoch = epoch + 1;
     state.batch_in_epoch = 0;
-    spdlog::info("epoch {}/{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", epoch + 1, tc.epochs,
+    spdlog::info("epoch {}/{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", epoch + 1, num_epochs,
                  stats.loss(), 100 * stats.accuracy(), stats.images_per_sec());
     bool improved = false;
-    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == tc.epochs)) {
+    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == num_epochs)) {
       const EvalResult eval = evaluate(graph_, *test_);
       result.final_test_accuracy = eval.accuracy;
       metrics.write({"test", state.step, static_cast<double>(epoch + 1), state.lr, eval.loss, eval.accuracy, 0});
       improved = eval.accuracy > state.best_accuracy;
       if (improved) state.best_accuracy = eval.accuracy;
-      spdlog::info("epoch {}/{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%)", epoch + 1, tc.epochs, eval.loss,
+      spdlog::info("epoch {}/{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%)", epoch + 1, num_epochs, eval.loss,
                    100 * eval.accuracy, 100 * state.best_accuracy);
     }
     save_last();

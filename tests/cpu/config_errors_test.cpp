@@ -46,9 +46,10 @@ const BadConfig kBadConfigs[] = {
     {"UnknownSection", "model: {}\ntrian:\n  epochs: 3\n", "bad.yaml:2: trian: unknown key (did you mean 'train'?)"},
     {"UnknownNestedKey", "data:\n  augment:\n    flipp: true\n",
      "bad.yaml:3: data.augment.flipp: unknown key (did you mean 'flip'?)"},
-    {"IntegerNotANumber", "train:\n  batch_size: 8\n  epochs: ten\n",
-     "bad.yaml:3: train.epochs: expected an integer >= 1, got 'ten'"},
-    {"IntegerFractional", "train:\n  epochs: 2.5\n", "bad.yaml:2: train.epochs: expected an integer >= 1, got 2.5"},
+    {"IntegerNotANumber", "train:\n  epochs: 8\n  batch_size: ten\n",
+     "bad.yaml:3: train.batch_size: expected an integer >= 1, got 'ten'"},
+    {"IntegerFractional", "train:\n  batch_size: 2.5\n",
+     "bad.yaml:2: train.batch_size: expected an integer >= 1, got 2.5"},
     {"IntegerBelowRange", "train:\n\n  batch_size: 0\n",
      "bad.yaml:3: train.batch_size: expected an integer >= 1, got 0"},
     {"IntegerOutOfIntRange", "train:\n  log_every: 3000000000\n",
@@ -140,7 +141,7 @@ const BadConfig kBadConfigs[] = {
      "bad.yaml:5: model.layers[1]: missing required key 'type' (one of conv, max_pool,"},
     {"LayerUnknownType", "model:\n  name: sequential\n  layers:\n    - type: convv\n",
      "bad.yaml:4: model.layers[0].type: expected one of conv, max_pool, avg_pool, global_avg_pool, relu, gelu, "
-     "batch_norm, dropout, flatten, linear, got 'convv'"},
+     "batch_norm, dropout, flatten, linear, scale, got 'convv'"},
     {"ConvWithoutOutChannels", "model:\n  name: sequential\n  layers:\n    - type: conv\n      kernel: 3\n",
      "bad.yaml:4: model.layers[0]: missing required key 'out_channels' for a conv layer"},
     {"LinearWithoutOutFeatures", "model:\n  name: sequential\n  layers:\n    - {type: linear}\n",
@@ -161,7 +162,7 @@ const BadConfig kBadConfigs[] = {
     {"EmptyFile", "", "bad.yaml:1: the configuration is empty"},
     {"OnlyComments", "# nothing here\n\n", "bad.yaml:1: the configuration is empty"},
     {"TopLevelList", "- model\n- train\n",
-     "bad.yaml:1: expected a mapping with the sections model, data, optimizer, schedule, train, output at the top "
+     "bad.yaml:1: expected a mapping with the sections model, data, optimizer, schedule, ema, train, output at the top "
      "level, got a list"},
     {"TopLevelScalar", "hello\n", "bad.yaml:1: expected a mapping with the sections"},
     {"TwoDocuments", "train: {}\n---\nmodel: {}\n", "bad.yaml:3: a second YAML document starts here"},
@@ -216,7 +217,7 @@ TEST(ConfigOverrideErrors, KeyBelowAValueOrASection) {
 
 TEST(ConfigOverrideErrors, BadValueNamesTheOverride) {
   EXPECT_EQ(error_of(kValid, {"train.epochs=ten"}),
-            "--set train.epochs=ten: train.epochs: expected an integer >= 1, got 'ten'");
+            "--set train.epochs=ten: train.epochs: expected a number > 0, got 'ten'");
   EXPECT_EQ(error_of(kValid, {"model.cfg=[64, X]", "model.name=vgg"}),
             "--set model.cfg=[64, X]: model.cfg[1]: expected a positive integer or M, got 'X'");
   EXPECT_EQ(error_of(kValid, {"train.seed="}), "--set train.seed=: train.seed: expected an integer >= 0, got nothing");

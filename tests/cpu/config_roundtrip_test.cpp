@@ -15,28 +15,32 @@ namespace {
 // it records where a layer was written, which differs between the two texts.
 auto fields_of(const LayerSpec& l) {
   return std::tie(l.type, l.name, l.out_channels, l.kernel, l.stride, l.padding, l.dilation, l.bias, l.out_features,
-                  l.p, l.eps, l.momentum, l.freeze_scale, l.bias_lr_mult);
+                  l.p, l.eps, l.momentum, l.freeze_scale, l.bias_lr_mult, l.init, l.whitening_eps, l.freeze_weight,
+                  l.bias_train_epochs, l.factor);
 }
 auto fields_of(const ModelConfig& m) {
   return std::tie(m.name, m.batch_norm, m.cfg, m.activation, m.pool, m.dropout, m.num_classes);
 }
 auto fields_of(const AugmentConfig& a) {
-  return std::tie(a.crop_padding, a.padding_mode, a.flip, a.cutout);
+  return std::tie(a.crop_padding, a.padding_mode, a.flip, a.flip_mode, a.cutout);
 }
 auto fields_of(const DataConfig& d) {
-  return std::tie(d.dataset, d.path, d.format, d.mean, d.std, d.workers, d.train_limit, d.test_limit,
+  return std::tie(d.dataset, d.path, d.format, d.mean, d.std, d.workers, d.loader, d.train_limit, d.test_limit,
                   d.synthetic_train_size, d.synthetic_test_size, d.synthetic_image_size);
 }
 auto fields_of(const OptimizerConfig& o) {
   return std::tie(o.name, o.lr, o.momentum, o.nesterov, o.weight_decay, o.weight_decay_mode, o.decay_norm_and_bias,
-                  o.bias_lr_mult, o.norm_lr_mult);
+                  o.bias_lr_mult, o.norm_lr_mult, o.decay_scales_with_lr_mult);
 }
 auto fields_of(const ScheduleConfig& s) {
   return std::tie(s.name, s.warmup_epochs, s.warmup_start_factor, s.milestones, s.gamma, s.final_lr_factor);
 }
+auto fields_of(const EmaConfig& e) {
+  return std::tie(e.mode, e.every, e.decay, e.decay_power);
+}
 auto fields_of(const TrainConfig& t) {
   return std::tie(t.epochs, t.batch_size, t.backend, t.seed, t.label_smoothing, t.threads, t.eval_every, t.log_every,
-                  t.checkpoint_every, t.max_steps, t.layer_backends);
+                  t.checkpoint_every, t.max_steps, t.tta, t.init_images, t.layer_backends);
 }
 auto fields_of(const OutputConfig& o) {
   return std::tie(o.dir, o.plot);
@@ -51,6 +55,7 @@ void expect_same(const Config& a, const Config& b) {
   EXPECT_EQ(fields_of(a.data.augment), fields_of(b.data.augment));
   EXPECT_EQ(fields_of(a.optimizer), fields_of(b.optimizer));
   EXPECT_EQ(fields_of(a.schedule), fields_of(b.schedule));
+  EXPECT_EQ(fields_of(a.ema), fields_of(b.ema));
   EXPECT_EQ(fields_of(a.train), fields_of(b.train));
   EXPECT_EQ(fields_of(a.output), fields_of(b.output));
 }
@@ -85,7 +90,7 @@ TEST(ConfigRoundTrip, DefaultTextIsBlockStyleWithShortNumbers) {
 
 TEST(ConfigRoundTrip, EveryKeyIsWritten) {
   const std::string yaml = to_yaml(Config{});
-  const char* sections[] = {"model", "data", "optimizer", "schedule", "train", "output"};
+  const char* sections[] = {"model", "data", "optimizer", "schedule", "ema", "train", "output"};
   for (const char* s : sections) EXPECT_TRUE(has_line(yaml, std::string(s) + ":")) << s;
   const char* keys[] = {"name",
                         "batch_norm",
@@ -101,6 +106,7 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "mean",
                         "std",
                         "workers",
+                        "loader",
                         "train_limit",
                         "test_limit",
                         "synthetic_train_size",
@@ -113,12 +119,17 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "weight_decay_mode",
                         "decay_norm_and_bias",
                         "bias_lr_mult",
-                        "norm_lr_mult",  // optimizer
+                        "norm_lr_mult",
+                        "decay_scales_with_lr_mult",  // optimizer
                         "warmup_epochs",
                         "warmup_start_factor",
                         "milestones",
                         "gamma",
                         "final_lr_factor",  // schedule
+                        "mode",
+                        "every",
+                        "decay",
+                        "decay_power",  // ema
                         "epochs",
                         "batch_size",
                         "backend",
@@ -128,11 +139,13 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "eval_every",
                         "log_every",
                         "checkpoint_every",
-                        "max_steps",  // train
+                        "max_steps",
+                        "tta",
+                        "init_images",  // train
                         "dir",
                         "plot"};  // output
   for (const char* k : keys) EXPECT_NE(yaml.find("\n  " + std::string(k) + ":"), std::string::npos) << k;
-  const char* augment[] = {"crop_padding", "padding_mode", "flip", "cutout"};
+  const char* augment[] = {"crop_padding", "padding_mode", "flip", "flip_mode", "cutout"};
   for (const char* k : augment) EXPECT_NE(yaml.find("\n    " + std::string(k) + ":"), std::string::npos) << k;
 }
 
@@ -154,6 +167,10 @@ Config unusual_config() {
   conv.padding = 2;
   conv.dilation = 3;
   conv.bias = false;
+  conv.init = "whitening";
+  conv.whitening_eps = 1e-7f;
+  conv.freeze_weight = true;
+  conv.bias_train_epochs = 2.5f;
   LayerSpec bn;
   bn.type = "batch_norm";
   bn.eps = 1.2345678e-7f;
@@ -177,6 +194,10 @@ Config unusual_config() {
   linear.name = "null";
   linear.out_features = 7;
   linear.bias = false;
+  linear.freeze_weight = true;
+  LayerSpec scale;
+  scale.type = "scale";
+  scale.factor = 1.0f / 9.0f;
   for (const char* t : {"relu", "gelu", "global_avg_pool", "flatten"}) {
     LayerSpec simple;
     simple.type = t;
@@ -184,13 +205,15 @@ Config unusual_config() {
   }
   c.model.layers.insert(c.model.layers.begin(), {conv, bn, pool, avg, drop});
   c.model.layers.push_back(linear);
+  c.model.layers.push_back(scale);
 
   c.data.dataset = "synthetic";
   c.data.path = " leading space/#not a comment";
   c.data.format = "folder";
   c.data.mean = {-0.0f, 1e-30f, 3.4028235e38f};
   c.data.std = {std::nextafter(1.0f, 2.0f), 0.2470f, 1e-10f};
-  c.data.augment = {0, "reflect", false, 16};
+  c.data.augment = {0, "reflect", false, "alternating", 16};
+  c.data.loader = "device";
   c.data.workers = 0;
   c.data.train_limit = int64_t{1} << 40;
   c.data.test_limit = 3;
@@ -206,6 +229,12 @@ Config unusual_config() {
   c.optimizer.decay_norm_and_bias = true;
   c.optimizer.bias_lr_mult = 123456.789;
   c.optimizer.norm_lr_mult = 0.0;
+  c.optimizer.decay_scales_with_lr_mult = false;
+
+  c.ema.mode = "lookahead";
+  c.ema.every = 7;
+  c.ema.decay = 0.95 * 0.95 * 0.95;
+  c.ema.decay_power = 3.0;
 
   c.schedule.name = "multistep";
   c.schedule.warmup_epochs = 0.1 + 0.2;
@@ -214,7 +243,9 @@ Config unusual_config() {
   c.schedule.gamma = std::nextafter(1.0, 0.0);
   c.schedule.final_lr_factor = 1.0;
 
-  c.train.epochs = 2147483647;
+  c.train.epochs = 9.9;
+  c.train.tta = "flip_translate";
+  c.train.init_images = 123;
   c.train.batch_size = 3;
   c.train.backend = "auto";
   c.train.seed = std::numeric_limits<uint64_t>::max();

@@ -9,7 +9,7 @@
 #include "core/base/error.h"
 #include "core/base/rng.h"
 #include "datasets/augment.h"
-#include "datasets/augment_math.h"
+#include "core/base/augment_math.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {

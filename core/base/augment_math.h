@@ -22,6 +22,10 @@
 namespace convnet {
 
 enum class PadMode : uint8_t { zero, reflect };
+// none; random: each image flipped with probability 1/2 each epoch; alternating (airbench): each
+// image draws one flip bit for the whole run and is flipped the other way in every odd epoch, so
+// epoch 0 is a random flip and every pair of epochs shows each image both ways.
+enum class FlipMode : uint8_t { none, random, alternating };
 
 // Mirror index i into [0, size) without repeating the edge; any i, any size >= 1.
 constexpr int reflect_index(int i, int size) {
@@ -84,6 +88,49 @@ constexpr AugmentParams draw_augment_params(uint64_t image_seed, int pad, bool f
 // The per-image seed: a function of (seed, epoch, example index) only.
 constexpr uint64_t augment_image_seed(uint64_t seed, int64_t epoch, int64_t example) {
   return hash64(hash64(hash64(seed, 0xA0A0A0A0ull), static_cast<uint64_t>(epoch)), static_cast<uint64_t>(example));
+}
+
+// FlipMode::alternating: the image's run-long flip bit, inverted in odd epochs.
+constexpr bool alternating_flip(uint64_t seed, int64_t epoch, int64_t example) {
+  const bool base = (hash64(hash64(seed, 0xF11Full), static_cast<uint64_t>(example)) >> 63) != 0;
+  return base != ((epoch & 1) != 0);
+}
+
+// Everything that decides a training image's random transform, as plain values (device-usable).
+struct AugmentSpec {
+  uint64_t seed = 0;  // train.seed
+  int pad = 0;        // crop shift range [-pad, pad]; 0 = no crop
+  PadMode pad_mode = PadMode::zero;
+  FlipMode flip = FlipMode::none;
+  int cutout = 0;  // side of the cutout square; 0 = off
+};
+
+// The transform of dataset example `example` in `epoch`: what both the CPU loader and the GPU
+// augmentation kernel apply. FlipMode::random draws from the image seed as draw_augment_params
+// does, so the other choices do not depend on the flip mode.
+constexpr AugmentParams augment_params_for(const AugmentSpec& spec, int64_t epoch, int64_t example, int height,
+                                           int width) {
+  AugmentParams p = draw_augment_params(augment_image_seed(spec.seed, epoch, example), spec.pad,
+                                        spec.flip == FlipMode::random, spec.cutout, height, width);
+  if (spec.flip == FlipMode::alternating) p.flip = alternating_flip(spec.seed, epoch, example);
+  return p;
+}
+
+// The normalised value of raw pixel value v: (v/255 - mean) / std, computed the same way (same
+// operations in the same order, no contraction possible) on the CPU and the GPU.
+constexpr float normalize_pixel(uint8_t v, float mean, float std) {
+  return (static_cast<float>(v) / 255.0f - mean) / std;
+}
+
+// Output element (y, x, c) of uint8 HWC image `src` (height x width x channels) transformed by p
+// and normalised: the one definition of an augmented pixel, for the CPU loops and the GPU kernel.
+constexpr float augmented_pixel(const uint8_t* src, int y, int x, int c, int height, int width, int channels,
+                                const AugmentParams& p, PadMode mode, int cutout, float mean, float std) {
+  if (in_cutout(y, x, p.cutout_y, p.cutout_x, cutout)) return 0.0f;
+  const int sy = crop_source(y, p.shift_y, height, mode);
+  const int sx = crop_source(flip_source(x, width, p.flip), p.shift_x, width, mode);
+  const uint8_t v = (sy < 0 || sx < 0) ? uint8_t{0} : src[(static_cast<int64_t>(sy) * width + sx) * channels + c];
+  return normalize_pixel(v, mean, std);
 }
 
 }  // namespace convnet
