@@ -42,6 +42,7 @@ struct Parameter {
   bool weight_decay = true;  // false for biases and batchnorm by default (optimizer groups)
   float lr_mult = 1.0f;
   bool frozen = false;  // excluded from updates
+  float train_epochs = 0;  // > 0: updated only in epochs e < train_epochs (0-based), frozen after
   ExportLayout layout = ExportLayout::same;
 };
 
@@ -72,6 +73,12 @@ class Layer {
   }
   virtual void allocate_parameters() {}
   virtual void initialize(Rng& /*rng*/) {}
+  // Data-dependent initialisation (conv init: whitening): when wants_data_init(), the graph calls
+  // initialize_from_data() after initialize() with the layer's input for the first
+  // train.init_images training images (host f32 [N, input_shape...], unaugmented). Not called
+  // when resuming from a checkpoint.
+  virtual bool wants_data_init() const { return false; }
+  virtual void initialize_from_data(const Tensor& /*inputs*/) {}
 
   virtual void forward(const Tensor& x, Tensor& y, Mode mode) = 0;
   virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) = 0;
