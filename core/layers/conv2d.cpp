@@ -1,26 +1,48 @@
 #include "core/layers/conv2d.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <cmath>
 
+#include "core/cpu/whitening.h"
 #include "core/layers/layer_util.h"
 
 namespace convnet {
 
-Conv2d::Conv2d(std::string name, int out_channels, int kernel, int stride, int padding, int dilation, bool bias)
+const std::vector<std::string>& conv_init_names() {
+  static const std::vector<std::string> names = {"kaiming_normal", "pytorch", "pytorch_dirac", "whitening"};
+  return names;
+}
+
+Conv2d::Conv2d(std::string name, int out_channels, int kernel, int stride, int padding, int dilation, bool bias,
+               const Conv2dOptions& options)
     : Layer(std::move(name)),
       out_channels_(out_channels),
       kernel_(kernel),
       stride_(stride),
       padding_(padding),
       dilation_(dilation),
-      bias_(bias) {
+      bias_(bias),
+      whitening_eps_(options.whitening_eps) {
   if (out_channels <= 0) config_error("out_channels must be positive, got {}", out_channels);
   layer_util::check_window(*this, kernel, stride, padding);
   if (dilation <= 0) config_error("dilation must be positive, got {}", dilation);
+  const auto& names = conv_init_names();
+  const auto it = std::find(names.begin(), names.end(), options.init);
+  if (it == names.end()) config_error("unknown init \"{}\"; expected one of: {}", options.init, fmt::join(names, ", "));
+  init_ = static_cast<ConvInit>(it - names.begin());
+  if (!(options.whitening_eps > 0)) config_error("whitening_eps must be positive, got {}", options.whitening_eps);
+  if (!(options.bias_train_epochs >= 0))
+    config_error("bias_train_epochs must be non-negative, got {}", options.bias_train_epochs);
+  if (options.bias_train_epochs > 0 && !bias)
+    config_error("bias_train_epochs = {} but the layer has no bias", options.bias_train_epochs);
   weight_.name = "weight";
   weight_.layout = ExportLayout::krsc_to_oihw;
+  weight_.frozen = options.freeze_weight;
   bias_param_.name = "bias";
   bias_param_.weight_decay = false;
+  bias_param_.train_epochs = options.bias_train_epochs;
 }
 
 std::string Conv2d::description() const {
@@ -28,6 +50,9 @@ std::string Conv2d::description() const {
   std::string d = fmt::format("conv2d {}x{} {}->{} s{} p{}", kernel_, kernel_, in, out_channels_, stride_, padding_);
   if (dilation_ != 1) d += fmt::format(" d{}", dilation_);
   if (!bias_) d += " no-bias";
+  if (init_ != ConvInit::kaiming_normal) d += " init " + conv_init_names()[static_cast<size_t>(init_)];
+  if (weight_.frozen) d += " frozen-weight";
+  if (bias_param_.train_epochs > 0) d += fmt::format(" bias-epochs {}", bias_param_.train_epochs);
   return d;
 }
 
@@ -52,6 +77,16 @@ Shape Conv2d::configure(const Shape& in) {
   }
   if (c > INT32_MAX) config_error("too many input channels: {}", c);
   in_channels_ = static_cast<int>(c);
+  if (init_ == ConvInit::whitening) {
+    const int64_t need = 2 * static_cast<int64_t>(kernel_) * kernel_ * c;
+    if (out_channels_ != need)
+      config_error(
+          "init whitening needs out_channels = 2 * {} * {} * {} = {} (one filter per patch dimension and "
+          "its negation), got {}",
+          kernel_, kernel_, c, need, out_channels_);
+    if (h < span || w < span)
+      config_error("init whitening: input {}x{} holds no unpadded {}x{} patch", h, w, span, span);
+  }
   const int64_t p = conv_output_size(h, kernel_, stride_, padding_, dilation_);
   const int64_t q = conv_output_size(w, kernel_, stride_, padding_, dilation_);
   return record_shapes(in, {p, q, out_channels_});
@@ -64,12 +99,39 @@ void Conv2d::allocate_parameters() {
 }
 
 void Conv2d::initialize(Rng& rng) {
-  const double fan_out = static_cast<double>(out_channels_) * kernel_ * kernel_;
-  const double std = std::sqrt(2.0 / fan_out);
   Tensor w(weight_.value.shape());
-  for (float& v : w.span()) v = static_cast<float>(std * rng.normal());
+  if (init_ == ConvInit::kaiming_normal) {
+    const double fan_out = static_cast<double>(out_channels_) * kernel_ * kernel_;
+    const double std = std::sqrt(2.0 / fan_out);
+    for (float& v : w.span()) v = static_cast<float>(std * rng.normal());
+  } else {
+    const double fan_in = static_cast<double>(in_channels_) * kernel_ * kernel_;
+    const float bound = static_cast<float>(1.0 / std::sqrt(fan_in));
+    for (float& v : w.span()) v = rng.uniform(-bound, bound);
+    if (init_ == ConvInit::pytorch_dirac) {
+      const int64_t c = in_channels_, k = kernel_, centre = kernel_ / 2;
+      const int64_t per_filter = k * k * c;
+      float* p = w.f32();
+      for (int64_t f = 0; f < std::min<int64_t>(out_channels_, c); ++f) {
+        std::fill(p + f * per_filter, p + (f + 1) * per_filter, 0.0f);
+        p[f * per_filter + (centre * k + centre) * c + f] = 1.0f;
+      }
+    }
+  }
   layer_util::upload(backend(), weight_.value, w);
   if (bias_) backend().fill(bias_param_.value, 0.0f);
+}
+
+void Conv2d::initialize_from_data(const Tensor& inputs) {
+  CONVNET_CHECK(init_ == ConvInit::whitening, "{}: initialize_from_data() without init whitening", name());
+  CONVNET_CHECK(inputs.is_cpu() && inputs.rank() == 4 && inputs.dim(0) > 0 &&
+                    inputs.shape() == layer_util::with_batch(inputs.dim(0), input_shape()),
+                "{}: data init input {} does not match [N] + {}", name(), shape_str(inputs.shape()),
+                shape_str(input_shape()));
+  const cpu::WhiteningFilters white = cpu::whitening_filters(inputs, kernel_, dilation_, whitening_eps_);
+  layer_util::upload(backend(), weight_.value, white.filters);
+  spdlog::debug("{}: whitening from {} patches of {} images, eigenvalues {:.3g} .. {:.3g}", name(), white.patches,
+                inputs.dim(0), white.eigenvalues.front(), white.eigenvalues.back());
 }
 
 void Conv2d::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {

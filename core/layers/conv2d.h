@@ -1,28 +1,58 @@
 // Conv2d: 2-D convolution of an NHWC image with a KRSC filter bank (square kernel).
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "core/layers/layer.h"
 
 namespace convnet {
 
+// How Conv2d::initialize() fills the weight (the bias always starts at zero; torch would draw
+// airbench's whitening-conv bias uniformly, zero works as well since it is trained from there).
+enum class ConvInit {
+  kaiming_normal,  // N(0, 2 / (K * R * S)): fan_out mode, torchvision's VGG init
+  pytorch,         // U(-b, b), b = 1 / sqrt(C * R * S): torch's default kaiming_uniform_(a = sqrt(5))
+  pytorch_dirac,   // pytorch, then filters 0 .. min(K, C) - 1 set to the identity (torch dirac_ on
+                   // w[:C], as airbench): weight[k, R/2, S/2, k] = 1, all else 0 in those filters
+  whitening,       // pytorch, later replaced by initialize_from_data() (see cpu/whitening.h)
+};
+// The config names of the modes, in enum order: "kaiming_normal", "pytorch", ...
+const std::vector<std::string>& conv_init_names();
+
+// The options beyond the geometry, as LayerSpec names them.
+struct Conv2dOptions {
+  std::string init = "kaiming_normal";  // a conv_init_names() entry
+  float whitening_eps = 5e-4f;          // whitening: added to each eigenvalue
+  bool freeze_weight = false;           // weight Parameter::frozen
+  float bias_train_epochs = 0;          // bias Parameter::train_epochs (needs a bias when > 0)
+};
+
 class Conv2d final : public Layer {
  public:
   // Throws ConfigError naming the layer when out_channels, kernel, stride or dilation is not
-  // positive or padding is negative.
+  // positive, padding is negative, the init name is unknown (listing the choices),
+  // whitening_eps is not positive, or bias_train_epochs is negative or set without a bias.
   Conv2d(std::string name, int out_channels, int kernel, int stride = 1, int padding = 0, int dilation = 1,
-         bool bias = true);
+         bool bias = true, const Conv2dOptions& options = {});
 
   std::string type() const override { return "conv2d"; }
-  // "conv2d 3x3 64->128 s1 p1" (+ " d2" when dilated, " no-bias" without bias).
+  // "conv2d 3x3 64->128 s1 p1" (+ " d2" when dilated, " no-bias" without bias, " init pytorch"
+  // for a non-default init, " frozen-weight", " bias-epochs 3").
   std::string description() const override;
 
   // {H, W, C} -> {P, Q, K}. ConfigError when the input is not rank 3 or the (dilated) kernel does
-  // not fit in the padded input, e.g. "conv5: input 1x1 is smaller than the 3x3 kernel".
+  // not fit in the padded input, e.g. "conv5: input 1x1 is smaller than the 3x3 kernel"; for
+  // whitening also when out_channels != 2 * k * k * C or the unpadded input holds no k x k patch.
   Shape configure(const Shape& input_shape) override;
   // "weight" [K, R, S, C] (exported as OIHW), "bias" [K] (no weight decay).
   void allocate_parameters() override;
-  // Kaiming normal, fan_out mode (torchvision VGG): std = sqrt(2 / (K * R * S)); bias zero.
+  // Weight as ConvInit says (kaiming_normal draws exactly what it always did); bias zero.
   void initialize(Rng& rng) override;
+  // Whitening only: inputs host f32 [N, H, W, C]; the weight becomes whitening_filters() of every
+  // unpadded k x k patch (with the conv's dilation) of every image. The bias is left as it is.
+  bool wants_data_init() const override { return init_ == ConvInit::whitening; }
+  void initialize_from_data(const Tensor& inputs) override;
 
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
@@ -34,11 +64,14 @@ class Conv2d final : public Layer {
   int out_channels() const { return out_channels_; }
   int kernel() const { return kernel_; }
   bool has_bias() const { return bias_; }
+  ConvInit init() const { return init_; }
   Conv2dParams conv_params() const;
 
  private:
   int out_channels_, kernel_, stride_, padding_, dilation_;
   bool bias_;
+  ConvInit init_ = ConvInit::kaiming_normal;
+  float whitening_eps_;
   int in_channels_ = 0;
   Parameter weight_, bias_param_;
 };

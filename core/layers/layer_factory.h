@@ -10,7 +10,7 @@
 namespace convnet {
 
 // The LayerSpec::type values make_layer() accepts, in documentation order:
-// conv, max_pool, avg_pool, global_avg_pool, relu, gelu, batch_norm, dropout, flatten, linear.
+// conv, max_pool, avg_pool, global_avg_pool, relu, gelu, batch_norm, dropout, flatten, linear, scale.
 const std::vector<std::string>& layer_types();
 
 // A new, unconfigured layer named spec.name (or `default_name` when that is empty), built from the

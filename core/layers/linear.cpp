@@ -6,17 +6,26 @@
 
 namespace convnet {
 
-Linear::Linear(std::string name, int out_features, bool bias)
+Linear::Linear(std::string name, int out_features, bool bias, const LinearOptions& options)
     : Layer(std::move(name)), out_features_(out_features), bias_(bias) {
   if (out_features <= 0) config_error("out_features must be positive, got {}", out_features);
+  if (!(options.bias_train_epochs >= 0))
+    config_error("bias_train_epochs must be non-negative, got {}", options.bias_train_epochs);
+  if (options.bias_train_epochs > 0 && !bias)
+    config_error("bias_train_epochs = {} but the layer has no bias", options.bias_train_epochs);
   weight_.name = "weight";
+  weight_.frozen = options.freeze_weight;
   bias_param_.name = "bias";
   bias_param_.weight_decay = false;
+  bias_param_.train_epochs = options.bias_train_epochs;
 }
 
 std::string Linear::description() const {
   std::string in = in_features_ > 0 ? std::to_string(in_features_) : "?";
-  return fmt::format("linear {}->{}{}", in, out_features_, bias_ ? "" : " no-bias");
+  std::string d = fmt::format("linear {}->{}{}", in, out_features_, bias_ ? "" : " no-bias");
+  if (weight_.frozen) d += " frozen-weight";
+  if (bias_param_.train_epochs > 0) d += fmt::format(" bias-epochs {}", bias_param_.train_epochs);
+  return d;
 }
 
 Shape Linear::configure(const Shape& in) {

@@ -5,14 +5,21 @@
 
 namespace convnet {
 
+// The training options LayerSpec gives a linear layer.
+struct LinearOptions {
+  bool freeze_weight = false;   // weight Parameter::frozen
+  float bias_train_epochs = 0;  // bias Parameter::train_epochs (needs a bias when > 0)
+};
+
 class Linear final : public Layer {
  public:
   // The input width is inferred by configure(). Throws ConfigError naming the layer when
-  // out_features is not positive.
-  Linear(std::string name, int out_features, bool bias = true);
+  // out_features is not positive, or bias_train_epochs is negative or set without a bias.
+  Linear(std::string name, int out_features, bool bias = true, const LinearOptions& options = {});
 
   std::string type() const override { return "linear"; }
-  std::string description() const override;  // "linear 512->10" (+ " no-bias")
+  // "linear 512->10" (+ " no-bias", " frozen-weight", " bias-epochs 3").
+  std::string description() const override;
 
   // {F} -> {out_features}. Any other rank is a ConfigError:
   // "linear3: expects a flat input, got [4, 4, 64]: add a flatten or global_avg_pool layer before it".

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "core/base/error.h"
 
 namespace convnet {
@@ -133,6 +135,64 @@ void Graph::backward(const Tensor& dout) {
       bridge(*nodes_[i - 1].backend, *n.backend).copy(nodes_[i - 1].grad_output, staged_grads_[i]);
     if (i > 0) dy = &nodes_[i - 1].grad_output;
   }
+}
+
+bool Graph::needs_data_init() const {
+  return std::any_of(nodes_.begin(), nodes_.end(), [](const Node& n) { return n.layer->wants_data_init(); });
+}
+
+void Graph::initialize_from_data(const Tensor& host_images) {
+  CONVNET_CHECK(built_, "graph not built");
+  if (!needs_data_init()) return;
+  const int64_t n = host_images.rank() > 0 ? host_images.dim(0) : 0;
+  if (!host_images.is_cpu() || host_images.dtype() != DType::f32 || n <= 0 ||
+      host_images.shape() != batched(n, example_shape_))
+    throw Error(fmt::format("data-dependent init: images {} ({}, {}), expected host F32 [N > 0] + {}",
+                            shape_str(host_images.shape()), dtype_name(host_images.dtype()), host_images.device().str(),
+                            shape_str(example_shape_)));
+  Tensor input = host_images;  // the input of layer `at`, on the host
+  size_t at = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Layer& layer = *nodes_[i].layer;
+    if (!layer.wants_data_init()) continue;
+    if (i > at) {
+      input = forward_to_host(input, at, i);
+      at = i;
+    }
+    layer.initialize_from_data(input);
+    nodes_[i].backend->synchronize();
+    spdlog::info("data-dependent init: {} ({}) from {} images", layer.name(), layer.description(), n);
+  }
+}
+
+Tensor Graph::forward_to_host(const Tensor& input, size_t begin, size_t end) {
+  constexpr int64_t kChunk = 256;  // images per pass: bounds the temporaries, not the result
+  const int64_t n = input.dim(0);
+  const int64_t in_numel = shape_numel(nodes_[begin].layer->input_shape());
+  const int64_t out_numel = shape_numel(nodes_[end - 1].layer->output_shape());
+  Tensor result(batched(n, nodes_[end - 1].layer->output_shape()));
+  for (int64_t first = 0; first < n; first += kChunk) {
+    const int64_t m = std::min(kChunk, n - first);
+    Tensor x(batched(m, nodes_[begin].layer->input_shape()));
+    std::copy_n(input.f32() + first * in_numel, m * in_numel, x.f32());
+    Backend* prev = nullptr;  // the backend x lives on (null: the host)
+    for (size_t i = begin; i < end; ++i) {
+      Backend& b = *nodes_[i].backend;
+      if (x.device() != b.device()) {
+        Tensor moved = b.empty(x.shape());
+        (prev ? bridge(*prev, b) : b).copy(moved, x);
+        x = moved;
+      }
+      Tensor y = b.empty(batched(m, nodes_[i].layer->output_shape()));
+      nodes_[i].layer->forward(x, y, Mode::eval);
+      x = y;
+      prev = &b;
+    }
+    Tensor chunk(x.shape());
+    prev->copy(chunk, x);  // begin < end, so some layer ran
+    std::copy_n(chunk.f32(), m * out_numel, result.f32() + first * out_numel);
+  }
+  return result;
 }
 
 void Graph::set_step_seed(uint64_t seed) {

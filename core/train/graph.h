@@ -36,6 +36,18 @@ class Graph {
   void backward(const Tensor& dout);
   void set_step_seed(uint64_t seed);
 
+  // Data-dependent initialisation (Layer::wants_data_init, e.g. conv init: whitening), after build().
+  bool needs_data_init() const;
+  // host_images: host f32 [N, example_shape...], N > 0 (else Error). Runs them through the net in
+  // eval mode, in chunks, up to the last layer that wants data init, and calls each such layer's
+  // initialize_from_data() with a host tensor of its input for all N images, so a later layer
+  // sees its input as computed with the earlier layers already initialised. Works in its own
+  // temporaries: the graph's activations are untouched, but layers that keep per-batch scratch
+  // (pooling argmax, dropout masks) resize it to the chunk size and back at the next forward(),
+  // as on any batch-size change. Logs (info) which layers were initialised from how many images.
+  // A no-op when no layer wants data init.
+  void initialize_from_data(const Tensor& host_images);
+
   size_t size() const { return nodes_.size(); }
   Layer& layer(size_t i) { return *nodes_[i].layer; }
   const Layer& layer(size_t i) const { return *nodes_[i].layer; }
@@ -73,6 +85,9 @@ class Graph {
   void log_backends() const;
   // The layer's input: the previous output, or a copy of it on this layer's device.
   const Tensor& input_for(size_t i, const Tensor& graph_input);
+  // Host f32 [N, input_shape(end)...]: `input` (host f32 [N, input_shape(begin)...]) through layers
+  // [begin, end) in eval mode, in chunks.
+  Tensor forward_to_host(const Tensor& input, size_t begin, size_t end);
 
   std::vector<Node> nodes_;
   std::vector<Tensor> staged_inputs_;  // per layer: copy of its input when devices differ

@@ -181,7 +181,8 @@ TEST(LayerFactory, BuildsEveryType) {
                                                                      {"batch_norm", "batch_norm"},
                                                                      {"dropout", "dropout"},
                                                                      {"flatten", "flatten"},
-                                                                     {"linear", "linear"}};
+                                                                     {"linear", "linear"},
+                                                                     {"scale", "scale"}};
   ASSERT_EQ(layer_types().size(), expected.size());
   for (const auto& [config_type, layer_type] : expected) {
     LayerSpec s = spec(config_type);
