@@ -21,6 +21,7 @@ struct EvaluateOptions {
   std::string data_path;  // overrides the checkpoint's data.path
   int batch_size = 0;     // 0: the checkpoint's train.batch_size
   std::string backend;    // overrides train.backend
+  std::string tta;        // none | flip | flip_translate; empty: the checkpoint's train.tta
   bool json = false;
 };
 int evaluate_command(const EvaluateOptions& options);

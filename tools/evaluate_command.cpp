@@ -1,4 +1,6 @@
-// convnet evaluate CKPT: the whole test split through the model saved in a checkpoint.
+// convnet evaluate CKPT: the whole test split through the model saved in a checkpoint (for
+// ema.mode ema the averaged weights: they are the checkpoint's model tensors), with the
+// test-time augmentation of --tta or else the checkpoint's train.tta.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +23,7 @@ int evaluate_command(const EvaluateOptions& options) {
   if (!options.data_path.empty()) overrides.push_back("data.path=" + options.data_path);
   if (options.batch_size > 0) overrides.push_back(fmt::format("train.batch_size={}", options.batch_size));
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
+  if (!options.tta.empty()) overrides.push_back("train.tta=" + options.tta);
   const Config config = parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
 
   Backends backends(config.train);
@@ -30,12 +33,14 @@ int evaluate_command(const EvaluateOptions& options) {
   Graph graph;
   build_graph(config, test.example_shape(), backends, graph);
   load_checkpoint(options.checkpoint, graph, nullptr);
-  const EvalResult r = evaluate(graph, test);
+  const Tta tta = parse_tta(config.train.tta, options.tta.empty() ? "train.tta" : "--tta");
+  const EvalResult r = evaluate(graph, test, tta);
   const std::vector<std::string> names = test.class_names();
 
   if (options.json) {
     nlohmann::json j;
     j["checkpoint"] = options.checkpoint;
+    j["tta"] = tta_name(tta);
     j["accuracy"] = r.accuracy;
     j["loss"] = r.loss;
     j["num_examples"] = r.num_examples;
@@ -45,8 +50,8 @@ int evaluate_command(const EvaluateOptions& options) {
     fmt::print("{}\n", j.dump(2));
     return 0;
   }
-  fmt::print("{}: {} test images, loss {:.4f}, top-1 accuracy {:.2f}%\n", options.checkpoint, r.num_examples, r.loss,
-             100 * r.accuracy);
+  fmt::print("{}: {} test images, TTA {}, loss {:.4f}, top-1 accuracy {:.2f}%\n", options.checkpoint, r.num_examples,
+             tta_name(tta), r.loss, 100 * r.accuracy);
   fmt::print("\nper-class accuracy:\n");
   for (size_t c = 0; c < names.size(); ++c) fmt::print("  {:<12} {:6.2f}%\n", names[c], 100 * r.per_class_accuracy[c]);
   fmt::print("\nconfusion matrix (rows: true class, columns: predicted):\n{:>12}", "");

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   convnet train configs/vgg16_bn.yaml --dry-run --json
   convnet train configs/default.yaml --resume runs/default/last.safetensors
   convnet evaluate runs/default/best.safetensors --json
+  convnet evaluate runs/default/best.safetensors --tta flip_translate
   convnet benchmark configs/vgg11_bn.yaml --set train.batch_size=64
   convnet benchmark --backend cuda --compare cudnn,cudnn_tf32 --json
   convnet info runs/default/last.safetensors
@@ -57,6 +58,10 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   eval_cmd->add_option("--data", eval.data_path, "Data folder (default: the checkpoint's data.path)");
   add_batch_size_option(eval_cmd, eval.batch_size, "checkpoint");
   add_backend_option(eval_cmd, eval.backend, "checkpoint");
+  eval_cmd
+      ->add_option("--tta", eval.tta,
+                   "Test-time augmentation: none, flip or flip_translate (default: the checkpoint's train.tta)")
+      ->check(CLI::IsMember({"none", "flip", "flip_translate"}));
   eval_cmd->add_flag("--json", eval.json, "Print one JSON object");
 
   BenchmarkOptions bench;

@@ -49,6 +49,8 @@ std::vector<OptimizedParameter> make_parameter_groups(const OptimizerConfig& con
     // the only "weight" parameters that opt out of weight decay.
     if (param->name == "bias") p.lr_mult *= static_cast<float>(config.bias_lr_mult);
     if (param->name == "weight" && !param->weight_decay) p.lr_mult *= static_cast<float>(config.norm_lr_mult);
+    if (!config.decay_scales_with_lr_mult && p.lr_mult > 0 && p.weight_decay > 0)
+      p.weight_decay = static_cast<float>(config.weight_decay / static_cast<double>(p.lr_mult));
     if (config.momentum > 0) {
       // Frozen parameters get a buffer too, so the optimizer state has the same entries either way.
       p.momentum = backend->empty(param->value.shape());
@@ -68,10 +70,12 @@ Sgd::Sgd(const OptimizerConfig& config, std::vector<OptimizedParameter> params)
   }
 }
 
-void Sgd::step(double lr) {
+void Sgd::step(double lr, int64_t epoch) {
   const bool decoupled = decoupled_mode(config_);
   for (OptimizedParameter& p : params_) {
     if (p.param->frozen) continue;
+    const double train_epochs = p.param->train_epochs;
+    if (train_epochs > 0 && static_cast<double>(epoch) >= train_epochs) continue;
     CONVNET_CHECK(p.param->grad.defined(), "parameter {} has no gradient", p.full_name);
     const SgdStep s{static_cast<float>(lr * static_cast<double>(p.lr_mult)), static_cast<float>(config_.momentum),
                     p.weight_decay, config_.nesterov, decoupled};

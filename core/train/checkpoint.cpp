@@ -85,7 +85,11 @@ struct ModelTensor {
   bool as_i64 = false;
 };
 
-std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer) {
+const char* average_prefix(const WeightAverage& average) {
+  return average.mode() == WeightAverage::Mode::ema ? "raw." : "ema.";
+}
+
+std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer, WeightAverage* average) {
   std::vector<ModelTensor> out;
   for (size_t i = 0; i < graph.size(); ++i) {
     Layer& layer = graph.layer(i);
@@ -121,6 +125,25 @@ std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer) {
       for (size_t k = 0; k < n_params; ++k)
         if (out[k].value == &op.param->value) layout = out[k].layout;
       out.push_back({"optimizer." + op.full_name + ".momentum_buffer", &op.momentum, op.backend, layout});
+    }
+  }
+  if (average) {
+    // ema: the model entries read and write the average, the prefixed ones the live (raw) tensors;
+    // lookahead: the prefixed entries are the average. See checkpoint.h.
+    const size_t n_model = out.size();
+    const bool ema = average->mode() == WeightAverage::Mode::ema;
+    for (AveragedTensor& t : average->tensors()) {
+      size_t k = 0;
+      while (k < n_model && out[k].value != t.current) ++k;
+      CONVNET_CHECK(k < n_model, "averaged tensor {} is not a tensor of the model", t.name);
+      ModelTensor extra = out[k];
+      extra.name = average_prefix(*average) + out[k].name;
+      if (ema) {
+        out[k].value = &t.average;
+      } else {
+        extra.value = &t.average;
+      }
+      out.push_back(std::move(extra));
     }
   }
   return out;
@@ -170,9 +193,10 @@ TrainingState state_from_metadata(const std::map<std::string, std::string>& meta
 
 }  // namespace
 
-void save_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, const TrainingState& state) {
+void save_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, const TrainingState& state,
+                     WeightAverage* average) {
   std::vector<NamedTensor> tensors;
-  for (const ModelTensor& t : model_tensors(graph, optimizer)) {
+  for (const ModelTensor& t : model_tensors(graph, optimizer, average)) {
     NamedTensor nt{t.name, export_tensor(*t.value, *t.backend, t.layout)};
     nt.as_i64 = t.as_i64;
     tensors.push_back(std::move(nt));
@@ -189,14 +213,29 @@ void save_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, cons
       {"convnet.config", state.config_yaml},
       {"convnet.data", state.data_fingerprint},
   };
+  if (average) meta["convnet.ema"] = average->mode_name();
   write_safetensors(path, tensors, meta);
 }
 
-TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer) {
+TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, WeightAverage* average) {
   const SafetensorsFile file = read_safetensors(path);
   TrainingState state = state_from_metadata(file.metadata, path);
+  const auto ema_meta = file.metadata.find("convnet.ema");
+  const std::string file_mode = ema_meta == file.metadata.end() ? "none" : ema_meta->second;
+  const std::string want_mode = average ? average->mode_name() : "none";
+  if ((optimizer || average) && file_mode != want_mode) {
+    if (file_mode == "none")
+      throw Error(
+          fmt::format("checkpoint '{}' has no weight-average state (it was written with ema.mode none), so it "
+                      "cannot resume a run with ema.mode {}; resume with ema.mode=none or start a new run",
+                      path, want_mode));
+    throw Error(
+        fmt::format("checkpoint '{}' holds ema.mode {} state, so it cannot resume a run with ema.mode {}; "
+                    "resume with ema.mode={} or start a new run",
+                    path, file_mode, want_mode, file_mode));
+  }
   std::set<std::string> expected;
-  for (const ModelTensor& t : model_tensors(graph, optimizer)) {
+  for (const ModelTensor& t : model_tensors(graph, optimizer, average)) {
     expected.insert(t.name);
     const Tensor* found = file.find(t.name);
     if (!found)
@@ -212,7 +251,9 @@ TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimi
   }
   for (const NamedTensor& nt : file.tensors) {
     const bool optimizer_state = nt.name.rfind("optimizer.", 0) == 0;
-    if (!expected.count(nt.name) && !(optimizer_state && optimizer == nullptr))
+    const bool average_state = nt.name.rfind("raw.", 0) == 0 || nt.name.rfind("ema.", 0) == 0;
+    const bool ignored = (optimizer_state && optimizer == nullptr) || (average_state && average == nullptr);
+    if (!expected.count(nt.name) && !ignored)
       throw Error(fmt::format("checkpoint '{}': tensor '{}' does not belong to this model", path, nt.name));
   }
   return state;

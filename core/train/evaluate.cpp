@@ -16,28 +16,94 @@ void count_predictions(const Tensor& logits, const Tensor& labels, std::vector<s
   }
 }
 
-EvalResult evaluate(Graph& graph, BatchSource& data) {
+Tta parse_tta(const std::string& name, const std::string& key) {
+  if (name == "none") return Tta::none;
+  if (name == "flip") return Tta::flip;
+  if (name == "flip_translate") return Tta::flip_translate;
+  throw ConfigError(fmt::format("{}: expected none, flip or flip_translate, got '{}'", key, name));
+}
+
+std::string tta_name(Tta tta) {
+  switch (tta) {
+    case Tta::none:
+      return "none";
+    case Tta::flip:
+      return "flip";
+    case Tta::flip_translate:
+      return "flip_translate";
+  }
+  return "none";
+}
+
+std::vector<TtaView> tta_views(Tta tta) {
+  auto view = [](int shift, bool flip) {
+    ImageView v;
+    v.shift_y = v.shift_x = shift;
+    v.flip = flip;
+    v.pad_mode = PadMode::reflect;
+    return v;
+  };
+  switch (tta) {
+    case Tta::none:
+      return {{view(0, false), 1.0}};
+    case Tta::flip:
+      return {{view(0, false), 0.5}, {view(0, true), 0.5}};
+    case Tta::flip_translate:
+      return {{view(0, false), 0.25},  {view(0, true), 0.25},   {view(-1, false), 0.125},
+              {view(-1, true), 0.125}, {view(1, false), 0.125}, {view(1, true), 0.125}};
+  }
+  return {{view(0, false), 1.0}};
+}
+
+EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta) {
   const int k = data.num_classes();
+  const std::vector<TtaView> views = tta_views(tta);
   Backend& backend = graph.output_backend();
+  Backend& input_backend = graph.layer_backend(0);
   EvalResult r;
   r.confusion.assign(static_cast<size_t>(k), std::vector<int64_t>(static_cast<size_t>(k), 0));
   double loss_sum = 0;
   Tensor loss = backend.empty({1}), host_loss({1});
-  Tensor probs, labels_dev, host_logits;  // reallocated only when the batch size changes
+  // Reallocated only when the batch size changes.
+  Tensor probs, labels_dev, host_logits, staged, view_images, mean_logits;
+  auto ensure = [](Tensor& t, Backend& b, const Shape& shape) {
+    if (!t.defined() || t.shape() != shape) t = b.empty(shape);
+  };
   Batch batch;
   data.start_epoch(0);
   while (data.next(batch)) {
-    const Tensor& logits = graph.forward(batch.images, Mode::eval);
-    const int64_t n = logits.dim(0);
+    const Tensor* logits = nullptr;
+    if (views.size() == 1) {
+      logits = &graph.forward(batch.images, Mode::eval);
+    } else {
+      // The views are made where the first layer reads its input.
+      const Tensor* images = &batch.images;
+      if (batch.images.device() != input_backend.device()) {
+        ensure(staged, input_backend, batch.images.shape());
+        input_backend.copy(staged, batch.images);
+        images = &staged;
+      }
+      ensure(view_images, input_backend, images->shape());
+      for (size_t v = 0; v < views.size(); ++v) {
+        const ImageView& view = views[v].view;
+        const bool identity = view.shift_y == 0 && view.shift_x == 0 && !view.flip;
+        if (!identity) input_backend.image_view(*images, view_images, view);
+        const Tensor& out = graph.forward(identity ? *images : view_images, Mode::eval);
+        ensure(mean_logits, backend, out.shape());
+        backend.axpby(static_cast<float>(views[v].weight), out, v == 0 ? 0.0f : 1.0f, mean_logits);
+      }
+      logits = &mean_logits;
+    }
+    const int64_t n = logits->dim(0);
     if (!probs.defined() || probs.dim(0) != n) {
-      probs = backend.empty(logits.shape());
+      probs = backend.empty(logits->shape());
       labels_dev = backend.empty({n}, DType::i32);
-      host_logits = Tensor(logits.shape());
+      host_logits = Tensor(logits->shape());
     }
     backend.copy(labels_dev, batch.labels);
-    backend.softmax_cross_entropy_forward(logits, labels_dev, 0.0f, loss, probs);
+    backend.softmax_cross_entropy_forward(*logits, labels_dev, 0.0f, loss, probs);
     backend.copy(host_loss, loss);
-    backend.copy(host_logits, logits);
+    backend.copy(host_logits, *logits);
     backend.synchronize();
     loss_sum += static_cast<double>(host_loss.f32()[0]) * static_cast<double>(n);
     count_predictions(host_logits, batch.labels, r.confusion);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <optional>
 #include <utility>
 
 #include "core/base/error.h"
@@ -13,6 +14,7 @@
 #include "core/io/safetensors.h"
 #include "core/optim/schedule.h"
 #include "core/optim/sgd.h"
+#include "core/optim/weight_average.h"
 #include "core/train/checkpoint.h"
 #include "core/train/metrics_log.h"
 #include "core/train/plot_svg.h"
@@ -68,6 +70,20 @@ struct LossBuffers {
 
 }  // namespace
 
+std::vector<AveragedTensor> weight_average_targets(Graph& graph) {
+  std::vector<AveragedTensor> out;
+  for (size_t i = 0; i < graph.size(); ++i) {
+    Layer& layer = graph.layer(i);
+    Backend* backend = &graph.layer_backend(i);
+    for (Parameter* p : layer.parameters())
+      if (!p->frozen) out.push_back({graph.module(i) + "." + p->name, &p->value, backend, Tensor()});
+    for (Buffer* b : layer.buffers())
+      if (b->value.dtype() == DType::f32)
+        out.push_back({graph.module(i) + "." + b->name, &b->value, backend, Tensor()});
+  }
+  return out;
+}
+
 Trainer::Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test)
     : config_(config), config_yaml_(std::move(config_yaml)), graph_(graph), train_(train), test_(test) {}
 
@@ -91,33 +107,44 @@ TrainResult Trainer::run(const std::string& resume_path) {
     throw ConfigError(fmt::format("train.batch_size {} is larger than the training set ({} examples)", tc.batch_size,
                                   train_.num_examples()));
   const auto num_epochs = static_cast<int64_t>(std::ceil(tc.epochs));
-  const auto total_steps = static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * tc.epochs));
+  // The tolerance keeps a product like 10 * 1.1 = 11.000000000000002 at 11 steps.
+  const auto total_steps =
+      std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * tc.epochs - 1e-6)));
+  const int64_t step_limit = tc.max_steps > 0 ? std::min(total_steps, tc.max_steps) : total_steps;
+  const Tta tta = parse_tta(tc.tta);
   Sgd sgd(config_.optimizer,
           make_parameter_groups(config_.optimizer, graph_.named_parameters(), graph_.parameter_backends()));
   const LrSchedule schedule(config_.schedule, config_.optimizer.lr, steps_per_epoch, total_steps);
+  // Starts as a copy of the initial weights; a resume overwrites it with the saved average.
+  std::optional<WeightAverage> average_storage;
+  if (config_.ema.mode != "none") average_storage.emplace(config_.ema, weight_average_targets(graph_));
+  WeightAverage* average = average_storage ? &*average_storage : nullptr;
 
   TrainingState state;
   state.rng = Rng(tc.seed).state();
   if (!resume_path.empty()) {
-    state = load_checkpoint(resume_path, graph_, &sgd);
+    state = load_checkpoint(resume_path, graph_, &sgd, average);
     if (state.data_fingerprint != train_.fingerprint())
       throw Error(fmt::format("checkpoint '{}' was trained on different data ({}) than data.path now gives ({})",
                               resume_path, state.data_fingerprint, train_.fingerprint()));
-    spdlog::info("resumed from {}: step {}, epoch {}, batch {}", resume_path, state.step, state.epoch + 1,
-                 state.batch_in_epoch);
+    if (state.epoch >= num_epochs)
+      spdlog::info("resumed from {}: the run is already complete ({} steps)", resume_path, state.step);
+    else
+      spdlog::info("resumed from {}: step {}, epoch {}, batch {}", resume_path, state.step, state.epoch + 1,
+                   state.batch_in_epoch);
   }
   state.config_yaml = config_yaml_;
   state.data_fingerprint = train_.fingerprint();
 
   MetricsLog metrics((out_dir / "metrics.jsonl").string());
   const StopSignals signals;
-  Progress progress(tc.max_steps > 0 ? std::min(total_steps, tc.max_steps) : total_steps, tc.log_every);
+  Progress progress(step_limit, tc.log_every);
   Backend& loss_backend = graph_.output_backend();
   LossBuffers buffers;
   TrainResult result;
   result.best_test_accuracy = state.best_accuracy;
   const float smoothing = static_cast<float>(tc.label_smoothing);
-  auto save_last = [&] { save_checkpoint(last_path, graph_, &sgd, state); };
+  auto save_last = [&] { save_checkpoint(last_path, graph_, &sgd, state, average); };
   auto write_plot = [&] {
     if (config_.output.plot == "svg")
       write_file_atomic((out_dir / "curves.svg").string(),
@@ -138,11 +165,14 @@ TrainResult Trainer::run(const std::string& resume_path) {
   };
   Batch batch, next;
   for (int64_t epoch = state.epoch; epoch < num_epochs; ++epoch) {
-    train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
     EpochStats stats;
     bool stop = false;
     size_t slot = 0;
-    bool have = train_.next(batch);
+    bool have = false;
+    if (state.step < step_limit) {  // else only the epoch's ending is left (a resume after a signal)
+      train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
+      have = train_.next(batch);
+    }
     if (have) stage(batch, slot);
     while (!stop && have) {
       const double lr = schedule.lr_at(state.step);
@@ -162,12 +192,14 @@ TrainResult Trainer::run(const std::string& resume_path) {
             "Try a lower optimizer.lr or more warm-up.",
             state.step + 1, epoch + 1, batch.index + 1, loss, last_path, fs::exists(last_path) ? "" : " (none yet)"));
       }
-      const bool have_next = train_.next(next);  // prepared by the loader's threads meanwhile
+      // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
+      const bool have_next = state.step + 1 < step_limit && train_.next(next);
       if (have_next) stage(next, slot ^ 1);
       loss_backend.softmax_cross_entropy_backward(buffers.probs, buffers.labels, smoothing, buffers.dlogits);
       graph_.backward(buffers.dlogits);
-      sgd.step(lr);
+      sgd.step(lr, epoch);
       ++state.step;
+      if (average) average->after_step(state.step, total_steps);
       state.batch_in_epoch = batch.index + 1;
       state.lr = lr;
 
@@ -190,39 +222,53 @@ TrainResult Trainer::run(const std::string& resume_path) {
         result.interrupted = true;
         result.signal = sig;
         stop = true;
-      } else if (tc.max_steps > 0 && state.step >= tc.max_steps) {
-        stop = true;  // the batch fetched ahead is dropped; a resume starts from it
+      } else if (state.step >= step_limit) {
+        stop = true;  // the run's last step (then the epoch ends below), or max_steps
       }
       std::swap(batch, next);
       slot ^= 1;
       have = have_next;
     }
-    result.last_train_loss = stats.loss();
+    if (stats.steps > 0) result.last_train_loss = stats.loss();
     if (result.interrupted) break;
-    if (state.batch_in_epoch < steps_per_epoch) {  // max_steps reached inside the epoch
+    // The run ends inside its last epoch when epochs is fractional; that ending counts as the
+    // epoch's end. max_steps inside an epoch only saves.
+    const bool finished = state.step >= total_steps;
+    if (!finished && state.batch_in_epoch < steps_per_epoch) {
       save_last();
       break;
     }
 
     progress.finish_line();
+    const int64_t batches_done = state.batch_in_epoch;
+    const double epoch_position =
+        static_cast<double>(epoch) + static_cast<double>(batches_done) / static_cast<double>(steps_per_epoch);
+    const std::string label = batches_done < steps_per_epoch ? fmt::format("epoch {}/{} ({}/{} batches)", epoch + 1,
+                                                                           num_epochs, batches_done, steps_per_epoch)
+                                                             : fmt::format("epoch {}/{}", epoch + 1, num_epochs);
     state.epoch = epoch + 1;
     state.batch_in_epoch = 0;
-    spdlog::info("epoch {}/{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", epoch + 1, num_epochs,
-                 stats.loss(), 100 * stats.accuracy(), stats.images_per_sec());
+    if (stats.steps > 0)
+      spdlog::info("{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", label, stats.loss(),
+                   100 * stats.accuracy(), stats.images_per_sec());
     bool improved = false;
-    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == num_epochs)) {
-      const EvalResult eval = evaluate(graph_, *test_);
+    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == num_epochs || finished)) {
+      EvalResult eval;
+      {
+        const AverageSwapGuard use_average(average);  // ema: evaluate the averaged weights
+        eval = evaluate(graph_, *test_, tta);
+      }
       result.final_test_accuracy = eval.accuracy;
-      metrics.write({"test", state.step, static_cast<double>(epoch + 1), state.lr, eval.loss, eval.accuracy, 0});
+      metrics.write({"test", state.step, epoch_position, state.lr, eval.loss, eval.accuracy, 0});
       improved = eval.accuracy > state.best_accuracy;
       if (improved) state.best_accuracy = eval.accuracy;
-      spdlog::info("epoch {}/{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%)", epoch + 1, num_epochs, eval.loss,
-                   100 * eval.accuracy, 100 * state.best_accuracy);
+      spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
+                   100 * state.best_accuracy, tta == Tta::none ? "" : ", TTA " + tta_name(tta));
     }
     save_last();
-    if (improved) save_checkpoint(best_path, graph_, &sgd, state);
+    if (improved) save_checkpoint(best_path, graph_, &sgd, state, average);
     write_plot();
-    if (stop) break;
+    if (stop || finished) break;
   }
   if (state.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
   result.steps = state.step;

@@ -7,13 +7,21 @@
 // - A NaN or Inf loss stops training with an Error; the last good checkpoint is left untouched.
 // - SIGINT / SIGTERM: the current step finishes, last.safetensors is written, run() returns with
 //   `interrupted` set.
+// - train.epochs may be fractional: the run is ceil(epochs * steps per epoch) steps, and the last
+//   (partial) epoch ends after that step with the same final evaluation, checkpoints and plot as a
+//   full epoch. train.max_steps and signals stop without that ending (a resume finishes the run).
+// - ema.mode ema | lookahead: a WeightAverage follows the schedule of EmaConfig; with ema the test
+//   evaluations and the saved model use the average (see checkpoint.h for the file layout).
+// - Test evaluations use train.tta.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "core/base/batch.h"
 #include "core/config/config.h"
+#include "core/optim/weight_average.h"
 #include "core/train/evaluate.h"
 #include "core/train/graph.h"
 
@@ -28,6 +36,10 @@ struct TrainResult {
   bool interrupted = false;
   int signal = 0;  // the signal that interrupted the run
 };
+
+// What a WeightAverage averages in `graph`: every trainable parameter value (frozen ones never
+// change, so they are left out) and every f32 buffer, named like the checkpoint tensors.
+std::vector<AveragedTensor> weight_average_targets(Graph& graph);
 
 class Trainer {
  public:
