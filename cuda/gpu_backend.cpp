@@ -9,6 +9,7 @@
 #include "core/base/error.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
+#include "cuda/data_kernels.h"
 #include "cuda/device.h"
 
 namespace convnet::cuda {
@@ -283,6 +284,26 @@ void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_
   DeviceGuard guard(device_index_);
   launch_sgd_update(device_ptr<float>(param), device_ptr<float>(grad),
                     use_momentum ? device_ptr<float>(momentum_buf) : nullptr, param.numel(), step, stream());
+}
+
+void GpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
+  checks("axpby").axpby(alpha, x, beta, y);
+  DeviceGuard guard(device_index_);
+  launch_axpby(alpha, device_ptr<float>(x), beta, device_ptr<float>(y), y.numel(), stream());
+}
+
+void GpuBackend::augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
+                               const AugmentBatchSpec& spec) {
+  const AugmentGeometry g = checks("augment_batch").augment_batch(images, order, first, out, spec);
+  DeviceGuard guard(device_index_);
+  launch_augment_batch(device_ptr<uint8_t>(images), device_ptr<int32_t>(order), g, device_ptr<float>(out), spec,
+                       stream());
+}
+
+void GpuBackend::image_view(const Tensor& x, Tensor& y, const ImageView& view) {
+  checks("image_view").image_view(x, y, view);
+  DeviceGuard guard(device_index_);
+  launch_image_view(device_ptr<float>(x), device_ptr<float>(y), x.dim(0), x.dim(1), x.dim(2), x.dim(3), view, stream());
 }
 
 }  // namespace convnet::cuda

@@ -5,7 +5,8 @@
 //
 // The ops both backends implement with our own kernels (cuDNN has no equivalent with the same
 // semantics) live here too: dropout with the counter-based mask of core/base/rng.h, softmax
-// cross-entropy with label smoothing, and the fused SGD update. Derived classes implement the rest.
+// cross-entropy with label smoothing, the fused SGD update, axpby, and the data ops augment_batch
+// and image_view (cuda/data_kernels.cu). Derived classes implement the rest.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -53,6 +54,12 @@ class GpuBackend : public Backend {
   void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
                                       Tensor& dlogits) override;
   void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
+  void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  // Index values stay on the device: an index outside [0, M) turns that image's output into NaN
+  // (the cpu backend throws instead).
+  void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
+                     const AugmentBatchSpec& spec) override;
+  void image_view(const Tensor& x, Tensor& y, const ImageView& view) override;
 
  protected:
   // Device scratch of at least `bytes`, reused across calls on this backend (grow-only).

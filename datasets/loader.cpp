@@ -34,29 +34,38 @@ LoaderOptions LoaderOptions::test(const DataConfig& config, int64_t batch_size) 
   return o;
 }
 
-namespace {
-// Validates before any member that depends on the options is built.
-const ImageDataset& checked(const std::shared_ptr<const ImageDataset>& data) {
-  CONVNET_CHECK(data != nullptr, "DataLoader needs a data set");
-  data->validate();
-  return *data;
+std::vector<int64_t> epoch_permutation(int64_t size, bool shuffle, uint64_t seed, int64_t epoch) {
+  std::vector<int64_t> order(static_cast<size_t>(size));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  if (shuffle) {
+    Rng rng(hash64(seed, static_cast<uint64_t>(epoch)));
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.below(i)]);
+  }
+  return order;
 }
-}  // namespace
+
+int64_t count_batches(int64_t size, const LoaderOptions& options, const std::string& source) {
+  const int64_t bs = options.batch_size;
+  if (bs <= 0) throw ConfigError(fmt::format("train.batch_size: expected a positive batch size, got {}", bs));
+  const int64_t batches = options.drop_last ? size / bs : (size + bs - 1) / bs;
+  if (batches == 0)
+    throw ConfigError(fmt::format("{}: {} images make no {}batch of {} (train.batch_size)", source, size,
+                                  options.drop_last ? "full " : "", bs));
+  return batches;
+}
+
+ImageTransform loader_transform(const std::shared_ptr<const ImageDataset>& data, const LoaderOptions& options) {
+  CONVNET_CHECK(data != nullptr, "a data loader needs a data set");
+  data->validate();
+  return ImageTransform(data->height, data->width, data->channels, options.mean, options.std, options.augment_config,
+                        options.augment, options.seed);
+}
 
 DataLoader::DataLoader(std::shared_ptr<const ImageDataset> dataset, LoaderOptions options)
-    : data_(std::move(dataset)),
-      options_(std::move(options)),
-      transform_(checked(data_).height, data_->width, data_->channels, options_.mean, options_.std,
-                 options_.augment_config, options_.augment) {
-  if (options_.batch_size <= 0)
-    throw ConfigError(fmt::format("train.batch_size: expected a positive batch size, got {}", options_.batch_size));
+    : data_(std::move(dataset)), options_(std::move(options)), transform_(loader_transform(data_, options_)) {
+  batches_ = count_batches(data_->size, options_, data_->source);
   if (options_.workers < 0)
     throw ConfigError(fmt::format("data.workers: expected 0 or more threads, got {}", options_.workers));
-  const int64_t n = data_->size, bs = options_.batch_size;
-  batches_ = options_.drop_last ? n / bs : (n + bs - 1) / bs;
-  if (batches_ == 0)
-    throw ConfigError(fmt::format("{}: {} images make no {}batch of {} (train.batch_size)", data_->source, n,
-                                  options_.drop_last ? "full " : "", bs));
 }
 
 DataLoader::~DataLoader() {
@@ -80,12 +89,7 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   CONVNET_CHECK(first_batch >= 0 && first_batch <= batches_, "first batch {} outside [0, {}]", first_batch, batches_);
   stop_workers();
   epoch_ = epoch;
-  order_.resize(static_cast<size_t>(data_->size));
-  std::iota(order_.begin(), order_.end(), int64_t{0});
-  if (options_.shuffle) {
-    Rng rng(hash64(options_.seed, static_cast<uint64_t>(epoch)));
-    for (size_t i = order_.size(); i > 1; --i) std::swap(order_[i - 1], order_[rng.below(i)]);
-  }
+  order_ = epoch_permutation(data_->size, options_.shuffle, options_.seed, epoch);
   next_ = claim_ = first_batch;
   started_ = true;
   for (int w = 0; w < options_.workers; ++w) threads_.emplace_back([this] { worker_loop(); });
@@ -138,7 +142,7 @@ void DataLoader::make_batch(int64_t index, Batch& batch) const {
   int32_t* labels = batch.labels.data<int32_t>();
   for (int64_t i = 0; i < n; ++i) {
     const int64_t example = order_[static_cast<size_t>(begin + i)];
-    const AugmentParams p = transform_.params(augment_image_seed(options_.seed, epoch_, example));
+    const AugmentParams p = transform_.params(epoch_, example);
     transform_.apply(data_->image(example), p, images + i * image_floats);
     const int32_t label = data_->labels[static_cast<size_t>(example)];
     if (label < 0 || label >= data_->num_classes())  // the data set was changed after validation

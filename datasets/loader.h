@@ -1,8 +1,8 @@
 // DataLoader: the BatchSource the trainer pulls from. It shuffles an ImageDataset per epoch,
 // augments and normalises each image, and prepares batches on background threads.
 //
-// Determinism: the epoch order is a Fisher-Yates permutation from Rng(hash64(seed, epoch)) and
-// each image's augmentation depends only on augment_image_seed(seed, epoch, example index), so
+// Determinism: the epoch order is epoch_permutation() (shared with DeviceDataLoader) and each
+// image's augmentation depends only on (seed, epoch, example index) (ImageTransform::params), so
 // every batch is a pure function of (data, options, epoch, batch index): the same for any number
 // of workers, and a run resumed at batch k sees exactly batches k.. of the uninterrupted epoch.
 #pragma once
@@ -41,6 +41,19 @@ struct LoaderOptions {
   // Evaluation: dataset order, no augmentation, last partial batch kept, config.workers threads.
   static LoaderOptions test(const DataConfig& config, int64_t batch_size);
 };
+
+// The dataset indices of `epoch` in batch order: 0..size-1, or with `shuffle` a Fisher-Yates
+// permutation drawn from Rng(hash64(seed, epoch)). Every loader uses this one order.
+std::vector<int64_t> epoch_permutation(int64_t size, bool shuffle, uint64_t seed, int64_t epoch);
+
+// Batches per epoch of `size` examples under `options` (drop_last drops a partial last batch).
+// Throws ConfigError for a non-positive batch size or when there would be no batch at all
+// (`source` names the data in the message).
+int64_t count_batches(int64_t size, const LoaderOptions& options, const std::string& source);
+
+// The transform `options` ask for on images of `data` (seeded by options.seed); ConfigError as
+// ImageTransform. Validates `data` first (convnet::Error when it is null or inconsistent).
+ImageTransform loader_transform(const std::shared_ptr<const ImageDataset>& data, const LoaderOptions& options);
 
 class DataLoader final : public BatchSource {
  public:

@@ -1,6 +1,10 @@
 #include "tools/session.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
+
+#include <memory>
+#include <utility>
 
 #include "core/base/backend_registry.h"
 #include "core/base/error.h"
@@ -11,6 +15,7 @@
 #endif
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
+#include "datasets/device_loader.h"
 #include "datasets/image_folder.h"
 #include "datasets/loader.h"
 #include "models/model_builder.h"
@@ -71,21 +76,51 @@ ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads)
   return apply_limit(std::move(test), data.test_limit, "data.test_limit");
 }
 
+namespace {
+
+// data.loader: whether batches are built on `input` (the first layer's backend) by a
+// DeviceDataLoader (device; auto when `input` is not the CPU) or on host threads by a DataLoader.
+bool use_device_loader(const std::string& loader, const Backend& input) {
+  if (loader == "host") return false;
+  if (loader == "device") return true;
+  if (loader == "auto") return input.device().kind != DeviceKind::cpu;
+  throw ConfigError(fmt::format("data.loader: expected auto, host or device, got '{}'", loader));
+}
+
+std::unique_ptr<BatchSource> make_loader(bool on_device, ImageDataset data, LoaderOptions options, Backend& input) {
+  auto shared = std::make_shared<const ImageDataset>(std::move(data));
+  if (on_device) return std::make_unique<DeviceDataLoader>(std::move(shared), std::move(options), input);
+  return std::make_unique<DataLoader>(std::move(shared), std::move(options));
+}
+
+}  // namespace
+
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume) {
   Backends backends(config.train);
   DataSplits data = load_data(config.data, config.train.seed, config.train.threads);
   spdlog::info("data: {} training and {} test images of {}x{}x{} from {}", data.train.size, data.test.size,
                data.train.height, data.train.width, data.train.channels, data.train.source);
-  DataLoader train(std::make_shared<const ImageDataset>(std::move(data.train)),
-                   LoaderOptions::train(config.data, config.train.batch_size, config.train.seed));
-  DataLoader test(std::make_shared<const ImageDataset>(std::move(data.test)),
-                  LoaderOptions::test(config.data, config.train.batch_size));
+  // The graph first: the loader follows its first layer's backend.
   Graph graph;
-  build_graph(config, train.example_shape(), backends, graph);
+  build_graph(config, {data.train.height, data.train.width, data.train.channels}, backends, graph);
   spdlog::info("model {}: {} parameters, {:.3f} GFLOPs forward per image", config.model.name, graph.num_parameters(),
                static_cast<double>(graph.forward_flops()) / 1e9);
   spdlog::debug("\n{}", graph.summary_table());
-  Trainer trainer(config, config_yaml, graph, train, &test);
+
+  Backend& input = graph.layer_backend(0);
+  const bool on_device = use_device_loader(config.data.loader, input);
+  const std::unique_ptr<BatchSource> train =
+      make_loader(on_device, std::move(data.train),
+                  LoaderOptions::train(config.data, config.train.batch_size, config.train.seed), input);
+  const std::unique_ptr<BatchSource> test =
+      make_loader(on_device, std::move(data.test), LoaderOptions::test(config.data, config.train.batch_size), input);
+  if (on_device)
+    spdlog::info("data loader: device (data.loader {}): images resident on {}, batches built by the {} backend",
+                 config.data.loader, input.device().str(), input.name());
+  else
+    spdlog::info("data loader: host (data.loader {}): batches prepared by {} thread{}", config.data.loader,
+                 config.data.workers, config.data.workers == 1 ? "" : "s");
+  Trainer trainer(config, config_yaml, graph, *train, test.get());
   return trainer.run(resume);
 }
 

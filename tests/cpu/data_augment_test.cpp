@@ -1,15 +1,18 @@
 // Augmentation index math (crop shifts, zero and reflect padding, flip, cutout) checked by hand on
-// small images, the random parameter draws, and normalisation values.
+// small images, the random parameter draws, flip modes, normalisation values, and the table-driven
+// ImageTransform::apply against the shared per-pixel definition augmented_pixel.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
+#include <string>
 #include <vector>
 
+#include "core/base/augment_math.h"
 #include "core/base/error.h"
 #include "core/base/rng.h"
 #include "datasets/augment.h"
-#include "core/base/augment_math.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
@@ -157,7 +160,7 @@ TEST(ImageTransformTest, NormalisationMatchesTheFormula) {
   ImageTransform t(h, w, c, mean, std, config, false);
   EXPECT_FALSE(t.augmenting());
   std::vector<float> out(img.size(), std::nanf(""));
-  t.apply(img.data(), t.params(12345), out.data());
+  t.apply(img.data(), t.params(3, 12345), out.data());
   for (size_t i = 0; i < img.size(); ++i) {
     const size_t ch = i % 3;
     const double expected = (img[i] / 255.0 - mean[ch]) / std[ch];
@@ -224,16 +227,122 @@ TEST(ImageTransformTest, AugmentOffGivesIdentityParams) {
   AugmentConfig config;
   config.cutout = 4;
   ImageTransform t(8, 8, 1, {0.5f}, {1}, config, false);
-  for (uint64_t s = 0; s < 50; ++s) {
-    const AugmentParams p = t.params(s);
+  for (int64_t s = 0; s < 50; ++s) {
+    const AugmentParams p = t.params(1, s);
     ASSERT_EQ(p.shift_y, 0);
     ASSERT_EQ(p.shift_x, 0);
     ASSERT_FALSE(p.flip);
   }
   ImageTransform on(8, 8, 1, {0.5f}, {1}, config, true);
   int changed = 0;
-  for (uint64_t s = 0; s < 50; ++s) changed += on.params(s).shift_y != 0 || on.params(s).flip;
+  for (int64_t s = 0; s < 50; ++s) changed += on.params(1, s).shift_y != 0 || on.params(1, s).flip;
   EXPECT_GT(changed, 30);
+}
+
+TEST(ImageTransformTest, RandomFlipParamsAreTheSeededDraws) {
+  // flip_mode random keeps the draws of earlier versions: draw_augment_params from the image seed.
+  AugmentConfig config;
+  config.crop_padding = 3;
+  config.cutout = 5;
+  ImageTransform t(9, 7, 3, {0.5f, 0.5f, 0.5f}, {1, 1, 1}, config, true, 1234);
+  EXPECT_EQ(t.spec().flip, FlipMode::random);
+  for (int64_t epoch = 0; epoch < 3; ++epoch)
+    for (int64_t e = 0; e < 40; ++e) {
+      const AugmentParams a = t.params(epoch, e);
+      const AugmentParams b = draw_augment_params(augment_image_seed(1234, epoch, e), 3, true, 5, 9, 7);
+      ASSERT_TRUE(a.shift_y == b.shift_y && a.shift_x == b.shift_x && a.flip == b.flip && a.cutout_y == b.cutout_y &&
+                  a.cutout_x == b.cutout_x)
+          << epoch << "," << e;
+    }
+}
+
+TEST(ImageTransformTest, FlipModes) {
+  EXPECT_EQ(parse_flip_mode(true, "random"), FlipMode::random);
+  EXPECT_EQ(parse_flip_mode(true, "alternating"), FlipMode::alternating);
+  EXPECT_EQ(parse_flip_mode(false, "alternating"), FlipMode::none);
+  const std::string message = testing::error_of<ConfigError>([] { parse_flip_mode(true, "sometimes"); });
+  EXPECT_NE(message.find("data.augment.flip_mode"), std::string::npos) << message;
+
+  AugmentConfig config;
+  config.flip_mode = "alternating";
+  ImageTransform t(8, 8, 1, {0.5f}, {1}, config, true, 77);
+  EXPECT_EQ(t.spec().flip, FlipMode::alternating);
+  const int n = 2000;
+  int flipped = 0;
+  for (int64_t e = 0; e < n; ++e) {
+    const bool f0 = t.params(0, e).flip;
+    flipped += f0;
+    for (int64_t epoch = 1; epoch < 4; ++epoch)  // the other way in every odd epoch
+      ASSERT_EQ(t.params(epoch, e).flip, (epoch % 2 == 1) != f0) << e << " epoch " << epoch;
+    // The crop does not depend on the flip mode.
+    ImageTransform r(8, 8, 1, {0.5f}, {1}, AugmentConfig{}, true, 77);
+    ASSERT_EQ(t.params(2, e).shift_y, r.params(2, e).shift_y);
+  }
+  EXPECT_NEAR(flipped, n / 2, 4 * std::sqrt(n / 4.0));
+  config.flip = false;
+  ImageTransform off(8, 8, 1, {0.5f}, {1}, config, true, 77);
+  for (int64_t e = 0; e < 50; ++e) ASSERT_FALSE(off.params(e % 2, e).flip);
+}
+
+TEST(ImageTransformTest, ApplyIsAugmentedPixelBitForBit) {
+  // The lookup-table loops of apply() against the one per-pixel definition the GPU kernel uses.
+  Rng rng(5);
+  for (const char* mode : {"zero", "reflect"})
+    for (int c : {1, 3}) {
+      const int h = 7, w = 6;
+      AugmentConfig config;
+      config.padding_mode = mode;
+      config.crop_padding = 3;
+      config.cutout = 3;
+      config.flip_mode = "alternating";
+      std::vector<float> mean, std;
+      for (int ch = 0; ch < c; ++ch) {
+        mean.push_back(rng.uniform(0.3f, 0.6f));
+        std.push_back(rng.uniform(0.2f, 0.3f));
+      }
+      ImageTransform t(h, w, c, mean, std, config, true, 9);
+      std::vector<uint8_t> img(static_cast<size_t>(h * w * c));
+      for (uint8_t& v : img) v = static_cast<uint8_t>(rng.below(256));
+      for (int64_t e = 0; e < 30; ++e) {
+        const AugmentParams p = t.params(e % 3, e);
+        std::vector<float> out(img.size(), std::nanf(""));
+        t.apply(img.data(), p, out.data());
+        size_t i = 0;
+        for (int y = 0; y < h; ++y)
+          for (int x = 0; x < w; ++x)
+            for (int ch = 0; ch < c; ++ch, ++i) {
+              const float want = augmented_pixel(img.data(), y, x, ch, h, w, c, p, t.spec().pad_mode, 3,
+                                                 mean[static_cast<size_t>(ch)], std[static_cast<size_t>(ch)]);
+              ASSERT_EQ(std::memcmp(&out[i], &want, sizeof want), 0) << mode << " C" << c << " " << y << "," << x;
+            }
+      }
+    }
+}
+
+TEST(NormalizedImagesTest, FirstImagesUnaugmented) {
+  ImageDataset data;
+  data.size = 5;
+  data.height = 3;
+  data.width = 2;
+  data.channels = 3;
+  data.source = "tiny";
+  Rng rng(8);
+  for (int64_t i = 0; i < 5 * 18; ++i) data.pixels.push_back(static_cast<uint8_t>(rng.below(256)));
+  data.labels = {0, 1, 0, 1, 0};
+  data.class_names = {"a", "b"};
+  const std::vector<float> mean = {0.4f, 0.5f, 0.6f}, std = {0.2f, 0.25f, 0.3f};
+  const Tensor x = normalized_images(data, 3, mean, std);
+  ASSERT_EQ(x.shape(), (Shape{3, 3, 2, 3}));
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const size_t ch = static_cast<size_t>(i % 3);
+    const double expected = (data.pixels[static_cast<size_t>(i)] / 255.0 - mean[ch]) / std[ch];
+    ASSERT_NEAR(x.f32()[i], expected, 1e-6) << i;
+  }
+  EXPECT_EQ(normalized_images(data, 0, mean, std).numel(), 0);
+  EXPECT_EQ(normalized_images(data, 5, mean, std).dim(0), 5);
+  const std::string message = testing::error_of<ConfigError>([&] { normalized_images(data, 6, mean, std); });
+  EXPECT_NE(message.find("train.init_images"), std::string::npos) << message;
+  EXPECT_THROW(normalized_images(data, 2, {0.5f}, {1.0f}), ConfigError);  // one mean for 3 channels
 }
 
 }  // namespace
