@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -106,6 +107,16 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   spdlog::info("model {}: {} parameters, {:.3f} GFLOPs forward per image", config.model.name, graph.num_parameters(),
                static_cast<double>(graph.forward_flops()) / 1e9);
   spdlog::debug("\n{}", graph.summary_table());
+
+  // Data-dependent initialisation (conv init: whitening) sees the first train.init_images
+  // training images, unaugmented; a resumed run takes every weight from its checkpoint instead.
+  if (resume.empty() && graph.needs_data_init()) {
+    const int64_t count = std::min(config.train.init_images, data.train.size);
+    if (count < config.train.init_images)
+      spdlog::warn("train.init_images {}: the training set has only {} images; using them all",
+                   config.train.init_images, count);
+    graph.initialize_from_data(normalized_images(data.train, count, config.data.mean, config.data.std));
+  }
 
   Backend& input = graph.layer_backend(0);
   const bool on_device = use_device_loader(config.data.loader, input);
