@@ -108,14 +108,17 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
                static_cast<double>(graph.forward_flops()) / 1e9);
   spdlog::debug("\n{}", graph.summary_table());
 
-  // Data-dependent initialisation (conv init: whitening) sees the first train.init_images
-  // training images, unaugmented; a resumed run takes every weight from its checkpoint instead.
+  // Data-dependent initialisation (conv init: whitening) sees train.init_images training images,
+  // unaugmented, taken class-balanced (class_balanced_subset): image folders, and binary files
+  // converted from them, list one class after another, so "the first N" could be all airplanes.
+  // A resumed run takes every weight from its checkpoint instead.
   if (resume.empty() && graph.needs_data_init()) {
     const int64_t count = std::min(config.train.init_images, data.train.size);
     if (count < config.train.init_images)
       spdlog::warn("train.init_images {}: the training set has only {} images; using them all",
                    config.train.init_images, count);
-    graph.initialize_from_data(normalized_images(data.train, count, config.data.mean, config.data.std));
+    const ImageDataset sample = data.train.subset(class_balanced_subset(data.train.labels, count));
+    graph.initialize_from_data(normalized_images(sample, count, config.data.mean, config.data.std));
   }
 
   Backend& input = graph.layer_backend(0);

@@ -13,8 +13,9 @@ label byte and 3072 bytes of CHW pixel planes per record, the official format an
 so both frameworks see byte-identical pixels in the same order.
 
 fast94 follows airbench94 (Keller Jordan's cifar10-airbench) in fp32 or tf32: whitening conv
-initialised from the first 5000 normalised training images (as stored; the converted JPEG copy is
-sorted by class, and convnet's train.init_images takes the same images), alternating flip, +-2 px
+initialised from 5000 normalised training images chosen class-balanced exactly as convnet's
+train.init_images does (the first of every class, then the second, ...; the converted JPEG copy is
+sorted by class, so airbench's "first 5000" would be all airplanes), alternating flip, +-2 px
 reflect translate, loss summed over the batch with airbench's lr and weight decay scaling,
 BatchNorm biases at 64x LR, whitening bias trained for 3 epochs, lookahead from epoch 3 every 5
 steps with decay 0.95^5 * (step/total)^3, copied back at the end of every epoch, and 6-view TTA.
@@ -287,6 +288,21 @@ def make_vgg(name):
     return nn.Sequential(*layers)
 
 
+def class_balanced_subset(labels, limit):
+    """convnet's class_balanced_subset (datasets/cifar10.h): the first example of every class, then
+    the second of every class, ... (ties by class) until `limit` are chosen, in increasing order."""
+    if limit <= 0 or limit >= len(labels):
+        return list(range(len(labels)))
+    rank = {}
+    keyed = []
+    for i, y in enumerate(labels):
+        r = rank.get(y, 0)
+        rank[y] = r + 1
+        keyed.append((r, y, i))
+    keyed.sort()
+    return sorted(i for _, _, i in keyed[:limit])
+
+
 def init_whitening(conv, images, eps):
     """Whitening filters from the k x k patches of `images` (normalised, [N, C, H, W])."""
     k = conv.kernel_size[0]
@@ -441,7 +457,8 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
     timer = Timer(device)
     timer.start()
     init_n = min(r["train.init_images"], train.n)
-    init_whitening(model[0], train.batch(torch.arange(init_n, device=device)), h["whiten_eps"])
+    init_indices = class_balanced_subset(train.labels.cpu().tolist(), init_n)
+    init_whitening(model[0], train.batch(torch.tensor(init_indices, device=device)), h["whiten_eps"])
     timer.stop()
 
     ema = None
@@ -704,11 +721,6 @@ def main():
     load_seconds = time.perf_counter() - t_load
     log(f"{args.recipe}: {train.n} training and {test.n} test images from {args.data} on {device} "
         f"({load_seconds:.1f} s), precision {args.precision}, epochs {epochs}")
-    if args.recipe == "fast94":
-        first = train.labels[: min(r["train.init_images"], train.n)]
-        if int(torch.bincount(first, minlength=10).min()) == 0:
-            log("note: the whitening images (the first train.init_images of the training set) do not cover every "
-                "class; the data is stored sorted by class. convnet uses the same images.")
 
     def run(seed, warmup_limit):
         if args.recipe == "fast94":

@@ -114,14 +114,17 @@ struct ScheduleConfig {
   double final_lr_factor = 0.0;  // cosine and linear end at final_lr_factor * lr
 };
 
-// Weight averaging: every `every` steps avg = d * avg + (1 - d) * weights, with
+// Weight averaging (airbench94's schedule): the average starts as a copy of the weights at the
+// first step that is a multiple of `every` in epoch start_epochs or later (until then it simply
+// tracks the weights); after that, every `every` steps avg = d * avg + (1 - d) * weights with
 // d = decay * (step / total_steps)^decay_power (decay_power 0: constant d). Batchnorm running
 // statistics are averaged too. ema: the averaged weights are evaluated and saved as the model
 // (training continues on the raw weights); lookahead: the weights are reset to the average after
-// each update (airbench). Either way the final model is the average.
+// each update and at the end of every epoch and of the run. Either way the final model is the average.
 struct EmaConfig {
   std::string mode = "none";  // none | ema | lookahead
   int every = 5;
+  double start_epochs = 0;  // 0-based epoch from which averaging starts (fractional allowed)
   double decay = 0.99;
   double decay_power = 0.0;
 };
@@ -132,11 +135,12 @@ struct TrainConfig {
   std::string backend = "cpu";  // cpu | cuda | cudnn (strict fp32) | cudnn_tf32 | auto
   uint64_t seed = 0;
   double label_smoothing = 0.0;
-  int threads = 0;           // CPU backend threads; 0 = all cores
-  int eval_every = 1;        // evaluate on the test set every N epochs (and after the last)
-  int log_every = 50;        // steps between progress lines when stdout is not a terminal
-  int checkpoint_every = 0;  // also write last.safetensors every N steps (0 = once per epoch)
-  int64_t max_steps = 0;     // stop after this many steps in all (0 = no limit); for tests
+  int threads = 0;              // CPU backend threads; 0 = all cores
+  int eval_every = 1;           // evaluate on the test set every N epochs (and after the last)
+  int log_every = 50;           // steps between progress lines when stdout is not a terminal
+  int checkpoint_every = 0;     // also write last.safetensors every N steps (0 = only at epoch ends)
+  bool save_each_epoch = true;  // write last.safetensors at every epoch end (false: only at the end of the run)
+  int64_t max_steps = 0;        // stop after this many steps in all (0 = no limit); for tests
   // Test-time augmentation of every test evaluation: none | flip (2 views: the image and its
   // mirror) | flip_translate (6 views, airbench: those two at weight 1/4 each, plus both flips of
   // the image shifted by one pixel up-left and down-right, reflect-padded, at 1/8 each).

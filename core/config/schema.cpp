@@ -90,6 +90,7 @@ const std::vector<Field>& field_table() {
 
       choice("ema.mode", REF(ema.mode), {"none", "ema", "lookahead"}),
       key("ema.every", REF(ema.every), Range::at_least(1)),
+      key("ema.start_epochs", REF(ema.start_epochs), Range::at_least(0)),
       key("ema.decay", REF(ema.decay), Range::closed_open(0, 1)),
       key("ema.decay_power", REF(ema.decay_power), Range::at_least(0)),
 
@@ -102,6 +103,7 @@ const std::vector<Field>& field_table() {
       key("train.eval_every", REF(train.eval_every), Range::at_least(1)),
       key("train.log_every", REF(train.log_every), Range::at_least(1)),
       key("train.checkpoint_every", REF(train.checkpoint_every), Range::at_least(0)),
+      key("train.save_each_epoch", REF(train.save_each_epoch)),
       key("train.max_steps", REF(train.max_steps), Range::at_least(0)),
       choice("train.tta", REF(train.tta), {"none", "flip", "flip_translate"}),
       key("train.init_images", REF(train.init_images), Range::at_least(1)),

@@ -39,13 +39,35 @@ double WeightAverage::decay_at(const EmaConfig& config, int64_t step, int64_t to
   return config.decay * std::pow(progress, config.decay_power);  // pow(x, 0) == 1, also for x == 0
 }
 
-void WeightAverage::after_step(int64_t step, int64_t total_steps) {
+int64_t WeightAverage::first_update_step(const EmaConfig& config, int64_t steps_per_epoch) {
+  CONVNET_CHECK(steps_per_epoch > 0, "steps_per_epoch must be positive, got {}", steps_per_epoch);
+  // Step s is in epoch (s - 1) / steps_per_epoch, so epochs >= start_epochs begin after this many steps.
+  const auto first_eligible =
+      static_cast<int64_t>(std::ceil(config.start_epochs * static_cast<double>(steps_per_epoch))) + 1;
+  const int64_t every = config.every;
+  return (first_eligible + every - 1) / every * every;
+}
+
+void WeightAverage::after_step(int64_t step, int64_t total_steps, int64_t steps_per_epoch) {
   const bool lookahead = mode_ == Mode::lookahead;
+  const int64_t first = first_update_step(config_, steps_per_epoch);
+  if (step <= first) {
+    copy_to_average();  // not started yet, or starting now: the average is the weights
+    return;
+  }
   if (step % config_.every == 0) {
     update(decay_at(config_, step, total_steps));
     if (lookahead) copy_to_current();
   }
   if (lookahead && step == total_steps) copy_to_current();  // airbench: a final update with decay 1
+}
+
+void WeightAverage::end_epoch(int64_t step, int64_t steps_per_epoch) {
+  if (mode_ == Mode::lookahead && started(step, steps_per_epoch)) copy_to_current();
+}
+
+void WeightAverage::copy_to_average() {
+  for (AveragedTensor& t : tensors_) t.backend->copy(t.average, *t.current);
 }
 
 void WeightAverage::update(double decay) {

@@ -4,11 +4,15 @@
 // f32 buffer: batchnorm running statistics; integer buffers such as num_batches_tracked are not
 // averaged), on the device of the live tensor, initialised to a copy of it. update(d) computes
 //   average = d * average + (1 - d) * current
-// with each tensor's Backend::axpby. after_step() applies the schedule of EmaConfig:
-// - every `every` optimizer steps (the 1-based step count after the update: step % every == 0),
-//   update(decay_at(step)) with decay_at(step) = decay * (step / total_steps)^decay_power;
-// - lookahead: each update is followed by current = average (airbench's LookaheadState), and
-//   the step that reaches total_steps ends with current = average (an update with decay 1).
+// with each tensor's Backend::axpby. after_step() applies the schedule of EmaConfig (airbench94):
+// - steps are 1-based counts after the update; step s belongs to epoch (s - 1) / steps_per_epoch;
+// - up to and including first_update_step() (the first multiple of `every` in an epoch >=
+//   start_epochs), average = current: the average starts there (airbench's LookaheadState);
+// - after it, every `every` steps update(decay_at(step)), decay_at(step) = decay *
+//   (step / total_steps)^decay_power;
+// - lookahead: each update is followed by current = average, and so are the end of every epoch
+//   (end_epoch()) and the step that reaches total_steps (airbench's update with decay 1).
+// Because the schedule depends on the step count only, a resumed run needs no extra state.
 // - ema: the live tensors keep training; the trainer evaluates and saves the average through
 //   swap(), which exchanges the Tensor handles of `current` and `average` (no copy: Tensors
 //   alias storage). Gradients and optimizer momentum belong to Parameter::grad and Sgd, not to
@@ -47,12 +51,23 @@ class WeightAverage {
   // decay * (step / total_steps)^decay_power (total_steps > 0).
   static double decay_at(const EmaConfig& config, int64_t step, int64_t total_steps);
 
+  // The first step whose update uses the schedule: before it (and at it) the average is a copy.
+  static int64_t first_update_step(const EmaConfig& config, int64_t steps_per_epoch);
   // The schedule above, after optimizer step number `step` (1-based) of `total_steps`.
-  void after_step(int64_t step, int64_t total_steps);
+  void after_step(int64_t step, int64_t total_steps, int64_t steps_per_epoch);
+  // The end of an epoch (or of the run) after `step` steps: lookahead resets the weights to the
+  // average once averaging has started.
+  void end_epoch(int64_t step, int64_t steps_per_epoch);
+  // Whether the average differs from a plain copy of the weights after `step` steps.
+  bool started(int64_t step, int64_t steps_per_epoch) const {
+    return step >= first_update_step(config_, steps_per_epoch);
+  }
   // average = decay * average + (1 - decay) * current, for every tensor.
   void update(double decay);
   // current = average, for every tensor (lookahead).
   void copy_to_current();
+  // average = current, for every tensor (before averaging starts).
+  void copy_to_average();
   // Exchanges the handles of current and average (ema: evaluate / save the average).
   void swap();
 

@@ -199,7 +199,7 @@ TrainResult Trainer::run(const std::string& resume_path) {
       graph_.backward(buffers.dlogits);
       sgd.step(lr, epoch);
       ++state.step;
-      if (average) average->after_step(state.step, total_steps);
+      if (average) average->after_step(state.step, total_steps, steps_per_epoch);
       state.batch_in_epoch = batch.index + 1;
       state.lr = lr;
 
@@ -240,6 +240,7 @@ TrainResult Trainer::run(const std::string& resume_path) {
     }
 
     progress.finish_line();
+    if (average) average->end_epoch(state.step, steps_per_epoch);
     const int64_t batches_done = state.batch_in_epoch;
     const double epoch_position =
         static_cast<double>(epoch) + static_cast<double>(batches_done) / static_cast<double>(steps_per_epoch);
@@ -265,7 +266,7 @@ TrainResult Trainer::run(const std::string& resume_path) {
       spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
                    100 * state.best_accuracy, tta == Tta::none ? "" : ", TTA " + tta_name(tta));
     }
-    save_last();
+    if (tc.save_each_epoch || finished) save_last();
     if (improved) save_checkpoint(best_path, graph_, &sgd, state, average);
     write_plot();
     if (stop || finished) break;

@@ -36,11 +36,11 @@ auto fields_of(const ScheduleConfig& s) {
   return std::tie(s.name, s.warmup_epochs, s.warmup_start_factor, s.milestones, s.gamma, s.final_lr_factor);
 }
 auto fields_of(const EmaConfig& e) {
-  return std::tie(e.mode, e.every, e.decay, e.decay_power);
+  return std::tie(e.mode, e.every, e.start_epochs, e.decay, e.decay_power);
 }
 auto fields_of(const TrainConfig& t) {
   return std::tie(t.epochs, t.batch_size, t.backend, t.seed, t.label_smoothing, t.threads, t.eval_every, t.log_every,
-                  t.checkpoint_every, t.max_steps, t.tta, t.init_images, t.layer_backends);
+                  t.checkpoint_every, t.save_each_epoch, t.max_steps, t.tta, t.init_images, t.layer_backends);
 }
 auto fields_of(const OutputConfig& o) {
   return std::tie(o.dir, o.plot);
@@ -128,6 +128,7 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "final_lr_factor",  // schedule
                         "mode",
                         "every",
+                        "start_epochs",
                         "decay",
                         "decay_power",  // ema
                         "epochs",
@@ -139,6 +140,7 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "eval_every",
                         "log_every",
                         "checkpoint_every",
+                        "save_each_epoch",
                         "max_steps",
                         "tta",
                         "init_images",  // train
@@ -233,6 +235,7 @@ Config unusual_config() {
 
   c.ema.mode = "lookahead";
   c.ema.every = 7;
+  c.ema.start_epochs = 2.5;
   c.ema.decay = 0.95 * 0.95 * 0.95;
   c.ema.decay_power = 3.0;
 
@@ -254,6 +257,7 @@ Config unusual_config() {
   c.train.eval_every = 4;
   c.train.log_every = 1;
   c.train.checkpoint_every = 17;
+  c.train.save_each_epoch = false;
   c.train.max_steps = std::numeric_limits<int64_t>::max();
   c.train.layer_backends = {{"stem: conv", "cpu"}, {"fc", "cudnn"}, {"null", "auto"}};
 

@@ -120,16 +120,20 @@ TEST_F(WeightAverageTest, EveryNthStepUpdatesAndLookaheadWritesBack) {
     const EmaConfig config = ema_config(mode, 3, 0.5, 1.0);
     WeightAverage avg(config, weight_average_targets(graph));
     const bool lookahead = std::string(mode) == "lookahead";
-    const int64_t total = 7;
+    const int64_t total = 13, steps_per_epoch = 13;
+    const int64_t first = WeightAverage::first_update_step(config, steps_per_epoch);
+    ASSERT_EQ(first, 3);  // the first multiple of `every`: the average starts there
     Rng rng(6);
     for (int64_t step = 1; step <= total; ++step) {
       perturb(avg, rng);
       const auto before_avg = snapshot(avg, true), current = snapshot(avg, false);
-      avg.after_step(step, total);
-      if (step % 3 != 0) {
+      avg.after_step(step, total, steps_per_epoch);
+      if (step <= first) {
+        EXPECT_EQ(snapshot(avg, true), current) << "step " << step;  // a copy until it starts
+      } else if (step % 3 != 0) {
         EXPECT_EQ(snapshot(avg, true), before_avg) << "step " << step;
       } else {
-        const double d = 0.5 * static_cast<double>(step) / 7.0;
+        const double d = 0.5 * static_cast<double>(step) / static_cast<double>(total);
         for (AveragedTensor& t : avg.tensors()) {
           std::vector<double> e = before_avg.at(t.name);
           for (size_t i = 0; i < e.size(); ++i) e[i] = d * e[i] + (1 - d) * current.at(t.name)[i];
@@ -137,9 +141,41 @@ TEST_F(WeightAverageTest, EveryNthStepUpdatesAndLookaheadWritesBack) {
         }
       }
       // Lookahead: the weights are the average after each update and after the last step.
-      const bool written_back = lookahead && (step % 3 == 0 || step == total);
+      const bool written_back = lookahead && step > first && (step % 3 == 0 || step == total);
       EXPECT_EQ(snapshot(avg, false), written_back ? snapshot(avg, true) : current) << "step " << step;
     }
+  }
+}
+
+TEST(WeightAverageSchedule, StartEpochsDelaysTheFirstUpdate) {
+  EmaConfig c = ema_config("lookahead", 5, 0.5);
+  c.start_epochs = 3;
+  // fast94: 48 steps per epoch, so epoch 3 is steps 145-192, and 145 is a multiple of 5.
+  EXPECT_EQ(WeightAverage::first_update_step(c, 48), 145);
+  EXPECT_EQ(WeightAverage::first_update_step(c, 49), 150);  // epoch 3 starts at step 148
+  EXPECT_EQ(WeightAverage::first_update_step(c, 50), 155);  // step 150 is still in epoch 2
+  c.start_epochs = 0;
+  EXPECT_EQ(WeightAverage::first_update_step(c, 48), 5);
+  c.start_epochs = 0.5;
+  c.every = 1;
+  EXPECT_EQ(WeightAverage::first_update_step(c, 10), 6);
+}
+
+TEST_F(WeightAverageTest, LookaheadEndOfEpochWritesBackOnlyAfterTheStart) {
+  EmaConfig config = ema_config("lookahead", 2, 0.5);
+  config.start_epochs = 1;
+  WeightAverage avg(config, weight_average_targets(graph_));
+  const int64_t steps_per_epoch = 3, total = 9;
+  ASSERT_EQ(WeightAverage::first_update_step(config, steps_per_epoch), 4);
+  Rng rng(8);
+  for (int64_t step = 1; step <= total; ++step) {
+    perturb(avg, rng);
+    avg.after_step(step, total, steps_per_epoch);
+    if (step % steps_per_epoch != 0) continue;
+    perturb(avg, rng);  // weights that differ from the average at the epoch's end
+    const auto current = snapshot(avg, false), average = snapshot(avg, true);
+    avg.end_epoch(step, steps_per_epoch);
+    EXPECT_EQ(snapshot(avg, false), step >= 4 ? average : current) << "step " << step;
   }
 }
 
