@@ -4,14 +4,11 @@
 
 #include "cuda/activation_kernels.h"
 #include "cuda/check.h"
+#include "cuda/grid_stride.h"
 
 namespace convnet::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill any GPU several times over; the grid-stride loops cover the rest.
-constexpr int64_t kMaxBlocks = 8192;
 
 constexpr auto kInvSqrt2 = static_cast<float>(1.0 / std::numbers::sqrt2);
 constexpr auto kInvSqrt2Pi = static_cast<float>(std::numbers::inv_sqrtpi / std::numbers::sqrt2);
@@ -65,16 +62,11 @@ bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-// Blocks for `work` items of one thread each, capped (grid-stride loops do the rest).
-unsigned blocks_for(int64_t work) {
-  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
 template <class F>
 void map1(const float* a, float* out, int64_t n, F f, cudaStream_t stream, const char* name) {
   if (n <= 0) return;
   const int64_t vectors = aligned16(a) && aligned16(out) ? n / 4 : 0;
-  map1_kernel<<<blocks_for(std::max(vectors, n - 4 * vectors)), kThreads, 0, stream>>>(a, out, n, vectors, f);
+  map1_kernel<<<grid_blocks(std::max(vectors, n - 4 * vectors)), kThreads, 0, stream>>>(a, out, n, vectors, f);
   CONVNET_CUDA_CHECK_LAUNCH(name);
 }
 
@@ -82,7 +74,7 @@ template <class F>
 void map2(const float* a, const float* b, float* out, int64_t n, F f, cudaStream_t stream, const char* name) {
   if (n <= 0) return;
   const int64_t vectors = aligned16(a) && aligned16(b) && aligned16(out) ? n / 4 : 0;
-  map2_kernel<<<blocks_for(std::max(vectors, n - 4 * vectors)), kThreads, 0, stream>>>(a, b, out, n, vectors, f);
+  map2_kernel<<<grid_blocks(std::max(vectors, n - 4 * vectors)), kThreads, 0, stream>>>(a, b, out, n, vectors, f);
   CONVNET_CUDA_CHECK_LAUNCH(name);
 }
 

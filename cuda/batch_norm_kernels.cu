@@ -3,15 +3,13 @@
 
 #include "cuda/batch_norm_kernels.h"
 #include "cuda/check.h"
+#include "cuda/grid_stride.h"
 #include "cuda/reduce_kernels.h"
 
 namespace convnet::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-// Enough blocks to fill any GPU several times over; the grid-stride loops cover the rest.
-constexpr int64_t kMaxBlocks = 8192;
 constexpr size_t kScratchAlign = 256;
 
 size_t align_up(size_t bytes) {
@@ -47,17 +45,6 @@ Scratch carve(void* base, int64_t rows, int64_t channels) {
     p += coef_bytes(channels);
   }
   return s;
-}
-
-__device__ int64_t thread_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ int64_t grid_stride() {
-  return static_cast<int64_t>(blockDim.x) * gridDim.x;
-}
-
-unsigned blocks_for(int64_t work) {
-  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
 }
 
 bool aligned16(const void* p) {
@@ -201,9 +188,9 @@ void launch_normalize(const float* x, const float* mean, const float* scale, con
   const int64_t n = rows * channels;
   if (n == 0) return;
   if (channels % 4 == 0 && aligned16(x) && aligned16(y)) {
-    normalize_kernel<4><<<blocks_for(n / 4), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
+    normalize_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
   } else {
-    normalize_kernel<1><<<blocks_for(n), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
+    normalize_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
   }
   CONVNET_CUDA_CHECK_LAUNCH("normalize_kernel");
 }
@@ -229,7 +216,7 @@ void launch_batch_norm_forward_train(const float* x, const float* gamma, const f
   }
   launch_combine_partials(plan, s.partials, s.sums + channels, stream);
   float* scale = s.coef[0];
-  train_statistics_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+  train_statistics_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(
       s.sums, gamma, rows, channels, momentum, eps, scale, saved_mean, saved_invstd, running_mean, running_var);
   CONVNET_CUDA_CHECK_LAUNCH("train_statistics_kernel");
   launch_normalize(x, saved_mean, scale, beta, rows, channels, y, stream);
@@ -240,7 +227,7 @@ void launch_batch_norm_forward_eval(const float* x, const float* gamma, const fl
                                     void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
   float* scale = s.coef[0];
-  eval_scale_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(gamma, running_var, channels, eps, scale);
+  eval_scale_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(gamma, running_var, channels, eps, scale);
   CONVNET_CUDA_CHECK_LAUNCH("eval_scale_kernel");
   launch_normalize(x, running_mean, scale, beta, rows, channels, y, stream);
 }
@@ -259,17 +246,17 @@ void launch_batch_norm_backward(const float* x, const float* dy, const float* ga
   float* coef = s.coef[0];
   float* mean_dy = s.coef[1];
   float* mean_dyx = s.coef[2];
-  backward_coefficients_kernel<<<blocks_for(channels), kThreads, 0, stream>>>(
+  backward_coefficients_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(
       s.sums, gamma, saved_invstd, rows, channels, dgamma, dbeta, coef, mean_dy, mean_dyx);
   CONVNET_CUDA_CHECK_LAUNCH("backward_coefficients_kernel");
   const int64_t n = rows * channels;
   if (n == 0) return;
   if (channels % 4 == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
-    backward_dx_kernel<4><<<blocks_for(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                      mean_dyx, channels, n, dx);
+    backward_dx_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                       mean_dyx, channels, n, dx);
   } else {
-    backward_dx_kernel<1><<<blocks_for(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                  mean_dyx, channels, n, dx);
+    backward_dx_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                   mean_dyx, channels, n, dx);
   }
   CONVNET_CUDA_CHECK_LAUNCH("backward_dx_kernel");
 }

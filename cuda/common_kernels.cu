@@ -11,25 +11,11 @@
 #include "core/base/rng.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
+#include "cuda/grid_stride.h"
 
 namespace convnet::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill any current GPU several times over; grid-stride loops cover the rest.
-constexpr int64_t kMaxBlocks = 4096;
-
-unsigned elementwise_blocks(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-__device__ __forceinline__ int64_t global_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() {
-  return static_cast<int64_t>(blockDim.x) * gridDim.x;
-}
 
 // 1 / (1 - p), or 0 when every element is dropped (p == 1): the cpu backend's scale.
 float dropout_scale(float p, const char* op) {
@@ -46,12 +32,12 @@ void check_cross_entropy(int64_t n, int64_t k, float smoothing, const char* op) 
 }
 
 __global__ void fill_kernel(float* p, int64_t n, float value) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) p[i] = value;
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) p[i] = value;
 }
 
 __global__ void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, int64_t n, float p, float scale,
                                        uint64_t seed) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) {
     const bool keep = hash_uniform(seed, static_cast<uint64_t>(i)) >= p;
     mask[i] = keep ? 1 : 0;
     y[i] = keep ? __fmul_rn(x[i], scale) : 0.0f;
@@ -59,7 +45,7 @@ __global__ void dropout_forward_kernel(const float* x, float* y, uint8_t* mask, 
 }
 
 __global__ void dropout_backward_kernel(const float* dy, const uint8_t* mask, float* dx, int64_t n, float scale) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) dx[i] = mask[i] ? __fmul_rn(dy[i], scale) : 0.0f;
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) dx[i] = mask[i] ? __fmul_rn(dy[i], scale) : 0.0f;
 }
 
 // Softmax cross-entropy forward: one warp per row, kRowsPerBlock rows per block. Sums run in
@@ -132,7 +118,7 @@ __global__ void mean_kernel(const float* row_loss, int64_t n, float* loss) {
 __global__ void softmax_cross_entropy_backward_kernel(const float* probs, const int32_t* labels, int64_t n, int64_t k,
                                                       float on, float off, float inv_n, float* dlogits) {
   const int64_t total = n * k;
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     const int64_t row = i / k;
     const int64_t j = i - row * k;
     const int32_t label = labels[row];
@@ -148,7 +134,7 @@ __global__ void softmax_cross_entropy_backward_kernel(const float* probs, const 
 // The cpu reference's sgd_update loop, one rounding per operation.
 __global__ void sgd_update_kernel(float* param, const float* grad, float* momentum, int64_t n, float lr, float mom,
                                   float coupled_wd, float decoupled_wd, bool use_momentum, bool nesterov) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) {
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) {
     float p = param[i];
     const float g = __fadd_rn(grad[i], __fmul_rn(coupled_wd, p));
     p = __fsub_rn(p, __fmul_rn(decoupled_wd, p));
@@ -167,7 +153,7 @@ __global__ void sgd_update_kernel(float* param, const float* grad, float* moment
 void launch_fill(float* p, int64_t n, float value, cudaStream_t stream) {
   CONVNET_CHECK_MSG(n >= 0, "launch_fill: negative element count " + std::to_string(n));
   if (n == 0) return;
-  fill_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(p, n, value);
+  fill_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(p, n, value);
   CONVNET_CUDA_CHECK_LAUNCH("fill_kernel");
 }
 
@@ -176,7 +162,7 @@ void launch_dropout_forward(const float* x, float* y, uint8_t* mask, int64_t n, 
   const float scale = dropout_scale(p, "dropout_forward");
   CONVNET_CHECK_MSG(n >= 0, "dropout_forward: negative element count " + std::to_string(n));
   if (n == 0) return;
-  dropout_forward_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(x, y, mask, n, p, scale, seed);
+  dropout_forward_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(x, y, mask, n, p, scale, seed);
   CONVNET_CUDA_CHECK_LAUNCH("dropout_forward_kernel");
 }
 
@@ -184,7 +170,7 @@ void launch_dropout_backward(const float* dy, const uint8_t* mask, float* dx, in
   const float scale = dropout_scale(p, "dropout_backward");
   CONVNET_CHECK_MSG(n >= 0, "dropout_backward: negative element count " + std::to_string(n));
   if (n == 0) return;
-  dropout_backward_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(dy, mask, dx, n, scale);
+  dropout_backward_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(dy, mask, dx, n, scale);
   CONVNET_CUDA_CHECK_LAUNCH("dropout_backward_kernel");
 }
 
@@ -212,8 +198,8 @@ void launch_softmax_cross_entropy_backward(const float* probs, const int32_t* la
   const float off = smoothing / static_cast<float>(k);
   const float on = 1.0f - smoothing + off;
   const float inv_n = 1.0f / static_cast<float>(n);
-  softmax_cross_entropy_backward_kernel<<<elementwise_blocks(n * k), kThreads, 0, stream>>>(probs, labels, n, k, on,
-                                                                                            off, inv_n, dlogits);
+  softmax_cross_entropy_backward_kernel<<<grid_blocks(n * k), kThreads, 0, stream>>>(probs, labels, n, k, on, off,
+                                                                                     inv_n, dlogits);
   CONVNET_CUDA_CHECK_LAUNCH("softmax_cross_entropy_backward_kernel");
 }
 
@@ -226,8 +212,8 @@ void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t
   if (n == 0) return;
   const float coupled_wd = step.decoupled_decay ? 0.0f : step.weight_decay;
   const float decoupled_wd = step.decoupled_decay ? step.lr * step.weight_decay : 0.0f;
-  sgd_update_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(
-      param, grad, momentum, n, step.lr, step.momentum, coupled_wd, decoupled_wd, use_momentum, step.nesterov);
+  sgd_update_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(param, grad, momentum, n, step.lr, step.momentum,
+                                                             coupled_wd, decoupled_wd, use_momentum, step.nesterov);
   CONVNET_CUDA_CHECK_LAUNCH("sgd_update_kernel");
 }
 

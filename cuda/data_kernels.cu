@@ -12,25 +12,11 @@
 #include "core/base/fail_check.h"
 #include "cuda/check.h"
 #include "cuda/data_kernels.h"
+#include "cuda/grid_stride.h"
 
 namespace convnet::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill any current GPU several times over; grid-stride loops cover the rest.
-constexpr int64_t kMaxBlocks = 4096;
-
-unsigned elementwise_blocks(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
-
-__device__ __forceinline__ int64_t global_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() {
-  return static_cast<int64_t>(blockDim.x) * gridDim.x;
-}
 
 // The index arithmetic below uses int for coordinates within one image, like augment_math.h.
 void check_image_extent(int64_t h, int64_t w, int64_t c, const char* op) {
@@ -41,13 +27,13 @@ void check_image_extent(int64_t h, int64_t w, int64_t c, const char* op) {
 
 // x and y may be the same array: each element is read and then written by one thread only.
 __global__ void axpby_kernel(float alpha, const float* x, float beta, float* y, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride())
+  for (int64_t i = thread_index(); i < n; i += grid_stride())
     y[i] = __fadd_rn(__fmul_rn(alpha, x[i]), __fmul_rn(beta, y[i]));
 }
 
 // beta == 0: y is never read, so garbage (NaN) in it does not leak into the result.
 __global__ void scale_kernel(float alpha, const float* x, float* y, int64_t n) {
-  for (int64_t i = global_index(); i < n; i += grid_stride()) y[i] = __fmul_rn(alpha, x[i]);
+  for (int64_t i = thread_index(); i < n; i += grid_stride()) y[i] = __fmul_rn(alpha, x[i]);
 }
 
 // Element i of out [n, h, w, c]: image b = i / (h w c), pixel (py, px), channel ch. Every thread
@@ -56,7 +42,7 @@ __global__ void augment_batch_kernel(const uint8_t* images, const int32_t* order
                                      int c, float* out, AugmentBatchSpec spec) {
   const int64_t image_size = static_cast<int64_t>(h) * w * c;
   const int64_t total = n * image_size;
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     const int64_t b = i / image_size;
     const int r = static_cast<int>(i - b * image_size);
     const int pixel = r / c;
@@ -77,7 +63,7 @@ __global__ void augment_batch_kernel(const uint8_t* images, const int32_t* order
 __global__ void image_view_kernel(const float* x, float* y, int64_t n, int h, int w, int c, ImageView view) {
   const int64_t image_size = static_cast<int64_t>(h) * w * c;
   const int64_t total = n * image_size;
-  for (int64_t i = global_index(); i < total; i += grid_stride()) {
+  for (int64_t i = thread_index(); i < total; i += grid_stride()) {
     const int64_t b = i / image_size;
     const int r = static_cast<int>(i - b * image_size);
     const int pixel = r / c;
@@ -96,10 +82,10 @@ void launch_axpby(float alpha, const float* x, float beta, float* y, int64_t n, 
   CONVNET_CHECK_MSG(n >= 0, "axpby: negative element count " + std::to_string(n));
   if (n == 0) return;
   if (beta == 0.0f) {
-    scale_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(alpha, x, y, n);
+    scale_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(alpha, x, y, n);
     CONVNET_CUDA_CHECK_LAUNCH("scale_kernel");
   } else {
-    axpby_kernel<<<elementwise_blocks(n), kThreads, 0, stream>>>(alpha, x, beta, y, n);
+    axpby_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(alpha, x, beta, y, n);
     CONVNET_CUDA_CHECK_LAUNCH("axpby_kernel");
   }
 }
@@ -112,9 +98,9 @@ void launch_augment_batch(const uint8_t* images, const int32_t* order, const Aug
   const int64_t total = g.n * g.h * g.w * g.c;
   if (total == 0) return;
   check_image_extent(g.h, g.w, g.c, "augment_batch");
-  augment_batch_kernel<<<elementwise_blocks(total), kThreads, 0, stream>>>(images, order + g.first, g.m, g.n,
-                                                                           static_cast<int>(g.h), static_cast<int>(g.w),
-                                                                           static_cast<int>(g.c), out, spec);
+  augment_batch_kernel<<<grid_blocks(total), kThreads, 0, stream>>>(images, order + g.first, g.m, g.n,
+                                                                    static_cast<int>(g.h), static_cast<int>(g.w),
+                                                                    static_cast<int>(g.c), out, spec);
   CONVNET_CUDA_CHECK_LAUNCH("augment_batch_kernel");
 }
 
@@ -123,7 +109,7 @@ void launch_image_view(const float* x, float* y, int64_t n, int64_t h, int64_t w
   CONVNET_CHECK_MSG(n >= 0, "image_view: negative batch size " + std::to_string(n));
   if (n * h * w * c == 0) return;
   check_image_extent(h, w, c, "image_view");
-  image_view_kernel<<<elementwise_blocks(n * h * w * c), kThreads, 0, stream>>>(
+  image_view_kernel<<<grid_blocks(n * h * w * c), kThreads, 0, stream>>>(
       x, y, n, static_cast<int>(h), static_cast<int>(w), static_cast<int>(c), view);
   CONVNET_CUDA_CHECK_LAUNCH("image_view_kernel");
 }

@@ -3,15 +3,12 @@
 #include <type_traits>
 
 #include "cuda/check.h"
+#include "cuda/grid_stride.h"
 #include "cuda/pool_kernels.h"
 
 namespace convnet::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-// Enough blocks to fill any GPU several times over; the grid-stride loops cover the rest.
-constexpr int64_t kMaxBlocks = 8192;
 
 // Vec consecutive channels: one 128-bit access when Vec == 4 (the caller guarantees alignment).
 template <int Vec, class T>
@@ -32,14 +29,6 @@ __device__ void store(T* p, const T (&v)[Vec]) {
   } else {
     for (int k = 0; k < Vec; ++k) p[k] = v[k];
   }
-}
-
-// Thread index and grid stride of a 1-D grid-stride loop.
-__device__ int64_t thread_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ int64_t grid_stride() {
-  return static_cast<int64_t>(blockDim.x) * gridDim.x;
 }
 
 // The taps of one output window that lie inside the input: rows [r_lo, r_hi) x cols [s_lo, s_hi)
@@ -199,10 +188,6 @@ bool use_vec4(const PoolGeometry& g, const Ptrs*... ptrs) {
   return g.c % 4 == 0 && (aligned16(ptrs) && ...);
 }
 
-unsigned blocks_for(int64_t work) {
-  return static_cast<unsigned>(std::clamp<int64_t>((work + kThreads - 1) / kThreads, 1, kMaxBlocks));
-}
-
 // Calls launch(vec, blocks) for a grid-stride kernel over `elements` values: vec is
 // std::integral_constant<int, 4> (a thread per 4 channels) when `vec4`, else <int, 1>; then checks
 // the launch of `kernel`. Launches nothing for no elements.
@@ -210,9 +195,9 @@ template <class Launch>
 void launch_by_width(int64_t elements, bool vec4, const char* kernel, Launch&& launch) {
   if (elements == 0) return;
   if (vec4)
-    launch(std::integral_constant<int, 4>{}, blocks_for(elements / 4));
+    launch(std::integral_constant<int, 4>{}, grid_blocks(elements / 4));
   else
-    launch(std::integral_constant<int, 1>{}, blocks_for(elements));
+    launch(std::integral_constant<int, 1>{}, grid_blocks(elements));
   CONVNET_CUDA_CHECK_LAUNCH(kernel);
 }
 

@@ -11,13 +11,16 @@
 #include "core/base/error.h"
 #include "core/config/config.h"
 #include "core/io/safetensors.h"
+#include "tests/common/app_test_util.h"
 #include "tests/common/test_util.h"
 #include "tools/session.h"
 
 namespace convnet {
 namespace {
 
+using testing::expect_same_checkpoint;
 using testing::TempDir;
+using testing::train;
 
 // 256 synthetic images at batch 32: 8 steps per epoch.
 Config recipe_config(const std::string& out_dir, const std::vector<std::string>& extra = {}) {
@@ -38,23 +41,6 @@ train: {epochs: 2.3, batch_size: 32, seed: 3, log_every: 4, threads: 2}
 output: {plot: svg}
 )",
                       "recipe.yaml", overrides);
-}
-
-TrainResult train(const Config& c, const std::string& resume = "") {
-  return cli::run_training(c, to_yaml(c), resume);
-}
-
-void expect_same_checkpoint(const std::string& a, const std::string& b) {
-  const SafetensorsFile fa = read_safetensors(a), fb = read_safetensors(b);
-  ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
-  for (size_t i = 0; i < fa.tensors.size(); ++i) {
-    const NamedTensor &x = fa.tensors[i], &y = fb.tensors[i];
-    ASSERT_EQ(x.name, y.name);
-    ASSERT_EQ(x.tensor.shape(), y.tensor.shape()) << x.name;
-    EXPECT_EQ(0, std::memcmp(x.tensor.raw(), y.tensor.raw(), x.tensor.bytes())) << x.name << " differs";
-  }
-  for (const char* key : {"convnet.step", "convnet.epoch", "convnet.batch_in_epoch", "convnet.rng"})
-    EXPECT_EQ(fa.metadata.at(key), fb.metadata.at(key)) << key;
 }
 
 // The "test" records of metrics.jsonl as (step, epoch) pairs.

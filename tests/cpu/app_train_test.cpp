@@ -10,13 +10,16 @@
 #include "core/config/config.h"
 #include "core/io/safetensors.h"
 #include "core/train/checkpoint.h"
+#include "tests/common/app_test_util.h"
 #include "tests/common/test_util.h"
 #include "tools/session.h"
 
 namespace convnet {
 namespace {
 
+using testing::expect_same_checkpoint;
 using testing::TempDir;
+using testing::train;
 
 // A small VGG-style net on the synthetic data set; trains in about a second on 2 cores.
 Config small_config(const std::string& out_dir, const std::vector<std::string>& extra = {}) {
@@ -37,24 +40,6 @@ train: {epochs: 4, batch_size: 32, seed: 7, log_every: 8, threads: 2}
 output: {plot: svg}
 )",
                       "small.yaml", overrides);
-}
-
-TrainResult train(const Config& c, const std::string& resume = "") {
-  return cli::run_training(c, to_yaml(c), resume);
-}
-
-// Every tensor and the position metadata of two checkpoints, byte for byte.
-void expect_same_checkpoint(const std::string& a, const std::string& b) {
-  const SafetensorsFile fa = read_safetensors(a), fb = read_safetensors(b);
-  ASSERT_EQ(fa.tensors.size(), fb.tensors.size());
-  for (size_t i = 0; i < fa.tensors.size(); ++i) {
-    const NamedTensor &x = fa.tensors[i], &y = fb.tensors[i];
-    ASSERT_EQ(x.name, y.name);
-    ASSERT_EQ(x.tensor.shape(), y.tensor.shape()) << x.name;
-    EXPECT_EQ(0, std::memcmp(x.tensor.raw(), y.tensor.raw(), x.tensor.bytes())) << x.name << " differs";
-  }
-  for (const char* key : {"convnet.step", "convnet.epoch", "convnet.batch_in_epoch", "convnet.rng"})
-    EXPECT_EQ(fa.metadata.at(key), fb.metadata.at(key)) << key;
 }
 
 size_t count_lines(const std::string& path) {
