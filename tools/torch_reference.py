@@ -63,6 +63,23 @@ VGG_CFGS = {
 
 # The recipes, mirroring configs/*.yaml (check_config compares them when PyYAML is installed).
 # Keys are convnet's config keys.
+CLASSIC_VGG = {
+    "train.batch_size": 128,
+    "train.label_smoothing": 0.0,
+    "optimizer.lr": 0.1,
+    "optimizer.momentum": 0.9,
+    "optimizer.nesterov": True,
+    "optimizer.weight_decay": 5e-4,
+    "schedule.name": "linear",
+    "schedule.warmup_epochs": 2,
+    "schedule.warmup_start_factor": 0.1,
+    "schedule.final_lr_factor": 0.0,
+    "data.augment.crop_padding": 4,
+    "data.augment.padding_mode": "zero",
+    "data.augment.flip_mode": "random",
+    "train.eval_every": 5,
+}
+
 RECIPES = {
     "fast94": {
         "train.epochs": 9.9,
@@ -95,42 +112,9 @@ RECIPES = {
             "scale": 1.0 / 9.0,
         },
     },
-    "vgg11_bn": {
-        "model.name": "vgg11",
-        "train.epochs": 50,
-        "train.batch_size": 128,
-        "train.label_smoothing": 0.0,
-        "optimizer.lr": 0.1,
-        "optimizer.momentum": 0.9,
-        "optimizer.nesterov": True,
-        "optimizer.weight_decay": 5e-4,
-        "schedule.name": "linear",
-        "schedule.warmup_epochs": 2,
-        "schedule.warmup_start_factor": 0.1,
-        "schedule.final_lr_factor": 0.0,
-        "data.augment.crop_padding": 4,
-        "data.augment.padding_mode": "zero",
-        "data.augment.flip_mode": "random",
-        "train.eval_every": 5,
-    },
-    "vgg16_bn": {
-        "model.name": "vgg16",
-        "train.epochs": 60,
-        "train.batch_size": 128,
-        "train.label_smoothing": 0.0,
-        "optimizer.lr": 0.1,
-        "optimizer.momentum": 0.9,
-        "optimizer.nesterov": True,
-        "optimizer.weight_decay": 5e-4,
-        "schedule.name": "linear",
-        "schedule.warmup_epochs": 2,
-        "schedule.warmup_start_factor": 0.1,
-        "schedule.final_lr_factor": 0.0,
-        "data.augment.crop_padding": 4,
-        "data.augment.padding_mode": "zero",
-        "data.augment.flip_mode": "random",
-        "train.eval_every": 5,
-    },
+    # The classic VGG recipe (configs/vgg11_bn.yaml, configs/vgg16_bn.yaml) for both depths.
+    "vgg11_bn": {**CLASSIC_VGG, "model.name": "vgg11", "train.epochs": 50},
+    "vgg16_bn": {**CLASSIC_VGG, "model.name": "vgg16", "train.epochs": 60},
 }
 
 
