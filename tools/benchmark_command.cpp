@@ -270,6 +270,35 @@ CopyBandwidth measure_copy(Backend& backend, int repeats, Rng& rng) {
   return {static_cast<double>(src.bytes()), time_pass(backend, copy, repeats)};
 }
 
+// The device data path: Backend::augment_batch building one training batch (fast94's transform:
+// +-2 px reflect translate, alternating flip) from a resident uint8 set of 4 batches. Bytes: the
+// uint8 pixels read plus the f32 batch written.
+struct AugmentResult {
+  int64_t images = 0;
+  double bytes = 0;
+  Timing timing;
+  double gbps() const { return bytes / (timing.median_ms * 1e6); }
+};
+
+AugmentResult measure_augment(Backend& backend, const Shape& example, int64_t batch, int repeats, Rng& rng) {
+  const int64_t resident = 4 * batch;
+  Tensor host_images(batched(resident, example), DType::u8);
+  for (int64_t i = 0; i < host_images.numel(); ++i)
+    host_images.data<uint8_t>()[i] = static_cast<uint8_t>(rng.below(256));
+  Tensor host_order({resident}, DType::i32);
+  for (int64_t i = 0; i < resident; ++i) host_order.data<int32_t>()[i] = static_cast<int32_t>(resident - 1 - i);
+  Tensor images = backend.empty(host_images.shape(), DType::u8), order = backend.empty({resident}, DType::i32);
+  backend.copy(images, host_images);
+  backend.copy(order, host_order);
+  Tensor out = backend.empty(batched(batch, example));
+  AugmentBatchSpec spec;
+  spec.augment = {7, 2, PadMode::reflect, FlipMode::alternating, 0};
+  for (int c = 0; c < kMaxImageChannels; ++c) spec.mean[c] = 0.5f, spec.std[c] = 0.25f;
+  const auto augment = [&] { backend.augment_batch(images, order, batch, out, spec); };
+  const double bytes = static_cast<double>(out.numel()) * (1 + sizeof(float));
+  return {batch, bytes, time_pass(backend, augment, repeats)};
+}
+
 bool on_gpu(Backend& backend) {
   return backend.device().kind == DeviceKind::cuda;
 }
@@ -363,6 +392,9 @@ int benchmark_command(const BenchmarkOptions& options) {
   std::optional<CopyBandwidth> copy;
   if (gpu) copy = measure_copy(main, options.repeats, rng);
   std::vector<Row> rows = benchmark_layers(graph, others, batch, options.repeats, rng);
+  std::optional<AugmentResult> augment;
+  if (graph.example_shape().size() == 3 && graph.example_shape()[2] <= kMaxImageChannels)
+    augment = measure_augment(main, graph.example_shape(), batch, options.repeats, rng);
   std::vector<StepResult> steps;
   steps.push_back(benchmark_step(config, graph, batch, options.repeats, config.train.seed + 2));
   for (Graph* other : others)
@@ -405,6 +437,16 @@ int benchmark_command(const BenchmarkOptions& options) {
                              {"target_gbytes_per_sec", kCopyTarget * copy->gbps()}};
     else
       j["copy_bandwidth"] = nullptr;
+    if (augment)
+      j["augment_batch"] = {{"images", augment->images},
+                            {"bytes", augment->bytes},
+                            {"median_ms", augment->timing.median_ms},
+                            {"spread_pct", augment->timing.spread_pct()},
+                            {"gbytes_per_sec", augment->gbps()},
+                            {"pct_of_copy_bandwidth",
+                             copy ? nlohmann::json(100 * augment->gbps() / copy->gbps()) : nlohmann::json(nullptr)}};
+    else
+      j["augment_batch"] = nullptr;
     j["layers"] = nlohmann::json::array();
     for (const Row& r : rows) {
       nlohmann::json row = {{"layer", r.layer},
@@ -547,6 +589,14 @@ int benchmark_command(const BenchmarkOptions& options) {
                &s == &step ? " (main)" : "", s.timing.median_ms, s.timing.spread_pct(), s.images_per_sec);
     if (&s != &step) fmt::print(", ours/theirs speed {}", ratio_text(step.images_per_sec / s.images_per_sec));
     fmt::print("\n");
+  }
+  if (augment) {
+    fmt::print(
+        "data path on {}: augment_batch of {} images (+-2 px reflect translate, alternating flip): {:.3f} ms "
+        "median (spread {:.1f}%), {:.1f} GB/s",
+        main.name(), augment->images, augment->timing.median_ms, augment->timing.spread_pct(), augment->gbps());
+    if (copy) fmt::print(", {:.1f}% of copy bandwidth", 100 * augment->gbps() / copy->gbps());
+    fmt::print(", {:.2f}% of the training step\n", 100 * augment->timing.median_ms / step.timing.median_ms);
   }
   return 0;
 }

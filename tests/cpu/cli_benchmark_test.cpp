@@ -46,6 +46,14 @@ TEST_F(CliBenchmark, CompareJsonHasPositiveRatiosThatMatchTheTimes) {
   EXPECT_EQ(j.at("backend"), "cpu");
   ASSERT_EQ(j.at("compare_backends"), nlohmann::json::array({"cpu"}));
   EXPECT_TRUE(j.at("copy_bandwidth").is_null());  // measured on GPU backends only
+  // The data path: bytes = uint8 read + f32 written for each batch element, rate = bytes / time.
+  const auto& aug = j.at("augment_batch");
+  const Shape example = {8, 8, 3};  // the synthetic images of kSyntheticConfig
+  const double expected_bytes = static_cast<double>(aug.at("images").get<int64_t>() * shape_numel(example) * 5);
+  EXPECT_DOUBLE_EQ(aug.at("bytes").get<double>(), expected_bytes);
+  EXPECT_TRUE(
+      close_to(aug.at("gbytes_per_sec").get<double>(), expected_bytes / (aug.at("median_ms").get<double>() * 1e6)));
+  EXPECT_TRUE(aug.at("pct_of_copy_bandwidth").is_null());
 
   // Every pass of every layer carries the comparison; ratio = their median / our median.
   std::map<std::string, double> ours_by_layer, theirs_by_layer;
@@ -121,7 +129,7 @@ TEST_F(CliBenchmark, TableShowsRatioColumnsAndPerLayerTotals) {
   const RunResult r = bench("--compare cpu");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* text : {"GFLOP/s", "GB/s", "%peak", "backend", "xcpu", "convolution layers, three passes summed",
-                           "ours/theirs speed", "training step on cpu"})
+                           "ours/theirs speed", "training step on cpu", "data path on cpu: augment_batch"})
     EXPECT_NE(r.out.find(text), std::string::npos) << text << "\n" << r.out;
   EXPECT_EQ(r.out.find("TFLOP/s"), std::string::npos) << "TFLOP/s is for GPU backends";
   EXPECT_EQ(r.out.find("device-to-device copy"), std::string::npos) << "copy bandwidth is for GPU backends";
