@@ -11,32 +11,15 @@
 #include "core/train/checkpoint.h"
 #include "models/model_builder.h"
 #include "tests/common/test_util.h"
+#include "tests/common/tiny_graph.h"
 
 namespace convnet {
 namespace {
 
 using testing::TempDir;
 
-LayerSpec spec(const std::string& type) {
-  LayerSpec s;
-  s.type = type;
-  return s;
-}
-
-// conv 3->4 (3x3, pad 1) -> relu -> flatten {4,4,4} -> linear 64->5, on 4x4x3 inputs.
 void build_small(Graph& graph, Backend& backend, uint64_t seed) {
-  ModelConfig m;
-  m.name = "sequential";
-  LayerSpec conv = spec("conv");
-  conv.out_channels = 4;
-  conv.kernel = 3;
-  conv.padding = 1;
-  LayerSpec fc = spec("linear");
-  fc.out_features = 5;
-  m.layers = {conv, spec("relu"), spec("flatten"), fc};
-  add_model_layers(m, {4, 4, 3}, graph);
-  Rng rng(seed);
-  graph.build({4, 4, 3}, backend, rng);
+  testing::build_tiny_graph(graph, backend, seed, /*batch_norm=*/false);
 }
 
 // The PyTorch computation on NCHW input with the exported tensors, in double.
@@ -141,12 +124,12 @@ TEST(TrainCheckpoint, LoadingIntoADifferentModelNamesTheTensor) {
   save_checkpoint(dir.file("a.safetensors"), a, nullptr, TrainingState{});
   ModelConfig m;
   m.name = "sequential";
-  LayerSpec conv = spec("conv");
+  LayerSpec conv = testing::layer_spec("conv");
   conv.out_channels = 6;
   conv.padding = 1;
-  LayerSpec fc = spec("linear");
+  LayerSpec fc = testing::layer_spec("linear");
   fc.out_features = 5;
-  m.layers = {conv, spec("relu"), spec("flatten"), fc};
+  m.layers = {conv, testing::layer_spec("relu"), testing::layer_spec("flatten"), fc};
   Graph b;
   add_model_layers(m, {4, 4, 3}, b);
   Rng rng(0);

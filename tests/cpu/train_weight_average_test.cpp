@@ -16,31 +16,15 @@
 #include "core/train/trainer.h"
 #include "models/model_builder.h"
 #include "tests/common/test_util.h"
+#include "tests/common/tiny_graph.h"
 
 namespace convnet {
 namespace {
 
 using testing::TempDir;
 
-LayerSpec spec(const std::string& type) {
-  LayerSpec s;
-  s.type = type;
-  return s;
-}
-
-// conv 3->4 (3x3, pad 1) -> batch_norm -> relu -> flatten -> linear 64->5, on 4x4x3 inputs.
 void build_tiny(Graph& graph, Backend& backend, uint64_t seed) {
-  ModelConfig m;
-  m.name = "sequential";
-  LayerSpec conv = spec("conv");
-  conv.out_channels = 4;
-  conv.padding = 1;
-  LayerSpec fc = spec("linear");
-  fc.out_features = 5;
-  m.layers = {conv, spec("batch_norm"), spec("relu"), spec("flatten"), fc};
-  add_model_layers(m, {4, 4, 3}, graph);
-  Rng rng(seed);
-  graph.build({4, 4, 3}, backend, rng);
+  testing::build_tiny_graph(graph, backend, seed, /*batch_norm=*/true);
 }
 
 EmaConfig ema_config(const std::string& mode, int every = 1, double decay = 0.9, double power = 0) {
