@@ -41,7 +41,7 @@ struct Parameter {
   Tensor grad;
   bool weight_decay = true;  // false for biases and batchnorm by default (optimizer groups)
   float lr_mult = 1.0f;
-  bool frozen = false;  // excluded from updates
+  bool frozen = false;     // excluded from updates
   float train_epochs = 0;  // > 0: updated only in epochs e < train_epochs (0-based), frozen after
   ExportLayout layout = ExportLayout::same;
 };
