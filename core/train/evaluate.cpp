@@ -4,16 +4,18 @@
 
 namespace convnet {
 
+int64_t top1(const float* logits, int64_t k) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < k; ++j)
+    if (logits[j] > logits[best]) best = j;
+  return best;
+}
+
 void count_predictions(const Tensor& logits, const Tensor& labels, std::vector<std::vector<int64_t>>& confusion) {
   const int64_t n = logits.dim(0), k = logits.dim(1);
   const float* z = logits.f32();
   const int32_t* y = labels.data<int32_t>();
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t best = 0;
-    for (int64_t j = 1; j < k; ++j)
-      if (z[i * k + j] > z[i * k + best]) best = j;
-    confusion[static_cast<size_t>(y[i])][static_cast<size_t>(best)] += 1;
-  }
+  for (int64_t i = 0; i < n; ++i) confusion[static_cast<size_t>(y[i])][static_cast<size_t>(top1(z + i * k, k))] += 1;
 }
 
 Tta parse_tta(const std::string& name, const std::string& key) {

@@ -44,6 +44,9 @@ std::vector<TtaView> tta_views(Tta tta);  // weights sum to 1; the identity view
 EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta = Tta::none);
 
 // Top-1 predictions of host logits [N, K].
+// The predicted class of one row of k logits: the first maximum.
+int64_t top1(const float* logits, int64_t k);
+
 void count_predictions(const Tensor& host_logits, const Tensor& host_labels,
                        std::vector<std::vector<int64_t>>& confusion);
 

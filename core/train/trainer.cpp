@@ -46,12 +46,7 @@ int64_t count_correct(const Tensor& logits, const Tensor& labels) {
   const float* z = logits.f32();
   const int32_t* y = labels.data<int32_t>();
   int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t best = 0;
-    for (int64_t j = 1; j < k; ++j)
-      if (z[i * k + j] > z[i * k + best]) best = j;
-    correct += best == y[i];
-  }
+  for (int64_t i = 0; i < n; ++i) correct += top1(z + i * k, k) == y[i];
   return correct;
 }
 

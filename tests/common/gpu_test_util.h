@@ -16,6 +16,8 @@
 #include "core/base/backend.h"
 #include "core/base/backend_registry.h"
 #include "core/base/tensor.h"
+#include "core/cpu/cpu_backend.h"
+#include "cuda/device.h"
 #include "cuda/gpu_backend.h"
 
 namespace convnet::testing {
@@ -115,5 +117,25 @@ inline ::testing::AssertionResult values_equal(const Tensor& actual, const Tenso
 inline bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
+
+// A GPU backend named by the test parameter next to a cpu reference backend; skips (with the
+// reason) when no device answers. Helpers move tensors up and down and allocate poisoned outputs.
+class GpuVsCpuTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+    gpu_ = make_gpu_backend(GetParam());
+    cpu_ = make_cpu_backend();
+  }
+
+  Backend& gpu() { return *gpu_; }
+  Backend& cpu() { return *cpu_; }
+  Tensor up(const Tensor& host) { return to_device(*gpu_, host); }
+  Tensor down(const Tensor& device) { return to_host(*gpu_, device); }
+  Tensor poison(const Shape& shape) { return poisoned_device(*gpu_, shape); }
+
+ private:
+  std::unique_ptr<Backend> gpu_, cpu_;
+};
 
 }  // namespace convnet::testing

@@ -33,23 +33,8 @@ using testing::bitwise_equal;
 using testing::poisoned;
 using testing::random_tensor;
 
-class GpuData : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
-    gpu_ = testing::make_gpu_backend(GetParam());
-    cpu_ = make_cpu_backend();
-  }
-
-  Backend& gpu() { return *gpu_; }
-  Backend& cpu() { return *cpu_; }
-  Tensor up(const Tensor& host) { return testing::to_device(*gpu_, host); }
-  Tensor down(const Tensor& device) { return testing::to_host(*gpu_, device); }
-  Tensor poison(const Shape& shape) { return testing::poisoned_device(*gpu_, shape); }
-
- private:
-  std::unique_ptr<Backend> gpu_, cpu_;
-};
+// Each op on a GPU backend against the cpu backend (testing::GpuVsCpuTest).
+class GpuData : public testing::GpuVsCpuTest {};
 
 // ---------------------------------------------------------------- axpby
 

@@ -71,20 +71,9 @@ std::vector<PoolCase> pool_cases() {
   };
 }
 
-class GpuOps : public ::testing::TestWithParam<std::string> {
+class GpuOps : public testing::GpuVsCpuTest {
  protected:
-  void SetUp() override {
-    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
-    gpu_ = testing::make_gpu_backend(GetParam());
-    cpu_ = make_cpu_backend();
-  }
-
-  Backend& gpu() { return *gpu_; }
-  Backend& cpu() { return *cpu_; }
-  Tensor up(const Tensor& host) { return testing::to_device(*gpu_, host); }
-  Tensor down(const Tensor& device) { return testing::to_host(*gpu_, device); }
-  Tensor poison(const Shape& shape) { return testing::poisoned_device(*gpu_, shape); }
-  Tensor poison_bytes(const Shape& shape, DType dtype) { return testing::poisoned_device_bytes(*gpu_, shape, dtype); }
+  Tensor poison_bytes(const Shape& shape, DType dtype) { return testing::poisoned_device_bytes(gpu(), shape, dtype); }
 
   // Max pooling forward and backward on `x`, compared with the cpu: y and argmax exactly.
   void check_max_pool(const Tensor& x, const Pool2dParams& p, const std::string& what) {
@@ -104,9 +93,6 @@ class GpuOps : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(bitwise_equal(down(gargmax), argmax));
     EXPECT_TRUE(close_l2(down(gdx), dx, 1e-6));
   }
-
- private:
-  std::unique_ptr<Backend> gpu_, cpu_;
 };
 
 // ---------------------------------------------------------------- pooling
