@@ -15,6 +15,7 @@
 #include "core/layers/layer_factory.h"
 #include "core/layers/linear.h"
 #include "core/layers/scale.h"
+#include "tests/common/cpu_layer_test.h"
 #include "tests/common/gradient_check.h"
 #include "tests/common/test_util.h"
 
@@ -26,24 +27,7 @@ using testing::error_of;
 using testing::gradients_match;
 using testing::random_tensor;
 
-class LayerScaleInit : public ::testing::Test {
- protected:
-  void build(Layer& layer, const Shape& example, uint64_t seed = 0) {
-    layer.configure(example);
-    layer.set_backend(*backend_);
-    layer.allocate_parameters();
-    Rng rng(seed);
-    layer.initialize(rng);
-  }
-  Tensor output_for(const Layer& layer, int64_t n) {
-    Shape s{n};
-    s.insert(s.end(), layer.output_shape().begin(), layer.output_shape().end());
-    Tensor y = backend_->empty(s);
-    y.fill(std::numeric_limits<float>::quiet_NaN());
-    return y;
-  }
-  std::unique_ptr<Backend> backend_ = make_cpu_backend();
-};
+class LayerScaleInit : public testing::CpuLayerTest {};
 
 Conv2dOptions with_init(const std::string& init) {
   Conv2dOptions o;

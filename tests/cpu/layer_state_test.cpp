@@ -14,6 +14,7 @@
 #include "core/layers/dropout.h"
 #include "core/layers/linear.h"
 #include "core/layers/pool2d.h"
+#include "tests/common/cpu_layer_test.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
@@ -24,25 +25,7 @@ using testing::random_tensor;
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-class LayerState : public ::testing::Test {
- protected:
-  // configure + backend + allocate + initialize with `seed`.
-  void build(Layer& layer, const Shape& example, uint64_t seed = 0) {
-    layer.configure(example);
-    layer.set_backend(*backend_);
-    layer.allocate_parameters();
-    Rng rng(seed);
-    layer.initialize(rng);
-  }
-  Tensor output_for(const Layer& layer, int64_t n) {
-    Shape s{n};
-    s.insert(s.end(), layer.output_shape().begin(), layer.output_shape().end());
-    Tensor y = backend_->empty(s);
-    y.fill(kNaN);
-    return y;
-  }
-  std::unique_ptr<Backend> backend_ = make_cpu_backend();
-};
+class LayerState : public testing::CpuLayerTest {};
 
 // Per-channel batch mean and biased variance of x [..., C], in double.
 void channel_stats(const Tensor& x, std::vector<double>& mean, std::vector<double>& var) {
