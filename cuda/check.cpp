@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "core/base/env_flag.h"
 #include "core/base/error.h"
+#include "cuda/activity.h"
+#include "cuda/op_scope.h"
 
 namespace convnet::cuda {
 
@@ -83,12 +86,31 @@ std::string cudnn_error_message(const char* file, int line, const char* call, cu
   return message;
 }
 
+namespace {
+
+// The message, with the running op when there is one.
+std::string in_context(std::string message) {
+  const std::string op = current_op_description();
+  if (!op.empty()) message += fmt::format(" (during {})", op);
+  return message;
+}
+
+// The error to throw. Reads (and so clears) the runtime's last error first: a failed runtime call
+// also records its error there, and a non-sticky one left behind would be reported again, against
+// the wrong call, by the next launch check. A sticky error (a fault) stays and is reported anyway.
+Error clearing_last_error(std::string message) {
+  cudaGetLastError();
+  return Error(in_context(std::move(message)));
+}
+
+}  // namespace
+
 void throw_cuda_error(const char* file, int line, const char* call, cudaError_t code) {
-  throw Error(cuda_error_message(file, line, call, code));
+  throw clearing_last_error(cuda_error_message(file, line, call, code));
 }
 
 void throw_cublas_error(const char* file, int line, const char* call, cublasStatus_t code) {
-  throw Error(cublas_error_message(file, line, call, code));
+  throw clearing_last_error(cublas_error_message(file, line, call, code));
 }
 
 void throw_cudnn_error(const char* file, int line, const char* call, cudnnStatus_t code) {
@@ -97,13 +119,35 @@ void throw_cudnn_error(const char* file, int line, const char* call, cudnnStatus
 #if CUDNN_MAJOR >= 9
   cudnnGetLastErrorString(detail, sizeof(detail));
 #endif
-  throw Error(cudnn_error_message(file, line, call, code, detail));
+  throw clearing_last_error(cudnn_error_message(file, line, call, code, detail));
 }
 
-void check_kernel_launch(const char* file, int line, const char* kernel) {
-  const cudaError_t code = cudaGetLastError();
+bool sync_check_enabled() {
+  static const bool enabled = env_flag("CONVNET_SYNC_CHECK", false);
+  return enabled;
+}
+
+namespace {
+// Waits for everything queued and throws when it faulted, naming `what` ("kernel conv_gemm_forward").
+void sync_check(const char* file, int line, const std::string& what) {
+  const cudaError_t code = cudaDeviceSynchronize();
   if (code != cudaSuccess)
-    throw Error(cuda_error_message(file, line, fmt::format("launch of {}", kernel).c_str(), code));
+    throw clearing_last_error(cuda_error_message(
+        file, line, fmt::format("{} (found by CONVNET_SYNC_CHECK=1: it failed while running)", what).c_str(), code));
+}
+}  // namespace
+
+void check_kernel_launch(const char* file, int line, const char* kernel) {
+  count_kernel_launch();
+  const cudaError_t code = cudaGetLastError();  // formats nothing on the hot path unless it failed
+  if (code != cudaSuccess)
+    throw Error(in_context(cuda_error_message(file, line, fmt::format("launch of {}", kernel).c_str(), code)));
+  if (sync_check_enabled()) sync_check(file, line, fmt::format("kernel {}", kernel));
+}
+
+void check_queued_work(const char* file, int line, const char* what, bool library) {
+  if (library) count_library_call();
+  if (sync_check_enabled()) sync_check(file, line, what);
 }
 
 }  // namespace convnet::cuda

@@ -1,4 +1,5 @@
-// Kernels both GPU backends share: fill, dropout, softmax cross-entropy and the fused SGD update.
+// Kernels both GPU backends share: fill, dropout, softmax cross-entropy, the training statistics
+// and the fused SGD update.
 // Each reproduces the arithmetic of the cpu reference (core/cpu) in the same operation order;
 // where nvcc would contract a multiply and an add into one FMA (which the cpu build never does),
 // the *_rn intrinsics keep the two roundings, so SGD and dropout match the cpu backend bit for bit.
@@ -9,6 +10,7 @@
 
 #include "core/base/fail_check.h"
 #include "core/base/rng.h"
+#include "core/base/top1.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 #include "cuda/grid_stride.h"
@@ -131,6 +133,31 @@ __global__ void softmax_cross_entropy_backward_kernel(const float* probs, const 
   }
 }
 
+// Backend::accumulate_train_stats in one block: thread t counts the correct rows t, t + kReduceThreads,
+// ...; the integer counts combine exactly whatever the order; thread 0 adds the step to the sums
+// in f64, as the cpu reference does.
+__global__ void accumulate_train_stats_kernel(const float* loss, const float* logits, const int32_t* labels, int64_t n,
+                                              int64_t k, int64_t step, double* stats) {
+  __shared__ int64_t partial[kReduceThreads];
+  int64_t correct = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kReduceThreads) correct += top1(logits + i * k, k) == labels[i];
+  partial[threadIdx.x] = correct;
+  __syncthreads();
+  for (int half = kReduceThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) {
+    const float value = loss[0];
+    stats[0] += static_cast<double>(value);
+    stats[1] += static_cast<double>(partial[0]);
+    if (stats[2] < 0 && !isfinite(value)) {
+      stats[2] = static_cast<double>(step);
+      stats[3] = static_cast<double>(value);
+    }
+  }
+}
+
 // The cpu reference's sgd_update loop, one rounding per operation.
 __global__ void sgd_update_kernel(float* param, const float* grad, float* momentum, int64_t n, float lr, float mom,
                                   float coupled_wd, float decoupled_wd, bool use_momentum, bool nesterov) {
@@ -201,6 +228,14 @@ void launch_softmax_cross_entropy_backward(const float* probs, const int32_t* la
   softmax_cross_entropy_backward_kernel<<<grid_blocks(n * k), kThreads, 0, stream>>>(probs, labels, n, k, on, off,
                                                                                      inv_n, dlogits);
   CONVNET_CUDA_CHECK_LAUNCH("softmax_cross_entropy_backward_kernel");
+}
+
+void launch_accumulate_train_stats(const float* loss, const float* logits, const int32_t* labels, int64_t n, int64_t k,
+                                   int64_t step, double* stats, cudaStream_t stream) {
+  CONVNET_CHECK_MSG(n >= 0 && k > 0,
+                    "accumulate_train_stats: bad problem size n=" + std::to_string(n) + " k=" + std::to_string(k));
+  accumulate_train_stats_kernel<<<1, kReduceThreads, 0, stream>>>(loss, logits, labels, n, k, step, stats);
+  CONVNET_CUDA_CHECK_LAUNCH("accumulate_train_stats_kernel");
 }
 
 void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t n, const SgdStep& step,

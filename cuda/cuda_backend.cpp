@@ -84,7 +84,7 @@ void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor*
   const OpChecks check = checks("conv2d_forward");
   const ConvGeometry g = check.conv2d_forward(x, w, bias, y, p);
   if (g.n == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), conv_shape(check, g), stream());
 }
 
@@ -92,7 +92,7 @@ void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor
   const OpChecks check = checks("conv2d_backward_data");
   const ConvGeometry g = check.conv2d_backward_data(dy, w, dx, p);
   if (g.n == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), conv_shape(check, g), stream());
 }
 
@@ -106,7 +106,7 @@ void CudaBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tens
     return;
   }
   const ConvShape s = conv_shape(check, g);
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   // The only scratch user in this call, so the split-K partials cannot collide with anything.
   void* workspace = scratch(conv2d_backward_filter_workspace(s));
   cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream());
@@ -115,52 +115,60 @@ void CudaBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tens
 // --- pooling ---
 
 void CudaBackend::max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax, const Pool2dParams& p) {
-  const PoolGeometry g = checks("max_pool2d_forward").max_pool2d_forward(x, y, argmax, p);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("max_pool2d_forward");
+  const PoolGeometry g = check.max_pool2d_forward(x, y, argmax, p);
+  const OpScope in_op = scope(check);
   launch_max_pool2d_forward(fp(x), fp(y), static_cast<int32_t*>(argmax.raw()), g, stream());
 }
 
 void CudaBackend::max_pool2d_backward(const Tensor& dy, const Tensor& argmax, Tensor& dx, const Pool2dParams& p) {
-  const PoolGeometry g = checks("max_pool2d_backward").max_pool2d_backward(dy, argmax, dx, p);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("max_pool2d_backward");
+  const PoolGeometry g = check.max_pool2d_backward(dy, argmax, dx, p);
+  const OpScope in_op = scope(check);
   launch_max_pool2d_backward(fp(dy), static_cast<const int32_t*>(argmax.raw()), fp(dx), g, stream());
 }
 
 void CudaBackend::avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dParams& p) {
-  const PoolGeometry g = checks("avg_pool2d_forward").avg_pool2d_forward(x, y, p);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("avg_pool2d_forward");
+  const PoolGeometry g = check.avg_pool2d_forward(x, y, p);
+  const OpScope in_op = scope(check);
   launch_avg_pool2d_forward(fp(x), fp(y), g, stream());
 }
 
 void CudaBackend::avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) {
-  const PoolGeometry g = checks("avg_pool2d_backward").avg_pool2d_backward(dy, dx, p);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("avg_pool2d_backward");
+  const PoolGeometry g = check.avg_pool2d_backward(dy, dx, p);
+  const OpScope in_op = scope(check);
   launch_avg_pool2d_backward(fp(dy), fp(dx), g, stream());
 }
 
 // --- activations ---
 
 void CudaBackend::relu_forward(const Tensor& x, Tensor& y) {
-  checks("relu_forward").activation_forward(x, y);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("relu_forward");
+  check.activation_forward(x, y);
+  const OpScope in_op = scope(check);
   launch_relu_forward(fp(x), fp(y), x.numel(), stream());
 }
 
 void CudaBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  checks("relu_backward").activation_backward(y, "y", dy, dx);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("relu_backward");
+  check.activation_backward(y, "y", dy, dx);
+  const OpScope in_op = scope(check);
   launch_relu_backward(fp(y), fp(dy), fp(dx), y.numel(), stream());
 }
 
 void CudaBackend::gelu_forward(const Tensor& x, Tensor& y) {
-  checks("gelu_forward").activation_forward(x, y);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("gelu_forward");
+  check.activation_forward(x, y);
+  const OpScope in_op = scope(check);
   launch_gelu_forward(fp(x), fp(y), x.numel(), stream());
 }
 
 void CudaBackend::gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
-  checks("gelu_backward").activation_backward(x, "x", dy, dx);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("gelu_backward");
+  check.activation_backward(x, "x", dy, dx);
+  const OpScope in_op = scope(check);
   launch_gelu_backward(fp(x), fp(dy), fp(dx), x.numel(), stream());
 }
 
@@ -174,7 +182,7 @@ void CudaBackend::batch_norm_forward_train(const Tensor& x, const Tensor& gamma,
                                                           running_var, momentum, eps);
   check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   // The only scratch user in this call (partial sums, per-channel sums and coefficients).
   void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
   launch_batch_norm_forward_train(fp(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd), fp(running_mean),
@@ -187,7 +195,7 @@ void CudaBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, 
   const int64_t channels = check.batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
   check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
   launch_batch_norm_forward_eval(fp(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), rows, channels, eps,
                                  fp(y), ws, stream());
@@ -199,7 +207,7 @@ void CudaBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const T
   const int64_t channels = check.batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
   check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
   launch_batch_norm_backward(fp(x), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), rows, channels, fp(dx),
                              fp(dgamma), fp(dbeta), ws, stream());
@@ -213,7 +221,7 @@ void CudaBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor*
   check_nonempty_weights(check, g, w);
   if (g.n == 0) return;
   const ConvShape s = linear_as_conv(check, g);
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream());
 }
 
@@ -228,7 +236,7 @@ void CudaBackend::linear_backward(const Tensor& x, const Tensor& w, const Tensor
     return;
   }
   const ConvShape s = linear_as_conv(check, g);
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   if (dx) cuda::conv2d_backward_data(fp(dy), fp(w), fp(*dx), s, stream());
   // The only scratch user in this call (backward-data above needs none).
   void* workspace = scratch(conv2d_backward_filter_workspace(s));

@@ -8,8 +8,8 @@
 
 #include <array>
 #include <cstdlib>
-#include <cstring>
 
+#include "core/base/env_flag.h"
 #include "core/base/error.h"
 #include "core/base/hash.h"
 #include "cuda/device.h"
@@ -33,14 +33,6 @@ template <size_t N>
 std::string name_in(const std::array<const char*, N>& names, int algo) {
   if (algo >= 0 && static_cast<size_t>(algo) < N) return names[static_cast<size_t>(algo)];
   return fmt::format("algorithm {}", algo);
-}
-
-// "0" -> false, "1" -> true, unset -> fallback; anything else is a usage mistake.
-bool parse_flag(const char* variable, const char* value, bool fallback) {
-  if (value == nullptr) return fallback;
-  if (std::strcmp(value, "0") == 0) return false;
-  if (std::strcmp(value, "1") == 0) return true;
-  throw ConfigError(fmt::format("environment variable {}=\"{}\" is not valid: expected 0 or 1", variable, value));
 }
 
 }  // namespace
@@ -73,8 +65,8 @@ std::string cudnn_math_type_name(cudnnMathType_t math_type) {
 
 AlgoPolicy parse_algo_policy(const char* find, const char* deterministic) {
   AlgoPolicy policy;
-  policy.find = parse_flag("CONVNET_CUDNN_FIND", find, false);
-  policy.deterministic = parse_flag("CONVNET_DETERMINISTIC", deterministic, true);
+  policy.find = parse_env_flag("CONVNET_CUDNN_FIND", find, false);
+  policy.deterministic = parse_env_flag("CONVNET_DETERMINISTIC", deterministic, true);
   return policy;
 }
 

@@ -25,7 +25,9 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
+#include "core/base/error.h"
 #include "core/base/tensor.h"
 #include "cuda/conv_kernels.h"
 #include "cuda/handles.h"
@@ -94,6 +96,26 @@ std::optional<AlgoChoice> choose_algorithm(std::span<const AlgoCandidate> ranked
 // rejected candidate, for the error raised when nothing is acceptable ("no candidates" if empty).
 std::string describe_rejections(ConvPass pass, std::span<const AlgoCandidate> ranked, const AlgoPolicy& policy,
                                 MathMode mode);
+
+// Thrown when the policy leaves no algorithm for a problem (e.g. some dilated or strided NHWC fp32
+// problems have only non-deterministic backward algorithms): the message names the problem, how
+// the candidates were ranked and why each was rejected; problem() and rejections() give the parts,
+// so a test can report the problem and go on rather than stop its whole suite.
+class NoCudnnAlgorithm : public Error {
+ public:
+  NoCudnnAlgorithm(std::string problem, std::string rejections, bool deterministic_only, std::string message)
+      : Error(std::move(message)),
+        problem_(std::move(problem)),
+        rejections_(std::move(rejections)),
+        deterministic_only_(deterministic_only) {}
+  const std::string& problem() const { return problem_; }        // to_string(ConvAlgoKey)
+  const std::string& rejections() const { return rejections_; }  // describe_rejections()
+  bool deterministic_only() const { return deterministic_only_; }
+
+ private:
+  std::string problem_, rejections_;
+  bool deterministic_only_;
+};
 
 // One convolution problem as far as the algorithm choice is concerned.
 struct ConvAlgoKey {

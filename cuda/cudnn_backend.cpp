@@ -133,7 +133,7 @@ void CudnnBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor
   fits_int(check, x, "x");
   fits_int(check, y, "y");
   if (s.n == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->conv_forward(s, fp(x), fp(w), bias ? fp(*bias) : nullptr, fp(y));
 }
 
@@ -143,7 +143,7 @@ void CudnnBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tenso
   fits_int(check, dx, "dx");
   fits_int(check, dy, "dy");
   if (s.n == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->conv_backward_data(s, fp(dy), fp(w), fp(dx));
 }
 
@@ -153,7 +153,7 @@ void CudnnBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Ten
   const ConvShape s = conv_shape(check, check.conv2d_backward_filter(x, dy, dw, dbias, p));
   fits_int(check, x, "x");
   fits_int(check, dy, "dy");
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   if (s.n == 0) {  // sums over an empty batch
     fill(dw, 0.0f);
     if (dbias) fill(*dbias, 0.0f);
@@ -169,7 +169,7 @@ void CudnnBackend::max_pool2d_forward(const Tensor& x, Tensor& y, Tensor& argmax
   const PoolGeometry g = check.max_pool2d_forward(x, y, argmax, p);
   fits_int(check, x, "x");
   if (g.n == 0 || g.c == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->pool_forward(CudnnPoolMode::max, nhwc(g, false), nhwc(g, true), p, fp(x), fp(y));
   launch_max_pool2d_argmax(fp(x), static_cast<int32_t*>(argmax.raw()), g, stream());
 }
@@ -179,7 +179,7 @@ void CudnnBackend::max_pool2d_backward(const Tensor& dy, const Tensor& argmax, T
   const PoolGeometry g = check.max_pool2d_backward(dy, argmax, dx, p);
   fits_int(check, dx, "dx");
   if (g.n == 0 || g.c == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   launch_max_pool2d_backward(fp(dy), static_cast<const int32_t*>(argmax.raw()), fp(dx), g, stream());
 }
 
@@ -188,7 +188,7 @@ void CudnnBackend::avg_pool2d_forward(const Tensor& x, Tensor& y, const Pool2dPa
   const PoolGeometry g = check.avg_pool2d_forward(x, y, p);
   fits_int(check, x, "x");
   if (g.n == 0 || g.c == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->pool_forward(CudnnPoolMode::average, nhwc(g, false), nhwc(g, true), p, fp(x), fp(y));
 }
 
@@ -197,7 +197,7 @@ void CudnnBackend::avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2
   const PoolGeometry g = check.avg_pool2d_backward(dy, dx, p);
   fits_int(check, dx, "dx");
   if (g.n == 0 || g.c == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->avg_pool_backward(nhwc(g, false), nhwc(g, true), p, fp(dy), fp(dx));
 }
 
@@ -208,7 +208,7 @@ void CudnnBackend::relu_forward(const Tensor& x, Tensor& y) {
   check.activation_forward(x, y);
   if (x.numel() == 0) return;
   const Nhwc view = elementwise_view(check, x, "x");
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->relu_forward(view, fp(x), fp(y));
 }
 
@@ -217,19 +217,21 @@ void CudnnBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) 
   check.activation_backward(y, "y", dy, dx);
   if (y.numel() == 0) return;
   const Nhwc view = elementwise_view(check, y, "y");
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->relu_backward(view, fp(y), fp(dy), fp(dx));
 }
 
 void CudnnBackend::gelu_forward(const Tensor& x, Tensor& y) {
-  checks("gelu_forward").activation_forward(x, y);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("gelu_forward");
+  check.activation_forward(x, y);
+  const OpScope in_op = scope(check);
   launch_gelu_forward(fp(x), fp(y), x.numel(), stream());
 }
 
 void CudnnBackend::gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) {
-  checks("gelu_backward").activation_backward(x, "x", dy, dx);
-  const DeviceGuard guard(device_index());
+  const OpChecks check = checks("gelu_backward");
+  check.activation_backward(x, "x", dy, dx);
+  const OpScope in_op = scope(check);
   launch_gelu_backward(fp(x), fp(dy), fp(dx), x.numel(), stream());
 }
 
@@ -241,7 +243,7 @@ void CudnnBackend::batch_norm_forward_train(const Tensor& x, const Tensor& gamma
   const OpChecks check = checks("batch_norm_forward_train");
   check.batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum, eps);
   const Nhwc view = channel_view(check, x, "x");
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->batch_norm_forward_train(view, fp(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd),
                                     fp(running_mean), fp(running_var), momentum, eps);
 }
@@ -253,7 +255,7 @@ void CudnnBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma,
   check.batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
   if (x.numel() == 0) return;
   const Nhwc view = channel_view(check, x, "x");
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   legacy_->batch_norm_forward_eval(view, fp(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), eps, fp(y));
 }
 
@@ -261,7 +263,7 @@ void CudnnBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const 
                                        const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
   const OpChecks check = checks("batch_norm_backward");
   check.batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   if (x.numel() == 0) {  // sums over no rows
     fill(dgamma, 0.0f);
     fill(dbeta, 0.0f);
@@ -280,9 +282,9 @@ void CudnnBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const 
 void CudnnBackend::gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* a, int lda,
                         const float* b, int ldb, float* c, int ldc) {
   const float one = 1.0f, zero = 0.0f;
-  CONVNET_CUBLAS_CHECK(cublasGemmEx(cublas_.get(), transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                    transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, a, CUDA_R_32F, lda, b,
-                                    CUDA_R_32F, ldb, &zero, c, CUDA_R_32F, ldc, gemm_compute_, CUBLAS_GEMM_DEFAULT));
+  CONVNET_CUBLAS_LAUNCH(cublasGemmEx(cublas_.get(), transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                     transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, a, CUDA_R_32F, lda, b,
+                                     CUDA_R_32F, ldb, &zero, c, CUDA_R_32F, ldc, gemm_compute_, CUBLAS_GEMM_DEFAULT));
 }
 
 void CudnnBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
@@ -292,7 +294,7 @@ void CudnnBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor
   fits_int(check, y, "y");
   const auto [n, in, out] = g;
   if (y.numel() == 0) return;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
   if (in == 0) {
     fill(y, 0.0f);  // an empty sum
@@ -310,7 +312,7 @@ void CudnnBackend::linear_backward(const Tensor& x, const Tensor& w, const Tenso
   check_linear_fits_int(check, g, x, w);
   fits_int(check, dy, "dy");
   const auto [n, in, out] = g;
-  const DeviceGuard guard(device_index());
+  const OpScope in_op = scope(check);
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
   if (dx && dx->numel() > 0) {
     if (out == 0)

@@ -177,23 +177,23 @@ std::vector<AlgoCandidate> CudnnLegacy::ranked_candidates(ConvPass pass, const v
   switch (pass) {
     case ConvPass::forward: {
       std::vector<cudnnConvolutionFwdAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
-      CONVNET_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(handle_, x, input, w, filter, conv, y, output,
-                                                                 static_cast<int>(perf.size()), &returned, perf.data(),
-                                                                 ws, bytes));
+      CONVNET_CUDNN_LAUNCH(cudnnFindConvolutionForwardAlgorithmEx(handle_, x, input, w, filter, conv, y, output,
+                                                                  static_cast<int>(perf.size()), &returned, perf.data(),
+                                                                  ws, bytes));
       return to_candidates(pass, perf, returned);
     }
     case ConvPass::backward_data: {
       std::vector<cudnnConvolutionBwdDataAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
-      CONVNET_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(handle_, w, filter, y, input, conv, x, output,
-                                                                      static_cast<int>(perf.size()), &returned,
-                                                                      perf.data(), ws, bytes));
+      CONVNET_CUDNN_LAUNCH(cudnnFindConvolutionBackwardDataAlgorithmEx(handle_, w, filter, y, input, conv, x, output,
+                                                                       static_cast<int>(perf.size()), &returned,
+                                                                       perf.data(), ws, bytes));
       return to_candidates(pass, perf, returned);
     }
     case ConvPass::backward_filter: {
       std::vector<cudnnConvolutionBwdFilterAlgoPerf_t> perf(static_cast<size_t>(std::max(count, 1)));
-      CONVNET_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle_, x, input, y, filter, conv, w, output,
-                                                                        static_cast<int>(perf.size()), &returned,
-                                                                        perf.data(), ws, bytes));
+      CONVNET_CUDNN_LAUNCH(cudnnFindConvolutionBackwardFilterAlgorithmEx(handle_, x, input, y, filter, conv, w, output,
+                                                                         static_cast<int>(perf.size()), &returned,
+                                                                         perf.data(), ws, bytes));
       return to_candidates(pass, perf, returned);
     }
   }
@@ -230,11 +230,15 @@ AlgoChoice CudnnLegacy::conv_algorithm(ConvPass pass, const ConvShape& shape, co
   set_conv(shape);
   const std::vector<AlgoCandidate> ranked = ranked_candidates(pass, input, filter, output);
   std::optional<AlgoChoice> choice = choose_algorithm(ranked, policy_, mode_);
-  if (!choice)
-    throw Error(fmt::format("the cudnn backend found no usable convolution algorithm for {} ({}, {}): {}",
-                            to_string(key), policy_.find ? "timed" : "heuristics",
-                            policy_.deterministic ? "deterministic only" : "any determinism",
-                            describe_rejections(pass, ranked, policy_, mode_)));
+  if (!choice) {
+    const std::string problem = to_string(key), rejections = describe_rejections(pass, ranked, policy_, mode_);
+    throw NoCudnnAlgorithm(
+        problem, rejections, policy_.deterministic,
+        fmt::format("the cudnn backend found no usable convolution algorithm for {} ({}, {}): {}{}", problem,
+                    policy_.find ? "timed" : "heuristics",
+                    policy_.deterministic ? "deterministic only" : "any determinism", rejections,
+                    policy_.deterministic ? "; CONVNET_DETERMINISTIC=0 allows the non-deterministic ones" : ""));
+  }
   // The workspace of the algorithm under the math type it runs with.
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice->math_type));
   choice->workspace_bytes = workspace_size(pass, choice->algo);
@@ -253,12 +257,12 @@ void CudnnLegacy::conv_forward(const ConvShape& shape, const float* x, const flo
   set_conv(shape);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
-  CONVNET_CUDNN_CHECK(cudnnConvolutionForward(handle_, &kOne, d_->x.get(), x, d_->filter.get(), w, d_->conv.get(),
-                                              static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo), ws,
-                                              choice.workspace_bytes, &kZero, d_->y.get(), y));
+  CONVNET_CUDNN_LAUNCH(cudnnConvolutionForward(handle_, &kOne, d_->x.get(), x, d_->filter.get(), w, d_->conv.get(),
+                                               static_cast<cudnnConvolutionFwdAlgo_t>(choice.algo), ws,
+                                               choice.workspace_bytes, &kZero, d_->y.get(), y));
   if (bias != nullptr) {
     set_channels(d_->bias, shape.k);
-    CONVNET_CUDNN_CHECK(cudnnAddTensor(handle_, &kOne, d_->bias.get(), bias, &kOne, d_->y.get(), y));
+    CONVNET_CUDNN_LAUNCH(cudnnAddTensor(handle_, &kOne, d_->bias.get(), bias, &kOne, d_->y.get(), y));
   }
 }
 
@@ -267,9 +271,9 @@ void CudnnLegacy::conv_backward_data(const ConvShape& shape, const float* dy, co
   set_conv(shape);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
-  CONVNET_CUDNN_CHECK(cudnnConvolutionBackwardData(handle_, &kOne, d_->filter.get(), w, d_->y.get(), dy, d_->conv.get(),
-                                                   static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo), ws,
-                                                   choice.workspace_bytes, &kZero, d_->x.get(), dx));
+  CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardData(
+      handle_, &kOne, d_->filter.get(), w, d_->y.get(), dy, d_->conv.get(),
+      static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo), ws, choice.workspace_bytes, &kZero, d_->x.get(), dx));
 }
 
 void CudnnLegacy::conv_backward_filter(const ConvShape& shape, const float* x, const float* dy, float* dw,
@@ -278,12 +282,12 @@ void CudnnLegacy::conv_backward_filter(const ConvShape& shape, const float* x, c
   set_conv(shape);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
-  CONVNET_CUDNN_CHECK(cudnnConvolutionBackwardFilter(handle_, &kOne, d_->x.get(), x, d_->y.get(), dy, d_->conv.get(),
-                                                     static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), ws,
-                                                     choice.workspace_bytes, &kZero, d_->filter.get(), dw));
+  CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardFilter(handle_, &kOne, d_->x.get(), x, d_->y.get(), dy, d_->conv.get(),
+                                                      static_cast<cudnnConvolutionBwdFilterAlgo_t>(choice.algo), ws,
+                                                      choice.workspace_bytes, &kZero, d_->filter.get(), dw));
   if (dbias != nullptr) {
     set_channels(d_->bias, shape.k);
-    CONVNET_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle_, &kOne, d_->y.get(), dy, &kZero, d_->bias.get(), dbias));
+    CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardBias(handle_, &kOne, d_->y.get(), dy, &kZero, d_->bias.get(), dbias));
   }
 }
 
@@ -292,13 +296,13 @@ void CudnnLegacy::conv_backward_filter(const ConvShape& shape, const float* x, c
 void CudnnLegacy::add_bias(const Nhwc& view, const float* bias, float* y) {
   set_nhwc(d_->y, view);
   set_channels(d_->bias, view.c);
-  CONVNET_CUDNN_CHECK(cudnnAddTensor(handle_, &kOne, d_->bias.get(), bias, &kOne, d_->y.get(), y));
+  CONVNET_CUDNN_LAUNCH(cudnnAddTensor(handle_, &kOne, d_->bias.get(), bias, &kOne, d_->y.get(), y));
 }
 
 void CudnnLegacy::bias_gradient(const Nhwc& view, const float* dy, float* dbias) {
   set_nhwc(d_->y, view);
   set_channels(d_->bias, view.c);
-  CONVNET_CUDNN_CHECK(cudnnConvolutionBackwardBias(handle_, &kOne, d_->y.get(), dy, &kZero, d_->bias.get(), dbias));
+  CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardBias(handle_, &kOne, d_->y.get(), dy, &kZero, d_->bias.get(), dbias));
 }
 
 // --- pooling ---
@@ -322,7 +326,7 @@ void CudnnLegacy::pool_forward(CudnnPoolMode mode, const Nhwc& x, const Nhwc& y,
   CONVNET_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(d_->pool.get(), d_->x.get(), &n, &c, &p, &q));
   CONVNET_CHECK(n == y.n && c == y.c && p == y.h && q == y.w, "cudnn: cuDNN pools {} to [{}, {}, {}, {}], expected {}",
                 nhwc_str(x), n, p, q, c, nhwc_str(y));
-  CONVNET_CUDNN_CHECK(cudnnPoolingForward(handle_, d_->pool.get(), &kOne, d_->x.get(), xp, &kZero, d_->y.get(), yp));
+  CONVNET_CUDNN_LAUNCH(cudnnPoolingForward(handle_, d_->pool.get(), &kOne, d_->x.get(), xp, &kZero, d_->y.get(), yp));
 }
 
 void CudnnLegacy::avg_pool_backward(const Nhwc& x, const Nhwc& y, const Pool2dParams& params, const float* dy,
@@ -332,23 +336,23 @@ void CudnnLegacy::avg_pool_backward(const Nhwc& x, const Nhwc& y, const Pool2dPa
   set_nhwc(d_->y, y);
   // The API takes the forward's y and x too, which average pooling's gradient does not depend
   // on: dy stands in for y and dx for x (same shapes), so no copy of the forward tensors is kept.
-  CONVNET_CUDNN_CHECK(cudnnPoolingBackward(handle_, d_->pool.get(), &kOne, d_->y.get(), dy, d_->y.get(), dy,
-                                           d_->x.get(), dx, &kZero, d_->x.get(), dx));
+  CONVNET_CUDNN_LAUNCH(cudnnPoolingBackward(handle_, d_->pool.get(), &kOne, d_->y.get(), dy, d_->y.get(), dy,
+                                            d_->x.get(), dx, &kZero, d_->x.get(), dx));
 }
 
 // --- ReLU ---
 
 void CudnnLegacy::relu_forward(const Nhwc& view, const float* x, float* y) {
   set_nhwc(d_->x, view);
-  CONVNET_CUDNN_CHECK(cudnnActivationForward(handle_, d_->relu.get(), &kOne, d_->x.get(), x, &kZero, d_->x.get(), y));
+  CONVNET_CUDNN_LAUNCH(cudnnActivationForward(handle_, d_->relu.get(), &kOne, d_->x.get(), x, &kZero, d_->x.get(), y));
 }
 
 void CudnnLegacy::relu_backward(const Nhwc& view, const float* y, const float* dy, float* dx) {
   set_nhwc(d_->x, view);
   // The forward input is not kept; ReLU's gradient mask x > 0 equals y > 0, so y stands in for x.
   // cuDNN allows dx == dy with identical descriptors.
-  CONVNET_CUDNN_CHECK(cudnnActivationBackward(handle_, d_->relu.get(), &kOne, d_->x.get(), y, d_->x.get(), dy,
-                                              d_->x.get(), y, &kZero, d_->x.get(), dx));
+  CONVNET_CUDNN_LAUNCH(cudnnActivationBackward(handle_, d_->relu.get(), &kOne, d_->x.get(), y, d_->x.get(), dy,
+                                               d_->x.get(), y, &kZero, d_->x.get(), dx));
 }
 
 // --- batch normalization ---
@@ -364,18 +368,18 @@ void CudnnLegacy::batch_norm_forward_train(const Nhwc& view, const float* x, con
   CONVNET_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(d_->params.get(), d_->x.get(), kBatchNormMode));
   // cuDNN: running = factor * batch + (1 - factor) * running, the variance unbiased; it saves the
   // batch mean and 1 / sqrt(var + eps), the meaning of saved_mean / saved_invstd.
-  CONVNET_CUDNN_CHECK(cudnnBatchNormalizationForwardTraining(handle_, kBatchNormMode, &kOne, &kZero, d_->x.get(), x,
-                                                             d_->x.get(), y, d_->params.get(), gamma, beta, momentum,
-                                                             running_mean, running_var, eps, saved_mean, saved_invstd));
+  CONVNET_CUDNN_LAUNCH(cudnnBatchNormalizationForwardTraining(
+      handle_, kBatchNormMode, &kOne, &kZero, d_->x.get(), x, d_->x.get(), y, d_->params.get(), gamma, beta, momentum,
+      running_mean, running_var, eps, saved_mean, saved_invstd));
 }
 
 void CudnnLegacy::batch_norm_forward_eval(const Nhwc& view, const float* x, const float* gamma, const float* beta,
                                           const float* running_mean, const float* running_var, double eps, float* y) {
   set_nhwc(d_->x, view);
   CONVNET_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(d_->params.get(), d_->x.get(), kBatchNormMode));
-  CONVNET_CUDNN_CHECK(cudnnBatchNormalizationForwardInference(handle_, kBatchNormMode, &kOne, &kZero, d_->x.get(), x,
-                                                              d_->x.get(), y, d_->params.get(), gamma, beta,
-                                                              running_mean, running_var, eps));
+  CONVNET_CUDNN_LAUNCH(cudnnBatchNormalizationForwardInference(handle_, kBatchNormMode, &kOne, &kZero, d_->x.get(), x,
+                                                               d_->x.get(), y, d_->params.get(), gamma, beta,
+                                                               running_mean, running_var, eps));
 }
 
 void CudnnLegacy::batch_norm_backward(const Nhwc& view, const float* x, const float* dy, const float* gamma,
@@ -385,7 +389,7 @@ void CudnnLegacy::batch_norm_backward(const Nhwc& view, const float* x, const fl
   CONVNET_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(d_->params.get(), d_->x.get(), kBatchNormMode));
   // With the saved statistics given, cuDNN does not recompute 1 / sqrt(var + eps), so epsilon
   // (which Backend::batch_norm_backward does not receive) is unused: pass the minimum.
-  CONVNET_CUDNN_CHECK(cudnnBatchNormalizationBackward(
+  CONVNET_CUDNN_LAUNCH(cudnnBatchNormalizationBackward(
       handle_, kBatchNormMode, &kOne, &kZero, &kOne, &kZero, d_->x.get(), x, d_->x.get(), dy, d_->x.get(), dx,
       d_->params.get(), gamma, dgamma, dbeta, CUDNN_BN_MIN_EPSILON, saved_mean, saved_invstd));
 }

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/base/error.h"
+#include "cuda/activity.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 #include "cuda/data_kernels.h"
@@ -83,7 +84,7 @@ GpuBackend::GpuBackend(std::string name, int device_index)
     : name_(std::move(name)),
       device_index_(checked_device(name_, device_index)),
       allocator_(std::make_unique<CudaCachingAllocator>(device_index_)),
-      stream_(make_on_device<CudaStream>(device_index_)),
+      stream_(device_compute_stream(device_index_)),
       staging_done_(make_on_device<CudaEvent>(device_index_, false)),
       copy_stream_(make_on_device<CudaStream>(device_index_)),
       compute_point_(make_on_device<CudaEvent>(device_index_, false)),
@@ -100,14 +101,15 @@ GpuBackend::GpuBackend(std::string name, int device_index)
 }
 
 GpuBackend::~GpuBackend() {
-  // Queued kernels and copies may still use scratch_, staging_ and flush_buffer_: let them finish
-  // before those are freed (copy_async transfers too: the compute stream waits for each one).
-  // Errors here are sticky ones already reported by the failing call.
-  if (cudaStreamSynchronize(stream_.get()) != cudaSuccess) cudaGetLastError();
+  // Queued kernels and copies may still use scratch_, staging_, flush_buffer_ and the targets of
+  // unawaited uploads: let them finish before those are freed. Errors here are sticky ones already
+  // reported by the failing call.
+  if (cudaStreamSynchronize(copy_stream_.get()) != cudaSuccess) cudaGetLastError();
+  if (cudaStreamSynchronize(stream()) != cudaSuccess) cudaGetLastError();
 }
 
 void GpuBackend::synchronize() {
-  stream_.synchronize();
+  stream_->synchronize();
 }
 
 double GpuBackend::elapsed_ms(const std::function<void()>& work) {
@@ -122,7 +124,8 @@ void GpuBackend::flush_caches() {
     if (l2_bytes <= 0) return;
     flush_buffer_ = Tensor({l2_bytes}, DType::u8, *allocator_);
   }
-  CONVNET_CUDA_CHECK(cudaMemsetAsync(flush_buffer_.raw(), 0, flush_buffer_.bytes(), stream()));
+  count_device_copy();
+  CONVNET_CUDA_QUEUE(cudaMemsetAsync(flush_buffer_.raw(), 0, flush_buffer_.bytes(), stream()));
 }
 
 double GpuBackend::peak_gflops() const {
@@ -162,20 +165,22 @@ void GpuBackend::upload(void* dst, const void* src, size_t bytes) {
   // copy() returns, while the device copy is still queued.
   void* staging = reserve_staging(bytes);
   std::memcpy(staging, src, bytes);
-  CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, stream()));
+  count_upload();
+  CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, stream()));
   staging_in_flight_ = true;
   staging_done_.record(stream());
 }
 
 void GpuBackend::download(void* dst, const void* src, size_t bytes) {
+  count_download();
   if (is_pinned_host(dst)) {
-    CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
-    stream_.synchronize();
+    CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
+    stream_->synchronize();
     return;
   }
   void* staging = reserve_staging(bytes);
-  CONVNET_CUDA_CHECK(cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, stream()));
-  stream_.synchronize();
+  CONVNET_CUDA_QUEUE(cudaMemcpyAsync(staging, src, bytes, cudaMemcpyDeviceToHost, stream()));
+  stream_->synchronize();
   std::memcpy(dst, staging, bytes);
 }
 
@@ -201,12 +206,14 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
     return;
   }
   DeviceGuard guard(device_index_);
-  if (!src.is_cpu() && !dst.is_cpu())
-    CONVNET_CUDA_CHECK(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream()));
-  else if (src.is_cpu())
+  if (!src.is_cpu() && !dst.is_cpu()) {
+    count_device_copy();
+    CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream()));
+  } else if (src.is_cpu()) {
     upload(dst.raw(), src.raw(), bytes);
-  else
+  } else {
     download(dst.raw(), src.raw(), bytes);
+  }
 }
 
 void GpuBackend::copy_async(Tensor& dst, const Tensor& src) {
@@ -230,29 +237,43 @@ void GpuBackend::copy_async(Tensor& dst, const Tensor& src) {
   std::memcpy(async_staging_.raw(), src.raw(), bytes);
   compute_point_.record(stream());
   CONVNET_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), compute_point_.get(), 0));
-  CONVNET_CUDA_CHECK(
+  count_upload();
+  CONVNET_CUDA_QUEUE(
       cudaMemcpyAsync(dst.raw(), async_staging_.raw(), bytes, cudaMemcpyHostToDevice, copy_stream_.get()));
   async_done_.record(copy_stream_.get());
   async_in_flight_ = true;
+  // Not reused before await_uploads: a release of dst now must not hand its memory to work queued
+  // on the compute stream while the transfer may still write it.
+  unawaited_uploads_.push_back(dst);
+}
+
+void GpuBackend::await_uploads() {
+  if (unawaited_uploads_.empty()) return;
+  DeviceGuard guard(device_index_);
+  // The copy stream runs its transfers in order, so the last one's event covers them all.
   CONVNET_CUDA_CHECK(cudaStreamWaitEvent(stream(), async_done_.get(), 0));
+  unawaited_uploads_.clear();  // the compute stream now comes after every transfer into them
 }
 
 void GpuBackend::fill(Tensor& t, float value) {
-  checks("fill").tensor(t, "t");
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("fill");
+  check.tensor(t, "t");
+  const OpScope in_op = scope(check);
   launch_fill(device_ptr<float>(t), t.numel(), value, stream());
 }
 
 void GpuBackend::dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) {
-  checks("dropout_forward").dropout_forward(x, y, mask, p);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("dropout_forward");
+  check.dropout_forward(x, y, mask, p);
+  const OpScope in_op = scope(check);
   launch_dropout_forward(device_ptr<float>(x), device_ptr<float>(y), device_ptr<uint8_t>(mask), x.numel(), p, seed,
                          stream());
 }
 
 void GpuBackend::dropout_backward(const Tensor& dy, const Tensor& mask, float p, Tensor& dx) {
-  checks("dropout_backward").dropout_backward(dy, mask, p, dx);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("dropout_backward");
+  check.dropout_backward(dy, mask, p, dx);
+  const OpScope in_op = scope(check);
   launch_dropout_backward(device_ptr<float>(dy), device_ptr<uint8_t>(mask), device_ptr<float>(dx), dy.numel(), p,
                           stream());
 }
@@ -260,9 +281,9 @@ void GpuBackend::dropout_backward(const Tensor& dy, const Tensor& mask, float p,
 void GpuBackend::softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, float smoothing,
                                                Tensor& loss, Tensor& probs) {
   // Label values stay on the device: the kernels turn an out-of-range label into a NaN loss row.
-  const auto [n, k] =
-      checks("softmax_cross_entropy_forward").softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("softmax_cross_entropy_forward");
+  const auto [n, k] = check.softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
+  const OpScope in_op = scope(check);
   auto* row_loss = static_cast<float*>(scratch(static_cast<size_t>(n) * sizeof(float)));
   launch_softmax_cross_entropy_forward(device_ptr<float>(logits), device_ptr<int32_t>(labels), n, k, smoothing,
                                        device_ptr<float>(probs), row_loss, device_ptr<float>(loss), stream());
@@ -271,38 +292,55 @@ void GpuBackend::softmax_cross_entropy_forward(const Tensor& logits, const Tenso
 void GpuBackend::softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
                                                 Tensor& dlogits) {
   // Label values stay on the device: the kernels turn an out-of-range label into a NaN gradient row.
-  const auto [n, k] =
-      checks("softmax_cross_entropy_backward").softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("softmax_cross_entropy_backward");
+  const auto [n, k] = check.softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
+  const OpScope in_op = scope(check);
   launch_softmax_cross_entropy_backward(device_ptr<float>(probs), device_ptr<int32_t>(labels), n, k, smoothing,
                                         device_ptr<float>(dlogits), stream());
 }
 
 void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) {
-  checks("sgd_update").sgd_update(param, grad, momentum_buf, step);
+  const OpChecks check = checks("sgd_update");
+  check.sgd_update(param, grad, momentum_buf, step);
   const bool use_momentum = step.momentum != 0.0f;
-  DeviceGuard guard(device_index_);
+  const OpScope in_op = scope(check);
   launch_sgd_update(device_ptr<float>(param), device_ptr<float>(grad),
                     use_momentum ? device_ptr<float>(momentum_buf) : nullptr, param.numel(), step, stream());
 }
 
 void GpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
-  checks("axpby").axpby(alpha, x, beta, y);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("axpby");
+  check.axpby(alpha, x, beta, y);
+  const OpScope in_op = scope(check);
   launch_axpby(alpha, device_ptr<float>(x), beta, device_ptr<float>(y), y.numel(), stream());
+}
+
+void GpuBackend::accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
+                                        Tensor& stats) {
+  const OpChecks check = checks("accumulate_train_stats");
+  const auto [n, k] = check.accumulate_train_stats(loss, logits, labels, stats);
+  const OpScope in_op = scope(check);
+  launch_accumulate_train_stats(device_ptr<float>(loss), device_ptr<float>(logits), device_ptr<int32_t>(labels), n, k,
+                                step, device_ptr<double>(stats), stream());
+}
+
+DeviceActivity GpuBackend::activity() const {
+  return device_activity();
 }
 
 void GpuBackend::augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
                                const AugmentBatchSpec& spec) {
-  const AugmentGeometry g = checks("augment_batch").augment_batch(images, order, first, out, spec);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("augment_batch");
+  const AugmentGeometry g = check.augment_batch(images, order, first, out, spec);
+  const OpScope in_op = scope(check);
   launch_augment_batch(device_ptr<uint8_t>(images), device_ptr<int32_t>(order), g, device_ptr<float>(out), spec,
                        stream());
 }
 
 void GpuBackend::image_view(const Tensor& x, Tensor& y, const ImageView& view) {
-  checks("image_view").image_view(x, y, view);
-  DeviceGuard guard(device_index_);
+  const OpChecks check = checks("image_view");
+  check.image_view(x, y, view);
+  const OpScope in_op = scope(check);
   launch_image_view(device_ptr<float>(x), device_ptr<float>(y), x.dim(0), x.dim(1), x.dim(2), x.dim(3), view, stream());
 }
 

@@ -1,7 +1,10 @@
-// GpuBackend: what the `cuda` and `cudnn` backends share. One CUDA device, one compute stream
-// on which every op is queued (so ops are ordered and tensors can be reused without device
-// syncs), the device's caching allocator, pinned staging buffers for host<->device copies, and
-// CUDA-event timing for `convnet benchmark`.
+// GpuBackend: what the `cuda` and `cudnn` backends share. One CUDA device, the device's compute
+// stream on which every op is queued (shared with every other GPU backend on the device, see
+// device_compute_stream in cuda/stream.h, so ops are ordered across backends and tensors can be
+// reused without device syncs), a caching allocator, pinned staging buffers for host<->device
+// copies, a copy stream for uploads that overlap with compute, and CUDA-event timing for
+// `convnet benchmark`. Each op validates its arguments, then opens an OpScope (cuda/op_scope.h)
+// so that a CUDA error while it runs names the op and its tensors' shapes.
 //
 // The ops both backends implement with our own kernels (cuDNN has no equivalent with the same
 // semantics) live here too: dropout with the counter-based mask of core/base/rng.h, softmax
@@ -13,10 +16,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/base/backend.h"
 #include "core/base/op_checks.h"
 #include "cuda/device_allocator.h"
+#include "cuda/op_scope.h"
 #include "cuda/stream.h"
 
 namespace convnet::cuda {
@@ -31,7 +36,7 @@ class GpuBackend : public Backend {
   Device device() const override { return {DeviceKind::cuda, device_index_}; }
   Allocator& allocator() override { return *allocator_; }
   void synchronize() override;
-  cudaStream_t stream() const { return stream_.get(); }
+  cudaStream_t stream() const { return stream_->get(); }
 
   double elapsed_ms(const std::function<void()>& work) override;  // CUDA events on stream()
   void flush_caches() override;                                   // overwrites an L2-sized buffer
@@ -42,9 +47,11 @@ class GpuBackend : public Backend {
   // the stream. A copy to the host waits for the stream, so the result can be read on return.
   void copy(Tensor& dst, const Tensor& src) override;
   // Host -> device on a second (copy) stream: it starts after the compute work queued so far (which
-  // may still read dst) and the compute stream waits for it before any later work, so the upload
-  // of the next batch overlaps with the backward pass of the current one.
+  // may still read dst) and overlaps with the compute work queued after it until await_uploads(),
+  // so the upload of the next batch runs during the backward pass of the current one. dst is held
+  // (its memory is not reused) until await_uploads() has ordered the compute stream after it.
   void copy_async(Tensor& dst, const Tensor& src) override;
+  void await_uploads() override;  // the compute stream waits on the last upload's event
   void fill(Tensor& t, float value) override;
 
   void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override;
@@ -55,6 +62,10 @@ class GpuBackend : public Backend {
                                       Tensor& dlogits) override;
   void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
+                              Tensor& stats) override;
+  // Process-wide: every GPU backend's launches, copies and waits (cuda/activity.h).
+  DeviceActivity activity() const override;
   // Index values stay on the device: an index outside [0, M) turns that image's output into NaN
   // (the cpu backend throws instead).
   void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
@@ -66,6 +77,9 @@ class GpuBackend : public Backend {
   void* scratch(size_t bytes);
   // The shared argument checks (core/base/op_checks.h) for `op`, against this backend's device.
   OpChecks checks(const char* op) const { return {op, device(), name_}; }
+  // What an op opens once its arguments are checked: this device made current, and `check`'s op
+  // named in any CUDA error raised meanwhile.
+  OpScope scope(const OpChecks& check) const { return OpScope(device_index_, check); }
   int device_index() const { return device_index_; }
 
  private:
@@ -78,18 +92,19 @@ class GpuBackend : public Backend {
   std::string name_;
   int device_index_;
   std::unique_ptr<CudaCachingAllocator> allocator_;
-  CudaStream stream_;
-  PinnedHostAllocator pinned_;  // declared before staging_, which it must outlive
-  Tensor scratch_;              // device bytes for reductions and workspaces
-  Tensor staging_;              // pinned host bytes for copies
-  CudaEvent staging_done_;      // recorded after the last queued copy that reads staging_
+  std::shared_ptr<CudaStream> stream_;  // the device's compute stream (device_compute_stream)
+  PinnedHostAllocator pinned_;          // declared before staging_, which it must outlive
+  Tensor scratch_;                      // device bytes for reductions and workspaces
+  Tensor staging_;                      // pinned host bytes for copies
+  CudaEvent staging_done_;              // recorded after the last queued copy that reads staging_
   bool staging_in_flight_ = false;
   CudaStream copy_stream_;   // copy_async transfers
   Tensor async_staging_;     // pinned host bytes read by the copy stream
   CudaEvent compute_point_;  // where the copy stream waits for the compute stream
   CudaEvent async_done_;     // recorded after the last copy_async transfer
   bool async_in_flight_ = false;
-  Tensor flush_buffer_;  // device bytes, L2-sized
+  std::vector<Tensor> unawaited_uploads_;  // copy_async targets the compute stream has not waited for
+  Tensor flush_buffer_;                    // device bytes, L2-sized
   double peak_gflops_ = 0;
   double peak_gbytes_per_sec_ = 0;
 };

@@ -1,6 +1,11 @@
 #include "cuda/stream.h"
 
+#include <map>
+#include <mutex>
+
+#include "cuda/activity.h"
 #include "cuda/check.h"
+#include "cuda/device.h"
 
 namespace convnet::cuda {
 
@@ -22,6 +27,7 @@ CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
 }
 
 void CudaStream::synchronize() const {
+  count_host_wait();
   CONVNET_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -46,6 +52,7 @@ void CudaEvent::record(cudaStream_t stream) {
 }
 
 void CudaEvent::synchronize() const {
+  count_host_wait();
   CONVNET_CUDA_CHECK(cudaEventSynchronize(event_));
 }
 
@@ -60,6 +67,18 @@ float CudaEvent::elapsed_ms(const CudaEvent& start) const {
   float ms = 0.0f;
   CONVNET_CUDA_CHECK(cudaEventElapsedTime(&ms, start.event_, event_));
   return ms;
+}
+
+std::shared_ptr<CudaStream> device_compute_stream(int index) {
+  static std::mutex mutex;
+  static std::map<int, std::weak_ptr<CudaStream>> streams;
+  const std::lock_guard lock(mutex);
+  std::weak_ptr<CudaStream>& slot = streams[index];
+  if (std::shared_ptr<CudaStream> shared = slot.lock()) return shared;
+  const DeviceGuard guard(index);
+  auto stream = std::make_shared<CudaStream>();
+  slot = stream;
+  return stream;
 }
 
 }  // namespace convnet::cuda

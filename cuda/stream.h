@@ -1,9 +1,12 @@
-// RAII wrappers for CUDA streams and events, and timing of GPU work with events.
-// Both are created on the calling thread's current device (see DeviceGuard in device.h).
+// RAII wrappers for CUDA streams and events, timing of GPU work with events, and the one compute
+// stream per device that every GPU backend on it queues its work on. Streams and events are
+// created on the calling thread's current device (see DeviceGuard in device.h). Every host wait
+// (synchronize) is counted in cuda/activity.h.
 #pragma once
 
 #include <cuda_runtime_api.h>
 
+#include <memory>
 #include <utility>
 
 namespace convnet::cuda {
@@ -46,6 +49,13 @@ class CudaEvent {
  private:
   cudaEvent_t event_ = nullptr;
 };
+
+// The compute stream of device `index`, shared by every GPU backend on that device for as long as
+// one holds it (then destroyed; the next request creates a new one). Sharing is what makes mixing
+// backends safe: a `cuda` layer's output read by a `cudnn` layer, or a block freed to one
+// backend's caching pool and reused by it, are ordered by the stream itself, with no hand-over
+// events and no cross-stream frees. Thread-safe.
+std::shared_ptr<CudaStream> device_compute_stream(int index);
 
 // Runs `work` (which queues GPU work on `stream`) between two events and returns the GPU time it
 // took in milliseconds. Waits for the work to finish.

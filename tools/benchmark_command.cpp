@@ -20,6 +20,7 @@
 #include "core/config/config.h"
 #include "core/layers/conv2d.h"
 #include "core/optim/sgd.h"
+#include "core/train/train_step.h"
 #ifdef CONVNET_WITH_CUDA
 #include "cuda/device.h"
 #endif
@@ -83,6 +84,7 @@ struct StepResult {
   std::string backend;
   Timing timing;
   double images_per_sec = 0;
+  DeviceActivity activity;  // what one step queued and waited for (Backend::activity)
 };
 
 struct CopyBandwidth {
@@ -231,34 +233,46 @@ std::vector<Row> benchmark_layers(Graph& graph, const std::vector<Graph*>& other
   return rows;
 }
 
-// A whole training step (forward, loss, backward, SGD) on random data; the same data for every
-// graph given the same `data_seed`.
+// A whole training step as the trainer runs it (TrainStep: forward, loss, statistics, backward,
+// SGD) on random data already on the first layer's device (the device loader's case); the same
+// data for every graph given the same `data_seed`. Also counts what one step queues and waits for,
+// measured after the timed steps so that one-time work (cuDNN's algorithm choice) is left out.
 StepResult benchmark_step(const Config& config, Graph& graph, int64_t batch, int repeats, uint64_t data_seed) {
   Rng rng(data_seed);
   Backend& in_backend = graph.layer_backend(0);
   Backend& out_backend = graph.output_backend();
   Tensor x = random_on(in_backend, batched(batch, graph.example_shape()), rng);
   const int64_t classes = graph.output_shape()[0];
-  Tensor host_labels({batch}, DType::i32);
+  Tensor labels({batch}, DType::i32);
   for (int64_t i = 0; i < batch; ++i)
-    host_labels.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
-  Tensor labels = on_backend(out_backend, host_labels);
-  Tensor loss = out_backend.empty({1}), probs = out_backend.empty({batch, classes}),
-         dlogits = out_backend.empty({batch, classes});
+    labels.data<int32_t>()[i] = static_cast<int32_t>(rng.below(static_cast<uint64_t>(classes)));
   Sgd sgd(config.optimizer,
           make_parameter_groups(config.optimizer, graph.named_parameters(), graph.parameter_backends()));
-  const float smoothing = static_cast<float>(config.train.label_smoothing);
-  const Timing t = time_pass(
-      out_backend,
-      [&] {
-        const Tensor& logits = graph.forward(x, Mode::train);
-        out_backend.softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
-        out_backend.softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
-        graph.backward(dlogits);
-        sgd.step(config.optimizer.lr * 1e-3);
-      },
-      repeats, 1);
-  return {out_backend.name(), t, static_cast<double>(batch) / (t.median_ms * 1e-3)};
+  TrainStep train_step(graph, sgd, static_cast<float>(config.train.label_smoothing), config.train.seed);
+  int64_t number = 0;
+  const auto one_step = [&] {
+    train_step.forward(x, labels, ++number);
+    train_step.backward_and_update(config.optimizer.lr * 1e-3, 0);
+  };
+  const Timing t = time_pass(out_backend, one_step, repeats, 1);
+  const DeviceActivity before = out_backend.activity();
+  one_step();
+  const DeviceActivity activity = out_backend.activity() - before;
+  out_backend.synchronize();
+  return {out_backend.name(), t, static_cast<double>(batch) / (t.median_ms * 1e-3), activity};
+}
+
+nlohmann::json activity_json(const DeviceActivity& a) {
+  return {{"kernel_launches", a.kernel_launches},   {"library_calls", a.library_calls},
+          {"host_to_device", a.host_to_device},     {"device_to_host", a.device_to_host},
+          {"device_to_device", a.device_to_device}, {"host_waits", a.host_waits}};
+}
+
+// "312 kernel launches, 40 cuDNN/cuBLAS calls, copies 1 h2d / 0 d2h / 0 d2d, 1 host wait".
+std::string activity_text(const DeviceActivity& a) {
+  return fmt::format("{} kernel launches, {} cuDNN/cuBLAS calls, copies {} h2d / {} d2h / {} d2d, {} host wait{}",
+                     a.kernel_launches, a.library_calls, a.host_to_device, a.device_to_host, a.device_to_device,
+                     a.host_waits, a.host_waits == 1 ? "" : "s");
 }
 
 // Device-to-device Backend::copy of a kCopyBytes tensor (random values, not zeros).
@@ -501,6 +515,7 @@ int benchmark_command(const BenchmarkOptions& options) {
       t["backend"] = s.backend;
       t["images_per_sec"] = s.images_per_sec;
       t["ratio"] = step.images_per_sec / s.images_per_sec;  // ours / theirs in images/s
+      t["activity"] = gpu ? activity_json(s.activity) : nlohmann::json(nullptr);
       j["train_steps"].push_back(t);
     }
     fmt::print("{}\n", j.dump(2));
@@ -589,7 +604,11 @@ int benchmark_command(const BenchmarkOptions& options) {
                &s == &step ? " (main)" : "", s.timing.median_ms, s.timing.spread_pct(), s.images_per_sec);
     if (&s != &step) fmt::print(", ours/theirs speed {}", ratio_text(step.images_per_sec / s.images_per_sec));
     fmt::print("\n");
+    if (gpu) fmt::print("  host side of one step on {}: {}\n", s.backend, activity_text(s.activity));
   }
+  if (gpu)
+    fmt::print(
+        "  (batches already on the device, as with data.loader device; the host loader adds one h2d copy per step)\n");
   if (augment) {
     fmt::print(
         "data path on {}: augment_batch of {} images (+-2 px reflect translate, alternating flip): {:.3f} ms "

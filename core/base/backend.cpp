@@ -4,6 +4,17 @@
 
 namespace convnet {
 
+DeviceActivity DeviceActivity::operator-(const DeviceActivity& before) const {
+  DeviceActivity d;
+  d.kernel_launches = kernel_launches - before.kernel_launches;
+  d.library_calls = library_calls - before.library_calls;
+  d.host_to_device = host_to_device - before.host_to_device;
+  d.device_to_host = device_to_host - before.device_to_host;
+  d.device_to_device = device_to_device - before.device_to_device;
+  d.host_waits = host_waits - before.host_waits;
+  return d;
+}
+
 double Backend::elapsed_ms(const std::function<void()>& work) {
   const auto start = std::chrono::steady_clock::now();
   work();

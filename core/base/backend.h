@@ -5,7 +5,9 @@
 // the GPU. All tensors passed to one call live on the backend's device and are f32 unless noted;
 // outputs are preallocated by the caller with the documented shapes and are fully overwritten
 // (never accumulated into). Calls are asynchronous on GPU backends: they are ordered on the
-// backend's compute stream and synchronize() waits for them.
+// backend's compute stream and synchronize() waits for them. GPU backends on one device share that
+// device's compute stream, so a tensor one of them writes can be read by another without any
+// hand-over, and a block freed to either's memory pool is reused in stream order.
 //
 // Layouts: activations NHWC, conv filters KRSC, linear weights [out, in]. Per-channel ops
 // (bias, batchnorm) treat the last dimension as the channel.
@@ -71,6 +73,20 @@ struct ImageView {
   PadMode pad_mode = PadMode::reflect;
 };
 
+// What a backend has asked of its device so far: kernels and library calls queued, copies by
+// direction, and host waits (blocking synchronizations). `convnet benchmark` prints the difference
+// over one training step, which shows where the host-side cost of a step goes. GPU backends count
+// every GPU backend of the process (the kernels do not know which backend launched them); the cpu
+// backend queues nothing and reports zeros.
+struct DeviceActivity {
+  int64_t kernel_launches = 0;  // our kernels
+  int64_t library_calls = 0;    // cuDNN / cuBLAS calls that queue device work (each one or more kernels)
+  int64_t host_to_device = 0, device_to_host = 0, device_to_device = 0;  // copies (memset included in d2d)
+  int64_t host_waits = 0;  // stream and event synchronizations the host blocked on
+  DeviceActivity operator-(const DeviceActivity& before) const;
+  bool operator==(const DeviceActivity&) const = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -96,9 +112,14 @@ class Backend {
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void fill(Tensor& t, float value) = 0;  // f32 tensors
   // Like copy(), for a host `src` and a `dst` on this device, but the transfer may run on a
-  // separate copy stream, overlapping with work queued after this call; work queued after it
-  // still sees the copied data. `src` may be reused on return. Default: copy().
+  // separate copy stream: it starts after the work queued so far (which may still read dst) and
+  // overlaps with the work queued after it, which is therefore NOT ordered with it. Call
+  // await_uploads() right before the first op that reads dst. `src` may be reused on return, and
+  // dst may be released before the wait (its memory is held until then). Default: copy().
   virtual void copy_async(Tensor& dst, const Tensor& src) { copy(dst, src); }
+  // Work queued after this call sees every copy_async transfer queued before it. Does not block
+  // the host. Default: nothing (copy_async already finished).
+  virtual void await_uploads() {}
 
   // --- convolution: x [N,H,W,C], w [K,R,S,C], bias [K] or null, y [N,P,Q,K] ---
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
@@ -158,6 +179,19 @@ class Backend {
 
   // --- optimizer: one fused SGD update (see SgdStep); momentum_buf may be undefined if momentum == 0 ---
   virtual void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) = 0;
+
+  // --- training statistics, accumulated on the device so the trainer reads them every few steps ---
+  // loss f32 [1] (from softmax_cross_entropy_forward), logits f32 [N, K], labels i32 [N], stats f64 [4]:
+  //   stats[0] += loss[0];
+  //   stats[1] += the number of rows i with top1(logits[i]) == labels[i] (core/base/top1.h);
+  //   the first time loss[0] is not finite (stats[2] < 0): stats[2] = step, stats[3] = loss[0].
+  // The caller starts stats at {0, 0, -1, 0}. Sums in f64, one step after another, so reading them
+  // every few steps gives exactly the running sums a per-step read on the host gave.
+  virtual void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
+                                      Tensor& stats) = 0;
+
+  // --- measurement of the host side of a step (see DeviceActivity) ---
+  virtual DeviceActivity activity() const { return {}; }
 
   // --- elementwise: y = alpha * x + beta * y (any shape, same numel). beta == 0 overwrites y
   // without reading it (BLAS convention), so y may hold garbage; x may alias y. ---

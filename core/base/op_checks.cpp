@@ -15,7 +15,17 @@ bool OpChecks::on_device(const Tensor& t) const {
   return device_.kind == DeviceKind::cpu ? t.is_cpu() : t.device() == device_;
 }
 
+std::string OpChecks::describe() const {
+  std::string args;
+  for (int i = 0; i < checked_count_; ++i)
+    args += fmt::format("{}{} {}", i ? ", " : "", checked_[i].name, shape_str(checked_[i].tensor->shape()));
+  return fmt::format("{} {}({})", backend_, op_, args);
+}
+
 void OpChecks::tensor(const Tensor& t, const char* name, DType dtype) const {
+  bool seen = false;
+  for (int i = 0; i < checked_count_; ++i) seen = seen || checked_[i].tensor == &t;
+  if (!seen && checked_count_ < kMaxRecorded) checked_[checked_count_++] = {name, &t};
   CONVNET_CHECK(t.defined(), "{}: {} is undefined", op_, name);
   CONVNET_CHECK(on_device(t), "{}: {} lives on {}, the {} backend needs {}", op_, name, t.device().str(), backend_,
                 device_.kind == DeviceKind::cpu ? std::string("host tensors") : "tensors on " + device_.str());
@@ -288,6 +298,14 @@ LossGeometry OpChecks::softmax_cross_entropy_backward(const Tensor& probs, const
                                                       const Tensor& dlogits) const {
   const LossGeometry g = cross_entropy(probs, "probs", labels, smoothing);
   shape(dlogits, {g.n, g.k}, "dlogits");
+  return g;
+}
+
+LossGeometry OpChecks::accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels,
+                                              const Tensor& stats) const {
+  const LossGeometry g = cross_entropy(logits, "logits", labels, 0.0f);
+  shape(loss, {1}, "loss");
+  shape(stats, {4}, "stats", DType::f64);
   return g;
 }
 

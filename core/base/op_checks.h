@@ -60,6 +60,10 @@ class OpChecks {
   static OpChecks cpu(const char* op) { return {op, Device{}, "cpu"}; }
 
   const char* op() const { return op_; }
+  // "cuda conv2d_forward(x [2, 8, 8, 3], w [4, 3, 3, 3], y [2, 6, 6, 4])": the op and the tensors
+  // checked so far (each once, in the order checked), for messages about a failure while it runs
+  // (cuda/op_scope.h). The tensors must still be alive.
+  std::string describe() const;
 
   // --- single tensors ---
 
@@ -125,6 +129,10 @@ class OpChecks {
   LossGeometry softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
                                               const Tensor& dlogits) const;
 
+  // loss [1], logits [N, K] with K >= 1, labels i32 [N], stats f64 [4] (Backend::accumulate_train_stats).
+  LossGeometry accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels,
+                                      const Tensor& stats) const;
+
   // grad has param's shape; so does momentum_buf when step.momentum != 0 (it is unused otherwise).
   void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step) const;
 
@@ -152,6 +160,15 @@ class OpChecks {
   const char* op_;
   Device device_;
   std::string backend_;
+  // What describe() lists: recorded by tensor(), which every check goes through. Mutable because
+  // recording is not part of the checks' meaning; a fixed array, so checking never allocates.
+  struct Checked {
+    const char* name;
+    const Tensor* tensor;
+  };
+  static constexpr int kMaxRecorded = 12;
+  mutable Checked checked_[kMaxRecorded] = {};
+  mutable int checked_count_ = 0;
 };
 
 }  // namespace convnet

@@ -20,6 +20,8 @@ size_t dtype_size(DType dtype) {
       return 4;
     case DType::u8:
       return 1;
+    case DType::f64:
+      return 8;
   }
   return 0;
 }
@@ -36,6 +38,8 @@ const char* dtype_name(DType dtype) {
       return "I32";
     case DType::u8:
       return "U8";
+    case DType::f64:
+      return "F64";
   }
   return "?";
 }

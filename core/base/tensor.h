@@ -17,9 +17,11 @@
 
 namespace convnet {
 
-enum class DType : uint8_t { f32, bf16, f16, i32, u8 };
+// f64 holds small device-side accumulators (training statistics); parameters and activations are
+// never f64, and checkpoints hold none.
+enum class DType : uint8_t { f32, bf16, f16, i32, u8, f64 };
 size_t dtype_size(DType dtype);
-const char* dtype_name(DType dtype);  // "F32", "BF16", "F16", "I32", "U8" (safetensors spelling)
+const char* dtype_name(DType dtype);  // "F32", "BF16", "F16", "I32", "U8", "F64" (safetensors spelling)
 
 enum class DeviceKind : uint8_t { cpu, cuda };
 struct Device {

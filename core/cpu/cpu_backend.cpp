@@ -16,6 +16,7 @@
 #include "core/cpu/pool.h"
 #include "core/cpu/sgd_update.h"
 #include "core/cpu/softmax_cross_entropy.h"
+#include "core/cpu/train_stats.h"
 #include "core/cpu/workspace.h"
 
 namespace convnet {
@@ -119,6 +120,10 @@ class CpuBackend final : public Backend {
   }
 
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override { cpu::axpby(alpha, x, beta, y); }
+  void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
+                              Tensor& stats) override {
+    cpu::accumulate_train_stats(loss, logits, labels, step, stats);
+  }
 
   void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
                      const AugmentBatchSpec& spec) override {

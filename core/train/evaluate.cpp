@@ -4,13 +4,6 @@
 
 namespace convnet {
 
-int64_t top1(const float* logits, int64_t k) {
-  int64_t best = 0;
-  for (int64_t j = 1; j < k; ++j)
-    if (logits[j] > logits[best]) best = j;
-  return best;
-}
-
 void count_predictions(const Tensor& logits, const Tensor& labels, std::vector<std::vector<int64_t>>& confusion) {
   const int64_t n = logits.dim(0), k = logits.dim(1);
   const float* z = logits.f32();

@@ -8,6 +8,7 @@
 
 #include "core/base/backend.h"
 #include "core/base/batch.h"
+#include "core/base/top1.h"
 #include "core/train/graph.h"
 
 namespace convnet {
@@ -43,10 +44,7 @@ std::vector<TtaView> tta_views(Tta tta);  // weights sum to 1; the identity view
 // images may be on the host or already on a device; views are built on the first layer's device.
 EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta = Tta::none);
 
-// Top-1 predictions of host logits [N, K].
-// The predicted class of one row of k logits: the first maximum.
-int64_t top1(const float* logits, int64_t k);
-
+// Adds the top-1 predictions (core/base/top1.h) of host logits [N, K] to confusion[label][predicted].
 void count_predictions(const Tensor& host_logits, const Tensor& host_labels,
                        std::vector<std::vector<int64_t>>& confusion);
 

@@ -14,18 +14,15 @@ std::string format_duration(double seconds) {
   return fmt::format("{}s", s);
 }
 
-Progress::Progress(int64_t total_steps, int every)
+Progress::Progress(int64_t total_steps, int every, int64_t first_step)
     : total_steps_(total_steps),
       every_(every),
       tty_(isatty(STDOUT_FILENO) == 1),
-      start_(std::chrono::steady_clock::now()) {}
+      start_(std::chrono::steady_clock::now()),
+      first_step_(first_step) {}
 
 void Progress::update(int64_t step, int64_t epoch, int64_t batch, int64_t batches_per_epoch, double loss,
                       double accuracy, double images_per_sec) {
-  if (first_step_ < 0) {
-    first_step_ = step - 1;
-    start_ = std::chrono::steady_clock::now();
-  }
   const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double per_step = elapsed / static_cast<double>(std::max<int64_t>(step - first_step_, 1));
   const double eta = per_step * static_cast<double>(std::max<int64_t>(total_steps_ - step, 0));

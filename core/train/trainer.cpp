@@ -20,48 +20,312 @@
 #include "core/train/plot_svg.h"
 #include "core/train/progress.h"
 #include "core/train/signals.h"
+#include "core/train/train_step.h"
 
 namespace convnet {
 
 namespace {
 
+namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// Running means over the steps of one epoch.
+// Running means over the steps of one epoch. The sums come from the device (TrainStep) at each
+// read; the counts of steps and images are the host's.
 struct EpochStats {
-  double loss_sum = 0;
-  int64_t correct = 0, seen = 0, steps = 0;
+  TrainStats sums;
+  int64_t seen = 0, steps = 0;
+  int64_t read_through = 0;  // the last step whose statistics were read
   Clock::time_point start = Clock::now();
-  double loss() const { return steps ? loss_sum / static_cast<double>(steps) : 0; }
-  double accuracy() const { return seen ? static_cast<double>(correct) / static_cast<double>(seen) : 0; }
+  double loss() const { return steps ? sums.loss_sum / static_cast<double>(steps) : 0; }
+  double accuracy() const { return seen ? static_cast<double>(sums.correct) / static_cast<double>(seen) : 0; }
   double images_per_sec() const { return static_cast<double>(seen) / std::max(seconds_since(start), 1e-9); }
 };
 
-int64_t count_correct(const Tensor& logits, const Tensor& labels) {
-  const int64_t n = logits.dim(0), k = logits.dim(1);
-  const float* z = logits.f32();
-  const int32_t* y = labels.data<int32_t>();
-  int64_t correct = 0;
-  for (int64_t i = 0; i < n; ++i) correct += top1(z + i * k, k) == y[i];
-  return correct;
+// Fractional epoch position after `batches_done` batches of epoch `epoch`.
+double epoch_position(int64_t epoch, int64_t batches_done, int64_t steps_per_epoch) {
+  return static_cast<double>(epoch) + static_cast<double>(batches_done) / static_cast<double>(steps_per_epoch);
 }
 
-// Device-side buffers of the loss computation, resized when the batch size changes.
-struct LossBuffers {
-  Tensor loss, probs, dlogits, labels, host_loss{Shape{1}}, host_logits;
-  void ensure(Backend& backend, const Shape& logits_shape) {
-    if (probs.defined() && probs.shape() == logits_shape) return;
-    loss = backend.empty({1});
-    probs = backend.empty(logits_shape);
-    dlogits = backend.empty(logits_shape);
-    labels = backend.empty({logits_shape[0]}, DType::i32);
-    host_logits = Tensor(logits_shape);
+// Copies host batches to the first layer's device one step ahead (Backend::copy_async, awaited
+// by TrainStep::forward): on a GPU the upload of batch k+1 overlaps with the backward pass of
+// batch k. Two slots, so the upload never overwrites the batch being trained on. A batch already
+// on that device (a device-resident loader) or a CPU first layer is used in place.
+class BatchStager {
+ public:
+  explicit BatchStager(Backend& input) : input_(input) {}
+  // Starts moving `batch` into slot `slot` (0 or 1).
+  void stage(const Batch& batch, size_t slot) {
+    if (!needs_staging(batch)) return;
+    Tensor& dst = staged_[slot];
+    if (!dst.defined() || dst.shape() != batch.images.shape()) dst = input_.empty(batch.images.shape());
+    input_.copy_async(dst, batch.images);
   }
+  // The images the first layer reads for `batch`, staged into `slot`.
+  const Tensor& images(const Batch& batch, size_t slot) const {
+    return needs_staging(batch) ? staged_[slot] : batch.images;
+  }
+
+ private:
+  bool needs_staging(const Batch& batch) const { return batch.images.device() != input_.device(); }
+  Backend& input_;
+  std::array<Tensor, 2> staged_;
 };
+
+// One call of Trainer::run: the loop over epochs and steps, with everything a run keeps.
+class TrainingRun {
+ public:
+  TrainingRun(const Config& config, const std::string& config_yaml, Graph& graph, BatchSource& train,
+              BatchSource* test);
+  TrainResult run(const std::string& resume_path);
+
+ private:
+  // One epoch's steps; false when the run stops inside it (a signal, max_steps) without the
+  // epoch's ending.
+  bool train_epoch(int64_t epoch, EpochStats& stats);
+  // Reads the statistics of the steps since the last read and reports them (progress, metrics);
+  // throws when a step's loss was not finite. Every checkpoint is written after such a read.
+  void read_stats(int64_t epoch, int64_t batch_index, EpochStats& stats, bool metrics_line);
+  // The epoch's ending: averaging, the summary line, evaluation, checkpoints and the plot.
+  void end_epoch(int64_t epoch, const EpochStats& stats, bool finished);
+  void resume(const std::string& path);
+  void save_last();
+  void write_plot();
+
+  const Config& config_;
+  const TrainConfig& tc_;
+  Graph& graph_;
+  BatchSource& train_;
+  BatchSource* test_;
+  const fs::path out_dir_;
+  const std::string last_path_, best_path_;
+  int64_t steps_per_epoch_ = 0, num_epochs_ = 0, total_steps_ = 0, step_limit_ = 0;
+  Tta tta_;
+  Sgd sgd_;
+  LrSchedule schedule_;
+  std::optional<WeightAverage> average_storage_;
+  WeightAverage* average_ = nullptr;
+  TrainingState state_;
+  int64_t last_saved_step_ = -1;  // step of the last checkpoint written or resumed from
+  std::optional<MetricsLog> metrics_;
+  std::optional<Progress> progress_;
+  TrainStep step_;
+  const StopSignals signals_;  // installed for the whole run, evaluations included
+  TrainResult result_;
+};
+
+// The run's validated length: steps per epoch, epochs, and the step count (fractional epochs
+// round up; the tolerance keeps a product like 10 * 1.1 = 11.000000000000002 at 11 steps).
+int64_t checked_steps_per_epoch(const Graph& graph, const BatchSource& train, const TrainConfig& tc) {
+  if (graph.output_shape() != Shape{train.num_classes()})
+    throw ConfigError(fmt::format("the model outputs {} but the data has {} classes (set model.num_classes)",
+                                  shape_str(graph.output_shape()), train.num_classes()));
+  const int64_t steps = train.batches_per_epoch();
+  if (steps < 1)
+    throw ConfigError(fmt::format("train.batch_size {} is larger than the training set ({} examples)", tc.batch_size,
+                                  train.num_examples()));
+  return steps;
+}
+int64_t total_steps_of(const TrainConfig& tc, int64_t steps_per_epoch) {
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * tc.epochs - 1e-6)));
+}
+
+TrainingRun::TrainingRun(const Config& config, const std::string& config_yaml, Graph& graph, BatchSource& train,
+                         BatchSource* test)
+    : config_(config),
+      tc_(config.train),
+      graph_(graph),
+      train_(train),
+      test_(test),
+      out_dir_(config.output.dir),
+      last_path_((out_dir_ / "last.safetensors").string()),
+      best_path_((out_dir_ / "best.safetensors").string()),
+      steps_per_epoch_(checked_steps_per_epoch(graph, train, config.train)),
+      num_epochs_(static_cast<int64_t>(std::ceil(config.train.epochs))),
+      total_steps_(total_steps_of(config.train, steps_per_epoch_)),
+      step_limit_(config.train.max_steps > 0 ? std::min(total_steps_, config.train.max_steps) : total_steps_),
+      tta_(parse_tta(config.train.tta)),
+      sgd_(config.optimizer,
+           make_parameter_groups(config.optimizer, graph.named_parameters(), graph.parameter_backends())),
+      schedule_(config.schedule, config.optimizer.lr, steps_per_epoch_, total_steps_),
+      step_(graph, sgd_, static_cast<float>(config.train.label_smoothing), config.train.seed) {
+  std::error_code ec;
+  fs::create_directories(out_dir_, ec);
+  if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir_.string(), ec.message()));
+  write_file_atomic((out_dir_ / "config.yaml").string(), config_yaml);
+  // Starts as a copy of the initial weights; a resume overwrites it with the saved average.
+  if (config.ema.mode != "none") {
+    average_storage_.emplace(config.ema, weight_average_targets(graph));
+    average_ = &*average_storage_;
+  }
+  state_.rng = Rng(tc_.seed).state();
+  state_.config_yaml = config_yaml;
+}
+
+void TrainingRun::resume(const std::string& path) {
+  state_ = load_checkpoint(path, graph_, &sgd_, average_);
+  if (state_.data_fingerprint != train_.fingerprint())
+    throw Error(fmt::format("checkpoint '{}' was trained on different data ({}) than data.path now gives ({})", path,
+                            state_.data_fingerprint, train_.fingerprint()));
+  std::error_code ec;
+  if (fs::equivalent(path, last_path_, ec)) last_saved_step_ = state_.step;  // what last.safetensors holds
+  if (state_.epoch >= num_epochs_)
+    spdlog::info("resumed from {}: the run is already complete ({} steps)", path, state_.step);
+  else
+    spdlog::info("resumed from {}: step {}, epoch {}, batch {}", path, state_.step, state_.epoch + 1,
+                 state_.batch_in_epoch);
+}
+
+void TrainingRun::save_last() {
+  save_checkpoint(last_path_, graph_, &sgd_, state_, average_);
+  last_saved_step_ = state_.step;
+}
+
+void TrainingRun::write_plot() {
+  if (config_.output.plot == "svg")
+    write_file_atomic((out_dir_ / "curves.svg").string(),
+                      render_metrics_svg(read_metrics((out_dir_ / "metrics.jsonl").string()), out_dir_.string()));
+}
+
+TrainResult TrainingRun::run(const std::string& resume_path) {
+  const Clock::time_point run_start = Clock::now();
+  const std::string config_yaml = state_.config_yaml;
+  if (!resume_path.empty()) resume(resume_path);
+  state_.config_yaml = config_yaml;
+  state_.data_fingerprint = train_.fingerprint();
+  metrics_.emplace((out_dir_ / "metrics.jsonl").string());
+  progress_.emplace(step_limit_, tc_.log_every, state_.step);
+  result_.best_test_accuracy = state_.best_accuracy;
+
+  for (int64_t epoch = state_.epoch; epoch < num_epochs_; ++epoch) {
+    EpochStats stats;
+    const bool epoch_ends = train_epoch(epoch, stats);
+    if (stats.steps > 0) result_.last_train_loss = stats.loss();
+    if (!epoch_ends) break;
+    const bool finished = state_.step >= total_steps_;
+    end_epoch(epoch, stats, finished);
+    // max_steps reached at this epoch's end. (An ending left over from a resume ran no step:
+    // the next epoch saves and stops.)
+    if (finished || (stats.steps > 0 && state_.step >= step_limit_)) break;
+  }
+  if (state_.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
+  result_.steps = state_.step;
+  result_.best_test_accuracy = state_.best_accuracy;
+  result_.seconds = seconds_since(run_start);
+  return result_;
+}
+
+bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
+  BatchStager stager(graph_.layer_backend(0));
+  step_.reset_stats();
+  stats.read_through = state_.step;
+  Batch batch, next;
+  size_t slot = 0;
+  bool have = false;
+  if (state_.step < step_limit_) {  // else only the epoch's ending is left (a resume after a signal)
+    train_.start_epoch(epoch, epoch == state_.epoch ? state_.batch_in_epoch : 0);
+    have = train_.next(batch);
+  }
+  if (have) stager.stage(batch, slot);
+  while (have) {
+    const double lr = schedule_.lr_at(state_.step);
+    step_.forward(stager.images(batch, slot), batch.labels, state_.step + 1);
+    // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
+    const bool have_next = state_.step + 1 < step_limit_ && train_.next(next);
+    if (have_next) stager.stage(next, slot ^ 1);
+    step_.backward_and_update(lr, epoch);
+    ++state_.step;
+    if (average_) average_->after_step(state_.step, total_steps_, steps_per_epoch_);
+    state_.batch_in_epoch = batch.index + 1;
+    state_.lr = lr;
+    stats.seen += batch.labels.numel();
+    ++stats.steps;
+
+    const bool log_due = state_.step % tc_.log_every == 0;
+    const bool checkpoint_due = tc_.checkpoint_every > 0 && state_.step % tc_.checkpoint_every == 0;
+    const int sig = signals_.received();
+    if (log_due || checkpoint_due || sig || !have_next) read_stats(epoch, batch.index, stats, log_due);
+    if (checkpoint_due) save_last();
+    if (sig) {
+      progress_->finish_line();
+      spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path_, state_.step);
+      save_last();
+      result_.interrupted = true;
+      result_.signal = sig;
+      return false;
+    }
+    std::swap(batch, next);
+    slot ^= 1;
+    have = have_next;
+  }
+  // The run ends inside its last epoch when epochs is fractional; that ending counts as the
+  // epoch's end. max_steps inside an epoch only saves.
+  if (state_.step < total_steps_ && state_.batch_in_epoch < steps_per_epoch_) {
+    save_last();
+    return false;
+  }
+  return true;
+}
+
+void TrainingRun::read_stats(int64_t epoch, int64_t batch_index, EpochStats& stats, bool metrics_line) {
+  stats.sums = step_.read_stats();
+  const int64_t first_unread = stats.read_through + 1;
+  stats.read_through = state_.step;
+  if (!stats.sums.finite()) {
+    progress_->finish_line();
+    const int64_t bad = stats.sums.first_nonfinite_step;
+    std::string checkpoint = last_path_;
+    if (!fs::exists(last_path_))
+      checkpoint += " (none yet)";
+    else if (last_saved_step_ >= 0)
+      checkpoint += fmt::format(" (step {})", last_saved_step_);
+    throw Error(fmt::format(
+        "step {} (epoch {}, batch {}): the loss is {}; training stopped when steps {}-{} were read back. The last good "
+        "checkpoint is {}. Try a lower optimizer.lr or more warm-up.",
+        bad, (bad - 1) / steps_per_epoch_ + 1, (bad - 1) % steps_per_epoch_ + 1, stats.sums.nonfinite_loss,
+        first_unread, state_.step, checkpoint));
+  }
+  progress_->update(state_.step, epoch, batch_index, steps_per_epoch_, stats.loss(), stats.accuracy(),
+                    stats.images_per_sec());
+  if (metrics_line)
+    metrics_->write({"train", state_.step, epoch_position(epoch, batch_index + 1, steps_per_epoch_), state_.lr,
+                     stats.loss(), stats.accuracy(), stats.images_per_sec()});
+}
+
+void TrainingRun::end_epoch(int64_t epoch, const EpochStats& stats, bool finished) {
+  progress_->finish_line();
+  if (average_) average_->end_epoch(state_.step, steps_per_epoch_);
+  const int64_t batches_done = state_.batch_in_epoch;
+  const double position = epoch_position(epoch, batches_done, steps_per_epoch_);
+  const std::string label = batches_done < steps_per_epoch_ ? fmt::format("epoch {}/{} ({}/{} batches)", epoch + 1,
+                                                                          num_epochs_, batches_done, steps_per_epoch_)
+                                                            : fmt::format("epoch {}/{}", epoch + 1, num_epochs_);
+  state_.epoch = epoch + 1;
+  state_.batch_in_epoch = 0;
+  if (stats.steps > 0)
+    spdlog::info("{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", label, stats.loss(),
+                 100 * stats.accuracy(), stats.images_per_sec());
+  bool improved = false;
+  if (test_ && ((epoch + 1) % tc_.eval_every == 0 || epoch + 1 == num_epochs_ || finished)) {
+    EvalResult eval;
+    {
+      const AverageSwapGuard use_average(average_);  // ema: evaluate the averaged weights
+      eval = evaluate(graph_, *test_, tta_);
+    }
+    result_.final_test_accuracy = eval.accuracy;
+    metrics_->write({"test", state_.step, position, state_.lr, eval.loss, eval.accuracy, 0});
+    improved = eval.accuracy > state_.best_accuracy;
+    if (improved) state_.best_accuracy = eval.accuracy;
+    spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
+                 100 * state_.best_accuracy, tta_ == Tta::none ? "" : ", TTA " + tta_name(tta_));
+  }
+  if (tc_.save_each_epoch || finished) save_last();
+  if (improved) save_checkpoint(best_path_, graph_, &sgd_, state_, average_);
+  write_plot();
+}
 
 }  // namespace
 
@@ -83,194 +347,8 @@ Trainer::Trainer(const Config& config, std::string config_yaml, Graph& graph, Ba
     : config_(config), config_yaml_(std::move(config_yaml)), graph_(graph), train_(train), test_(test) {}
 
 TrainResult Trainer::run(const std::string& resume_path) {
-  namespace fs = std::filesystem;
-  const Clock::time_point run_start = Clock::now();
-  const TrainConfig& tc = config_.train;
-  const fs::path out_dir = config_.output.dir;
-  std::error_code ec;
-  fs::create_directories(out_dir, ec);
-  if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir.string(), ec.message()));
-  write_file_atomic((out_dir / "config.yaml").string(), config_yaml_);
-  const std::string last_path = (out_dir / "last.safetensors").string();
-  const std::string best_path = (out_dir / "best.safetensors").string();
-
-  if (graph_.output_shape() != Shape{train_.num_classes()})
-    throw ConfigError(fmt::format("the model outputs {} but the data has {} classes (set model.num_classes)",
-                                  shape_str(graph_.output_shape()), train_.num_classes()));
-  const int64_t steps_per_epoch = train_.batches_per_epoch();
-  if (steps_per_epoch < 1)
-    throw ConfigError(fmt::format("train.batch_size {} is larger than the training set ({} examples)", tc.batch_size,
-                                  train_.num_examples()));
-  const auto num_epochs = static_cast<int64_t>(std::ceil(tc.epochs));
-  // The tolerance keeps a product like 10 * 1.1 = 11.000000000000002 at 11 steps.
-  const auto total_steps =
-      std::max<int64_t>(1, static_cast<int64_t>(std::ceil(static_cast<double>(steps_per_epoch) * tc.epochs - 1e-6)));
-  const int64_t step_limit = tc.max_steps > 0 ? std::min(total_steps, tc.max_steps) : total_steps;
-  const Tta tta = parse_tta(tc.tta);
-  Sgd sgd(config_.optimizer,
-          make_parameter_groups(config_.optimizer, graph_.named_parameters(), graph_.parameter_backends()));
-  const LrSchedule schedule(config_.schedule, config_.optimizer.lr, steps_per_epoch, total_steps);
-  // Starts as a copy of the initial weights; a resume overwrites it with the saved average.
-  std::optional<WeightAverage> average_storage;
-  if (config_.ema.mode != "none") average_storage.emplace(config_.ema, weight_average_targets(graph_));
-  WeightAverage* average = average_storage ? &*average_storage : nullptr;
-
-  TrainingState state;
-  state.rng = Rng(tc.seed).state();
-  if (!resume_path.empty()) {
-    state = load_checkpoint(resume_path, graph_, &sgd, average);
-    if (state.data_fingerprint != train_.fingerprint())
-      throw Error(fmt::format("checkpoint '{}' was trained on different data ({}) than data.path now gives ({})",
-                              resume_path, state.data_fingerprint, train_.fingerprint()));
-    if (state.epoch >= num_epochs)
-      spdlog::info("resumed from {}: the run is already complete ({} steps)", resume_path, state.step);
-    else
-      spdlog::info("resumed from {}: step {}, epoch {}, batch {}", resume_path, state.step, state.epoch + 1,
-                   state.batch_in_epoch);
-  }
-  state.config_yaml = config_yaml_;
-  state.data_fingerprint = train_.fingerprint();
-
-  MetricsLog metrics((out_dir / "metrics.jsonl").string());
-  const StopSignals signals;
-  Progress progress(step_limit, tc.log_every);
-  Backend& loss_backend = graph_.output_backend();
-  LossBuffers buffers;
-  TrainResult result;
-  result.best_test_accuracy = state.best_accuracy;
-  const float smoothing = static_cast<float>(tc.label_smoothing);
-  auto save_last = [&] { save_checkpoint(last_path, graph_, &sgd, state, average); };
-  auto write_plot = [&] {
-    if (config_.output.plot == "svg")
-      write_file_atomic((out_dir / "curves.svg").string(),
-                        render_metrics_svg(read_metrics((out_dir / "metrics.jsonl").string()), out_dir.string()));
-  };
-
-  // Each batch is uploaded one step ahead (Backend::copy_async): on a GPU the copy of batch k+1
-  // overlaps with the backward pass of batch k. A CPU first layer reads the host batch in place.
-  Backend& input_backend = graph_.layer_backend(0);
-  std::array<Tensor, 2> staged;
-  // Batches from a device-resident loader are already where the first layer reads them.
-  auto needs_staging = [&](const Batch& b) { return b.images.device() != input_backend.device(); };
-  auto stage = [&](const Batch& b, size_t slot) {
-    if (!needs_staging(b)) return;
-    if (!staged[slot].defined() || staged[slot].shape() != b.images.shape())
-      staged[slot] = input_backend.empty(b.images.shape());
-    input_backend.copy_async(staged[slot], b.images);
-  };
-  Batch batch, next;
-  for (int64_t epoch = state.epoch; epoch < num_epochs; ++epoch) {
-    EpochStats stats;
-    bool stop = false;
-    size_t slot = 0;
-    bool have = false;
-    if (state.step < step_limit) {  // else only the epoch's ending is left (a resume after a signal)
-      train_.start_epoch(epoch, epoch == state.epoch ? state.batch_in_epoch : 0);
-      have = train_.next(batch);
-    }
-    if (have) stage(batch, slot);
-    while (!stop && have) {
-      const double lr = schedule.lr_at(state.step);
-      graph_.set_step_seed(hash64(tc.seed, static_cast<uint64_t>(state.step)));
-      const Tensor& logits = graph_.forward(needs_staging(batch) ? staged[slot] : batch.images, Mode::train);
-      buffers.ensure(loss_backend, logits.shape());
-      loss_backend.copy(buffers.labels, batch.labels);
-      loss_backend.softmax_cross_entropy_forward(logits, buffers.labels, smoothing, buffers.loss, buffers.probs);
-      loss_backend.copy(buffers.host_loss, buffers.loss);
-      loss_backend.copy(buffers.host_logits, logits);
-      loss_backend.synchronize();
-      const double loss = buffers.host_loss.f32()[0];
-      if (!std::isfinite(loss)) {
-        progress.finish_line();
-        throw Error(fmt::format(
-            "step {} (epoch {}, batch {}): the loss is {}; training stopped. The last good checkpoint is {}{}. "
-            "Try a lower optimizer.lr or more warm-up.",
-            state.step + 1, epoch + 1, batch.index + 1, loss, last_path, fs::exists(last_path) ? "" : " (none yet)"));
-      }
-      // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
-      const bool have_next = state.step + 1 < step_limit && train_.next(next);
-      if (have_next) stage(next, slot ^ 1);
-      loss_backend.softmax_cross_entropy_backward(buffers.probs, buffers.labels, smoothing, buffers.dlogits);
-      graph_.backward(buffers.dlogits);
-      sgd.step(lr, epoch);
-      ++state.step;
-      if (average) average->after_step(state.step, total_steps, steps_per_epoch);
-      state.batch_in_epoch = batch.index + 1;
-      state.lr = lr;
-
-      stats.loss_sum += loss;
-      stats.correct += count_correct(buffers.host_logits, batch.labels);
-      stats.seen += batch.labels.numel();
-      ++stats.steps;
-      progress.update(state.step, epoch, batch.index, steps_per_epoch, stats.loss(), stats.accuracy(),
-                      stats.images_per_sec());
-      const double epoch_position =
-          static_cast<double>(epoch) + static_cast<double>(batch.index + 1) / static_cast<double>(steps_per_epoch);
-      if (state.step % tc.log_every == 0)
-        metrics.write(
-            {"train", state.step, epoch_position, lr, stats.loss(), stats.accuracy(), stats.images_per_sec()});
-      if (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) save_last();
-      if (const int sig = signals.received()) {
-        progress.finish_line();
-        spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path, state.step);
-        save_last();
-        result.interrupted = true;
-        result.signal = sig;
-        stop = true;
-      } else if (state.step >= step_limit) {
-        stop = true;  // the run's last step (then the epoch ends below), or max_steps
-      }
-      std::swap(batch, next);
-      slot ^= 1;
-      have = have_next;
-    }
-    if (stats.steps > 0) result.last_train_loss = stats.loss();
-    if (result.interrupted) break;
-    // The run ends inside its last epoch when epochs is fractional; that ending counts as the
-    // epoch's end. max_steps inside an epoch only saves.
-    const bool finished = state.step >= total_steps;
-    if (!finished && state.batch_in_epoch < steps_per_epoch) {
-      save_last();
-      break;
-    }
-
-    progress.finish_line();
-    if (average) average->end_epoch(state.step, steps_per_epoch);
-    const int64_t batches_done = state.batch_in_epoch;
-    const double epoch_position =
-        static_cast<double>(epoch) + static_cast<double>(batches_done) / static_cast<double>(steps_per_epoch);
-    const std::string label = batches_done < steps_per_epoch ? fmt::format("epoch {}/{} ({}/{} batches)", epoch + 1,
-                                                                           num_epochs, batches_done, steps_per_epoch)
-                                                             : fmt::format("epoch {}/{}", epoch + 1, num_epochs);
-    state.epoch = epoch + 1;
-    state.batch_in_epoch = 0;
-    if (stats.steps > 0)
-      spdlog::info("{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", label, stats.loss(),
-                   100 * stats.accuracy(), stats.images_per_sec());
-    bool improved = false;
-    if (test_ && ((epoch + 1) % tc.eval_every == 0 || epoch + 1 == num_epochs || finished)) {
-      EvalResult eval;
-      {
-        const AverageSwapGuard use_average(average);  // ema: evaluate the averaged weights
-        eval = evaluate(graph_, *test_, tta);
-      }
-      result.final_test_accuracy = eval.accuracy;
-      metrics.write({"test", state.step, epoch_position, state.lr, eval.loss, eval.accuracy, 0});
-      improved = eval.accuracy > state.best_accuracy;
-      if (improved) state.best_accuracy = eval.accuracy;
-      spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
-                   100 * state.best_accuracy, tta == Tta::none ? "" : ", TTA " + tta_name(tta));
-    }
-    if (tc.save_each_epoch || finished) save_last();
-    if (improved) save_checkpoint(best_path, graph_, &sgd, state, average);
-    write_plot();
-    if (stop || finished) break;
-  }
-  if (state.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
-  result.steps = state.step;
-  result.best_test_accuracy = state.best_accuracy;
-  result.seconds = seconds_since(run_start);
-  return result;
+  TrainingRun run(config_, config_yaml_, graph_, train_, test_);
+  return run.run(resume_path);
 }
 
 }  // namespace convnet

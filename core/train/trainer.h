@@ -4,7 +4,13 @@
 // Guarantees:
 // - Same config and seed -> the same run; `--resume last.safetensors` continues exactly where the
 //   checkpoint was written (N steps + save + resume + N steps == 2N steps, bit for bit on CPU).
-// - A NaN or Inf loss stops training with an Error; the last good checkpoint is left untouched.
+// - The host never waits for the device inside a step: the loss and the correct predictions are
+//   summed on the loss layer's backend (TrainStep) and read back every train.log_every steps, at
+//   the end of an epoch, before a checkpoint and on a signal. Results are the same as reading
+//   them every step (bit for bit on the CPU).
+// - A NaN or Inf loss stops training with an Error at the next read, naming the step where it
+//   first appeared and the range of steps read; checkpoints are written only after a read that
+//   found every loss finite, so the last good checkpoint is left untouched.
 // - SIGINT / SIGTERM: the current step finishes, last.safetensors is written, run() returns with
 //   `interrupted` set.
 // - train.epochs may be fractional: the run is ceil(epochs * steps per epoch) steps, and the last

@@ -19,6 +19,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "cuda/device.h"
 #include "cuda/gpu_backend.h"
+#include "tests/common/gpu_skip.h"
 
 namespace convnet::testing {
 
@@ -123,7 +124,7 @@ inline bool contains(const std::string& text, const std::string& part) {
 class GpuVsCpuTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+    CONVNET_SKIP_WITHOUT_GPU();
     gpu_ = make_gpu_backend(GetParam());
     cpu_ = make_cpu_backend();
   }

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "core/base/env_flag.h"
 #include "core/base/error.h"
 #include "core/base/op_checks.h"
 #include "tests/common/test_util.h"
@@ -253,6 +254,47 @@ TEST(ConvOutputSize, MatchesPyTorchAndIsZeroWhenTheKernelDoesNotFit) {
   // h = 4, kernel 5, pad 2, dilation 2: the span 9 exceeds the padded 8, whatever the stride.
   EXPECT_EQ(conv_output_size(4, 5, 1, 2, 2), 0);
   EXPECT_EQ(conv_output_size(4, 5, 3, 2, 2), 0);
+}
+
+TEST(OpChecks, TrainStatsShapesAndDtypes) {
+  const OpChecks check("accumulate_train_stats", Device{}, "cpu");
+  Tensor loss({1}), logits({4, 3}), labels({4}, DType::i32), stats({4}, DType::f64);
+  EXPECT_EQ(check.accumulate_train_stats(loss, logits, labels, stats).n, 4);
+  Tensor stats_f32({4}), stats_short({3}, DType::f64), labels_short({3}, DType::i32);
+  EXPECT_TRUE(has(error_of([&] { check.accumulate_train_stats(loss, logits, labels, stats_f32); }),
+                  "accumulate_train_stats: stats has dtype F32, expected F64"));
+  EXPECT_TRUE(has(error_of([&] { check.accumulate_train_stats(loss, logits, labels, stats_short); }),
+                  "stats has shape [3], expected [4]"));
+  EXPECT_TRUE(has(error_of([&] { check.accumulate_train_stats(loss, logits, labels_short, stats); }),
+                  "labels has shape [3], expected [4]"));
+}
+
+TEST(OpChecks, DescribeNamesTheOpAndEachTensorCheckedOnce) {
+  const OpChecks check("conv2d_forward", Device{}, "cpu");
+  EXPECT_EQ(check.describe(), "cpu conv2d_forward()");
+  Tensor x({2, 8, 8, 3}), w({4, 3, 3, 3}), bias({4}), y({2, 6, 6, 4});
+  check.conv2d_forward(x, w, &bias, y, Conv2dParams{});
+  check.tensor(x, "x");  // checked again: listed once
+  EXPECT_EQ(check.describe(), "cpu conv2d_forward(x [2, 8, 8, 3], w [4, 3, 3, 3], y [2, 6, 6, 4], bias [4])");
+}
+
+TEST(EnvFlag, ZeroOneOrUnsetAndNothingElse) {
+  EXPECT_FALSE(parse_env_flag("CONVNET_X", nullptr, false));
+  EXPECT_TRUE(parse_env_flag("CONVNET_X", nullptr, true));
+  EXPECT_TRUE(parse_env_flag("CONVNET_X", "1", false));
+  EXPECT_FALSE(parse_env_flag("CONVNET_X", "0", true));
+  for (const char* bad : {"", "yes", "true", "2", " 1"}) {
+    try {
+      parse_env_flag("CONVNET_X", bad, false);
+      FAIL() << "accepted '" << bad << "'";
+    } catch (const ConfigError& e) {
+      EXPECT_TRUE(has(e.what(), fmt::format("CONVNET_X=\"{}\" is not valid: expected 0 or 1", bad)));
+    }
+  }
+  ::setenv("CONVNET_TEST_ENV_FLAG", "1", 1);
+  EXPECT_TRUE(env_flag("CONVNET_TEST_ENV_FLAG", false));
+  ::unsetenv("CONVNET_TEST_ENV_FLAG");
+  EXPECT_FALSE(env_flag("CONVNET_TEST_ENV_FLAG", false));
 }
 
 }  // namespace

@@ -9,9 +9,12 @@
 #include <string>
 
 #include "core/base/error.h"
+#include "core/base/op_checks.h"
+#include "cuda/activity.h"
 #include "cuda/check.h"
 #include "cuda/device.h"
 #include "cuda/handles.h"
+#include "cuda/op_scope.h"
 
 namespace convnet::cuda {
 namespace {
@@ -98,6 +101,48 @@ TEST(CheckMacros, ThrowWithSourceLocationAndEvaluateOnce) {
   EXPECT_NO_THROW(CONVNET_CUBLAS_CHECK(CUBLAS_STATUS_SUCCESS));
   EXPECT_NO_THROW(CONVNET_CUDNN_CHECK(CUDNN_STATUS_SUCCESS));
   EXPECT_EQ(calls, 1);
+}
+
+TEST(CheckMacros, NameTheRunningOpAndItsTensors) {
+  const Tensor x({2, 8, 8, 3}), w({4, 3, 3, 3});
+  const OpChecks conv("conv2d_forward", Device{}, "cuda");
+  conv.tensor(x, "x");
+  conv.tensor(w, "w");
+  const auto fails = [] { CONVNET_CUDA_CHECK(cudaErrorInvalidValue); };
+  EXPECT_FALSE(contains(error_message(fails), "(during")) << "no op is running";
+  {
+    const OpContext running(conv);
+    const std::string message = error_message(fails);
+    EXPECT_TRUE(message.ends_with(" (during cuda conv2d_forward(x [2, 8, 8, 3], w [4, 3, 3, 3]))")) << message;
+    const OpChecks fill("fill", Device{}, "cuda");
+    fill.tensor(w, "t");
+    {
+      const OpContext inner(fill);  // an op run from inside another names the innermost
+      EXPECT_TRUE(contains(error_message(fails), "(during cuda fill(t [4, 3, 3, 3]))"));
+      EXPECT_TRUE(contains(error_message([] { CONVNET_CUDNN_CHECK(CUDNN_STATUS_BAD_PARAM); }), "(during cuda fill("));
+    }
+    EXPECT_TRUE(contains(error_message(fails), "(during cuda conv2d_forward("));
+  }
+  EXPECT_EQ(current_op_description(), "");
+}
+
+TEST(CheckMacros, LaunchChecksCountAndNameTheKernel) {
+  const DeviceActivity before = device_activity();
+  const OpChecks relu("relu_forward", Device{}, "cuda");
+  const OpContext running(relu);
+  if (gpu_count() == 0) {
+    // Without a driver the runtime's last error is set: the check reports it against the kernel.
+    const std::string message = error_message([] { CONVNET_CUDA_CHECK_LAUNCH("relu_kernel"); });
+    EXPECT_TRUE(contains(message, ": launch of relu_kernel failed: ")) << message;
+    EXPECT_TRUE(contains(message, "(during cuda relu_forward())")) << message;
+  }
+  EXPECT_NO_THROW(CONVNET_CUDNN_LAUNCH(CUDNN_STATUS_SUCCESS));
+  EXPECT_NO_THROW(CONVNET_CUBLAS_LAUNCH(CUBLAS_STATUS_SUCCESS));
+  EXPECT_THROW(CONVNET_CUDNN_LAUNCH(CUDNN_STATUS_EXECUTION_FAILED), Error);  // not counted: it did not run
+  const DeviceActivity counted = device_activity() - before;
+  EXPECT_EQ(counted.kernel_launches, gpu_count() == 0 ? 1 : 0);
+  EXPECT_EQ(counted.library_calls, 2);
+  EXPECT_EQ(counted.host_waits, 0);
 }
 
 TEST(Devices, CountNeverThrowsAndDescriptionMatchesIt) {

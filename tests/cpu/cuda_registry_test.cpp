@@ -20,6 +20,7 @@
 #include "core/base/error.h"
 #include "cuda/device.h"
 #include "cuda/gpu_backend.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/common/test_util.h"
 
 namespace convnet::cuda {
@@ -60,7 +61,7 @@ TEST(CudaRegistry, WithoutDeviceCreationNamesBackendAndReason) {
 }
 
 TEST(CudaRegistry, WithDeviceBackendsConstruct) {
-  if (gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << gpu_unavailable_reason();
+  CONVNET_SKIP_WITHOUT_GPU();
   register_backends();
   for (const std::string& name : kGpuBackends) {
     std::unique_ptr<Backend> backend = create_backend(name);

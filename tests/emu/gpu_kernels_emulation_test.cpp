@@ -369,6 +369,72 @@ TEST(SoftmaxCrossEntropyEmulation, InvalidLabelGivesNan) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Training statistics
+
+// The correct predictions of host logits, counted independently of core/base/top1.h: a row's
+// prediction is its first maximum, and a NaN never compares greater.
+int64_t naive_correct(const Tensor& logits, const Tensor& labels) {
+  const int64_t n = logits.dim(0), k = logits.dim(1);
+  int64_t correct = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = logits.f32() + i * k;
+    int64_t best = 0;
+    for (int64_t j = 0; j < k; ++j)
+      if (row[j] > row[best]) best = j;
+    correct += best == labels.data<int32_t>()[i];
+  }
+  return correct;
+}
+
+TEST(CommonEmulation, TrainStatsMatchCpuBitForBitInEitherOrder) {
+  // 300 rows: more than the kernel's 256 threads, so some threads count two rows; ties, NaN rows
+  // and labels outside [0, k) are all present.
+  const int64_t n = 300, k = 10;
+  Rng rng(41);
+  Tensor logits = random_tensor({n, k}, rng, -2.0f, 2.0f);
+  Tensor labels = random_labels(n, static_cast<int>(k), rng);
+  float* z = logits.f32();
+  for (int64_t j = 0; j < k; ++j) z[5 * k + j] = 1.0f;     // all tied: predicts 0
+  z[6 * k + 3] = z[6 * k + 7] = 9.0f;                      // tie: the first wins
+  z[7 * k + 0] = std::numeric_limits<float>::quiet_NaN();  // NaN first: predicts 0
+  z[8 * k + 4] = std::numeric_limits<float>::quiet_NaN();  // NaN later: ignored
+  labels.data<int32_t>()[5] = 0, labels.data<int32_t>()[6] = 3, labels.data<int32_t>()[7] = 0;
+  labels.data<int32_t>()[9] = -1, labels.data<int32_t>()[10] = static_cast<int32_t>(k);
+  const int64_t want_correct = naive_correct(logits, labels);
+  // Per-step losses: the first non-finite one (step 3, NaN) is the one recorded.
+  const std::vector<float> losses = {2.25f, 1.5f, std::numeric_limits<float>::quiet_NaN(),
+                                     std::numeric_limits<float>::infinity(), 0.75f};
+
+  Tensor want = Tensor::zeros({4}, DType::f64);
+  want.data<double>()[2] = -1;
+  Tensor loss({1});
+  for (size_t s = 0; s < losses.size(); ++s) {
+    loss.f32()[0] = losses[s];
+    cpu().accumulate_train_stats(loss, logits, labels, static_cast<int64_t>(s + 1), want);
+  }
+  EXPECT_EQ(want.data<double>()[1], static_cast<double>(want_correct * static_cast<int64_t>(losses.size())));
+  EXPECT_EQ(want.data<double>()[2], 3.0);
+  EXPECT_TRUE(std::isnan(want.data<double>()[3]));
+
+  DeviceBuf glogits = DeviceBuf::of(logits), glabels = DeviceBuf::of(labels);
+  for (const emu::Order order : {emu::Order::forward, emu::Order::reverse}) {
+    emu::set_order(order);
+    Tensor start = Tensor::zeros({4}, DType::f64);
+    start.data<double>()[2] = -1;
+    DeviceBuf gstats = DeviceBuf::of(start), gloss(sizeof(float));
+    for (size_t s = 0; s < losses.size(); ++s) {
+      gloss.f()[0] = losses[s];
+      launch_accumulate_train_stats(gloss.f(), glogits.f(), glabels.as<int32_t>(), n, k, static_cast<int64_t>(s + 1),
+                                    gstats.as<double>(), nullptr);
+    }
+    EXPECT_TRUE(bits_equal(gstats.download({4}, DType::f64), want))
+        << (order == emu::Order::forward ? "forward" : "reverse") << " order";
+    EXPECT_TRUE(gstats.guards_intact());
+  }
+  emu::set_order(emu::Order::forward);
+}
+
+// ---------------------------------------------------------------------------------------------
 // SGD
 
 TEST(CommonEmulation, SgdUpdateMatchesCpuBitForBit) {

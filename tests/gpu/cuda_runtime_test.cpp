@@ -7,20 +7,27 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "core/base/error.h"
+#include "core/base/op_checks.h"
 #include "core/base/rng.h"
 #include "core/base/tensor.h"
 #include "cuda/check.h"
+#include "cuda/common_kernels.h"
 #include "cuda/device.h"
 #include "cuda/device_allocator.h"
 #include "cuda/device_memory.h"
 #include "cuda/handles.h"
+#include "cuda/op_scope.h"
 #include "cuda/stream.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/common/test_util.h"
 
 namespace convnet::cuda {
@@ -30,9 +37,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 class CudaRuntime : public ::testing::Test {
  protected:
-  void SetUp() override {
-    if (gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << gpu_unavailable_reason();
-  }
+  void SetUp() override { CONVNET_SKIP_WITHOUT_GPU(); }
 };
 
 bool contains(const std::string& text, const std::string& part) {
@@ -79,6 +84,43 @@ TEST_F(CudaRuntime, DeviceGuardRejectsMissingDevice) {
   ASSERT_EQ(cudaGetDevice(&current), cudaSuccess);
   EXPECT_EQ(current, 0);
   EXPECT_THROW(CudaCachingAllocator allocator(count), Error);
+}
+
+TEST_F(CudaRuntime, AReportedErrorIsClearedAndNotReportedAgainByTheNextLaunch) {
+  EXPECT_THROW(DeviceGuard guard(gpu_count() + 7), Error);  // cudaErrorInvalidDevice, not sticky
+  EXPECT_EQ(cudaPeekAtLastError(), cudaSuccess) << "the reported error is still pending";
+  CudaCachingAllocator allocator(0);
+  CudaStream stream;
+  Tensor t(Shape{1000}, DType::f32, allocator);
+  EXPECT_NO_THROW(launch_fill(static_cast<float*>(t.raw()), t.numel(), 1.0f, stream.get()));
+  EXPECT_NO_THROW(stream.synchronize());
+}
+
+// Under CONVNET_SYNC_CHECK=1 a kernel that faults is reported at its own launch, naming the kernel
+// and the op that launched it (in a child process: a fault ruins the CUDA context for good).
+TEST(CudaSyncCheckDeathTest, NamesTheFaultingKernelAndItsOp) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        ::setenv("CONVNET_SYNC_CHECK", "1", 1);
+        try {
+          const Tensor named({4, 4});
+          const OpChecks check("fill", Device{}, "cuda");
+          check.tensor(named, "t");
+          const OpContext running(check);
+          CudaStream stream;
+          launch_fill(reinterpret_cast<float*>(uintptr_t{64}), int64_t{1} << 20, 1.0f, stream.get());
+          std::fprintf(stderr, "no error reported\n");
+          std::exit(0);
+        } catch (const Error& e) {
+          std::fprintf(stderr, "%s\n", e.what());
+          std::exit(1);
+        }
+      },
+      ::testing::ExitedWithCode(1),
+      "kernel fill_kernel \\(found by CONVNET_SYNC_CHECK=1: it failed while running\\) failed: cuda.*"
+      "\\(during cuda fill\\(t \\[4, 4\\]\\)\\)");
 }
 
 TEST_F(CudaRuntime, CopyRoundTripThroughCachingAllocator) {

@@ -1,6 +1,8 @@
 // The memory and measurement side of the GPU backends through the Backend interface: copies in
-// every direction (empty and odd sizes, every dtype, growing and shrinking staging buffers), fill,
-// argument errors naming the op, CUDA-event timing and the device's peak rates.
+// every direction (empty and odd sizes, every dtype, growing and shrinking staging buffers), the
+// copy stream's uploads and their hand-over, two backends on one device sharing its compute
+// stream, fill, argument errors naming the op, activity counts, CUDA-event timing and the
+// device's peak rates.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,6 +16,7 @@
 #include "core/base/error.h"
 #include "core/base/rng.h"
 #include "cuda/device.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
 
@@ -51,7 +54,7 @@ Tensor poisoned_host(const Shape& shape, DType dtype) {
 class GpuBackendTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+    CONVNET_SKIP_WITHOUT_GPU();
     gpu_ = testing::make_gpu_backend(GetParam());
   }
   Backend& gpu() { return *gpu_; }
@@ -89,21 +92,86 @@ TEST_P(GpuBackendTest, HostDeviceHostRoundTripsEveryDtypeAndSize) {
 
 TEST_P(GpuBackendTest, CopyAsyncIsOrderedWithComputeWorkOnBothSides) {
   // The upload runs on the copy stream: it must start after the fill queued before it (which
-  // writes the same buffer) and finish before the copy queued after it (which reads it).
+  // writes the same buffer) and finish before the copy queued after await_uploads (which reads it).
   Rng rng(7);
   for (const int64_t n : odd_sizes()) {
     const Tensor a = random_host(n, DType::f32, rng), b = random_host(n, DType::f32, rng);
     Tensor dst = gpu().empty({n}), out = gpu().empty({n});
     gpu().fill(dst, std::nanf(""));
     gpu().copy_async(dst, a);
+    gpu().await_uploads();
     gpu().copy(out, dst);      // device -> device, queued on the compute stream
     gpu().copy_async(dst, b);  // reuses the pinned staging buffer while `a` may be in flight
+    gpu().await_uploads();
     Tensor host_a = poisoned_host({n}, DType::f32), host_b = poisoned_host({n}, DType::f32);
     gpu().copy(host_a, out);
     gpu().copy(host_b, dst);
     EXPECT_TRUE(bitwise_equal(host_a, a)) << "n = " << n;
     EXPECT_TRUE(bitwise_equal(host_b, b)) << "n = " << n;
   }
+}
+
+TEST_P(GpuBackendTest, CopyAsyncHoldsItsTargetUntilAwaited) {
+  // A target released before await_uploads must not be handed to compute work while the upload
+  // may still write it: the tensor allocated right after it, filled on the compute stream, keeps
+  // its value.
+  const int64_t n = int64_t{1} << 24;  // 64 MiB: the upload takes milliseconds
+  Rng rng(9);
+  const Tensor big = random_host(n, DType::f32, rng);
+  for (int round = 0; round < 3; ++round) {
+    {
+      Tensor dst = gpu().empty({n});
+      gpu().copy_async(dst, big);
+    }  // released while in flight
+    Tensor other = gpu().empty({n});
+    gpu().fill(other, 0.25f);
+    gpu().await_uploads();
+    EXPECT_TRUE(bitwise_equal(testing::to_host(gpu(), other), Tensor::full({n}, 0.25f))) << "round " << round;
+  }
+}
+
+// Two backends on one device queue on the same compute stream, so a tensor one writes is read by
+// the other in order, with no synchronize() between them and no hand-over events.
+TEST_P(GpuBackendTest, BackendsOnOneDeviceShareItsComputeStream) {
+  std::unique_ptr<Backend> other = testing::make_gpu_backend(GetParam() == "cuda" ? "cudnn" : "cuda");
+  EXPECT_EQ(dynamic_cast<cuda::GpuBackend&>(gpu()).stream(), dynamic_cast<cuda::GpuBackend&>(*other).stream());
+}
+
+TEST_P(GpuBackendTest, CopiesTensorsOfAnotherBackendOnTheSameDevice) {
+  std::unique_ptr<Backend> other = testing::make_gpu_backend(GetParam() == "cuda" ? "cudnn" : "cuda");
+  Rng rng(3);
+  const int64_t n = int64_t{1} << 24;  // large enough that the producer is still busy when the consumer is queued
+  const Tensor host = random_host(n, DType::f32, rng);
+  for (int round = 0; round < 3; ++round) {
+    Tensor theirs = other->empty({n});
+    for (int i = 0; i < 10; ++i) other->fill(theirs, static_cast<float>(i));  // a long queue on their side
+    other->copy(theirs, testing::to_device(*other, host));
+    Tensor mine = testing::poisoned_device(gpu(), {n});
+    gpu().copy(mine, theirs);  // no synchronize(): the shared stream orders it
+    Tensor back_to_theirs = testing::poisoned_device(*other, {n});
+    other->copy(back_to_theirs, mine);
+    gpu().fill(mine, -1.0f);  // after their read: must not reach back_to_theirs
+    EXPECT_TRUE(bitwise_equal(testing::to_host(*other, back_to_theirs), host)) << "round " << round;
+  }
+}
+
+TEST_P(GpuBackendTest, ActivityCountsWhatEachOpQueuesAndWaitsFor) {
+  Tensor t = gpu().empty({1000}), u = gpu().empty({1000});
+  const Tensor host = Tensor::full({1000}, 2.0f);
+  gpu().synchronize();
+  const DeviceActivity start = gpu().activity();
+  gpu().fill(t, 1.0f);
+  gpu().copy(u, host);
+  gpu().copy(t, u);
+  Tensor back({1000});
+  gpu().copy(back, t);
+  const DeviceActivity d = gpu().activity() - start;
+  EXPECT_EQ(d.kernel_launches, 1);
+  EXPECT_EQ(d.host_to_device, 1);
+  EXPECT_EQ(d.device_to_device, 1);
+  EXPECT_EQ(d.device_to_host, 1);
+  EXPECT_GE(d.host_waits, 1);  // the download waits for the stream
+  EXPECT_EQ(back.f32()[999], 2.0f);
 }
 
 TEST_P(GpuBackendTest, DeviceToDeviceCopiesAcrossShapesWithTheSameNumel) {
@@ -128,22 +196,6 @@ TEST_P(GpuBackendTest, DeviceToDeviceCopiesAcrossShapesWithTheSameNumel) {
   gpu().fill(a, 0.5f);
   gpu().fill(b, -0.5f);
   EXPECT_TRUE(bitwise_equal(testing::to_host(gpu(), c), host));
-}
-
-// Backends on the same device read each other's tensors (a graph with per-layer backends).
-TEST_P(GpuBackendTest, CopiesTensorsOfAnotherBackendOnTheSameDevice) {
-  std::unique_ptr<Backend> other = testing::make_gpu_backend(GetParam() == "cuda" ? "cudnn" : "cuda");
-  Rng rng(3);
-  const Tensor host = random_host(70001, DType::f32, rng);
-  const Tensor theirs = testing::to_device(*other, host);
-  other->synchronize();
-  Tensor mine = testing::poisoned_device(gpu(), {70001});
-  gpu().copy(mine, theirs);
-  EXPECT_TRUE(bitwise_equal(testing::to_host(gpu(), mine), host));
-  Tensor back_to_theirs = testing::poisoned_device(*other, {70001});
-  gpu().synchronize();
-  other->copy(back_to_theirs, mine);
-  EXPECT_TRUE(bitwise_equal(testing::to_host(*other, back_to_theirs), host));
 }
 
 TEST_P(GpuBackendTest, FillWritesEveryElement) {

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <utility>
@@ -401,6 +402,40 @@ TEST_P(GpuOps, SgdUpdateMatchesCpu) {
       }
     }
   }
+}
+
+TEST_P(GpuOps, AccumulateTrainStatsMatchesCpu) {
+  // More rows than the kernel's threads, with ties, a NaN-first row and out-of-range labels; a
+  // loss sequence whose third step is the first non-finite one.
+  const int64_t n = 517, k = 10;
+  Rng rng(31);
+  Tensor logits = random_tensor({n, k}, rng, -2.0f, 2.0f);
+  Tensor labels = testing::random_labels(n, static_cast<int>(k), rng);
+  logits.f32()[3 * k + 2] = logits.f32()[3 * k + 6] = 9.0f;
+  logits.f32()[4 * k] = std::nanf("");
+  labels.data<int32_t>()[7] = -3;
+  labels.data<int32_t>()[8] = static_cast<int32_t>(k);
+  const std::vector<float> losses = {2.5f, 1.25f, std::numeric_limits<float>::infinity(), std::nanf(""), 0.5f};
+  Tensor want = Tensor::zeros({4}, DType::f64);
+  want.data<double>()[2] = -1;
+  Tensor got = gpu().empty({4}, DType::f64);
+  gpu().copy(got, want);
+  const Tensor glogits = up(logits), glabels = up(labels);
+  Tensor loss({1}), gloss = gpu().empty({1});
+  for (size_t s = 0; s < losses.size(); ++s) {
+    loss.f32()[0] = losses[s];
+    gpu().copy(gloss, loss);
+    cpu().accumulate_train_stats(loss, logits, labels, static_cast<int64_t>(s + 1), want);
+    gpu().accumulate_train_stats(gloss, glogits, glabels, static_cast<int64_t>(s + 1), got);
+  }
+  const Tensor host = down(got);
+  const double* g = host.data<double>();
+  const double* w = want.data<double>();
+  EXPECT_TRUE(std::isnan(g[0]) && std::isnan(w[0])) << g[0];  // the sum went through inf and NaN
+  EXPECT_EQ(g[1], w[1]);
+  EXPECT_EQ(g[2], 3.0);
+  EXPECT_EQ(w[2], 3.0);
+  EXPECT_TRUE(std::isinf(g[3]) && g[3] > 0) << g[3];
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuOps, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);

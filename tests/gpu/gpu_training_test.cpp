@@ -1,12 +1,15 @@
 // End-to-end training on the GPU backends: a small VGG (conv-BN-ReLU, max pool, average pool,
 // linear) built from the same seed on cpu, cuda and cudnn, trained for five SGD steps on the same
-// batch with the trainer's step sequence. The losses must follow the cpu's, and two `cuda` runs
-// must end with bit-identical parameters (no float atomics, fixed reduction orders).
+// batch with the trainer's step (TrainStep, statistics summed on the device). The losses must
+// follow the cpu's, two `cuda` runs must end with bit-identical parameters (no float atomics,
+// fixed reduction orders), and a graph mixing cuda and cudnn layers (per-layer backends on one
+// device, no synchronize between them) must follow the cpu as well.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -18,8 +21,10 @@
 #include "core/cpu/cpu_backend.h"
 #include "core/optim/sgd.h"
 #include "core/train/graph.h"
+#include "core/train/train_step.h"
 #include "cuda/device.h"
 #include "models/model_builder.h"
+#include "tests/common/gpu_skip.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
 
@@ -36,9 +41,10 @@ struct TrainRun {
   std::vector<std::pair<std::string, Tensor>> parameters;  // final values, on the host
 };
 
-// Five training steps on `backend`, as core/train/trainer.cpp does them: forward, loss forward,
-// loss backward, graph backward, SGD step. Graph, data and optimizer are identical across calls.
-TrainRun train_five_steps(Backend& backend) {
+// Five training steps on `backend` (and `layer_backends` for the layers they name), as the trainer
+// does them (TrainStep). Graph, data and optimizer are identical across calls. Each step's loss is
+// the growth of the device-side loss sum, read back after the step's forward.
+TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {}) {
   ModelConfig model;
   model.name = "vgg";
   model.cfg = {"8", "M", "16", "M"};
@@ -46,7 +52,7 @@ TrainRun train_five_steps(Backend& backend) {
   Graph graph;
   add_model_layers(model, kExample, graph);
   Rng init(2024);
-  graph.build(kExample, backend, init);
+  graph.build(kExample, backend, init, layer_backends);
 
   Rng data(7);
   const Tensor images = testing::random_tensor({kBatch, kExample[0], kExample[1], kExample[2]}, data);
@@ -59,21 +65,16 @@ TrainRun train_five_steps(Backend& backend) {
   optimizer.weight_decay = 5e-4;
   Sgd sgd(optimizer, make_parameter_groups(optimizer, graph.named_parameters(), graph.parameter_backends()));
 
-  Backend& out = graph.output_backend();
-  const Tensor device_labels = testing::to_device(out, labels);
-  const Shape logits_shape = {kBatch, model.num_classes};
-  Tensor loss = out.empty({1}), probs = out.empty(logits_shape), dlogits = out.empty(logits_shape);
-
+  TrainStep step(graph, sgd, kSmoothing, 99);
   TrainRun run;
-  for (int step = 0; step < kSteps; ++step) {
-    graph.set_step_seed(hash64(99, static_cast<uint64_t>(step)));
-    const Tensor& logits = graph.forward(images, Mode::train);
-    out.fill(loss, testing::kPoison);
-    out.softmax_cross_entropy_forward(logits, device_labels, kSmoothing, loss, probs);
-    run.losses.push_back(testing::to_host(out, loss).f32()[0]);
-    out.softmax_cross_entropy_backward(probs, device_labels, kSmoothing, dlogits);
-    graph.backward(dlogits);
-    sgd.step(optimizer.lr);
+  double loss_sum = 0;
+  for (int s = 1; s <= kSteps; ++s) {
+    step.forward(images, labels, s);
+    const TrainStats stats = step.read_stats();
+    EXPECT_TRUE(stats.finite()) << "step " << s;
+    run.losses.push_back(stats.loss_sum - loss_sum);  // exact: float losses summed in double
+    loss_sum = stats.loss_sum;
+    step.backward_and_update(optimizer.lr, 0);
   }
   const std::vector<Backend*> backends = graph.parameter_backends();
   const auto named = graph.named_parameters();
@@ -84,9 +85,7 @@ TrainRun train_five_steps(Backend& backend) {
 
 class GpuTraining : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override {
-    if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
-  }
+  void SetUp() override { CONVNET_SKIP_WITHOUT_GPU(); }
 };
 
 TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
@@ -114,8 +113,28 @@ TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuTraining, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
 
+// cuda for most layers, cudnn for the first convolution, a batch norm and the classifier: every
+// hand-over between the two (forward and backward) happens on the device's one compute stream.
+TEST(GpuTrainingMixed, CudaAndCudnnLayersInOneGraphFollowTheCpu) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const TrainRun want = train_five_steps(*cpu);
+  std::unique_ptr<Backend> cuda_backend = testing::make_gpu_backend("cuda");
+  std::unique_ptr<Backend> cudnn_backend = testing::make_gpu_backend("cudnn");
+  const std::map<std::string, Backend*> overrides = {
+      {"conv1", cudnn_backend.get()}, {"bn2", cudnn_backend.get()}, {"fc", cudnn_backend.get()}};
+  const TrainRun got = train_five_steps(*cuda_backend, overrides);
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < got.losses.size(); ++i)
+    EXPECT_LT(std::abs(got.losses[i] - want.losses[i]), 1e-4 * std::abs(want.losses[i])) << "step " << i + 1;
+  ASSERT_EQ(got.parameters.size(), want.parameters.size());
+  for (size_t i = 0; i < got.parameters.size(); ++i)
+    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, 1e-3))
+        << got.parameters[i].first << " after " << kSteps << " steps";
+}
+
 TEST(GpuTrainingDeterminism, TwoCudaRunsGiveBitIdenticalParameters) {
-  if (cuda::gpu_count() == 0) GTEST_SKIP() << "no CUDA device: " << cuda::gpu_unavailable_reason();
+  CONVNET_SKIP_WITHOUT_GPU();
   std::unique_ptr<Backend> first_backend = testing::make_gpu_backend("cuda");
   const TrainRun first = train_five_steps(*first_backend);
   std::unique_ptr<Backend> second_backend = testing::make_gpu_backend("cuda");

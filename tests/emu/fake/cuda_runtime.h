@@ -161,6 +161,7 @@ inline double __ddiv_rn(double a, double b) {
   return a / b;
 }
 
-// CUDA's device min/max overloads.
+// CUDA's device min/max overloads and classification functions.
+using std::isfinite;
 using std::max;
 using std::min;
