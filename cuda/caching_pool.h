@@ -5,7 +5,9 @@
 //
 // Blocks are never split or merged: a cached block is reused only for a request whose rounded
 // size it exceeds by at most 2x, which bounds waste to half a block. Reuse is safe for device
-// memory because every user of a block is ordered on the one compute stream of its backend.
+// memory because every user of a block is ordered on its device's one compute stream, which every
+// GPU backend on the device shares (the copy stream's uploads hold their targets until the
+// compute stream has waited for them: GpuBackend::copy_async).
 // Thread-safe; the raw allocator is called with the pool's mutex held.
 #pragma once
 

@@ -12,8 +12,8 @@ namespace convnet::cuda {
 
 // Device memory from cudaMalloc, cached by a CachingPool (see caching_pool.h for the reuse policy
 // and the out-of-memory message). Blocks freed by tensors are reused by later allocations of the
-// same size class without synchronizing the device, which is safe because a backend orders all
-// work touching its tensors on one stream. Thread-safe.
+// same size class without synchronizing the device, which is safe because all work touching the
+// device's tensors is ordered on its one compute stream (device_compute_stream). Thread-safe.
 class CudaCachingAllocator final : public Allocator {
  public:
   // Throws convnet::Error when device `index` does not exist (or there is no GPU).

@@ -140,7 +140,7 @@ void* GpuBackend::scratch(size_t bytes) {
   bytes = std::max<size_t>(bytes, 1);
   if (!scratch_.defined() || scratch_.bytes() < bytes) {
     // Work queued on stream() may still use the old block; the caching allocator hands it out
-    // again only to work queued later on the same stream, so releasing it now is safe.
+    // again only to work queued later on the same (the device's) stream, so releasing it now is safe.
     scratch_ = Tensor();
     scratch_ = Tensor({static_cast<int64_t>(bytes)}, DType::u8, *allocator_);
   }
