@@ -8,12 +8,16 @@
 
 namespace convnet::cuda {
 
-void count_kernel_launch() noexcept;
-void count_library_call() noexcept;
-void count_upload() noexcept;       // host -> device copy
-void count_download() noexcept;     // device -> host copy
-void count_device_copy() noexcept;  // device -> device copy or memset
-void count_host_wait() noexcept;
+enum class Activity {
+  kernel_launch,
+  library_call,
+  upload,       // host -> device copy
+  download,     // device -> host copy
+  device_copy,  // device -> device copy or memset
+  host_wait,
+};
+
+void count(Activity what) noexcept;
 
 // Everything counted so far in this process.
 DeviceActivity device_activity() noexcept;

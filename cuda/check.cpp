@@ -138,7 +138,7 @@ void sync_check(const char* file, int line, const std::string& what) {
 }  // namespace
 
 void check_kernel_launch(const char* file, int line, const char* kernel) {
-  count_kernel_launch();
+  count(Activity::kernel_launch);
   const cudaError_t code = cudaGetLastError();  // formats nothing on the hot path unless it failed
   if (code != cudaSuccess)
     throw Error(in_context(cuda_error_message(file, line, fmt::format("launch of {}", kernel).c_str(), code)));
@@ -146,7 +146,7 @@ void check_kernel_launch(const char* file, int line, const char* kernel) {
 }
 
 void check_queued_work(const char* file, int line, const char* what, bool library) {
-  if (library) count_library_call();
+  if (library) count(Activity::library_call);
   if (sync_check_enabled()) sync_check(file, line, what);
 }
 

@@ -124,7 +124,7 @@ void GpuBackend::flush_caches() {
     if (l2_bytes <= 0) return;
     flush_buffer_ = Tensor({l2_bytes}, DType::u8, *allocator_);
   }
-  count_device_copy();
+  count(Activity::device_copy);
   CONVNET_CUDA_QUEUE(cudaMemsetAsync(flush_buffer_.raw(), 0, flush_buffer_.bytes(), stream()));
 }
 
@@ -165,14 +165,14 @@ void GpuBackend::upload(void* dst, const void* src, size_t bytes) {
   // copy() returns, while the device copy is still queued.
   void* staging = reserve_staging(bytes);
   std::memcpy(staging, src, bytes);
-  count_upload();
+  count(Activity::upload);
   CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst, staging, bytes, cudaMemcpyHostToDevice, stream()));
   staging_in_flight_ = true;
   staging_done_.record(stream());
 }
 
 void GpuBackend::download(void* dst, const void* src, size_t bytes) {
-  count_download();
+  count(Activity::download);
   if (is_pinned_host(dst)) {
     CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()));
     stream_->synchronize();
@@ -207,7 +207,7 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
   }
   DeviceGuard guard(device_index_);
   if (!src.is_cpu() && !dst.is_cpu()) {
-    count_device_copy();
+    count(Activity::device_copy);
     CONVNET_CUDA_QUEUE(cudaMemcpyAsync(dst.raw(), src.raw(), bytes, cudaMemcpyDeviceToDevice, stream()));
   } else if (src.is_cpu()) {
     upload(dst.raw(), src.raw(), bytes);
@@ -237,7 +237,7 @@ void GpuBackend::copy_async(Tensor& dst, const Tensor& src) {
   std::memcpy(async_staging_.raw(), src.raw(), bytes);
   compute_point_.record(stream());
   CONVNET_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_.get(), compute_point_.get(), 0));
-  count_upload();
+  count(Activity::upload);
   CONVNET_CUDA_QUEUE(
       cudaMemcpyAsync(dst.raw(), async_staging_.raw(), bytes, cudaMemcpyHostToDevice, copy_stream_.get()));
   async_done_.record(copy_stream_.get());

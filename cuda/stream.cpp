@@ -27,7 +27,7 @@ CudaStream& CudaStream::operator=(CudaStream&& other) noexcept {
 }
 
 void CudaStream::synchronize() const {
-  count_host_wait();
+  count(Activity::host_wait);
   CONVNET_CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -52,7 +52,7 @@ void CudaEvent::record(cudaStream_t stream) {
 }
 
 void CudaEvent::synchronize() const {
-  count_host_wait();
+  count(Activity::host_wait);
   CONVNET_CUDA_CHECK(cudaEventSynchronize(event_));
 }
 

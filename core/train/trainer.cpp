@@ -113,6 +113,7 @@ class TrainingRun {
   std::optional<MetricsLog> metrics_;
   std::optional<Progress> progress_;
   TrainStep step_;
+  BatchStager stager_;         // its two device buffers live for the run, not one epoch
   const StopSignals signals_;  // installed for the whole run, evaluations included
   TrainResult result_;
 };
@@ -151,7 +152,8 @@ TrainingRun::TrainingRun(const Config& config, const std::string& config_yaml, G
       sgd_(config.optimizer,
            make_parameter_groups(config.optimizer, graph.named_parameters(), graph.parameter_backends())),
       schedule_(config.schedule, config.optimizer.lr, steps_per_epoch_, total_steps_),
-      step_(graph, sgd_, static_cast<float>(config.train.label_smoothing), config.train.seed) {
+      step_(graph, sgd_, static_cast<float>(config.train.label_smoothing), config.train.seed),
+      stager_(graph.layer_backend(0)) {
   std::error_code ec;
   fs::create_directories(out_dir_, ec);
   if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir_.string(), ec.message()));
@@ -219,7 +221,6 @@ TrainResult TrainingRun::run(const std::string& resume_path) {
 }
 
 bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
-  BatchStager stager(graph_.layer_backend(0));
   step_.reset_stats();
   stats.read_through = state_.step;
   Batch batch, next;
@@ -229,13 +230,13 @@ bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
     train_.start_epoch(epoch, epoch == state_.epoch ? state_.batch_in_epoch : 0);
     have = train_.next(batch);
   }
-  if (have) stager.stage(batch, slot);
+  if (have) stager_.stage(batch, slot);
   while (have) {
     const double lr = schedule_.lr_at(state_.step);
-    step_.forward(stager.images(batch, slot), batch.labels, state_.step + 1);
+    step_.forward(stager_.images(batch, slot), batch.labels, state_.step + 1);
     // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
     const bool have_next = state_.step + 1 < step_limit_ && train_.next(next);
-    if (have_next) stager.stage(next, slot ^ 1);
+    if (have_next) stager_.stage(next, slot ^ 1);
     step_.backward_and_update(lr, epoch);
     ++state_.step;
     if (average_) average_->after_step(state_.step, total_steps_, steps_per_epoch_);
