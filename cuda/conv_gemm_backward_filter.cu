@@ -3,11 +3,12 @@
 // M = k, N = r*s*c, reduction n*p*q. The output is small and the reduction long, so the
 // reduction is cut into `splits` slices (grid z), each writing its partial dw to the workspace;
 // a second kernel adds the slices in slice order, so the result does not depend on scheduling.
-// dbias is summed in fixed-size row chunks, then the chunk sums in chunk order. No atomics.
+// dbias: detail::bias_gradient (cuda/conv_bias_gradient.cu). No atomics.
 #include <algorithm>
 
 #include "cuda/check.h"
 #include "cuda/conv_gemm_common.cuh"
+#include "cuda/conv_tc_kernels.h"
 
 namespace convnet::cuda {
 namespace gemm {
@@ -155,45 +156,6 @@ __global__ void sum_slices_kernel(const float* __restrict__ partial, float* __re
   }
 }
 
-constexpr int kBiasChannels = 32;                     // channels per block (one warp across)
-constexpr int kBiasLanes = kThreads / kBiasChannels;  // rows summed side by side
-
-// out[chunk][k] = sum of dy[row][k] over the chunk's rows: lane j takes rows j, j + 8, ... in
-// order, then the 8 lane sums are added in lane order.
-__global__ void bias_chunk_kernel(const float* __restrict__ dy, float* __restrict__ out, int64_t rows, int K,
-                                  int64_t rows_per_chunk) {
-  __shared__ float lane_sum[kBiasLanes][kBiasChannels + 1];
-  const int kx = static_cast<int>(threadIdx.x) % kBiasChannels, lane = static_cast<int>(threadIdx.x) / kBiasChannels;
-  const int k = static_cast<int>(blockIdx.x) * kBiasChannels + kx;
-  const int64_t begin = int64_t{blockIdx.y} * rows_per_chunk;
-  const int64_t end = min(begin + rows_per_chunk, rows);
-  float sum = 0.0f;
-  if (k < K)
-    for (int64_t r = begin + lane; r < end; r += kBiasLanes) sum += __ldg(dy + r * K + k);
-  lane_sum[lane][kx] = sum;
-  __syncthreads();
-  if (lane == 0 && k < K) {
-    float total = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kBiasLanes; ++j) total += lane_sum[j][kx];
-    out[int64_t{blockIdx.y} * K + k] = total;
-  }
-}
-
-// dbias[k] = sum of the chunk sums (chunks <= kThreads): a fixed-shape tree in shared memory.
-__global__ void bias_total_kernel(const float* __restrict__ chunk_sums, float* __restrict__ dbias, int chunks, int K) {
-  __shared__ float part[kThreads];
-  const int k = static_cast<int>(blockIdx.x);
-  const int t = static_cast<int>(threadIdx.x);
-  part[t] = t < chunks ? chunk_sums[int64_t{t} * K + k] : 0.0f;
-  __syncthreads();
-  for (int half = kThreads / 2; half > 0; half /= 2) {
-    if (t < half) part[t] += part[t + half];
-    __syncthreads();
-  }
-  if (t == 0) dbias[k] = part[0];
-}
-
 template <class T, bool kVec>
 void launch_backward_filter(const float* x, const float* dy, float* out, const Geometry& g, const ConvGemmPlan& plan,
                             cudaStream_t stream) {
@@ -209,7 +171,6 @@ void launch_backward_filter(const float* x, const float* dy, float* out, const G
 void detail::gemm_backward_filter(const float* x, const float* dy, float* dw, float* dbias, const ConvShape& shape,
                                   const ConvGemmPlan& plan, float* workspace, cudaStream_t stream) {
   using namespace gemm;
-  static_assert(kConvMaxBiasChunks <= kThreads, "bias_total_kernel sums at most one chunk per thread");
   const Geometry g = make_geometry(shape);
   float* out = plan.splits > 1 ? workspace : dw;
   const bool vec = plan.vectorized && aligned16(x) && aligned16(dy) && aligned16(out);
@@ -231,15 +192,8 @@ void detail::gemm_backward_filter(const float* x, const float* dy, float* dw, fl
     CONVNET_CUDA_CHECK_LAUNCH("conv sum_slices_kernel (v2)");
   }
   if (dbias != nullptr) {
-    const int64_t rows = int64_t{g.n} * g.p * g.q;
-    float* chunk_out = plan.bias_chunks > 1 ? workspace + detail::conv_filter_bias_offset(plan, shape) : dbias;
-    const dim3 grid(static_cast<unsigned>(ceil_div(g.k, kBiasChannels)), static_cast<unsigned>(plan.bias_chunks));
-    bias_chunk_kernel<<<grid, kThreads, 0, stream>>>(dy, chunk_out, rows, g.k, plan.bias_rows_per_chunk);
-    CONVNET_CUDA_CHECK_LAUNCH("conv bias_chunk_kernel (v2)");
-    if (plan.bias_chunks > 1) {
-      bias_total_kernel<<<static_cast<unsigned>(g.k), kThreads, 0, stream>>>(chunk_out, dbias, plan.bias_chunks, g.k);
-      CONVNET_CUDA_CHECK_LAUNCH("conv bias_total_kernel (v2)");
-    }
+    float* chunk_sums = workspace + detail::conv_filter_bias_offset(plan, shape);
+    detail::bias_gradient(dy, dbias, int64_t{g.n} * g.p * g.q, g.k, plan.bias_rows_per_chunk, chunk_sums, stream);
   }
 }
 

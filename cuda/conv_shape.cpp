@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "cuda/conv_kernels.h"
+#include "cuda/conv_tc_kernels.h"
 
 namespace convnet::cuda {
 
@@ -140,10 +141,8 @@ ConvGemmPlan conv_gemm_plan(const ConvShape& s, ConvPass pass) {
       const int64_t want = std::clamp<int64_t>(ceil_div(kConvTargetBlocks, tiles), 1, most);
       plan.k_tiles_per_split = ceil_div(k_tiles, want);
       plan.splits = static_cast<int>(ceil_div(k_tiles, plan.k_tiles_per_split));  // every slice non-empty
-      const int64_t rows = plan.gemm_k;
-      const int64_t chunks = std::clamp<int64_t>(rows / kConvMinBiasChunkRows, 1, kConvMaxBiasChunks);
-      plan.bias_rows_per_chunk = ceil_div(rows, chunks);
-      plan.bias_chunks = static_cast<int>(ceil_div(rows, plan.bias_rows_per_chunk));
+      plan.bias_rows_per_chunk = detail::conv_bias_rows_per_chunk(plan.gemm_k);
+      plan.bias_chunks = detail::conv_bias_chunks(plan.gemm_k);
       return plan;
     }
   }
@@ -152,6 +151,15 @@ ConvGemmPlan conv_gemm_plan(const ConvShape& s, ConvPass pass) {
 }
 
 namespace detail {
+
+int64_t conv_bias_rows_per_chunk(int64_t rows) {
+  const int64_t chunks = std::clamp<int64_t>(rows / kConvMinBiasChunkRows, 1, kConvMaxBiasChunks);
+  return ceil_div(rows, chunks);
+}
+
+int conv_bias_chunks(int64_t rows) {
+  return static_cast<int>(ceil_div(rows, conv_bias_rows_per_chunk(rows)));
+}
 
 int64_t conv_filter_bias_offset(const ConvGemmPlan& plan, const ConvShape& s) {
   const int64_t partial_dw = plan.splits > 1 ? int64_t{plan.splits} * s.k * s.r * s.s * s.c : 0;

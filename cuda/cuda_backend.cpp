@@ -1,12 +1,15 @@
 #include "cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 
 #include "core/base/error.h"
 #include "cuda/activation_kernels.h"
 #include "cuda/batch_norm_kernels.h"
+#include "cuda/bf16_kernels.h"
 #include "cuda/conv_kernels.h"
+#include "cuda/conv_tc_kernels.h"
 #include "cuda/device.h"
 #include "cuda/pool_kernels.h"
 #include "cuda/reduce_kernels.h"
@@ -75,7 +78,89 @@ void check_nonempty_weights(const OpChecks& check, const LinearGeometry& g, cons
 
 }  // namespace
 
-CudaBackend::CudaBackend(int device_index) : GpuBackend("cuda", device_index) {}
+CudaBackend::CudaBackend(int device_index, Precision precision)
+    : GpuBackend(precision == Precision::tf32 ? "cuda_tf32" : "cuda", device_index) {
+  for (const GpuInfo& gpu : query_gpus()) {
+    if (gpu.index != device_index) continue;
+    sm_count_ = std::max(1, gpu.sm_count);
+    tensor_cores_ = gpu.sm_major >= 8;
+    CONVNET_CHECK(precision == Precision::fp32 || tensor_cores_,
+                  "the {} backend in {} needs tensor cores (compute capability 8.0 or newer); cuda:{} ({}) is sm_{}{}",
+                  name(), precision_name(precision), device_index, gpu.name, gpu.sm_major, gpu.sm_minor);
+  }
+  set_precision(precision);
+}
+
+ConvTcPlan CudaBackend::tc_plan(const ConvShape& s, ConvPass pass) const {
+  return conv_tc_plan(s, pass, precision() == Precision::bf16 ? ConvPrecision::bf16 : ConvPrecision::tf32, sm_count_);
+}
+
+CudaBackend::Bf16Scratch CudaBackend::bf16_scratch(const int64_t (&counts)[3], size_t workspace_bytes) {
+  constexpr size_t kAlign = 256;
+  const auto round_up = [](size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; };
+  size_t offsets[4] = {};
+  for (int i = 0; i < 3; ++i) offsets[i + 1] = offsets[i] + round_up(static_cast<size_t>(counts[i]) * sizeof(uint16_t));
+  auto* base = static_cast<unsigned char*>(scratch(offsets[3] + workspace_bytes));
+  Bf16Scratch out;
+  for (int i = 0; i < 3; ++i) out.part[i] = reinterpret_cast<uint16_t*>(base + offsets[i]);
+  out.workspace = base + offsets[3];
+  return out;
+}
+
+void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s) {
+  if (precision() == Precision::fp32) {
+    cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream());
+    return;
+  }
+  const ConvTcPlan plan = tc_plan(s, ConvPass::forward);
+  if (precision() == Precision::tf32) {
+    conv2d_forward_tc(fp(x), fp(w), fp_or_null(bias), fp(y), ConvActivation::none, s, plan,
+                      scratch(plan.workspace_bytes), stream());
+    return;
+  }
+  const Bf16Scratch b = bf16_scratch({x.numel(), w.numel(), y.numel()}, plan.workspace_bytes);
+  launch_to_bf16(fp(x), b.part[0], x.numel(), stream());
+  launch_to_bf16(fp(w), b.part[1], w.numel(), stream());
+  conv2d_forward_tc(b.part[0], b.part[1], fp_or_null(bias), b.part[2], ConvActivation::none, s, plan, b.workspace,
+                    stream());
+  launch_from_bf16(b.part[2], fp(y), y.numel(), stream());
+}
+
+void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s) {
+  if (precision() == Precision::fp32) {
+    cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), s, stream());
+    return;
+  }
+  const ConvTcPlan plan = tc_plan(s, ConvPass::backward_data);
+  if (precision() == Precision::tf32) {
+    conv2d_backward_data_tc(fp(dy), fp(w), fp(dx), s, plan, scratch(plan.workspace_bytes), stream());
+    return;
+  }
+  const Bf16Scratch b = bf16_scratch({dy.numel(), w.numel(), dx.numel()}, plan.workspace_bytes);
+  launch_to_bf16(fp(dy), b.part[0], dy.numel(), stream());
+  launch_to_bf16(fp(w), b.part[1], w.numel(), stream());
+  conv2d_backward_data_tc(b.part[0], b.part[1], b.part[2], s, plan, b.workspace, stream());
+  launch_from_bf16(b.part[2], fp(dx), dx.numel(), stream());
+}
+
+void CudaBackend::run_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
+                                      const ConvShape& s) {
+  if (precision() == Precision::fp32) {
+    void* workspace = scratch(conv2d_backward_filter_workspace(s));
+    cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream());
+    return;
+  }
+  const ConvTcPlan plan = tc_plan(s, ConvPass::backward_filter);
+  if (precision() == Precision::tf32) {
+    conv2d_backward_filter_tc(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, plan, scratch(plan.workspace_bytes),
+                              stream());
+    return;
+  }
+  const Bf16Scratch b = bf16_scratch({x.numel(), dy.numel(), 0}, plan.workspace_bytes);
+  launch_to_bf16(fp(x), b.part[0], x.numel(), stream());
+  launch_to_bf16(fp(dy), b.part[1], dy.numel(), stream());
+  conv2d_backward_filter_tc(b.part[0], b.part[1], fp(dw), fp_or_null(dbias), s, plan, b.workspace, stream());
+}
 
 // --- convolution ---
 
@@ -84,16 +169,18 @@ void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor*
   const OpChecks check = checks("conv2d_forward");
   const ConvGeometry g = check.conv2d_forward(x, w, bias, y, p);
   if (g.n == 0) return;
+  const ConvShape s = conv_shape(check, g);
   const OpScope in_op = scope(check);
-  cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), conv_shape(check, g), stream());
+  run_forward(x, w, bias, y, s);
 }
 
 void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {
   const OpChecks check = checks("conv2d_backward_data");
   const ConvGeometry g = check.conv2d_backward_data(dy, w, dx, p);
   if (g.n == 0) return;
+  const ConvShape s = conv_shape(check, g);
   const OpScope in_op = scope(check);
-  cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), conv_shape(check, g), stream());
+  run_backward_data(dy, w, dx, s);
 }
 
 void CudaBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
@@ -107,9 +194,7 @@ void CudaBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tens
   }
   const ConvShape s = conv_shape(check, g);
   const OpScope in_op = scope(check);
-  // The only scratch user in this call, so the split-K partials cannot collide with anything.
-  void* workspace = scratch(conv2d_backward_filter_workspace(s));
-  cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream());
+  run_backward_filter(x, dy, dw, dbias, s);  // the only scratch user in this call
 }
 
 // --- pooling ---
@@ -222,7 +307,7 @@ void CudaBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor*
   if (g.n == 0) return;
   const ConvShape s = linear_as_conv(check, g);
   const OpScope in_op = scope(check);
-  cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream());
+  run_forward(x, w, bias, y, s);
 }
 
 void CudaBackend::linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
@@ -237,14 +322,14 @@ void CudaBackend::linear_backward(const Tensor& x, const Tensor& w, const Tensor
   }
   const ConvShape s = linear_as_conv(check, g);
   const OpScope in_op = scope(check);
-  if (dx) cuda::conv2d_backward_data(fp(dy), fp(w), fp(*dx), s, stream());
-  // The only scratch user in this call (backward-data above needs none).
-  void* workspace = scratch(conv2d_backward_filter_workspace(s));
-  cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream());
+  // Both passes may use scratch(): they queue in order on one stream, so the second's workspace
+  // is reused only after the first's last kernel.
+  if (dx) run_backward_data(dy, w, *dx, s);
+  run_backward_filter(x, dy, dw, dbias, s);
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device_index) {
-  return std::make_unique<CudaBackend>(device_index);
+std::unique_ptr<Backend> make_cuda_backend(int device_index, Precision precision) {
+  return std::make_unique<CudaBackend>(device_index, precision);
 }
 
 }  // namespace convnet::cuda

@@ -1,5 +1,8 @@
 // The `cuda` backend: every op on our own kernels. Convolutions (and linear layers, as 1x1
-// convolutions) use the v2 implicit-GEMM kernels of cuda/conv_kernels.h; pooling, activations and
+// convolutions) use the v2 implicit-GEMM kernels of cuda/conv_kernels.h in fp32, and the v4
+// tensor-core kernels of cuda/conv_tc_kernels.h in tf32 and bf16 (train.precision; `cuda_tf32` is
+// this backend created in tf32). In bf16 the fp32 operands are converted to bf16 copies first and
+// y, dx converted back (cuda/bf16_kernels.h): bf16 arithmetic, fp32 storage; pooling, activations and
 // batch norm use cuda/pool_kernels.h, activation_kernels.h and batch_norm_kernels.h; copies,
 // dropout, the loss and SGD come from GpuBackend. Results are deterministic (no float atomics,
 // fixed reduction orders) and follow the cpu backend's semantics (core/cpu) exactly.
@@ -11,14 +14,16 @@
 
 #include <memory>
 
+#include "cuda/conv_tc_kernels.h"
 #include "cuda/gpu_backend.h"
 
 namespace convnet::cuda {
 
 class CudaBackend final : public GpuBackend {
  public:
-  // Throws convnet::Error "the cuda backend needs a CUDA device: <reason>" when there is none.
-  explicit CudaBackend(int device_index = 0);
+  // Throws convnet::Error "the cuda backend needs a CUDA device: <reason>" when there is none, and
+  // for tf32 or bf16 when the device has no tensor cores for them (compute capability below 8.0).
+  explicit CudaBackend(int device_index = 0, Precision precision = Precision::fp32);
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override;
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override;
@@ -48,9 +53,30 @@ class CudaBackend final : public GpuBackend {
   void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override;
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                        Tensor* dbias) override;
+
+ protected:
+  bool supports_precision(Precision p) const override { return p == Precision::fp32 || tensor_cores_; }
+
+ private:
+  // One convolution pass on this backend's kernels (v2 or v4 by precision()), for the conv and
+  // linear layers alike. Each uses scratch() for its workspace and bf16 operand copies.
+  void run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s);
+  void run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s);
+  void run_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias, const ConvShape& s);
+  ConvTcPlan tc_plan(const ConvShape& s, ConvPass pass) const;
+
+  // scratch() carved into bf16 arrays of `counts` elements and a workspace, each 256-byte aligned.
+  struct Bf16Scratch {
+    uint16_t* part[3] = {};
+    void* workspace = nullptr;
+  };
+  Bf16Scratch bf16_scratch(const int64_t (&counts)[3], size_t workspace_bytes);
+
+  int sm_count_ = 1;           // the tensor-core plans size their grids by it
+  bool tensor_cores_ = false;  // TF32 and BF16 mma (compute capability 8.0 or newer)
 };
 
 // A CudaBackend on device `device_index`; throws convnet::Error when that device is unusable.
-std::unique_ptr<Backend> make_cuda_backend(int device_index = 0);
+std::unique_ptr<Backend> make_cuda_backend(int device_index = 0, Precision precision = Precision::fp32);
 
 }  // namespace convnet::cuda

@@ -109,6 +109,7 @@ CudnnBackend::CudnnBackend(int device_index, MathMode mode)
       cublas_(on_device(this->device_index(), [this, mode] { return CublasHandle(stream(), mode); })) {
   legacy_ = std::make_unique<CudnnLegacy>(cudnn_.get(), mode_, algo_policy_from_env(),
                                           [this](size_t bytes) { return scratch(bytes); });
+  set_precision(mode == MathMode::tf32 ? Precision::tf32 : Precision::fp32);
 }
 
 CudnnBackend::~CudnnBackend() {

@@ -85,6 +85,12 @@ class CudnnBackend final : public GpuBackend {
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                        Tensor* dbias) override;
 
+ protected:
+  // The math mode is fixed at construction (cudnn or cudnn_tf32); bf16 is not wired yet.
+  bool supports_precision(Precision p) const override {
+    return p == (mode_ == MathMode::tf32 ? Precision::tf32 : Precision::fp32);
+  }
+
  private:
   // C (m x n, column-major, leading dimension ldc) = op(A) op(B) through cublasGemmEx in this
   // backend's compute type; all extents > 0.

@@ -109,7 +109,7 @@ class GpuBackend : public Backend {
   double peak_gbytes_per_sec_ = 0;
 };
 
-// Registers "cuda", "cudnn" (strict fp32) and "cudnn_tf32" in core's backend registry. Creating
+// Registers "cuda", "cuda_tf32", "cudnn" (strict fp32) and "cudnn_tf32" in core's backend registry. Creating
 // one without a CUDA device throws convnet::Error naming the reason (exit code 1).
 void register_backends();
 

@@ -9,7 +9,8 @@
 namespace convnet::cuda {
 
 void register_backends() {
-  register_backend("cuda", [] { return make_cuda_backend(0); });
+  register_backend("cuda", [] { return make_cuda_backend(0, Precision::fp32); });
+  register_backend("cuda_tf32", [] { return make_cuda_backend(0, Precision::tf32); });
   register_backend("cudnn", [] { return make_cudnn_backend(0, MathMode::fp32); });
   register_backend("cudnn_tf32", [] { return make_cudnn_backend(0, MathMode::tf32); });
 }

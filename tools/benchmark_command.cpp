@@ -40,6 +40,7 @@ constexpr const char* kDefaultGpuModel = R"(model: {name: vgg16, batch_norm: tru
 train: {batch_size: 128, backend: auto}
 )";
 constexpr const char* kDefaultGpuCompare[] = {"cudnn", "cudnn_tf32"};
+constexpr const char* kDefaultTf32Compare[] = {"cudnn_tf32"};  // ours against cuDNN in the same precision
 // Size of the device-to-device copy that sets the bandwidth reference for memory-bound kernels:
 // far larger than any L2, so it measures device memory.
 constexpr int64_t kCopyBytes = int64_t{256} << 20;
@@ -340,6 +341,7 @@ std::vector<std::string> compare_names(const BenchmarkOptions& options, const st
   std::vector<std::string> names;
   if (!options.compare_given) {
     if (main_backend == "cuda") names.assign(std::begin(kDefaultGpuCompare), std::end(kDefaultGpuCompare));
+    if (main_backend == "cuda_tf32") names.assign(std::begin(kDefaultTf32Compare), std::end(kDefaultTf32Compare));
     return names;
   }
   std::set<std::string> seen;

@@ -36,7 +36,8 @@ struct BenchmarkOptions {
   bool json = false;
   // Backends to time the same layer passes and training step on, for the ratio
   // time_theirs / time_ours. Used only when compare_given; "none" (or an empty list) turns the
-  // comparison off. Not given: "cudnn,cudnn_tf32" when the main backend is cuda, none otherwise.
+  // comparison off. Not given: "cudnn,cudnn_tf32" when the main backend is cuda, "cudnn_tf32" when it is cuda_tf32,
+  // none otherwise.
   std::vector<std::string> compare;
   bool compare_given = false;
 };

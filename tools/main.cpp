@@ -16,7 +16,7 @@ void add_checkpoint_argument(CLI::App* cmd, std::string& path) {
 }
 // `source` names where the default comes from: "checkpoint" or "config".
 void add_backend_option(CLI::App* cmd, std::string& backend, const std::string& source) {
-  cmd->add_option("--backend", backend, "cpu, cuda, cudnn or cudnn_tf32 (default: the " + source + "'s)");
+  cmd->add_option("--backend", backend, "cpu, cuda, cuda_tf32, cudnn or cudnn_tf32 (default: the " + source + "'s)");
 }
 void add_batch_size_option(CLI::App* cmd, int& batch_size, const std::string& source) {
   cmd->add_option("--batch-size", batch_size, "Batch size (default: the " + source + "'s)")->check(CLI::PositiveNumber);
@@ -81,7 +81,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
           ->add_option("--compare", bench.compare,
                        "Comma-separated backends to time the same passes and training step on, printing "
                        "time_theirs / time_ours (> 1: ours is faster); 'none' for no comparison (default: "
-                       "cudnn,cudnn_tf32 when the backend is cuda, else none)")
+                       "cudnn,cudnn_tf32 when the backend is cuda, cudnn_tf32 when it is cuda_tf32, else none)")
           ->delimiter(',');
   bench_cmd->add_flag("--json", bench.json, "Print one JSON object");
 

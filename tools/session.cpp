@@ -41,11 +41,24 @@ std::string resolve_backend_name(const std::string& name) {
   return "cpu";
 }
 
+namespace {
+
+// train.precision on `backend`. fp32 is the default, so it leaves cuda_tf32 and cudnn_tf32 (whose
+// names ask for tf32) as they are; a precision a backend cannot compute is a ConfigError.
+void apply_precision(Backend& backend, Precision precision) {
+  if (precision == Precision::fp32 && backend.precision() == Precision::tf32) return;
+  backend.set_precision(precision);
+}
+
+}  // namespace
+
 Backends::Backends(const TrainConfig& train) {
   register_all_backends();
   set_cpu_threads(train.threads);
+  const Precision precision = parse_precision(train.precision, "train.precision");
   const std::string main_name = resolve_backend_name(train.backend);
   main_ = create_backend(main_name);
+  apply_precision(*main_, precision);
   for (const auto& [layer, backend_name] : train.layer_backends) {
     const std::string name = resolve_backend_name(backend_name);
     if (name == main_name) {
@@ -53,7 +66,10 @@ Backends::Backends(const TrainConfig& train) {
       continue;
     }
     auto& slot = others_[name];
-    if (!slot) slot = create_backend(name);
+    if (!slot) {
+      slot = create_backend(name);
+      apply_precision(*slot, precision);
+    }
     overrides_[layer] = slot.get();
   }
 }

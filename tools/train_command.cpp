@@ -13,9 +13,13 @@ namespace convnet::cli {
 
 namespace {
 
-int print_dry_run(const Config& config, Graph& graph, bool json) {
+// `precision`: the main backend's conv and linear arithmetic (train.precision, or tf32 for the
+// *_tf32 backends).
+int print_dry_run(const Config& config, Graph& graph, Precision precision, bool json) {
   if (!json) {
     fmt::print("{}\n", graph.summary_table());
+    if (precision != Precision::fp32)
+      fmt::print("convolutions and linear layers compute in {}\n", precision_name(precision));
     return 0;
   }
   nlohmann::json j;
@@ -23,6 +27,7 @@ int print_dry_run(const Config& config, Graph& graph, bool json) {
   j["flops_per_example"] = graph.forward_flops();
   j["input_shape"] = graph.example_shape();
   j["model"] = config.model.name;
+  j["precision"] = precision_name(precision);
   j["layers"] = nlohmann::json::array();
   for (const Graph::LayerSummary& r : graph.summary())
     j["layers"].push_back({{"name", r.name},
@@ -45,7 +50,7 @@ int train_command(const TrainOptions& options) {
     Backends backends(config.train);
     Graph graph;
     build_graph(config, example_shape(config.data), backends, graph);
-    return print_dry_run(config, graph, options.json);
+    return print_dry_run(config, graph, backends.main().precision(), options.json);
   }
   const TrainResult r = run_training(config, yaml, options.resume);
   if (r.interrupted) {

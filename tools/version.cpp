@@ -17,7 +17,7 @@ namespace convnet::cli {
 std::string version_text() {
   std::string text = fmt::format("convnet {}\nbackends: cpu (OpenBLAS sgemm)", CONVNET_VERSION);
 #ifdef CONVNET_WITH_CUDA
-  text += ", cuda (our kernels), cudnn, cudnn_tf32";
+  text += ", cuda (our kernels), cuda_tf32 (our tensor-core kernels), cudnn, cudnn_tf32";
   text += fmt::format("\n{}\n{}", cuda::cuda_build_info(), cuda::describe_gpus());
 #else
   text += "\nbuilt without CUDA";

@@ -1,6 +1,10 @@
 #include "core/base/backend.h"
 
+#include <fmt/format.h>
+
 #include <chrono>
+
+#include "core/base/error.h"
 
 namespace convnet {
 
@@ -13,6 +17,12 @@ DeviceActivity DeviceActivity::operator-(const DeviceActivity& before) const {
   d.device_to_device = device_to_device - before.device_to_device;
   d.host_waits = host_waits - before.host_waits;
   return d;
+}
+
+void Backend::set_precision(Precision p) {
+  if (!supports_precision(p))
+    throw ConfigError(fmt::format("train.precision: the {} backend does not compute in {}", name(), precision_name(p)));
+  precision_ = p;
 }
 
 double Backend::elapsed_ms(const std::function<void()>& work) {

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "core/base/augment_math.h"
+#include "core/base/precision.h"
 #include "core/base/tensor.h"
 
 namespace convnet {
@@ -106,6 +107,11 @@ class Backend {
   virtual double peak_gbytes_per_sec() const { return 0; }
 
   Tensor empty(Shape shape, DType dtype = DType::f32) { return Tensor(std::move(shape), dtype, allocator()); }
+
+  // --- precision (core/base/precision.h): the arithmetic of the conv and linear ops below ---
+  // Throws ConfigError naming this backend when it cannot compute in `p`.
+  void set_precision(Precision p);
+  Precision precision() const { return precision_; }
 
   // --- memory ---
   // dst = src; same dtype and numel; either may be on the host or on this backend's device.
@@ -207,6 +213,13 @@ class Backend {
                              const AugmentBatchSpec& spec) = 0;
   // x, y: f32 [N, H, W, C]; y = x seen through `view` (see ImageView). y must not alias x.
   virtual void image_view(const Tensor& x, Tensor& y, const ImageView& view) = 0;
+
+ protected:
+  // The precisions this backend computes; fp32 only unless a backend says more.
+  virtual bool supports_precision(Precision p) const { return p == Precision::fp32; }
+
+ private:
+  Precision precision_ = Precision::fp32;
 };
 
 }  // namespace convnet

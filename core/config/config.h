@@ -132,7 +132,10 @@ struct EmaConfig {
 struct TrainConfig {
   double epochs = 10;  // fractional epochs allowed: training stops after ceil(epochs * steps per epoch) steps
   int batch_size = 128;
-  std::string backend = "cpu";  // cpu | cuda | cudnn (strict fp32) | cudnn_tf32 | auto
+  std::string backend = "cpu";  // cpu | cuda | cuda_tf32 | cudnn (strict fp32) | cudnn_tf32 | auto
+  // Conv and linear arithmetic (core/base/precision.h): fp32 | tf32 | bf16. The *_tf32 backends
+  // compute tf32 unless bf16 is asked for (which they refuse).
+  std::string precision = "fp32";
   uint64_t seed = 0;
   double label_smoothing = 0.0;
   int threads = 0;              // CPU backend threads; 0 = all cores

@@ -96,7 +96,8 @@ const std::vector<Field>& field_table() {
 
       key("train.epochs", REF(train.epochs), Range::above(0)),
       key("train.batch_size", REF(train.batch_size), Range::at_least(1)),
-      choice("train.backend", REF(train.backend), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
+      choice("train.backend", REF(train.backend), {"cpu", "cuda", "cuda_tf32", "cudnn", "cudnn_tf32", "auto"}),
+      choice("train.precision", REF(train.precision), {"fp32", "tf32", "bf16"}),
       key("train.seed", REF(train.seed), Range::at_least(0)),
       key("train.label_smoothing", REF(train.label_smoothing), Range::closed_open(0, 1)),
       key("train.threads", REF(train.threads), Range::at_least(0)),
@@ -107,7 +108,8 @@ const std::vector<Field>& field_table() {
       key("train.max_steps", REF(train.max_steps), Range::at_least(0)),
       choice("train.tta", REF(train.tta), {"none", "flip", "flip_translate"}),
       key("train.init_images", REF(train.init_images), Range::at_least(1)),
-      choice("train.layer_backends", REF(train.layer_backends), {"cpu", "cuda", "cudnn", "cudnn_tf32", "auto"}),
+      choice("train.layer_backends", REF(train.layer_backends),
+             {"cpu", "cuda", "cuda_tf32", "cudnn", "cudnn_tf32", "auto"}),
 
       key("output.dir", REF(output.dir)),
       choice("output.plot", REF(output.plot), {"svg", "none"}),

@@ -25,7 +25,7 @@ namespace convnet::testing {
 
 inline constexpr float kPoison = std::numeric_limits<float>::quiet_NaN();
 
-// A fresh backend from the registry ("cuda", "cudnn", "cudnn_tf32"); registers the GPU backends
+// A fresh backend from the registry ("cuda", "cuda_tf32", "cudnn", "cudnn_tf32"); registers the GPU backends
 // on first use. Throws convnet::Error without a device.
 inline std::unique_ptr<Backend> make_gpu_backend(const std::string& name) {
   static std::once_flag registered;

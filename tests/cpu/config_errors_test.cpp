@@ -42,7 +42,7 @@ const BadConfig kBadConfigs[] = {
     {"UnknownKeySuggestsClosest", "model:\n  name: vgg11\ndata:\n  path: x\noptimizer:\n  momentum: 0.9\n  lrr: 0.1\n",
      "bad.yaml:7: optimizer.lrr: unknown key (did you mean 'lr'?)"},
     {"UnknownKeyWithoutCloseMatchListsKeys", "train:\n  epochs: 3\n  colour: blue\n",
-     "bad.yaml:3: train.colour: unknown key (the keys are epochs, batch_size, backend, seed,"},
+     "bad.yaml:3: train.colour: unknown key (the keys are epochs, batch_size, backend, precision, seed,"},
     {"UnknownSection", "model: {}\ntrian:\n  epochs: 3\n", "bad.yaml:2: trian: unknown key (did you mean 'train'?)"},
     {"UnknownNestedKey", "data:\n  augment:\n    flipp: true\n",
      "bad.yaml:3: data.augment.flipp: unknown key (did you mean 'flip'?)"},
@@ -59,7 +59,7 @@ const BadConfig kBadConfigs[] = {
     {"NegativeSeed", "train:\n  seed: -1\n", "bad.yaml:2: train.seed: expected an integer >= 0, got -1"},
     {"NegativeThreads", "train:\n  threads: -2\n", "bad.yaml:2: train.threads: expected an integer >= 0, got -2"},
     {"BackendNotInList", "model: {}\ndata: {}\n\ntrain:\n  backend: gpu\n",
-     "bad.yaml:5: train.backend: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got 'gpu'"},
+     "bad.yaml:5: train.backend: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'"},
     {"NegativeLearningRate", "optimizer:\n  lr: -0.1\n", "bad.yaml:2: optimizer.lr: expected a number > 0, got -0.1"},
     {"ZeroLearningRate", "optimizer:\n  lr: 0\n", "bad.yaml:2: optimizer.lr: expected a number > 0, got 0"},
     {"NumberNotNumeric", "optimizer:\n  weight_decay: lots\n",
@@ -94,9 +94,10 @@ const BadConfig kBadConfigs[] = {
     {"PaddingModeUnknown", "data:\n  augment:\n    padding_mode: mirror\n",
      "bad.yaml:3: data.augment.padding_mode: expected one of zero, reflect, got 'mirror'"},
     {"LayerBackendUnknown", "train:\n  layer_backends:\n    conv1: cpu\n    fc: gpu\n",
-     "bad.yaml:4: train.layer_backends.fc: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got 'gpu'"},
+     "bad.yaml:4: train.layer_backends.fc: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'"},
     {"LayerBackendsNotAMapping", "train:\n  layer_backends: [cpu]\n",
-     "bad.yaml:2: train.layer_backends: expected a mapping of names to one of cpu, cuda, cudnn, cudnn_tf32, auto, got "
+     "bad.yaml:2: train.layer_backends: expected a mapping of names to one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, "
+     "auto, got "
      "a list"},
     {"LayerBackendsDuplicateName", "train:\n  layer_backends:\n    fc: cpu\n    fc: cuda\n",
      "bad.yaml:4: train.layer_backends.fc: duplicate key (first given on line 3)"},
@@ -167,7 +168,7 @@ const BadConfig kBadConfigs[] = {
     {"TopLevelScalar", "hello\n", "bad.yaml:1: expected a mapping with the sections"},
     {"TwoDocuments", "train: {}\n---\nmodel: {}\n", "bad.yaml:3: a second YAML document starts here"},
     {"CrlfKeepsLineNumbers", "train:\r\n  epochs: 3\r\n\r\n  backend: gpu\r\n",
-     "bad.yaml:4: train.backend: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got 'gpu'"},
+     "bad.yaml:4: train.backend: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'"},
 };
 
 INSTANTIATE_TEST_SUITE_P(BadYaml, ConfigErrors, ::testing::ValuesIn(kBadConfigs),
@@ -181,7 +182,7 @@ TEST(ConfigErrors, ErrorsAreConfigErrors) {
 
 TEST(ConfigErrors, WholeMessageFormat) {
   EXPECT_EQ(error_of("train:\n  epochs: 3\n  backend: gpu\n"),
-            "bad.yaml:3: train.backend: expected one of cpu, cuda, cudnn, cudnn_tf32, auto, got 'gpu'");
+            "bad.yaml:3: train.backend: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'");
 }
 
 // ---- overrides ------------------------------------------------------------------------------
@@ -225,7 +226,8 @@ TEST(ConfigOverrideErrors, BadValueNamesTheOverride) {
 
 TEST(ConfigOverrideErrors, LayerBackendEntry) {
   EXPECT_EQ(error_of(kValid, {"train.layer_backends.fc=gpu"}),
-            "--set train.layer_backends.fc=gpu: train.layer_backends.fc: expected one of cpu, cuda, cudnn, cudnn_tf32, "
+            "--set train.layer_backends.fc=gpu: train.layer_backends.fc: expected one of cpu, cuda, cuda_tf32, cudnn, "
+            "cudnn_tf32, "
             "auto, got "
             "'gpu'");
   EXPECT_TRUE(contains(error_of(kValid, {"train.layer_backends.fc.x=cpu"}),

@@ -26,7 +26,7 @@
 namespace convnet::cuda {
 namespace {
 
-const std::vector<std::string> kGpuBackends = {"cuda", "cudnn", "cudnn_tf32"};
+const std::vector<std::string> kGpuBackends = {"cuda", "cuda_tf32", "cudnn", "cudnn_tf32"};
 
 TEST(CudaRegistry, RegistersAllGpuBackends) {
   register_backends();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Rewrites a CUDA source (cuda/conv_*.cu) into C++ that the CPU emulator runs.
+"""Rewrites a CUDA source (cuda/*.cu) into C++ that the CPU emulator runs.
 
 Usage: cuda_to_cpp.py INPUT.cu OUTPUT.cpp
 
@@ -12,14 +12,19 @@ The emulation test must exercise the real kernels, so the rewrite is as small as
    A kernel template of the same file launched without template arguments (they are deduced from
    the call) becomes `::emu::launch_deduced([](const auto&... a) { kernel(a...); }, ...)`, since
    a template name cannot be passed as a function pointer.
-2. `#include <cuda_runtime.h>` is prepended, as nvcc does implicitly for every .cu file; the
+2. Every dynamic shared memory declaration `extern __shared__ [__align__(N)] T name[];` inside a
+   function becomes `auto* const name = reinterpret_cast<T*>(::emu::dynamic_shared_memory());`,
+   the launch's buffer (128-byte aligned: a larger N is an error). A declaration is not a
+   statement any header can turn into a call. At namespace scope it is refused (declare it in the
+   kernel): there the call would run before any launch.
+3. `#include <cuda_runtime.h>` is prepended, as nvcc does implicitly for every .cu file; the
    emulation's include path resolves it to tests/emu/fake/cuda_runtime.h, which maps __global__,
    __shared__, threadIdx, __syncthreads() and the rest onto plain C++.
-3. A `#line 1 "INPUT.cu"` directive follows, and each rewrite keeps the line count, so compiler
+4. A `#line 1 "INPUT.cu"` directive follows, and each rewrite keeps the line count, so compiler
    diagnostics and __LINE__ point into the original source.
 
 Everything else is copied verbatim. The script fails (exit status 1, naming the file and line)
-on a launch it cannot parse, rather than emit code that would test something else.
+on a launch or declaration it cannot parse, rather than emit code that would test something else.
 """
 
 import re
@@ -145,6 +150,89 @@ def rewrite_launches(text):
         pos = paren + 1
 
 
+EXTERN_SHARED = re.compile(r"extern\s+__shared__\b")
+ALIGNMENT = re.compile(r"\b(?:__align__|alignas)\s*\(\s*(\d+)\s*\)")
+UNSIZED_ARRAY = re.compile(r"^(?P<type>.*?\S)\s*\b(?P<name>[A-Za-z_]\w*)\s*\[\s*\]$", re.S)
+MAX_DYNAMIC_SHARED_ALIGNMENT = 128  # what emu::dynamic_shared_memory() guarantees
+
+
+def code_chars(text):
+    """Yields the index of every character outside comments and string or character literals."""
+    i, n = 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            i = text.find("\n", i)
+            if i < 0:
+                return
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            continue
+        if text[i] in "\"'":
+            j = i + 1
+            while j < n and text[j] != text[i]:
+                j += 2 if text[j] == "\\" else 1
+            i = j + 1
+            continue
+        yield i
+        i += 1
+
+
+def starts_word(text, i, word_re):
+    return (i == 0 or not (text[i - 1].isalnum() or text[i - 1] == "_")) and word_re.match(text, i)
+
+
+def extern_shared_declarations(text):
+    """(start, at_namespace_scope) of each `extern __shared__` in code. The scope is tracked from
+    the braces: one whose head (the code since the last ;, { or }) is `namespace ...` or
+    `extern "C"` (the string is not code: `extern`) keeps namespace scope."""
+    found, scopes, head = [], [], []
+    for i in code_chars(text):
+        ch = text[i]
+        if ch == "{":
+            scopes.append(bool(re.search(r"\bnamespace\b|\bextern\s*$", "".join(head))))
+        elif ch == "}" and scopes:
+            scopes.pop()
+        elif ch == "e" and starts_word(text, i, EXTERN_SHARED):
+            found.append((i, not scopes or scopes[-1]))
+        if ch in "{};":
+            head = []
+        else:
+            head.append(ch)
+    return found
+
+
+def rewrite_dynamic_shared(text):
+    out, pos = [], 0
+    for start, at_namespace_scope in extern_shared_declarations(text):
+        line = line_of(text, start)
+        end = text.find(";", start)
+        if end < 0:
+            raise TransformError("line %d: extern __shared__ without ;" % line)
+        declaration = text[EXTERN_SHARED.match(text, start).end() : end]
+        alignments = [int(n) for n in ALIGNMENT.findall(declaration)]
+        m = UNSIZED_ARRAY.match(ALIGNMENT.sub(" ", declaration).strip())
+        if at_namespace_scope:
+            raise TransformError("line %d: extern __shared__ at namespace scope; declare it inside the kernel" % line)
+        if not m:
+            raise TransformError("line %d: expected extern __shared__ [__align__(N)] TYPE NAME[];" % line)
+        if alignments and max(alignments) > MAX_DYNAMIC_SHARED_ALIGNMENT:
+            raise TransformError(
+                "line %d: extern __shared__ aligned to %d bytes; the emulation aligns it to %d"
+                % (line, max(alignments), MAX_DYNAMIC_SHARED_ALIGNMENT)
+            )
+        element = " ".join(m.group("type").split())
+        out.append(text[pos:start])
+        out.append(
+            "auto* const %s = reinterpret_cast<%s*>(::emu::dynamic_shared_memory());" % (m.group("name"), element)
+        )
+        out.append("\n" * text.count("\n", start, end))  # keep the line count
+        pos = end + 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def main(argv):
     if len(argv) != 3:
         sys.stderr.write(__doc__)
@@ -153,7 +241,7 @@ def main(argv):
     with open(source, encoding="utf-8") as f:
         text = f.read()
     try:
-        body = rewrite_launches(text)
+        body = rewrite_launches(rewrite_dynamic_shared(text))
     except TransformError as e:
         sys.stderr.write("%s: %s\n" % (source, e))
         return 1

@@ -1,5 +1,7 @@
 // The fiber scheduler behind emu_runtime.h: one ucontext fiber per emulated thread of a block,
-// resumed in turn until each reaches a barrier or returns.
+// resumed in turn until each reaches a barrier or returns. It also keeps what lives per launch
+// (dynamic shared memory), per block (each thread's cp.async copies in flight, the warp-collective
+// slots) and per process (the kernels' dynamic shared memory limits).
 #include "tests/emu/emu_runtime.h"
 
 #include <sys/mman.h>
@@ -9,8 +11,11 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <exception>
+#include <map>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -57,19 +62,79 @@ struct Fiber {
   std::abort();
 }
 
+std::string hex_address(const void* address) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%p", address);
+  return text;
+}
+
+// What a lane publishes for a warp collective.
+struct CollectiveSlot {
+  const char* op = nullptr;  // nullptr: the lane is not at a collective
+  const void* data = nullptr;
+};
+
+// A cp.async copy issued and not yet landed: its destination and the source bytes, read at issue.
+struct AsyncCopy {
+  void* dst = nullptr;
+  unsigned char bytes[16] = {};
+  uint64_t group = 0;  // the commit group it belongs to (the open group's number until committed)
+};
+
+// One thread's cp.async state. Groups are numbered in commit order; the copies in flight are in
+// issue order, so the groups a wait lands are a prefix of them.
+struct AsyncCopies {
+  std::vector<AsyncCopy> in_flight;
+  uint64_t committed = 0;  // groups committed so far; the open group has this number
+};
+
+// The launch's dynamic shared memory: 128-byte aligned, exactly `bytes` long (so AddressSanitizer
+// sees an overrun), poisoned with 0xff.
+class DynamicSharedBuffer {
+ public:
+  explicit DynamicSharedBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes_ == 0) return;
+    data_ = ::operator new (bytes_, std::align_val_t{kAlignment});
+    std::memset(data_, 0xff, bytes_);
+  }
+  ~DynamicSharedBuffer() {
+    if (data_ != nullptr) ::operator delete (data_, std::align_val_t{kAlignment});
+  }
+  DynamicSharedBuffer(const DynamicSharedBuffer&) = delete;
+  DynamicSharedBuffer& operator=(const DynamicSharedBuffer&) = delete;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  static constexpr size_t kAlignment = 128;
+  size_t bytes_;
+  void* data_ = nullptr;
+};
+
 class Scheduler {
  public:
-  void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
+  void run_grid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body);
   void syncthreads();
   unsigned linear_thread_index() const;
   void syncwarp(unsigned mask);
   uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src_lane);
+  void warp_collective_begin(unsigned mask, const char* op, const void* mine, const void* (&lanes)[kWarpSize]);
+  void warp_collective_end(unsigned mask);
+  void cp_async_copy(void* dst, const void* src, bool valid);
+  void cp_async_commit();
+  void cp_async_wait(int pending_groups);
+  void* dynamic_shared_memory() const;
+  bool set_max_dynamic_shared_bytes(KernelId kernel, int bytes);
+  void check_dynamic_shared_memory(KernelId kernel, size_t bytes) const;
   Order order = Order::forward;
   Stats stats;
 
  private:
   static void fiber_entry();
   void prepare(unsigned threads);
+  void reset_block_state(unsigned threads);
+  void check_copies_landed(unsigned thread) const;
+  std::string where(unsigned thread) const;  // "block (x, y, z), thread t" for messages
   void run_block(unsigned threads);
   void release_warps(unsigned threads);
   unsigned lanes_of_warp(unsigned warp) const;  // existing lanes of a warp of the running block
@@ -81,7 +146,11 @@ class Scheduler {
   const std::function<void()>* body_ = nullptr;
   unsigned current_ = 0;
   unsigned block_threads_ = 0;
-  std::vector<uint64_t> slots_;  // one shuffle slot per thread of the block
+  std::vector<uint64_t> slots_;                          // one shuffle slot per thread of the block
+  std::vector<CollectiveSlot> collective_slots_;         // one warp-collective slot per thread of the block
+  std::vector<AsyncCopies> async_copies_;                // per thread of the block
+  const DynamicSharedBuffer* dynamic_shared_ = nullptr;  // the running launch's
+  std::map<KernelId, size_t> max_dynamic_shared_;        // cudaFuncAttributeMaxDynamicSharedMemorySize
   bool in_kernel_ = false;
   std::exception_ptr escaped_;
   void* scheduler_fake_stack_ = nullptr;
@@ -152,6 +221,7 @@ void Scheduler::fiber_entry() {
 #endif
   try {
     (*s.body_)();
+    s.check_copies_landed(s.current_);
   } catch (...) {  // unwinding cannot cross the fiber's first frame: hand it to the scheduler
     if (!s.escaped_) s.escaped_ = std::current_exception();
   }
@@ -201,6 +271,30 @@ uint64_t Scheduler::warp_exchange(unsigned mask, uint64_t value, unsigned src_la
   return result;
 }
 
+void Scheduler::warp_collective_begin(unsigned mask, const char* op, const void* mine,
+                                      const void* (&lanes)[kWarpSize]) {
+  const unsigned t = linear_thread_index();
+  const unsigned first = t - t % kWarpSize;
+  if (lanes_of_warp(t / kWarpSize) != kWarpSize)
+    throw Error(where(t) + ": " + op + " in a warp of " + std::to_string(lanes_of_warp(t / kWarpSize)) +
+                " lanes; warp collectives are emulated for full warps only (a block size multiple of 32)");
+  collective_slots_[t] = CollectiveSlot{op, mine};
+  syncwarp(mask);  // every lane has published
+  for (unsigned l = 0; l < kWarpSize; ++l) {
+    const CollectiveSlot& slot = collective_slots_[first + l];
+    if (slot.op == nullptr || std::strcmp(slot.op, op) != 0)
+      throw Error(where(t) + ": " + op + " while lane " + std::to_string(l) + " of its warp is at " +
+                  (slot.op == nullptr ? std::string("another warp-level operation") : std::string(slot.op)) +
+                  " (divergent warp-collective code)");
+    lanes[l] = slot.data;
+  }
+}
+
+void Scheduler::warp_collective_end(unsigned mask) {
+  syncwarp(mask);  // every lane is done with the published pointers: the slots may be cleared
+  collective_slots_[linear_thread_index()] = CollectiveSlot{};
+}
+
 // After a pass: releases every warp whose lanes all wait at a warp-level operation; a warp with
 // only some of its lanes there can never continue (the others returned or wait at __syncthreads).
 void Scheduler::release_warps(unsigned threads) {
@@ -218,10 +312,98 @@ void Scheduler::release_warps(unsigned threads) {
   }
 }
 
+std::string Scheduler::where(unsigned thread) const {
+  return "block " + coords(blockIdx) + ", thread " + std::to_string(thread);
+}
+
+void Scheduler::cp_async_copy(void* dst, const void* src, bool valid) {
+  const unsigned t = linear_thread_index();
+  auto check_aligned = [&](const char* name, const void* address) {
+    if (reinterpret_cast<uintptr_t>(address) % 16 != 0)
+      throw Error(where(t) + ": cp.async " + name + " " + hex_address(address) + " is not 16-byte aligned");
+  };
+  check_aligned("destination", dst);
+  check_aligned("source", src);  // even for a zero-fill: the instruction takes the address
+  AsyncCopies& mine = async_copies_[t];
+  AsyncCopy copy;
+  copy.dst = dst;
+  copy.group = mine.committed;
+  if (valid) std::memcpy(copy.bytes, src, sizeof copy.bytes);  // src-size 0 reads nothing
+  mine.in_flight.push_back(copy);
+  ++stats.cp_async;
+}
+
+void Scheduler::cp_async_commit() {
+  ++async_copies_[linear_thread_index()].committed;
+}
+
+void Scheduler::cp_async_wait(int pending_groups) {
+  AsyncCopies& mine = async_copies_[linear_thread_index()];
+  if (pending_groups < 0) throw Error("cp.async.wait_group with a negative group count");
+  const uint64_t allowed = static_cast<uint64_t>(pending_groups);
+  if (mine.committed <= allowed) return;
+  const uint64_t complete_below = mine.committed - allowed;  // groups numbered below this must land
+  auto copy = mine.in_flight.begin();
+  for (; copy != mine.in_flight.end() && copy->group < complete_below; ++copy)
+    std::memcpy(copy->dst, copy->bytes, sizeof copy->bytes);
+  mine.in_flight.erase(mine.in_flight.begin(), copy);
+}
+
+void Scheduler::check_copies_landed(unsigned thread) const {
+  const AsyncCopies& mine = async_copies_[thread];
+  if (!mine.in_flight.empty())
+    throw Error(where(thread) + ": cp.async copies pending at thread exit: missing cp_async_wait (" +
+                std::to_string(mine.in_flight.size()) + " copies of 16 bytes never landed)");
+}
+
+void* Scheduler::dynamic_shared_memory() const {
+  if (!in_kernel_) die("dynamic_shared_memory() called outside an emulated kernel");
+  if (dynamic_shared_ == nullptr || dynamic_shared_->bytes() == 0)
+    throw Error(where(current_) + ": the kernel uses dynamic shared memory, but its launch asked for 0 bytes");
+  return dynamic_shared_->data();
+}
+
+bool Scheduler::set_max_dynamic_shared_bytes(KernelId kernel, int bytes) {
+  if (bytes < 0 || static_cast<size_t>(bytes) > kMaxDynamicSharedBytes) return false;
+  max_dynamic_shared_[kernel] = static_cast<size_t>(bytes);
+  return true;
+}
+
+void Scheduler::check_dynamic_shared_memory(KernelId kernel, size_t bytes) const {
+  if (bytes <= kDefaultDynamicSharedBytes) return;
+  const std::string asked = "a launch asks for " + std::to_string(bytes) + " bytes of dynamic shared memory";
+  if (kernel == kUnknownKernel)
+    throw Error(asked +
+                ", over the default 48 KiB, for a kernel template launched without template arguments: "
+                "the emulator cannot tell which cudaFuncSetAttribute applies; launch it with explicit "
+                "template arguments (kernel<...><<<...>>>)");
+  const auto limit = max_dynamic_shared_.find(kernel);
+  if (limit == max_dynamic_shared_.end())
+    throw Error(asked +
+                ", over the default 48 KiB, and its kernel has no "
+                "cudaFuncAttributeMaxDynamicSharedMemorySize (cudaFuncSetAttribute)");
+  if (bytes > limit->second)
+    throw Error(asked + ", over its kernel's cudaFuncAttributeMaxDynamicSharedMemorySize of " +
+                std::to_string(limit->second));
+}
+
+// Every block starts with empty warp-collective slots and no cp.async copies in flight (a block
+// that failed may have left some).
+void Scheduler::reset_block_state(unsigned threads) {
+  if (slots_.size() < threads) slots_.resize(threads);
+  if (collective_slots_.size() < threads) collective_slots_.resize(threads);
+  if (async_copies_.size() < threads) async_copies_.resize(threads);
+  for (unsigned t = 0; t < threads; ++t) {
+    collective_slots_[t] = CollectiveSlot{};
+    async_copies_[t].in_flight.clear();  // keeps the capacity: blocks are many
+    async_copies_[t].committed = 0;
+  }
+}
+
 void Scheduler::run_block(unsigned threads) {
   prepare(threads);
   block_threads_ = threads;
-  if (slots_.size() < threads) slots_.resize(threads);
+  reset_block_state(threads);
   for (;;) {  // one barrier interval (or warp lock step) per pass
     unsigned waiting = 0, warp_waiting = 0, finished = 0;
     for (unsigned i = 0; i < threads; ++i) {
@@ -254,7 +436,7 @@ void Scheduler::run_block(unsigned threads) {
   }
 }
 
-void Scheduler::run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
+void Scheduler::run_grid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& body) {
   if (in_kernel_) throw Error("a kernel launch from inside an emulated kernel (dynamic parallelism)");
   const uint64_t threads = uint64_t{block.x} * block.y * block.z;
   if (threads == 0 || threads > kMaxThreadsPerBlock || block.z > kMaxBlockZ)
@@ -263,10 +445,15 @@ void Scheduler::run_grid(dim3 grid, dim3 block, const std::function<void()>& bod
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.x > kMaxGridX || grid.y > kMaxGridYZ || grid.z > kMaxGridYZ)
     throw Error("launch with a grid of " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" +
                 std::to_string(grid.z) + " blocks (x 1 to 2^31-1, y and z 1 to 65535)");
+  if (dynamic_shared_bytes > kMaxDynamicSharedBytes)
+    throw Error("launch with " + std::to_string(dynamic_shared_bytes) +
+                " bytes of dynamic shared memory (at most 227 KiB on sm_90)");
+  const DynamicSharedBuffer dynamic_shared(dynamic_shared_bytes);  // kept across the blocks
   ++stats.launches;
   blockDim = block;
   gridDim = grid;
   body_ = &body;
+  dynamic_shared_ = &dynamic_shared;
   escaped_ = nullptr;
   in_kernel_ = true;
   const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
@@ -282,10 +469,12 @@ void Scheduler::run_grid(dim3 grid, dim3 block, const std::function<void()>& bod
   } catch (...) {
     in_kernel_ = false;
     body_ = nullptr;
+    dynamic_shared_ = nullptr;
     throw;
   }
   in_kernel_ = false;
   body_ = nullptr;
+  dynamic_shared_ = nullptr;
   if (escaped_) std::rethrow_exception(escaped_);
 }
 
@@ -304,7 +493,10 @@ void reset_stats() {
   scheduler().stats = Stats{};
 }
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread_body) {
-  scheduler().run_grid(grid, block, thread_body);
+  scheduler().run_grid(grid, block, 0, thread_body);
+}
+void run_grid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& thread_body) {
+  scheduler().run_grid(grid, block, dynamic_shared_bytes, thread_body);
 }
 void syncthreads() {
   scheduler().syncthreads();
@@ -318,19 +510,51 @@ void syncwarp(unsigned mask) {
 uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src_lane) {
   return scheduler().warp_exchange(mask, value, src_lane);
 }
+void warp_collective_begin(unsigned mask, const char* op, const void* mine, const void* (&lanes)[kWarpSize]) {
+  scheduler().warp_collective_begin(mask, op, mine, lanes);
+}
+void warp_collective_end(unsigned mask) {
+  scheduler().warp_collective_end(mask);
+}
+void warp_gather(unsigned mask, const void* mine, size_t bytes, void* all_lanes_out, const char* op) {
+  auto* out = static_cast<unsigned char*>(all_lanes_out);
+  warp_collective(mask, op, mine, [&](const void* const* lanes) {
+    for (unsigned l = 0; l < kWarpSize; ++l) std::memcpy(out + l * bytes, lanes[l], bytes);
+  });
+}
+void cp_async_copy(void* dst, const void* src, bool valid) {
+  scheduler().cp_async_copy(dst, src, valid);
+}
+void cp_async_commit() {
+  scheduler().cp_async_commit();
+}
+void cp_async_wait(int pending_groups) {
+  scheduler().cp_async_wait(pending_groups);
+}
+void* dynamic_shared_memory() {
+  return scheduler().dynamic_shared_memory();
+}
+bool set_max_dynamic_shared_bytes(KernelId kernel, int bytes) {
+  return scheduler().set_max_dynamic_shared_bytes(kernel, bytes);
+}
+void check_dynamic_shared_memory(KernelId kernel, size_t bytes) {
+  scheduler().check_dynamic_shared_memory(kernel, bytes);
+}
 void count_vector_access() {
   ++scheduler().stats.vector_accesses;
 }
 void count_global_vector_load() {
   ++scheduler().stats.global_vector_loads;
 }
-void dynamic_shared_memory_requested(size_t bytes) {
-  throw Error("a launch asks for " + std::to_string(bytes) + " bytes of dynamic shared memory, which is not emulated");
+void count_ldmatrix(int64_t extra_wavefronts) {
+  ++scheduler().stats.ldmatrix;
+  scheduler().stats.shared_bank_conflicts += extra_wavefronts;
+}
+void count_mma() {
+  ++scheduler().stats.mma;
 }
 void misaligned_vector_access(const void* address) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%p", address);
-  throw Error(std::string("16-byte vector load or store at ") + text + ", which is not 16-byte aligned");
+  throw Error("16-byte vector load or store at " + hex_address(address) + ", which is not 16-byte aligned");
 }
 
 }  // namespace emu

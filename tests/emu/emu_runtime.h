@@ -10,7 +10,10 @@
 // and threads in reverse order) changes which thread sees whose shared-memory writes, so a kernel
 // whose result depends on the order gives different bits. Warp-level operations (__syncwarp,
 // __shfl_*_sync) are a second, narrower barrier: the 32 lanes of a warp wait for each other there
-// and exchange values, the lock step the hardware gives them.
+// and exchange values, the lock step the hardware gives them. The warp-collective PTX instructions
+// (ldmatrix, mma.sync; tests/emu/emu_ptx.h) run inside such a lock step, cp.async copies are
+// deferred until the issuing thread's cp.async.wait_group, and a launch may ask for dynamic shared
+// memory (emu::dynamic_shared_memory()).
 //
 // Kernels themselves are the real sources: tests/emu/cuda_to_cpp.py rewrites the launch syntax
 // only, and tests/emu/fake/ supplies the CUDA built-ins (this header, plus the qualifier macros).
@@ -44,9 +47,10 @@ extern dim3 gridDim;
 
 namespace emu {
 
-// A launch the hardware would reject (empty grid, more than 1024 threads, grid y/z above 65535),
-// or a kernel that misuses a barrier (some threads wait at __syncthreads while others have
-// returned). Thrown from the launch, so the test that ran the kernel fails with the message.
+// A launch the hardware would reject (empty grid, more than 1024 threads, grid y/z above 65535,
+// too much dynamic shared memory), or a kernel that misuses a barrier (some threads wait at
+// __syncthreads while others have returned), a warp collective or cp.async. Thrown from the
+// launch, so the test that ran the kernel fails with the message.
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -65,6 +69,12 @@ struct Stats {
   int64_t warp_barriers = 0;  // warp-level lock steps completed (__syncwarp, shuffles), summed over warps
   int64_t global_vector_loads = 0;
   int64_t vector_accesses = 0;  // every 16-byte float4 / int4 load or store, global or shared
+  int64_t ldmatrix = 0;         // ldmatrix instructions, one per warp
+  // Extra shared-memory wavefronts the ldmatrix instructions needed because of bank conflicts:
+  // per 8-row phase (one 8x8 matrix), the most distinct rows that fall on one bank, minus one.
+  int64_t shared_bank_conflicts = 0;
+  int64_t mma = 0;       // mma.sync instructions, one per warp
+  int64_t cp_async = 0;  // 16-byte cp.async copies issued (zero-fills included), one per thread
 };
 Stats stats();
 void reset_stats();
@@ -73,6 +83,10 @@ void reset_stats();
 // when the whole grid has finished (the emulated stream is synchronous). Throws emu::Error for an
 // invalid launch or barrier misuse; rethrows an exception a thread let escape.
 void run_grid(dim3 grid, dim3 block, const std::function<void()>& thread_body);
+// The same with `dynamic_shared_bytes` of dynamic shared memory (emu::dynamic_shared_memory()).
+// The size is checked against the hardware's opt-in maximum only: emu::launch checks the kernel's
+// own limit (check_dynamic_shared_memory).
+void run_grid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, const std::function<void()>& thread_body);
 
 // __syncthreads(): suspends the calling emulated thread until every thread of its block has
 // reached this barrier. Aborts when called outside an emulated kernel.
@@ -92,6 +106,58 @@ void syncwarp(unsigned mask);
 // returns the bits lane `src_lane` published, and waits again so the slots can be reused. Throws
 // emu::Error when src_lane is not an existing lane of the warp.
 uint64_t warp_exchange(unsigned mask, uint64_t value, unsigned src_lane);
+// The warp-collective primitive, for instructions like ldmatrix and mma.sync that read every lane's
+// operands at once: each lane publishes the pointer `mine` under the name `op`, waits for the warp,
+// runs `in_lock_step(lanes)` with every lane's published pointer (lanes[l] is lane l's), and waits
+// again, so no lane runs kernel code between the first lane's in_lock_step and the last one's.
+// Needs a full warp of 32 lanes and a full mask; a lane at another warp-level operation (or at a
+// collective of another name) is an emu::Error. A template over two halves rather than a
+// std::function: a lane left suspended when another throws never unwinds, and would leak one.
+void warp_collective_begin(unsigned mask, const char* op, const void* mine, const void* (&lanes)[kWarpSize]);
+void warp_collective_end(unsigned mask);
+template <class F>
+void warp_collective(unsigned mask, const char* op, const void* mine, F&& in_lock_step) {
+  const void* lanes[kWarpSize];
+  warp_collective_begin(mask, op, mine, lanes);
+  std::forward<F>(in_lock_step)(static_cast<const void* const*>(lanes));
+  warp_collective_end(mask);
+}
+// Copies `bytes` bytes from every lane's `mine` into all_lanes_out (lane l at offset l * bytes),
+// in the lock step of warp_collective.
+void warp_gather(unsigned mask, const void* mine, size_t bytes, void* all_lanes_out, const char* op = "warp_gather");
+
+// cp.async (cp.async.cg.shared.global, 16 bytes), deferred like the hardware's: cp_async_copy
+// checks that both addresses are 16-byte aligned, captures the 16 source bytes (zeros, without
+// reading src, when !valid) and adds the copy to the calling thread's open group;
+// cp_async_commit closes that group (an empty group counts as a group); cp_async_wait(n) lands
+// (writes to dst) every committed group but the newest n. Until then dst keeps its old contents.
+// A thread that returns with copies not yet landed is an emu::Error. State is per thread and
+// reset for every block.
+void cp_async_copy(void* dst, const void* src, bool valid);
+void cp_async_commit();
+void cp_async_wait(int pending_groups);
+
+// Dynamic shared memory: the launch's `shared_bytes` at a 128-byte boundary, every byte 0xff (NaN
+// for floats) when the launch starts and kept from one block to the next, as on the hardware
+// (shared memory is not cleared between blocks). emu::Error when the launch asked for none.
+// tests/emu/cuda_to_cpp.py rewrites `extern __shared__ T name[];` into a call of it.
+void* dynamic_shared_memory();
+// Limits of sm_90 (H100, H200): a launch may ask for 48 KiB; more only when the kernel's
+// cudaFuncAttributeMaxDynamicSharedMemorySize allows it, which is at most 227 KiB.
+inline constexpr size_t kDefaultDynamicSharedBytes = 48 * 1024;
+inline constexpr size_t kMaxDynamicSharedBytes = 227 * 1024;
+// A kernel's identity for per-kernel attributes: its function's address.
+using KernelId = uintptr_t;
+inline constexpr KernelId kUnknownKernel = 0;  // a deduced launch: no function pointer to go by
+template <class F>
+KernelId kernel_id(F* kernel) {
+  return reinterpret_cast<KernelId>(kernel);
+}
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes); false (the
+// attribute unchanged) when bytes is negative or above kMaxDynamicSharedBytes.
+bool set_max_dynamic_shared_bytes(KernelId kernel, int bytes);
+// Throws emu::Error when a launch of `kernel` may not ask for `bytes` of dynamic shared memory.
+void check_dynamic_shared_memory(KernelId kernel, size_t bytes);
 
 // Throws emu::Error for a 16-byte vector access at an address that is not 16-byte aligned (a
 // "misaligned address" fault on the GPU, which x86 would silently accept), and counts the access in
@@ -102,34 +168,36 @@ inline void check_vector_access(const void* address) {
   if (reinterpret_cast<uintptr_t>(address) % 16 != 0) misaligned_vector_access(address);
   count_vector_access();
 }
-// Throws emu::Error: a launch asked for dynamic shared memory.
-[[noreturn]] void dynamic_shared_memory_requested(size_t bytes);
 // Counts a 128-bit load from global memory (__ldg of a float4) in Stats::global_vector_loads.
 void count_global_vector_load();
+// Count one warp's ldmatrix (with the extra wavefronts its bank conflicts cost) or mma.sync.
+void count_ldmatrix(int64_t extra_wavefronts);
+void count_mma();
 
 // kernel<<<grid, block, shared_bytes, stream>>>(args...): converts the arguments to the kernel's
 // parameter types once, as a launch does, and gives every thread its own copy of them. The
-// stream is ignored (launches run to completion in call order, a valid schedule of one stream);
-// dynamic shared memory is not emulated, so shared_bytes must be 0 (else emu::Error).
+// stream is ignored (launches run to completion in call order, a valid schedule of one stream).
+// shared_bytes of dynamic shared memory are checked against the kernel's limit.
 template <class... P, class... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared_bytes, CUstream_st* stream, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "kernel launched with the wrong number of arguments");
   (void)stream;
-  if (shared_bytes != 0) dynamic_shared_memory_requested(shared_bytes);
+  check_dynamic_shared_memory(kernel_id(kernel), shared_bytes);
   const std::tuple<std::decay_t<P>...> params(static_cast<std::decay_t<P>>(std::forward<A>(args))...);
-  run_grid(grid, block, [&] { std::apply(kernel, params); });
+  run_grid(grid, block, shared_bytes, [&] { std::apply(kernel, params); });
 }
 
 // kernel<<<grid, block, ...>>>(args...) for a kernel template whose arguments the call deduces
 // (tests/emu/cuda_to_cpp.py wraps the kernel name in a generic lambda `call`, since a template
 // name cannot be passed as a function pointer): every thread calls call(args...) with its own
-// copy of the decayed arguments, converted to the parameter types by the call itself.
+// copy of the decayed arguments, converted to the parameter types by the call itself. Without the
+// kernel's address only the default 48 KiB of dynamic shared memory can be checked.
 template <class F, class... A>
 void launch_deduced(F call, dim3 grid, dim3 block, size_t shared_bytes, CUstream_st* stream, A&&... args) {
   (void)stream;
-  if (shared_bytes != 0) dynamic_shared_memory_requested(shared_bytes);
+  check_dynamic_shared_memory(kUnknownKernel, shared_bytes);
   const std::tuple<std::decay_t<A>...> params(std::forward<A>(args)...);
-  run_grid(grid, block, [&] { std::apply(call, params); });  // the kernel's by-value parameters copy
+  run_grid(grid, block, shared_bytes, [&] { std::apply(call, params); });  // the kernel's by-value parameters copy
 }
 
 }  // namespace emu

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -32,6 +33,8 @@
 // __shared__ variables are per block and live across the block's barriers. Blocks run one at a
 // time, so one static object per declaration is the block's shared memory. Like real shared
 // memory it keeps whatever the previous block left: a kernel must not read it before writing it.
+// `extern __shared__ T name[];` (dynamic shared memory) never gets here: tests/emu/cuda_to_cpp.py
+// rewrites it into a pointer to emu::dynamic_shared_memory().
 #define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -159,6 +162,14 @@ inline double __dmul_rn(double a, double b) {
 }
 inline double __ddiv_rn(double a, double b) {
   return a / b;
+}
+
+// Bit reinterpretations (TF32 / BF16 bit patterns).
+inline unsigned __float_as_uint(float x) {
+  return std::bit_cast<unsigned>(x);
+}
+inline float __uint_as_float(unsigned x) {
+  return std::bit_cast<float>(x);
 }
 
 // CUDA's device min/max overloads and classification functions.

@@ -1,0 +1,206 @@
+// v4 forward convolution on the tensor cores: the implicit GEMM of v2 (cuda/conv_gemm_forward.cu),
+//   y[m = (n, p, q)][k] = sum over (r, s, c) of x[n, p*stride - pad + r*dil, q*..., c] * w[k][(r, s, c)],
+// with both operands K-major: a chunk is kChunk consecutive channels at one filter tap (when C is
+// a multiple of kChunk), which is a contiguous run of x and of the KRSC filter row. Otherwise the
+// gather path packs (r, s, c) densely, element by element (the RGB layer: 27 taps in 2 stages).
+#include "cuda/conv_tc_common.cuh"
+
+namespace convnet::cuda {
+namespace tc {
+namespace {
+
+// A[m][kred]: the im2col rows of two output pixels per thread, built on the fly.
+template <class T, class E, bool kVec>
+struct ImageRows {
+  using Slots = ChunkSlots<T, E, Major::k>;
+  using Tl = OperandTile<E, Major::k, T::BM>;
+  static constexpr int kPer = Slots::kPer;
+  const E* x;
+  int64_t base[kPer] = {};  // x offset of the row's image
+  int h0[kPer] = {}, w0[kPer] = {};
+  bool row_ok[kPer] = {};
+  Geometry g;
+  int kred, kred_end;
+  int r = 0, s = 0, c = 0;  // kred = (r * S + s) * C + c
+
+  __device__ ImageRows(const E* x_, const Geometry& g_, int64_t m0, int64_t first_stage)
+      : x(x_), g(g_), kred(static_cast<int>(first_stage * kStageK<E>) + Slots::kk(0)), kred_end(g_.r * g_.s * g_.c) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int64_t m = m0 + Slots::mn(i);
+      row_ok[i] = m < int64_t{g.n} * g.p * g.q;
+      if (!row_ok[i]) continue;
+      const int mi = static_cast<int>(m);
+      const int q = mi % g.q, t = mi / g.q;
+      const int p = t % g.p, n = t / g.p;
+      base[i] = int64_t{n} * g.h * g.w * g.c;
+      h0[i] = p * g.stride_h - g.pad_h;
+      w0[i] = q * g.stride_w - g.pad_w;
+    }
+    c = kred % g.c;
+    s = (kred / g.c) % g.s;
+    r = kred / g.c / g.s;
+  }
+
+  __device__ const E* at(int i, int rr, int ss, int cc, bool& ok) const {
+    const int h = h0[i] + rr * g.dil_h, w = w0[i] + ss * g.dil_w;
+    ok = ok && row_ok[i] && in_range(h, g.h) && in_range(w, g.w);
+    return ok ? x + base[i] + (int64_t{h} * g.w + w) * g.c + cc : x;
+  }
+
+  __device__ void load(unsigned char* tile) {
+    if constexpr (kVec) {  // C % kChunk == 0: a chunk is one tap, kChunk channels
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) {
+        bool ok = kred < kred_end;
+        const E* src = at(i, r, s, c, ok);
+        copy_chunk(tile, Tl::offset(Slots::mn(i), Slots::kk(i)), src, ok);
+      }
+    } else {
+      int rr = r, ss = s, cc = c;
+#pragma unroll
+      for (int e = 0; e < kChunk<E>; ++e) {
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) {
+          bool ok = kred + e < kred_end;
+          const E* src = at(i, rr, ss, cc, ok);
+          store_element<E>(tile, Tl::offset(Slots::mn(i), Slots::kk(i) + e), ok ? load_element(src) : E(0));
+        }
+        if (++cc == g.c) {
+          cc = 0;
+          if (++ss == g.s) {
+            ss = 0;
+            ++rr;
+          }
+        }
+      }
+    }
+    kred += kStageK<E>;
+    c += kStageK<E>;
+    while (c >= g.c) {
+      c -= g.c;
+      if (++s == g.s) {
+        s = 0;
+        ++r;
+      }
+    }
+  }
+};
+
+// B[k][kred] = w[k][kred]: dense rows of the KRSC filter.
+template <class T, class E, bool kVec>
+struct FilterRows {
+  using Slots = ChunkSlots<T, E, Major::k>;
+  using Tl = OperandTile<E, Major::k, T::BN>;
+  static constexpr int kPer = Slots::kPer;
+  const E* rows[kPer];
+  int kred, kred_end;
+
+  __device__ FilterRows(const E* w, const Geometry& g, int n0, int64_t first_stage)
+      : kred(static_cast<int>(first_stage * kStageK<E>) + Slots::kk(0)), kred_end(g.r * g.s * g.c) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int k = n0 + Slots::mn(i);
+      rows[i] = k < g.k ? w + int64_t{k} * kred_end : nullptr;
+    }
+  }
+  __device__ void load(unsigned char* tile) {
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int offset = Tl::offset(Slots::mn(i), Slots::kk(i));
+      if constexpr (kVec) {  // kred_end % kChunk == 0: a chunk is all in or all out
+        const bool ok = rows[i] != nullptr && kred < kred_end;
+        copy_chunk(tile, offset, ok ? rows[i] + kred : rows[0], ok);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kChunk<E>; ++e) {
+          const bool ok = rows[i] != nullptr && kred + e < kred_end;
+          store_element<E>(tile, offset + e * static_cast<int>(sizeof(E)),
+                           ok ? load_element(rows[i] + kred + e) : E(0));
+        }
+      }
+    }
+    kred += kStageK<E>;
+  }
+};
+
+// Slice z of the reduction (stages [z * stages_per_split, ...)) of one block tile, into y (one
+// slice) or the slice's fp32 partial.
+template <class T, class E, bool kVec>
+__global__ void __launch_bounds__(T::kThreads)
+    forward_kernel(const E* __restrict__ x, const E* __restrict__ w, const Epilogue ep, E* __restrict__ y,
+                   float* __restrict__ partial, const __grid_constant__ Geometry g, int64_t stages_per_split) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  const int64_t m0 = int64_t{blockIdx.x} * T::BM;
+  const int n0 = static_cast<int>(blockIdx.y) * T::BN;
+  const int64_t total = ceil_div(int64_t{g.r} * g.s * g.c, kStageK<E>);
+  const int64_t first = int64_t{blockIdx.z} * stages_per_split;
+  const int64_t stages = max(int64_t{0}, min(stages_per_split, total - first));
+  ImageRows<T, E, kVec> la(x, g, m0, first);
+  FilterRows<T, E, kVec> lb(w, g, n0, first);
+  Accumulators<T> acc;
+  mainloop<T, E, Major::k, Major::k>(smem, la, lb, stages, acc);
+
+  const int64_t rows = int64_t{g.n} * g.p * g.q;
+  float* slice = partial != nullptr ? partial + int64_t{blockIdx.z} * rows * g.k : nullptr;
+  for_each_pair<T>(acc, [&](int row, int col, float v0, float v1) {
+    const int64_t m = m0 + row;
+    const int k = n0 + col;
+    if (m >= rows) return;
+    const float v[2] = {v0, v1};
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      if (k + j >= g.k) break;
+      const int64_t i = m * g.k + k + j;
+      if (slice != nullptr)
+        slice[i] = v[j];
+      else
+        y[i] = to_output<E>(ep.apply(v[j], k + j));
+    }
+  });
+}
+
+template <class T, class E, bool kVec>
+void launch_forward(const E* x, const E* w, const Epilogue& ep, E* y, const Geometry& g, const ConvTcPlan& plan,
+                    void* workspace, cudaStream_t stream) {
+  auto* kernel = forward_kernel<T, E, kVec>;
+  const size_t smem = shared_bytes<T, E, Major::k, Major::k>();
+  allow_shared_bytes(kernel, smem);
+  const int64_t per_split = ceil_div(ceil_div(plan.gemm_k, kStageK<E>), plan.splits);
+  float* partial = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
+  const dim3 grid(static_cast<unsigned>(ceil_div(plan.gemm_m, T::BM)),
+                  static_cast<unsigned>(ceil_div(plan.gemm_n, T::BN)), static_cast<unsigned>(plan.splits));
+  kernel<<<grid, T::kThreads, smem, stream>>>(x, w, ep, y, partial, g, per_split);
+  CONVNET_CUDA_CHECK_LAUNCH("conv forward_kernel (v4)");
+  if (partial != nullptr) sum_slices<E>(partial, y, plan.gemm_m * plan.gemm_n, g.k, plan.splits, ep, stream);
+}
+
+}  // namespace
+}  // namespace tc
+
+template <class E>
+void detail::tc_forward(const E* x, const E* w, const float* bias, E* y, ConvActivation act, const ConvShape& shape,
+                        const ConvTcPlan& plan, void* workspace, cudaStream_t stream) {
+  using namespace tc;
+  const Geometry g = gemm::make_geometry(shape);
+  const Epilogue ep{bias, act};
+  const bool vec = plan.vectorized && gemm::aligned16(x) && gemm::aligned16(w);
+  if (plan.tile == ConvTcTile::large) {
+    if (vec)
+      launch_forward<TileLarge, E, true>(x, w, ep, y, g, plan, workspace, stream);
+    else
+      launch_forward<TileLarge, E, false>(x, w, ep, y, g, plan, workspace, stream);
+  } else {
+    if (vec)
+      launch_forward<TileSmall, E, true>(x, w, ep, y, g, plan, workspace, stream);
+    else
+      launch_forward<TileSmall, E, false>(x, w, ep, y, g, plan, workspace, stream);
+  }
+}
+
+template void detail::tc_forward<float>(const float*, const float*, const float*, float*, ConvActivation,
+                                        const ConvShape&, const ConvTcPlan&, void*, cudaStream_t);
+template void detail::tc_forward<uint16_t>(const uint16_t*, const uint16_t*, const float*, uint16_t*, ConvActivation,
+                                           const ConvShape&, const ConvTcPlan&, void*, cudaStream_t);
+
+}  // namespace convnet::cuda
