@@ -2,7 +2,8 @@
 # GPU verification in one command (issue 3). On a machine with an NVIDIA GPU: builds Release for
 # sm_90 into build-gpu/ (only convnet, conv_harness and the GPU test executables), runs the GPU
 # tests (ctest -L gpu), the convolution harness, `convnet benchmark --json` (VGG-16 BN at batch 128:
-# our cuda backend against cuDNN in strict fp32 and tf32), then a fraction of an epoch of
+# our cuda backend against cuDNN in strict fp32 and tf32, then our cuda_tf32 backend, the v4
+# tensor-core kernels, against cuDNN in tf32), then a fraction of an epoch of
 # configs/vgg11_bn.yaml on CIFAR-10 with each GPU backend, and prints a short summary table last.
 # A failing stage does not stop the later ones. Every command runs under its stage's deadline (a
 # stage past it fails), and a stage whose deadline no longer fits in the profile's budget, counted
@@ -22,13 +23,16 @@
 #   --dry-run              print every command (lines starting "+ "), each stage's deadline
 #                          ("deadline STAGE SECONDS") and the build targets ("targets ..."), then
 #                          exit 0 without building or running anything; needs no GPU
-#   --out DIR              logs, benchmark.json and summary.txt (default: $OUT when set, else
-#                          ./gpu-check-out); at most 8 files, so the device tool brings all back
+#   --out DIR              logs, benchmark.json, benchmark_tf32.json and summary.txt (default:
+#                          $OUT when set, else ./gpu-check-out); at most 8 files, so the device
+#                          tool brings all back
 #   --stages LIST          comma-separated subset of build,test,harness,benchmark,train,sanitize
 #                          (default: all but sanitize); without build, the existing build-gpu/ is
 #                          used. sanitize runs every GPU test executable under compute-sanitizer
 #                          memcheck, initcheck and racecheck (gpu_conv_random_test on 40 of its
-#                          400 problems, and not under racecheck)
+#                          400 problems, and not under racecheck; gpu_conv_tc_test on 40, and
+#                          under racecheck on 8 without its VGG layers), its log after ctest's in
+#                          ctest.log
 #   --train-backends LIST  backends for the training runs (default: cuda,cudnn; cpu is too slow)
 #   --train-set KEY=VALUE  extra config override for the training runs (repeatable, applied last),
 #                          e.g. --train-set train.max_steps=10
@@ -136,20 +140,21 @@ fi
 # 30-40 s, 45-50 s with configure. The build deadlines are 2 to 4 times that, for a slower or
 # busier machine. The other stages have not been timed on a GPU yet: their deadlines are generous
 # guesses from the work they do (about 70 GPU test processes, mostly small; VGG-16 passes on three
-# backends; 20 or 78 VGG-11 steps and a test-set pass, mostly start-up). The deadlines of the
-# default stages sum to the budget less 10 s for the gaps between stages.
+# backends, then VGG-16 passes on two in tf32; 20 or 78 VGG-11 steps and a test-set pass, mostly
+# start-up). The deadlines of the default stages sum to the budget less 10 s for the gaps between
+# stages.
 declare -A deadline=()
 case "$profile" in
   full)
     budget=480
-    deadline=([setup]=20 [build]=180 [test]=90 [harness]=50 [benchmark]=45)
+    deadline=([setup]=20 [build]=165 [test]=90 [harness]=50 [benchmark]=60)
     train_prep=25 train_per_backend=30  # data preparation once, then each backend's run
     deadline[sanitize]=260              # opt-in: fits the budget with setup and build, not with all
     train_epochs=0.2                    # 78 of 391 steps
     : "${repeats:=10}" ;;
   quick)
     budget=240
-    deadline=([setup]=15 [build]=100 [test]=40 [harness]=15 [benchmark]=15)
+    deadline=([setup]=15 [build]=90 [test]=40 [harness]=15 [benchmark]=25)
     train_prep=15 train_per_backend=15
     deadline[sanitize]=110
     train_epochs=0.05                   # 20 steps
@@ -244,9 +249,10 @@ else
   out_dir="$(cd "$out_dir" && pwd)"
 fi
 
-# What this script writes into $out_dir: 8 files at most, the device tool's limit. A rerun into the
-# same folder starts from none of them, so a summary never reads an earlier run's file.
-outputs=(summary.txt build.log ctest.log harness.log benchmark.json benchmark.log train.log sanitize.log)
+# What this script writes into $out_dir: 8 files at most, the device tool's limit (so the sanitize
+# stage writes into ctest.log, after the test stage's run). A rerun into the same folder starts
+# from none of them, so a summary never reads an earlier run's file.
+outputs=(summary.txt build.log ctest.log harness.log benchmark.json benchmark_tf32.json benchmark.log train.log)
 for f in "${outputs[@]}"; do rm -f "${out_dir:?}/$f"; done
 
 # --- environment: CUDA compiler, cuDNN, carried dependencies ---
@@ -321,6 +327,8 @@ fi
 skip() { echo "$*" >"$state/skip"; exit 0; }
 detail() { echo "$*" >"$state/detail"; }
 log_to() { stage_log="$1"; : >"$1"; echo "$1" >"$state/log"; }  # the stage's log, whose tail a failure shows
+# A log two stages share (ctest.log: test, sanitize), emptied once, above: each stage appends.
+log_append() { stage_log="$1"; touch "$1"; echo "$1" >"$state/log"; }
 need() { dry || [[ -x "$1" ]] || { echo "$1 is missing (did the build stage fail?)" >&2; return 1; }; }
 
 # convnet --version: toolkit, runtime and driver versions, and the cuDNN and cuBLAS that the
@@ -384,7 +392,7 @@ stage_build() {
 
 stage_test() {
   local log="$out_dir/ctest.log" rc=0
-  log_to "$log"
+  log_append "$log"
   run CONVNET_REQUIRE_GPU=1 ctest --test-dir "$build" -L gpu -j "$ctest_jobs" --output-on-failure \
     --no-tests=error --timeout $((deadline[test] * 2 / 3)) >>"$log" 2>&1 || rc=$?
   dry && return 0
@@ -429,12 +437,19 @@ stage_harness() {
 }
 
 stage_benchmark() {
-  local log="$out_dir/benchmark.log"
+  local log="$out_dir/benchmark.log" rc=0
   log_to "$log"
   need "$build/convnet"
   # --backend cuda: never fall back to a (very slow) cpu run; --compare defaults to cudnn,cudnn_tf32.
-  run "$build/convnet" benchmark --backend cuda --json --repeats "$repeats" \
-    >"$out_dir/benchmark.json" 2>>"$log"
+  # At most 3/5 of the deadline, so the second run (one comparison backend, not two) still runs.
+  echo "=== --backend cuda" >>"$log"
+  cap=$((deadline[benchmark] * 3 / 5)) run "$build/convnet" benchmark --backend cuda --json --repeats "$repeats" \
+    >"$out_dir/benchmark.json" 2>>"$log" || rc=$?
+  # v4 TF32 against cuDNN in the same precision: --compare defaults to cudnn_tf32.
+  echo "=== --backend cuda_tf32" >>"$log"
+  run "$build/convnet" benchmark --backend cuda_tf32 --json --repeats "$repeats" \
+    >"$out_dir/benchmark_tf32.json" 2>>"$log" || rc=$?
+  return "$rc"
 }
 
 stage_train() {
@@ -490,26 +505,31 @@ sanitizer_unsupported() {
 }
 
 stage_sanitize() {
-  local log="$out_dir/sanitize.log" sanitizer
-  log_to "$log"
+  local log="$out_dir/ctest.log" sanitizer
+  log_append "$log"
+  echo "=== compute-sanitizer" >>"$log"
   sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
   if [[ ! -x "$sanitizer" ]]; then
     dry || skip "compute-sanitizer not found"
     sanitizer=compute-sanitizer
   fi
-  local tool t rc offset reason env runs=0 clean=0 errors=() unsupported=()
+  local tool t rc offset reason env args runs=0 clean=0 errors=() unsupported=()
   for tool in memcheck initcheck racecheck; do  # racecheck, the slowest, last
     for t in "${gpu_tests[@]}"; do
       env=(CONVNET_REQUIRE_GPU=1)
-      if [[ "$t" == gpu_conv_random_test ]]; then
-        # Under the sanitizers 40 of its 400 random problems; racecheck would take minutes even so.
-        [[ "$tool" != racecheck ]] || continue
-        env+=(CONVNET_CONV_PROBLEMS=40)
-      fi
+      args=()
+      # Under the sanitizers 40 of the 400 random problems. gpu_conv_random_test under racecheck
+      # would take minutes even so; v4's shared-memory pipelines are racecheck's business, on 8
+      # problems and without the VGG layers.
+      case "$t:$tool" in
+        gpu_conv_random_test:racecheck) continue ;;
+        gpu_conv_tc_test:racecheck) env+=(CONVNET_CONV_PROBLEMS=8); args+=("--gtest_filter=-*VggLayers*") ;;
+        gpu_conv_random_test:* | gpu_conv_tc_test:*) env+=(CONVNET_CONV_PROBLEMS=40) ;;
+      esac
       offset="$(stat -c %s "$log")"
       rc=0
       run "${env[@]}" "$sanitizer" --tool "$tool" --error-exitcode 99 "$build/tests/$t" --gtest_brief=1 \
-        >>"$log" 2>&1 || rc=$?
+        "${args[@]}" >>"$log" 2>&1 || rc=$?
       dry && continue
       tail -c +$((offset + 1)) "$log" >"$state/sanitize-run"
       if reason="$(sanitizer_unsupported "$state/sanitize-run" "$rc")"; then
@@ -611,50 +631,53 @@ write_summary() {
     [[ -n "${status[$s]:-}" ]] || continue
     printf '%-10s %-5s %5ss %8ss  %s\n' "$s" "${status[$s]}" "${seconds[$s]}" "${deadline[$s]}" "${details[$s]}"
   done
-  if [[ -f "$out_dir/ctest.log" ]]; then
+  if [[ "${status[test]:-}" == PASS || "${status[test]:-}" == FAIL ]]; then
     local line
     line="$(grep -E 'tests passed, [0-9]+ tests? failed out of' "$out_dir/ctest.log" | tail -n 1 || true)"
     echo "gpu tests: ${line:-no result line in ctest.log}; skipped or not run: $(cat "$state/not-run" 2>/dev/null || echo '?')"
   fi
   if command -v python3 >/dev/null 2>&1; then
-    python3 - "$out_dir/benchmark.json" "$state" "$train_epochs" "${train_backends[@]}" <<'PY' || echo "(summary of benchmark and training failed)"
+    python3 - "$out_dir/benchmark.json" "$out_dir/benchmark_tf32.json" "$state" "$train_epochs" \
+      "${train_backends[@]}" <<'PY' || echo "(summary of benchmark and training failed)"
 import json, os, sys
 
-bench_path, state, epochs = sys.argv[1], sys.argv[2], sys.argv[3]
-backends = sys.argv[4:]
+bench_paths, state, epochs = sys.argv[1:3], sys.argv[3], sys.argv[4]
+backends = sys.argv[5:]
 
 def fmt_ratio(r):
     return "-" if r is None else f"{r:.2f}x"
 
-if os.path.exists(bench_path) and os.path.getsize(bench_path) > 0:
+for bench_path in bench_paths:  # cuda against cudnn and cudnn_tf32, then cuda_tf32 against cudnn_tf32
+    name = os.path.basename(bench_path)
+    if not os.path.exists(bench_path) or os.path.getsize(bench_path) == 0:
+        continue
     try:
         b = json.load(open(bench_path))
     except ValueError as e:
-        b = None
-        print(f"benchmark.json unreadable: {e}")
-    if b:
-        print(f"benchmark: {b['model']}, batch {b['batch_size']}, {b['backend']} vs "
-              f"{', '.join(b.get('compare_backends', [])) or 'nothing'} (ratio = their time / ours; > 1: ours faster)")
-        conv = b["convolution"]
-        for c in conv.get("compare", []):
-            target = "  (target >= 0.70x)" if c["backend"] == "cudnn" else ""
-            print(f"  conv, 3 passes, all layers: ours {conv['total_ms']:.2f} ms, {c['backend']} "
-                  f"{c['total_ms']:.2f} ms: {fmt_ratio(c['ratio'])}{target}")
-        steps = b.get("train_steps", [])
-        for s in steps:
-            target = "  (target >= 0.60x)" if s["backend"] == "cudnn" else ""
-            ratio = "" if s is steps[0] else f", ours/theirs {fmt_ratio(s['ratio'])}{target}"
-            print(f"  training step on {s['backend']}: {s['images_per_sec']:.0f} images/s{ratio}")
-        copy = b.get("copy_bandwidth")
-        if copy:
-            mem = [r for r in b["layers"] if r.get("bound") == "memory" and "pct_of_copy_bandwidth" in r]
-            below = [r for r in mem if r["pct_of_copy_bandwidth"] < 70]
-            line = (f"  copy {copy['gbytes_per_sec']:.0f} GB/s; memory-bound passes under 70% of it: "
-                    f"{len(below)} of {len(mem)}")
-            if below:
-                worst = min(below, key=lambda r: r["pct_of_copy_bandwidth"])
-                line += f" (lowest: {worst['layer']} {worst['pass']} {worst['pct_of_copy_bandwidth']:.0f}%)"
-            print(line)
+        print(f"{name} unreadable: {e}")
+        continue
+    print(f"benchmark: {b['model']}, batch {b['batch_size']}, {b['backend']} vs "
+          f"{', '.join(b.get('compare_backends', [])) or 'nothing'} (ratio = their time / ours; > 1: ours faster)")
+    conv = b["convolution"]
+    for c in conv.get("compare", []):
+        target = "  (target >= 0.70x)" if c["backend"] == "cudnn" else ""
+        print(f"  conv, 3 passes, all layers: ours {conv['total_ms']:.2f} ms, {c['backend']} "
+              f"{c['total_ms']:.2f} ms: {fmt_ratio(c['ratio'])}{target}")
+    steps = b.get("train_steps", [])
+    for s in steps:
+        target = "  (target >= 0.60x)" if s["backend"] == "cudnn" else ""
+        ratio = "" if s is steps[0] else f", ours/theirs {fmt_ratio(s['ratio'])}{target}"
+        print(f"  training step on {s['backend']}: {s['images_per_sec']:.0f} images/s{ratio}")
+    copy = b.get("copy_bandwidth")
+    if copy:
+        mem = [r for r in b["layers"] if r.get("bound") == "memory" and "pct_of_copy_bandwidth" in r]
+        below = [r for r in mem if r["pct_of_copy_bandwidth"] < 70]
+        line = (f"  copy {copy['gbytes_per_sec']:.0f} GB/s; memory-bound passes under 70% of it: "
+                f"{len(below)} of {len(mem)}")
+        if below:
+            worst = min(below, key=lambda r: r["pct_of_copy_bandwidth"])
+            line += f" (lowest: {worst['layer']} {worst['pass']} {worst['pct_of_copy_bandwidth']:.0f}%)"
+        print(line)
 
 rows = []
 for be in backends:

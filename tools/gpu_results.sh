@@ -3,7 +3,7 @@
 # (tools/gpu_check.sh --stages build), prepares CIFAR-10 as binary files from the JPEG copy, then
 # trains each recipe with each runner for each seed, one process per run:
 #   convnet:B   convnet train configs/RECIPE.yaml --set train.backend=B --set train.seed=S ...
-#               (B = cuda, cudnn, cudnn_tf32; cpu only with --allow-cpu)
+#               (B = cuda, cudnn, cuda_tf32, cudnn_tf32; cpu only with --allow-cpu)
 #   torch:P     tools/torch_reference.py --recipe RECIPE --precision P --seed-start S --seeds 1
 # and appends one JSON object per run to OUT/results.jsonl; at the end tools/results_table.py
 # writes the markdown table OUT/table.md. Runs go recipe by recipe, seed by seed, every runner for
@@ -17,8 +17,8 @@
 #                      $OUT when set, else ./gpu-results-out); 4 files, so the device tool brings
 #                      all back
 #   --recipes LIST     comma-separated subset of fast94,vgg11_bn,vgg16_bn (default: all three)
-#   --runners LIST     default convnet:cuda,convnet:cudnn,torch:fp32; also convnet:cudnn_tf32,
-#                      torch:tf32 (and convnet:cpu with --allow-cpu)
+#   --runners LIST     default convnet:cuda,convnet:cudnn,torch:fp32; also convnet:cuda_tf32,
+#                      convnet:cudnn_tf32, torch:tf32 (and convnet:cpu with --allow-cpu)
 #   --seeds N          seeds per recipe and runner (default: 5 for fast94, 2 for the VGGs)
 #   --seed-start S     first seed (default 0)
 #   --budget SECONDS   do not start a run that would end later than this many seconds after the
@@ -108,9 +108,9 @@ for r in "${recipes[@]}"; do
 done
 for x in "${runners[@]}"; do
   case "$x" in
-    convnet:cuda|convnet:cudnn|convnet:cudnn_tf32|torch:fp32|torch:tf32) ;;
+    convnet:cuda|convnet:cudnn|convnet:cuda_tf32|convnet:cudnn_tf32|torch:fp32|torch:tf32) ;;
     convnet:cpu) [[ "$allow_cpu" -eq 1 ]] || die "--runners convnet:cpu needs --allow-cpu" ;;
-    *) die "--runners: unknown runner '$x' (convnet:cuda, convnet:cudnn, convnet:cudnn_tf32, torch:fp32, torch:tf32)" ;;
+    *) die "--runners: unknown runner '$x' (convnet:cuda, convnet:cudnn, convnet:cuda_tf32, convnet:cudnn_tf32, torch:fp32, torch:tf32)" ;;
   esac
 done
 

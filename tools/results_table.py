@@ -17,8 +17,8 @@ import statistics
 import sys
 
 RECIPE_ORDER = {"fast94": 0, "vgg11_bn": 1, "vgg16_bn": 2}
-RUNNER_ORDER = {"convnet:cuda": 0, "convnet:cudnn": 1, "convnet:cudnn_tf32": 2, "convnet:cpu": 3, "torch:fp32": 4,
-                "torch:tf32": 5}
+RUNNER_ORDER = {"convnet:cuda": 0, "convnet:cudnn": 1, "convnet:cuda_tf32": 2, "convnet:cudnn_tf32": 3, "convnet:cpu": 4,
+                "torch:fp32": 5, "torch:tf32": 6}
 
 
 def runner_of(r):

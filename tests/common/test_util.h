@@ -20,6 +20,11 @@ inline Conv2dParams conv_params(int stride_h, int stride_w, int pad_h, int pad_w
   return {stride_h, stride_w, pad_h, pad_w, dil_h, dil_w};
 }
 
+// Uniform integer in [low, high]: the draws of the randomized problem generators.
+inline int pick(Rng& rng, int low, int high) {
+  return low + static_cast<int>(rng.below(static_cast<uint64_t>(high - low + 1)));
+}
+
 // Host f32 tensor with values uniform in [low, high).
 Tensor random_tensor(const Shape& shape, Rng& rng, float low = -1.0f, float high = 1.0f);
 // Host i32 tensor with values uniform in [0, bound).

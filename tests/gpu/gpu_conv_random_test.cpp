@@ -1,4 +1,5 @@
-// Randomized convolution problems on the GPU backends against the cpu reference: forward with and
+// Randomized convolution problems (tests/common/conv_problems.h) on the GPU backends against the
+// cpu reference, and the cuda_tf32 backend (v4 TF32) against cuDNN in TF32: forward with and
 // without bias, backward data, backward filter with and without dbias, over batch, channel,
 // spatial, kernel, stride, padding and dilation choices that no hand-written list covers (odd
 // channel counts, rectangular kernels, padding larger than the kernel, outputs of one pixel).
@@ -13,10 +14,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,6 +25,7 @@
 #include "core/cpu/cpu_backend.h"
 #include "cuda/cudnn_algorithms.h"
 #include "cuda/device.h"
+#include "tests/common/conv_problems.h"
 #include "tests/common/gpu_skip.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
@@ -33,92 +33,13 @@
 namespace convnet {
 namespace {
 
+using testing::ConvProblem;
+using testing::kProblems;
+using testing::make_problems;
 using testing::poisoned_device;
 using testing::random_tensor;
 using testing::to_device;
 using testing::to_host;
-
-constexpr uint64_t kProblemSeed = 20240603;
-constexpr int kProblems = 400;
-
-// How many problems to run: CONVNET_CONV_PROBLEMS (1..kProblems), else all.
-int problems_to_run() {
-  const char* value = std::getenv("CONVNET_CONV_PROBLEMS");
-  if (value == nullptr) return kProblems;
-  const int n = std::atoi(value);
-  if (n < 1 || n > kProblems)
-    throw ConfigError("CONVNET_CONV_PROBLEMS=\"" + std::string(value) + "\": expected 1.." + std::to_string(kProblems));
-  return n;
-}
-
-struct ConvProblem {
-  int index = 0;
-  int64_t n = 1, h = 1, w = 1, c = 1, k = 1, r = 1, s = 1;
-  Conv2dParams p;
-  bool bias = true;
-
-  int64_t out_h() const { return conv_output_size(h, r, p.stride_h, p.pad_h, p.dilation_h); }
-  // Terms summed into one output element of each pass (an upper bound for backward-data, whose
-  // taps depend on the position): forward r*s*c, backward-data r*s*k, backward-filter and dbias n*p*q.
-  int64_t reduction_length(int pass) const {
-    if (pass == 0) return r * s * c;
-    if (pass == 1) return r * s * k;
-    return n * out_h() * out_w();
-  }
-  int64_t out_w() const { return conv_output_size(w, s, p.stride_w, p.pad_w, p.dilation_w); }
-  Shape x_shape() const { return {n, h, w, c}; }
-  Shape w_shape() const { return {k, r, s, c}; }
-  Shape y_shape() const { return {n, out_h(), out_w(), k}; }
-  std::string str() const {
-    std::ostringstream o;
-    o << "problem #" << index << ": N=" << n << " H=" << h << " W=" << w << " C=" << c << " K=" << k << " kernel " << r
-      << "x" << s << " stride " << p.stride_h << "x" << p.stride_w << " pad " << p.pad_h << "x" << p.pad_w
-      << " dilation " << p.dilation_h << "x" << p.dilation_w << (bias ? " bias" : " no bias") << " -> P=" << out_h()
-      << " Q=" << out_w();
-    return o.str();
-  }
-};
-
-int pick(Rng& rng, int low, int high) {  // uniform in [low, high]
-  return low + static_cast<int>(rng.below(static_cast<uint64_t>(high - low + 1)));
-}
-
-// Channel counts: a quarter are 3 (the RGB input layer), the rest uniform in [1, 64], so most are
-// not multiples of the 4-wide vector loads a kernel may use.
-int64_t pick_channels(Rng& rng) {
-  return rng.below(4) == 0 ? 3 : pick(rng, 1, 64);
-}
-
-// The fixed problem list: each problem's parameters come from one sequential Rng, so the list is
-// the same on every run and every machine; problems whose output would be empty are redrawn.
-std::vector<ConvProblem> make_problems() {
-  Rng rng(kProblemSeed);
-  std::vector<ConvProblem> out;
-  while (static_cast<int>(out.size()) < kProblems) {
-    ConvProblem q;
-    q.index = static_cast<int>(out.size());
-    q.n = pick(rng, 1, 8);
-    q.c = pick_channels(rng);
-    q.k = pick_channels(rng);
-    q.h = pick(rng, 1, 33);
-    q.w = rng.below(2) == 0 ? q.h : pick(rng, 1, 33);
-    q.r = pick(rng, 1, 5);
-    // Half the problems are symmetric (square kernel, same stride/pad/dilation on both axes);
-    // the other half draw each axis separately, which catches swapped H/W arguments.
-    const bool square = rng.below(2) == 0;
-    q.s = square ? q.r : pick(rng, 1, 5);
-    q.p.stride_h = pick(rng, 1, 3);
-    q.p.stride_w = square ? q.p.stride_h : pick(rng, 1, 3);
-    q.p.pad_h = pick(rng, 0, 2);
-    q.p.pad_w = square ? q.p.pad_h : pick(rng, 0, 2);
-    q.p.dilation_h = pick(rng, 1, 2);
-    q.p.dilation_w = square ? q.p.dilation_h : pick(rng, 1, 2);
-    q.bias = rng.below(4) != 0;
-    if (q.out_h() < 1 || q.out_w() < 1) continue;
-    out.push_back(q);
-  }
-  return out;
-}
 
 // The three passes of one problem, as host tensors; undefined for a pass the backend cannot run.
 struct ConvResult {
@@ -135,7 +56,7 @@ struct Unsupported {
 struct ConvInputs {
   Tensor x, w, bias, dy;
   explicit ConvInputs(const ConvProblem& q) {
-    Rng rng(hash64(kProblemSeed, static_cast<uint64_t>(q.index)));
+    Rng rng(q.input_seed());
     x = random_tensor(q.x_shape(), rng);
     w = random_tensor(q.w_shape(), rng);
     bias = random_tensor({q.k}, rng);
@@ -207,14 +128,18 @@ double tf32_tolerance(int64_t terms) {
 
 enum class Precision { fp32, tf32 };
 
-// Runs every `stride`-th problem on the named backend and compares each pass with the cpu backend:
-// fp32 within 1e-5 relative L2, tf32 within tf32_tolerance of the pass's reduction length.
-void check_backend(const std::string& name, int stride, Precision precision) {
+// Runs every `stride`-th problem on the named backend and compares each pass with `reference`
+// (the cpu backend, or another GPU backend): fp32 within 1e-5 relative L2, tf32 within
+// tf32_tolerance of the pass's reduction length, twice that between two TF32 backends (each is
+// within it of the exact result).
+void check_backend(const std::string& name, int stride, Precision precision, const std::string& reference = "cpu") {
   std::unique_ptr<Backend> gpu = testing::make_gpu_backend(name);
-  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const bool cpu_reference = reference == "cpu";
+  std::unique_ptr<Backend> ref = cpu_reference ? make_cpu_backend() : testing::make_gpu_backend(reference);
+  const double both = cpu_reference ? 1.0 : 2.0;
   const std::vector<ConvProblem> problems = make_problems();
   ASSERT_EQ(static_cast<int>(problems.size()), kProblems);
-  const int count = problems_to_run();
+  const int count = testing::problems_to_run();
   double worst[4] = {0, 0, 0, 0}, worst_ratio[4] = {0, 0, 0, 0};  // error, and error / tolerance
   const char* pass_names[4] = {"forward y", "backward data dx", "backward filter dw", "backward filter dbias"};
   int failed = 0, checked = 0;
@@ -223,20 +148,20 @@ void check_backend(const std::string& name, int stride, Precision precision) {
     if (q.index >= count) break;
     if (q.index % stride != 0) continue;
     const ConvInputs in(q);
-    const ConvResult want = run_cpu(*cpu, q, in);
+    const ConvResult want = cpu_reference ? run_cpu(*ref, q, in) : run_gpu(*ref, q, in, unsupported);
     const ConvResult got = run_gpu(*gpu, q, in, unsupported);
     const Tensor* pairs[4][2] = {
         {&got.y, &want.y}, {&got.dx, &want.dx}, {&got.dw, &want.dw}, {&got.dbias, &want.dbias}};
     bool ok = true;
     for (int pass = 0; pass < 4; ++pass) {
-      if ((pass == 3 && !q.bias) || !pairs[pass][0]->defined()) continue;
-      const double tolerance = precision == Precision::fp32 ? 1e-5 : tf32_tolerance(q.reduction_length(pass));
+      if ((pass == 3 && !q.bias) || !pairs[pass][0]->defined() || !pairs[pass][1]->defined()) continue;
+      const double tolerance = precision == Precision::fp32 ? 1e-5 : both * tf32_tolerance(q.reduction_length(pass));
       const double err = testing::relative_l2_error(*pairs[pass][0], *pairs[pass][1]);
       worst[pass] = std::max(worst[pass], err);
       worst_ratio[pass] = std::max(worst_ratio[pass], err / tolerance);
       const ::testing::AssertionResult close = testing::close_l2(*pairs[pass][0], *pairs[pass][1], tolerance);
-      EXPECT_TRUE(close) << name << " " << pass_names[pass] << " differs from cpu on " << q.str() << " (tolerance "
-                         << tolerance << ")";
+      EXPECT_TRUE(close) << name << " " << pass_names[pass] << " differs from " << reference << " on " << q.str()
+                         << " (tolerance " << tolerance << ")";
       ok = ok && static_cast<bool>(close);
     }
     ++checked;
@@ -245,7 +170,8 @@ void check_backend(const std::string& name, int stride, Precision precision) {
       break;
     }
   }
-  std::cout << name << ": " << checked << " problems, worst relative L2 error (and its share of the tolerance): ";
+  std::cout << name << " against " << reference << ": " << checked
+            << " problems, worst relative L2 error (and its share of the tolerance): ";
   for (int pass = 0; pass < 4; ++pass)
     std::cout << (pass ? ", " : "") << pass_names[pass] << " " << worst[pass] << " (" << 100 * worst_ratio[pass]
               << "%)";
@@ -314,6 +240,16 @@ TEST_F(GpuConvRandom, CudnnMatchesCpu) {
 // length (tf32_tolerance), on every 4th problem.
 TEST_F(GpuConvRandom, CudnnTf32MatchesCpuOnASubset) {
   check_backend("cudnn_tf32", 4, Precision::tf32);
+}
+
+// cuda_tf32 runs our v4 tensor-core kernels in TF32: the same tolerance as cuDNN's TF32.
+TEST_F(GpuConvRandom, CudaTf32MatchesCpuOnASubset) {
+  check_backend("cuda_tf32", 4, Precision::tf32);
+}
+
+// v4 TF32 against cuDNN in the same precision on every problem (no cpu run: fast).
+TEST_F(GpuConvRandom, CudaTf32MatchesCudnnTf32) {
+  check_backend("cuda_tf32", 1, Precision::tf32, "cudnn_tf32");
 }
 
 TEST(GpuConvTolerance, Tf32ToleranceGrowsWithTheReductionLength) {

@@ -2,10 +2,11 @@
 # tools/gpu_check.sh rehearsed without a GPU (CTest GpuCheckScript.DryRun, label cpu). The script
 # is the one command of a GPU session, so what it would run is checked here, where it is cheap:
 # `--dry-run` and `--dry-run --quick` print the configure and build lines (sm_90, warnings not
-# errors, the exact target list), the GPU test, harness, benchmark, training and sanitizer
-# commands, with deadlines that fit the budgets (480 s, 240 s); bad arguments are usage errors
-# (exit 2); a failing nvidia-smi is "no GPU" (exit 3); a dry run writes nothing. When BUILD_DIR is
-# a CMake build of this project with CUDA, every target the dry run names must exist there.
+# errors, the exact target list), the GPU test, harness, benchmark (cuda, then cuda_tf32),
+# training and sanitizer commands, with deadlines that fit the budgets (480 s, 240 s); bad
+# arguments are usage errors (exit 2); a failing nvidia-smi is "no GPU" (exit 3); a dry run writes
+# nothing. When BUILD_DIR is a CMake build of this project with CUDA, every target the dry run
+# names must exist there.
 #
 #   gpu_check_dry_run_test.sh SOURCE_DIR [BUILD_DIR]
 set -euo pipefail
@@ -79,9 +80,11 @@ check_profile() {  # NAME BUDGET EPOCHS REPEATS [ARGS...]
   expect "$name: ctest fails when it finds no tests" has_word "$ctest_line" --no-tests=error
   expect "$name: conv_harness with CONVNET_REQUIRE_GPU=1" \
     grep -qE '^\+ CONVNET_REQUIRE_GPU=1 [^ ]*/conv_harness( |$)' "$out"
-  expect "$name: benchmark with --repeats $repeats" \
-    grep -qE "^\\+ [^ ]*/convnet benchmark .*--repeats $repeats( |\$)" "$out"
   local b
+  for b in cuda cuda_tf32; do  # ours against cuDNN in fp32 and tf32, then v4 TF32 against cuDNN TF32
+    expect "$name: benchmark --backend $b with --repeats $repeats" \
+      grep -qE "^\\+ [^ ]*/convnet benchmark --backend $b .*--repeats $repeats( |\$)" "$out"
+  done
   for b in cuda cudnn; do
     expect "$name: train on $b, train.epochs=$epochs" \
       grep -qE "^\\+ [^ ]*/convnet train configs/vgg11_bn.yaml .*--set train.epochs=$epochs .*--set train.backend=$b( |\$)" "$out"
@@ -118,6 +121,8 @@ for t in "${gpu_tests[@]}"; do
 done
 n="$(grep -E '/tests/gpu_conv_random_test( |$)' "$out" | grep -vc 'CONVNET_CONV_PROBLEMS=40' || true)"
 expect "sanitize: gpu_conv_random_test always on 40 problems ($n runs without)" test "$n" -eq 0
+n="$(grep -E '/tests/gpu_conv_tc_test( |$)' "$out" | grep -vc 'CONVNET_CONV_PROBLEMS=' || true)"
+expect "sanitize: gpu_conv_tc_test always on a short list ($n runs without)" test "$n" -eq 0
 expect "a dry run creates no build folder" test ! -e "$tmp/build"
 expect "a dry run creates no output folder" test ! -e "$tmp/out"
 

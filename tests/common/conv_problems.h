@@ -1,0 +1,102 @@
+// The 400 randomized convolution problems of the GPU tests (gpu_conv_random_test checks the
+// backends on them, gpu_conv_tc_test the v4 kernels): batch, channel, spatial, kernel, stride,
+// padding and dilation choices that no hand-written list covers (odd channel counts, rectangular
+// kernels, padding larger than the kernel, outputs of one pixel). The list is the same on every
+// run and machine; CONVNET_CONV_PROBLEMS=N keeps the first N (tools/gpu_check.sh's sanitize stage).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/base/backend.h"
+#include "core/base/error.h"
+#include "core/base/rng.h"
+#include "tests/common/test_util.h"
+
+namespace convnet::testing {
+
+inline constexpr uint64_t kProblemSeed = 20240603;
+inline constexpr int kProblems = 400;
+
+// How many problems to run: CONVNET_CONV_PROBLEMS (1..kProblems), else all.
+inline int problems_to_run() {
+  const char* value = std::getenv("CONVNET_CONV_PROBLEMS");
+  if (value == nullptr) return kProblems;
+  const int n = std::atoi(value);
+  if (n < 1 || n > kProblems)
+    throw ConfigError("CONVNET_CONV_PROBLEMS=\"" + std::string(value) + "\": expected 1.." + std::to_string(kProblems));
+  return n;
+}
+
+struct ConvProblem {
+  int index = 0;
+  int64_t n = 1, h = 1, w = 1, c = 1, k = 1, r = 1, s = 1;
+  Conv2dParams p;
+  bool bias = true;
+
+  int64_t out_h() const { return conv_output_size(h, r, p.stride_h, p.pad_h, p.dilation_h); }
+  int64_t out_w() const { return conv_output_size(w, s, p.stride_w, p.pad_w, p.dilation_w); }
+  // Terms summed into one output element of each pass (an upper bound for backward-data, whose
+  // taps depend on the position): forward r*s*c, backward-data r*s*k, backward-filter and dbias n*p*q.
+  int64_t reduction_length(int pass) const {
+    if (pass == 0) return r * s * c;
+    if (pass == 1) return r * s * k;
+    return n * out_h() * out_w();
+  }
+  Shape x_shape() const { return {n, h, w, c}; }
+  Shape w_shape() const { return {k, r, s, c}; }
+  Shape y_shape() const { return {n, out_h(), out_w(), k}; }
+  // The seed of the problem's inputs: they depend only on the index, so any subset of problems
+  // sees the same data.
+  uint64_t input_seed() const { return hash64(kProblemSeed, static_cast<uint64_t>(index)); }
+  std::string str() const {
+    std::ostringstream o;
+    o << "problem #" << index << ": N=" << n << " H=" << h << " W=" << w << " C=" << c << " K=" << k << " kernel " << r
+      << "x" << s << " stride " << p.stride_h << "x" << p.stride_w << " pad " << p.pad_h << "x" << p.pad_w
+      << " dilation " << p.dilation_h << "x" << p.dilation_w << (bias ? " bias" : " no bias") << " -> P=" << out_h()
+      << " Q=" << out_w();
+    return o.str();
+  }
+};
+
+// Channel counts: a quarter are 3 (the RGB input layer), the rest uniform in [1, 64], so most are
+// not multiples of the 4-wide vector loads a kernel may use.
+inline int64_t pick_channels(Rng& rng) {
+  return rng.below(4) == 0 ? 3 : pick(rng, 1, 64);
+}
+
+// Each problem's parameters come from one sequential Rng; problems whose output would be empty
+// are redrawn.
+inline std::vector<ConvProblem> make_problems() {
+  Rng rng(kProblemSeed);
+  std::vector<ConvProblem> out;
+  while (static_cast<int>(out.size()) < kProblems) {
+    ConvProblem q;
+    q.index = static_cast<int>(out.size());
+    q.n = pick(rng, 1, 8);
+    q.c = pick_channels(rng);
+    q.k = pick_channels(rng);
+    q.h = pick(rng, 1, 33);
+    q.w = rng.below(2) == 0 ? q.h : pick(rng, 1, 33);
+    q.r = pick(rng, 1, 5);
+    // Half the problems are symmetric (square kernel, same stride/pad/dilation on both axes);
+    // the other half draw each axis separately, which catches swapped H/W arguments.
+    const bool square = rng.below(2) == 0;
+    q.s = square ? q.r : pick(rng, 1, 5);
+    q.p.stride_h = pick(rng, 1, 3);
+    q.p.stride_w = square ? q.p.stride_h : pick(rng, 1, 3);
+    q.p.pad_h = pick(rng, 0, 2);
+    q.p.pad_w = square ? q.p.pad_h : pick(rng, 0, 2);
+    q.p.dilation_h = pick(rng, 1, 2);
+    q.p.dilation_w = square ? q.p.dilation_h : pick(rng, 1, 2);
+    q.bias = rng.below(4) != 0;
+    if (q.out_h() < 1 || q.out_w() < 1) continue;
+    out.push_back(q);
+  }
+  return out;
+}
+
+}  // namespace convnet::testing
