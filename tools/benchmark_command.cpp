@@ -439,6 +439,7 @@ int benchmark_command(const BenchmarkOptions& options) {
     nlohmann::json j;
     j["model"] = model;
     j["backend"] = main.name();
+    j["precision"] = precision_name(main.precision());  // of its conv and linear ops (train.precision)
     j["device"] = describe_device(main);
     j["batch_size"] = batch;
     j["repeats"] = options.repeats;
@@ -527,8 +528,8 @@ int benchmark_command(const BenchmarkOptions& options) {
   // Rates in TFLOP/s on a GPU, GFLOP/s on the CPU.
   const double rate_scale = gpu ? 1e-3 : 1.0;
   const std::string rate_unit = gpu ? "TFLOP/s" : "GFLOP/s";
-  fmt::print("convnet benchmark: {} on {} ({}), batch {}, {} timed repeats\n", model, main.name(),
-             describe_device(main), batch, options.repeats);
+  fmt::print("convnet benchmark: {} on {} in {} ({}), batch {}, {} timed repeats\n", model, main.name(),
+             precision_name(main.precision()), describe_device(main), batch, options.repeats);
   fmt::print(
       "median of the repeats; spread = (max - min) / median; % peak: of the FLOP peak for rows with FLOPs, of the "
       "bandwidth peak for the rest");
