@@ -113,6 +113,36 @@ TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuTraining, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
 
+// train.precision tf32 and bf16: the cuda backend (v4 tensor-core convolutions) follows the cpu
+// reference computing in the same precision (operands rounded the same way). Only the summation
+// order differs, which a bf16 output rounding can amplify to one bf16 ulp, hence the looser bounds.
+class GpuTrainingPrecision : public ::testing::TestWithParam<Precision> {
+ protected:
+  void SetUp() override { CONVNET_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_P(GpuTrainingPrecision, CudaFollowsTheCpuInTheSamePrecision) {
+  const Precision precision = GetParam();
+  const double loss_tol = precision == Precision::bf16 ? 1e-2 : 2e-3;
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  cpu->set_precision(precision);
+  const TrainRun want = train_five_steps(*cpu);
+  std::unique_ptr<Backend> gpu = testing::make_gpu_backend("cuda");
+  gpu->set_precision(precision);
+  const TrainRun got = train_five_steps(*gpu);
+  ASSERT_EQ(got.losses.size(), want.losses.size());
+  for (size_t i = 0; i < got.losses.size(); ++i)
+    EXPECT_LT(std::abs(got.losses[i] - want.losses[i]), loss_tol * std::abs(want.losses[i]))
+        << precision_name(precision) << " step " << i + 1;
+  ASSERT_EQ(got.parameters.size(), want.parameters.size());
+  for (size_t i = 0; i < got.parameters.size(); ++i)
+    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, 10 * loss_tol))
+        << precision_name(precision) << " " << got.parameters[i].first << " after " << kSteps << " steps";
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, GpuTrainingPrecision, ::testing::Values(Precision::tf32, Precision::bf16),
+                         [](const auto& param_info) { return std::string(precision_name(param_info.param)); });
+
 // cuda for most layers, cudnn for the first convolution, a batch norm and the classifier: every
 // hand-over between the two (forward and backward) happens on the device's one compute stream.
 TEST(GpuTrainingMixed, CudaAndCudnnLayersInOneGraphFollowTheCpu) {
