@@ -5,7 +5,7 @@
 // A reference sees the inputs the tensor cores see: TF32 inputs rounded as cvt.rna does, BF16
 // inputs bf16 values to begin with (the roundings of core/base/precision.h). What is left is fp32 accumulation (and the
 // final bf16 rounding of y and dx), so each element must lie within
-//     (reduction length + slices + 8) * 2^-23 * sum |a*b|   (+ 2^-8 |ref| for a bf16 output)
+//     (reduction length + slices + 8) * 2^-23 * sum |a*b|   (+ 2^-8 of |ref| plus that, for a bf16 output)
 // of the reference, where sum |a*b| is the same convolution of the absolute values. A fragment in
 // the wrong place, a stage read before it landed or a skipped tap is off by O(sum |a*b|).
 #pragma once
@@ -49,7 +49,9 @@ struct TcBound {
   bool bf16_output = false;  // y and dx of BF16: one more rounding
   double operator()(double ref, double magnitude) const {
     const double u = std::ldexp(1.0, -23);
-    const double output = bf16_output ? std::ldexp(std::fabs(ref), -8) : 4 * u * std::fabs(ref);
+    // A bf16 output is the fp32 sum rounded once more, by at most half an ulp (2^-8 relative) of
+    // that sum, which itself lies within slack * magnitude of ref.
+    const double output = bf16_output ? std::ldexp(std::fabs(ref) + slack * magnitude, -8) : 4 * u * std::fabs(ref);
     return gain * (slack * magnitude + output) + 1e-30;
   }
 };
