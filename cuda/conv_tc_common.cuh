@@ -320,6 +320,65 @@ __global__ void sum_slices_kernel(const float* __restrict__ partial, O* __restri
   }
 }
 
+// An output as the next layer reads it (a bf16 output rounded), for ConvOutputStats.
+__device__ __forceinline__ float stored_value(float v) {
+  return v;
+}
+__device__ __forceinline__ float stored_value(uint16_t v) {
+  return ptx::from_bf16(v);
+}
+
+// ConvOutputStats in the epilogue of one block tile. Each thread holds the sums of its columns
+// over its rows (sum, sq indexed [fragment column][column of the pair]); they are added across
+// the 8 lanes that share those columns (an xor butterfly: every lane ends with the same bits),
+// then across the WARPS_M warps in row order, and the block writes its partials for the columns
+// n0.. of `cols` at part_sum[col] and part_sq[col]. Every thread of the block calls it.
+template <class T>
+__device__ __forceinline__ void write_block_column_sums(float (&sum)[T::NF][2], float (&sq)[T::NF][2], float* part_sum,
+                                                        float* part_sq, int n0, int cols) {
+  __shared__ float red[2][T::WARPS_M][T::BN];
+  const int tid = static_cast<int>(threadIdx.x), lane = tid % kWarp, warp = tid / kWarp;
+  const int wm = warp / T::WARPS_N, wn = (warp % T::WARPS_N) * T::WN;
+#pragma unroll
+  for (int nf = 0; nf < T::NF; ++nf)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+#pragma unroll
+      for (int offset = 4; offset < kWarp; offset *= 2) {
+        sum[nf][j] += __shfl_xor_sync(0xffffffffu, sum[nf][j], offset);
+        sq[nf][j] += __shfl_xor_sync(0xffffffffu, sq[nf][j], offset);
+      }
+  if (lane < 4) {
+#pragma unroll
+    for (int nf = 0; nf < T::NF; ++nf)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) {
+        red[0][wm][wn + nf * 8 + 2 * lane + j] = sum[nf][j];
+        red[1][wm][wn + nf * 8 + 2 * lane + j] = sq[nf][j];
+      }
+  }
+  __syncthreads();
+  for (int c = tid; c < T::BN; c += T::kThreads) {
+    if (n0 + c >= cols) continue;
+    float s = 0.0f, q = 0.0f;
+#pragma unroll
+    for (int w = 0; w < T::WARPS_M; ++w) {
+      s += red[0][w][c];
+      q += red[1][w][c];
+    }
+    part_sum[n0 + c] = s;
+    part_sq[n0 + c] = q;
+  }
+}
+
+// ConvOutputStats without the GEMM's epilogue (after split-K): the same per-row-block partials
+// from one pass over y [rows, cols], then, for either path, the blocks added in row order into
+// stats (cuda/conv_tc_common.cu). `partial` holds 2 * row_blocks * cols floats.
+template <class E>
+void column_moments(const E* y, int64_t rows, int cols, int block_rows, float* partial, cudaStream_t stream);
+void column_moment_totals(const float* partial, int64_t row_blocks, int cols, const ConvOutputStats& stats,
+                          cudaStream_t stream);
+
 // Queues sum_slices_kernel over `count` outputs (cuda/conv_tc_common.cu).
 template <class O>
 void sum_slices(const float* partial, O* out, int64_t count, int columns, int splits, Epilogue ep, cudaStream_t stream);

@@ -125,11 +125,13 @@ struct FilterRows {
 };
 
 // Slice z of the reduction (stages [z * stages_per_split, ...)) of one block tile, into y (one
-// slice) or the slice's fp32 partial.
+// slice) or the slice's fp32 partial. With `stats` (one slice only), the tile's ConvOutputStats
+// partials too: sums at stats[blockIdx.x][k], sums of squares at stats[gridDim.x + blockIdx.x][k].
 template <class T, class E, bool kVec>
 __global__ void __launch_bounds__(T::kThreads)
     forward_kernel(const E* __restrict__ x, const E* __restrict__ w, const Epilogue ep, E* __restrict__ y,
-                   float* __restrict__ partial, const __grid_constant__ Geometry g, int64_t stages_per_split) {
+                   float* __restrict__ partial, float* __restrict__ stats, const __grid_constant__ Geometry g,
+                   int64_t stages_per_split) {
   extern __shared__ __align__(128) unsigned char smem[];
   const int64_t m0 = int64_t{blockIdx.x} * T::BM;
   const int n0 = static_cast<int>(blockIdx.y) * T::BN;
@@ -143,6 +145,7 @@ __global__ void __launch_bounds__(T::kThreads)
 
   const int64_t rows = int64_t{g.n} * g.p * g.q;
   float* slice = partial != nullptr ? partial + int64_t{blockIdx.z} * rows * g.k : nullptr;
+  float sum[T::NF][2] = {}, sq[T::NF][2] = {};  // ConvOutputStats: this thread's columns
   for_each_pair<T>(acc, [&](int row, int col, float v0, float v1) {
     const int64_t m = m0 + row;
     const int k = n0 + col;
@@ -152,17 +155,27 @@ __global__ void __launch_bounds__(T::kThreads)
     for (int j = 0; j < 2; ++j) {
       if (k + j >= g.k) break;
       const int64_t i = m * g.k + k + j;
-      if (slice != nullptr)
+      if (slice != nullptr) {
         slice[i] = v[j];
-      else
-        y[i] = to_output<E>(ep.apply(v[j], k + j));
+        continue;
+      }
+      const E out = to_output<E>(ep.apply(v[j], k + j));
+      y[i] = out;
+      const float stored = stored_value(out);
+      sum[(col % T::WN) / 8][j] += stored;
+      sq[(col % T::WN) / 8][j] += stored * stored;
     }
   });
+  if (stats != nullptr) {  // uniform across the block (never with slices): the barrier inside is safe
+    const int64_t row_blocks = gridDim.x;
+    write_block_column_sums<T>(sum, sq, stats + int64_t{blockIdx.x} * g.k, stats + (row_blocks + blockIdx.x) * g.k, n0,
+                               g.k);
+  }
 }
 
 template <class T, class E, bool kVec>
 void launch_forward(const E* x, const E* w, const Epilogue& ep, E* y, const Geometry& g, const ConvTcPlan& plan,
-                    void* workspace, cudaStream_t stream) {
+                    void* workspace, cudaStream_t stream, const ConvOutputStats& stats) {
   auto* kernel = forward_kernel<T, E, kVec>;
   const size_t smem = shared_bytes<T, E, Major::k, Major::k>();
   allow_shared_bytes(kernel, smem);
@@ -170,9 +183,18 @@ void launch_forward(const E* x, const E* w, const Epilogue& ep, E* y, const Geom
   float* partial = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
   const dim3 grid(static_cast<unsigned>(ceil_div(plan.gemm_m, T::BM)),
                   static_cast<unsigned>(ceil_div(plan.gemm_n, T::BN)), static_cast<unsigned>(plan.splits));
-  kernel<<<grid, T::kThreads, smem, stream>>>(x, w, ep, y, partial, g, per_split);
+  float* stats_partial = nullptr;  // after the split-K partials
+  if (stats.sum != nullptr) {
+    const size_t offset = (plan.workspace_bytes + kConvTcStatsAlign - 1) / kConvTcStatsAlign * kConvTcStatsAlign;
+    stats_partial = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + offset);
+  }
+  kernel<<<grid, T::kThreads, smem, stream>>>(x, w, ep, y, partial, partial == nullptr ? stats_partial : nullptr, g,
+                                              per_split);
   CONVNET_CUDA_CHECK_LAUNCH("conv forward_kernel (v4)");
   if (partial != nullptr) sum_slices<E>(partial, y, plan.gemm_m * plan.gemm_n, g.k, plan.splits, ep, stream);
+  if (stats_partial == nullptr) return;
+  if (partial != nullptr) column_moments<E>(y, plan.gemm_m, g.k, T::BM, stats_partial, stream);
+  column_moment_totals(stats_partial, plan.stats_row_blocks, g.k, stats, stream);
 }
 
 }  // namespace
@@ -180,27 +202,29 @@ void launch_forward(const E* x, const E* w, const Epilogue& ep, E* y, const Geom
 
 template <class E>
 void detail::tc_forward(const E* x, const E* w, const float* bias, E* y, ConvActivation act, const ConvShape& shape,
-                        const ConvTcPlan& plan, void* workspace, cudaStream_t stream) {
+                        const ConvTcPlan& plan, void* workspace, cudaStream_t stream, const ConvOutputStats& stats) {
   using namespace tc;
   const Geometry g = gemm::make_geometry(shape);
   const Epilogue ep{bias, act};
   const bool vec = plan.vectorized && gemm::aligned16(x) && gemm::aligned16(w);
   if (plan.tile == ConvTcTile::large) {
     if (vec)
-      launch_forward<TileLarge, E, true>(x, w, ep, y, g, plan, workspace, stream);
+      launch_forward<TileLarge, E, true>(x, w, ep, y, g, plan, workspace, stream, stats);
     else
-      launch_forward<TileLarge, E, false>(x, w, ep, y, g, plan, workspace, stream);
+      launch_forward<TileLarge, E, false>(x, w, ep, y, g, plan, workspace, stream, stats);
   } else {
     if (vec)
-      launch_forward<TileSmall, E, true>(x, w, ep, y, g, plan, workspace, stream);
+      launch_forward<TileSmall, E, true>(x, w, ep, y, g, plan, workspace, stream, stats);
     else
-      launch_forward<TileSmall, E, false>(x, w, ep, y, g, plan, workspace, stream);
+      launch_forward<TileSmall, E, false>(x, w, ep, y, g, plan, workspace, stream, stats);
   }
 }
 
 template void detail::tc_forward<float>(const float*, const float*, const float*, float*, ConvActivation,
-                                        const ConvShape&, const ConvTcPlan&, void*, cudaStream_t);
+                                        const ConvShape&, const ConvTcPlan&, void*, cudaStream_t,
+                                        const ConvOutputStats&);
 template void detail::tc_forward<uint16_t>(const uint16_t*, const uint16_t*, const float*, uint16_t*, ConvActivation,
-                                           const ConvShape&, const ConvTcPlan&, void*, cudaStream_t);
+                                           const ConvShape&, const ConvTcPlan&, void*, cudaStream_t,
+                                           const ConvOutputStats&);
 
 }  // namespace convnet::cuda

@@ -50,7 +50,12 @@ struct ConvTcPlan {
   bool vectorized = false;
   size_t shared_bytes = 0;     // dynamic shared memory per block
   size_t workspace_bytes = 0;  // split-K partials and the dbias chunks (backward-filter)
+  // Forward with ConvOutputStats: the per-row-block partial sums after workspace_bytes (rounded
+  // up to kConvTcStatsAlign): 2 * stats_row_blocks * gemm_n floats.
+  int64_t stats_row_blocks = 0;
+  size_t stats_workspace_bytes = 0;
 };
+inline constexpr size_t kConvTcStatsAlign = 256;
 
 // Forces parts of the plan, for tests and the harness (0 / unset keeps the heuristic's choice).
 struct ConvTcOverrides {
@@ -63,9 +68,20 @@ struct ConvTcOverrides {
 ConvTcPlan conv_tc_plan(const ConvShape& shape, ConvPass pass, ConvPrecision precision, int sm_count,
                         const ConvTcOverrides& overrides = {});
 
-// TF32 on float tensors. `workspace` has plan.workspace_bytes bytes (may be null when 0).
+// Per-channel sums of the forward output, for a following batchnorm: sum[k] = sum of y and
+// sum_sq[k] = sum of y^2 over (n, p, q), of y as stored (after the epilogue and any bf16 rounding),
+// in fp32 and a fixed order: per block tile in the GEMM's epilogue (or, with split-K, by one
+// pass over y), then the tiles in row order. Both null: not computed.
+struct ConvOutputStats {
+  float* sum = nullptr;
+  float* sum_sq = nullptr;
+};
+
+// TF32 on float tensors. `workspace` has plan.workspace_bytes bytes (may be null when 0), plus
+// plan.stats_workspace_bytes after them (see ConvTcPlan) when `stats` asks for the sums.
 void conv2d_forward_tc(const float* x, const float* w, const float* bias, float* y, ConvActivation act,
-                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream);
+                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream,
+                       const ConvOutputStats& stats = {});
 void conv2d_backward_data_tc(const float* dy, const float* w, float* dx, const ConvShape& shape, const ConvTcPlan& plan,
                              void* workspace, cudaStream_t stream);
 void conv2d_backward_filter_tc(const float* x, const float* dy, float* dw, float* dbias, const ConvShape& shape,
@@ -73,7 +89,8 @@ void conv2d_backward_filter_tc(const float* x, const float* dy, float* dw, float
 
 // BF16 on bf16 tensors (bit patterns); bias, dbias and dw are fp32.
 void conv2d_forward_tc(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, ConvActivation act,
-                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream);
+                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream,
+                       const ConvOutputStats& stats = {});
 void conv2d_backward_data_tc(const uint16_t* dy, const uint16_t* w, uint16_t* dx, const ConvShape& shape,
                              const ConvTcPlan& plan, void* workspace, cudaStream_t stream);
 void conv2d_backward_filter_tc(const uint16_t* x, const uint16_t* dy, float* dw, float* dbias, const ConvShape& shape,
@@ -84,7 +101,7 @@ namespace detail {
 // pointers. E is float (TF32) or uint16_t (BF16).
 template <class E>
 void tc_forward(const E* x, const E* w, const float* bias, E* y, ConvActivation act, const ConvShape& shape,
-                const ConvTcPlan& plan, void* workspace, cudaStream_t stream);
+                const ConvTcPlan& plan, void* workspace, cudaStream_t stream, const ConvOutputStats& stats);
 template <class E>
 void tc_backward_data(const E* dy, const E* w, E* dx, const ConvShape& shape, const ConvTcPlan& plan, void* workspace,
                       cudaStream_t stream);

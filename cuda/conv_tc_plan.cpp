@@ -126,6 +126,10 @@ ConvTcPlan conv_tc_plan(const ConvShape& shape, ConvPass pass, ConvPrecision pre
     if (chunks > 1) floats = ceil_div(floats, 4) * 4 + int64_t{chunks} * shape.k;
   }
   plan.workspace_bytes = static_cast<size_t>(floats) * sizeof(float);
+  if (pass == ConvPass::forward) {
+    plan.stats_row_blocks = ceil_div(e.m, plan.block_m);
+    plan.stats_workspace_bytes = static_cast<size_t>(2 * plan.stats_row_blocks * e.n) * sizeof(float);
+  }
   return plan;
 }
 
@@ -152,11 +156,18 @@ void check_pointers(const char* op, const char* names, const void* a, const void
 
 template <class E>
 void forward(const E* x, const E* w, const float* bias, E* y, ConvActivation act, const ConvShape& shape,
-             const ConvTcPlan& plan, void* workspace, cudaStream_t stream, ConvPrecision precision) {
+             const ConvTcPlan& plan, void* workspace, cudaStream_t stream, const ConvOutputStats& stats,
+             ConvPrecision precision) {
   const char* op = "conv2d_forward_tc";
   check_plan(shape, ConvPass::forward, precision, plan, workspace, op);
   check_pointers(op, "x, w, y", x, w, y);
-  detail::tc_forward(x, w, bias, y, act, shape, plan, workspace, stream);
+  CONVNET_CHECK((stats.sum == nullptr) == (stats.sum_sq == nullptr),
+                "{}: output statistics need both sum and sum_sq (got {}, {})", op, static_cast<void*>(stats.sum),
+                static_cast<void*>(stats.sum_sq));
+  CONVNET_CHECK(stats.sum == nullptr || workspace != nullptr,
+                "{}: output statistics need a workspace of {} + {} bytes, got none", op, plan.workspace_bytes,
+                plan.stats_workspace_bytes);
+  detail::tc_forward(x, w, bias, y, act, shape, plan, workspace, stream, stats);
 }
 
 template <class E>
@@ -180,12 +191,14 @@ void backward_filter(const E* x, const E* dy, float* dw, float* dbias, const Con
 }  // namespace
 
 void conv2d_forward_tc(const float* x, const float* w, const float* bias, float* y, ConvActivation act,
-                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream) {
-  forward(x, w, bias, y, act, shape, plan, workspace, stream, ConvPrecision::tf32);
+                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream,
+                       const ConvOutputStats& stats) {
+  forward(x, w, bias, y, act, shape, plan, workspace, stream, stats, ConvPrecision::tf32);
 }
 void conv2d_forward_tc(const uint16_t* x, const uint16_t* w, const float* bias, uint16_t* y, ConvActivation act,
-                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream) {
-  forward(x, w, bias, y, act, shape, plan, workspace, stream, ConvPrecision::bf16);
+                       const ConvShape& shape, const ConvTcPlan& plan, void* workspace, cudaStream_t stream,
+                       const ConvOutputStats& stats) {
+  forward(x, w, bias, y, act, shape, plan, workspace, stream, stats, ConvPrecision::bf16);
 }
 void conv2d_backward_data_tc(const float* dy, const float* w, float* dx, const ConvShape& shape, const ConvTcPlan& plan,
                              void* workspace, cudaStream_t stream) {

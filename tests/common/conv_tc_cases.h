@@ -243,4 +243,24 @@ inline ::testing::AssertionResult same_bits(const TcOutputs& a, const TcOutputs&
   return ::testing::AssertionFailure() << differ << " differ between runs";
 }
 
+// ConvOutputStats: sum[k], sum_sq[k] against float64 sums over the rows of y [rows, k]: within
+// (rows + 8) * 2^-23 of the sums of |y| and y^2 (fp32 accumulation in any fixed order).
+inline void expect_output_sums(const std::vector<float>& y, int k, const std::vector<float>& sum,
+                               const std::vector<float>& sum_sq) {
+  ASSERT_EQ(sum.size(), static_cast<size_t>(k));
+  const size_t rows = y.size() / static_cast<size_t>(k);
+  const double slack = static_cast<double>(rows + 8) * std::ldexp(1.0, -23);
+  for (int c = 0; c < k; ++c) {
+    double s = 0, abs_s = 0, q = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      const double v = y[r * static_cast<size_t>(k) + static_cast<size_t>(c)];
+      s += v;
+      abs_s += std::fabs(v);
+      q += v * v;
+    }
+    EXPECT_LE(std::fabs(sum[c] - s), slack * abs_s + 1e-30) << "sum of channel " << c;  // NaN fails
+    EXPECT_LE(std::fabs(sum_sq[c] - q), slack * q + 1e-30) << "sum of squares of channel " << c;
+  }
+}
+
 }  // namespace convnet::testing

@@ -107,6 +107,8 @@ class TcProblem {
   const ConvTcPlan& plan(ConvPass pass) const { return plans_[static_cast<int>(pass)]; }
   const testing::TcInputs& inputs() const { return in_; }
   const emu::Stats& stats(ConvPass pass) const { return stats_[static_cast<int>(pass)]; }
+  // ConvOutputStats of the last run(): sum and sum of squares of y per channel.
+  const std::pair<std::vector<float>, std::vector<float>>& output_sums() const { return sums_; }
 
   // Runs the three passes on poisoned outputs (DeviceBuf's 0xff); returns what they wrote.
   testing::TcOutputs run() {
@@ -119,6 +121,13 @@ class TcProblem {
     DeviceBuf dw(static_cast<size_t>(in_.w.numel()) * 4, mis), dbias(static_cast<size_t>(cs_.k) * 4, mis);
     std::vector<DeviceBuf> ws;
     for (const ConvTcPlan& p : plans_) ws.emplace_back(p.workspace_bytes, mis);
+    // The forward pass also gives ConvOutputStats: its partials after the split-K workspace.
+    const ConvTcPlan& fwd = plan(ConvPass::forward);
+    ws[0] = DeviceBuf((fwd.workspace_bytes + kConvTcStatsAlign - 1) / kConvTcStatsAlign * kConvTcStatsAlign +
+                          fwd.stats_workspace_bytes,
+                      mis);
+    DeviceBuf sum(static_cast<size_t>(cs_.k) * 4, mis), sum_sq(static_cast<size_t>(cs_.k) * 4, mis);
+    const ConvOutputStats stats{sum.f(), sum_sq.f()};
     const auto wsp = [&](ConvPass pass) { return ws[static_cast<int>(pass)].raw(); };
     const float* b = cs_.bias ? bias.f() : nullptr;
     float* db = cs_.bias ? dbias.f() : nullptr;
@@ -127,9 +136,9 @@ class TcProblem {
     track(ConvPass::forward, [&] {
       const ConvTcPlan& p = plan(ConvPass::forward);
       if (bf16_)
-        conv2d_forward_tc(bf(x), bf(w), b, bf(y), cs_.act, shape, p, wsp(ConvPass::forward), nullptr);
+        conv2d_forward_tc(bf(x), bf(w), b, bf(y), cs_.act, shape, p, wsp(ConvPass::forward), nullptr, stats);
       else
-        conv2d_forward_tc(x.f(), w.f(), b, y.f(), cs_.act, shape, p, wsp(ConvPass::forward), nullptr);
+        conv2d_forward_tc(x.f(), w.f(), b, y.f(), cs_.act, shape, p, wsp(ConvPass::forward), nullptr, stats);
     });
     track(ConvPass::backward_data, [&] {
       const ConvTcPlan& p = plan(ConvPass::backward_data);
@@ -152,6 +161,8 @@ class TcProblem {
     out.dx = download(dx, in_.x.numel(), bf16_);
     out.dw = download(dw, in_.w.numel(), false);
     if (cs_.bias) out.dbias = download(dbias, cs_.k, false);
+    EXPECT_TRUE(sum.guards_intact() && sum_sq.guards_intact());
+    sums_ = {download(sum, cs_.k, false), download(sum_sq, cs_.k, false)};
     return out;
   }
 
@@ -169,6 +180,7 @@ class TcProblem {
   testing::TcInputs in_;
   std::vector<ConvTcPlan> plans_;
   emu::Stats stats_[3];
+  std::pair<std::vector<float>, std::vector<float>> sums_;
 };
 
 struct Param {
@@ -213,10 +225,15 @@ TEST_P(ConvTcEmulation, MatchesFloat64AndRerunsBitIdenticalInReverseOrder) {
       EXPECT_EQ(st.cp_async, 0);
   }
 
+  // ConvOutputStats: the channel sums of the y the kernel stored, within fp32 summation error.
+  const auto first_sums = problem.output_sums();
+  testing::expect_output_sums(first.y, prm.cs.k, first_sums.first, first_sums.second);
+
   emu::set_order(emu::Order::reverse);
   const testing::TcOutputs second = problem.run();
   emu::set_order(emu::Order::forward);
   EXPECT_TRUE(testing::same_bits(first, second));
+  EXPECT_EQ(problem.output_sums(), first_sums) << "ConvOutputStats differ between runs";
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixed, ConvTcEmulation, ::testing::ValuesIn(params(testing::tc_fixed_cases())), param_name);

@@ -346,5 +346,47 @@ TEST_F(GpuConvTc, LargeTileSharedMemoryAboveTheDefaultLaunches) {
   }
 }
 
+// ConvOutputStats on the device: the per-channel sums of the stored y, from the forward kernel's
+// epilogue (one slice) and from the pass over y after split-K, in both precisions, bit-identical
+// on a rerun.
+template <class E>
+void check_output_stats(const TcCase& cs, int sm_count, cudaStream_t stream) {
+  constexpr ConvPrecision precision = kPrecisionOf<E>;
+  const TcInputs in(cs, precision);
+  const ConvTcPlan plan = cuda::conv_tc_plan(in.shape, ConvPass::forward, precision, sm_count, cs.force);
+  const DeviceArray<E> x = on_device<E>(in.x, 0, stream), w = on_device<E>(in.w, 0, stream);
+  DeviceArray<E> y(static_cast<size_t>(in.dy.numel()));
+  const size_t ws_bytes =
+      (plan.workspace_bytes + cuda::kConvTcStatsAlign - 1) / cuda::kConvTcStatsAlign * cuda::kConvTcStatsAlign +
+      plan.stats_workspace_bytes;
+  DeviceArray<unsigned char> ws(ws_bytes);
+  DeviceArray<float> sum(static_cast<size_t>(cs.k)), sum_sq(static_cast<size_t>(cs.k));
+  std::vector<float> first_sum;
+  for (int run = 0; run < 2; ++run) {
+    CONVNET_CUDA_CHECK(cudaMemsetAsync(sum.get(), 0xff, sum.count() * sizeof(float), stream));  // NaN
+    CONVNET_CUDA_CHECK(cudaMemsetAsync(sum_sq.get(), 0xff, sum_sq.count() * sizeof(float), stream));
+    cuda::conv2d_forward_tc(x.get(), w.get(), nullptr, y.get(), cs.act, in.shape, plan, ws.get(), stream,
+                            cuda::ConvOutputStats{sum.get(), sum_sq.get()});
+    const std::vector<float> sums = sum.download(stream);
+    testing::expect_output_sums(floats(y.download(stream)), cs.k, sums, sum_sq.download(stream));
+    if (run == 0)
+      first_sum = sums;
+    else
+      EXPECT_EQ(sums, first_sum) << "ConvOutputStats differ between runs";
+  }
+}
+
+TEST_F(GpuConvTc, OutputStatsAreTheChannelSumsOfTheStoredOutput) {
+  for (const int splits : {1, 4}) {
+    TcCase cs = testing::tc_case("VGG-like layer", 8, 16, 16, 64, 96, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
+    cs.act = ConvActivation::relu;
+    cs.force.splits = splits;
+    cs.seed = hash64(testing::kTcSeed + 6, static_cast<uint64_t>(splits));
+    SCOPED_TRACE("splits " + std::to_string(splits));
+    check_output_stats<float>(cs, sm_count_, stream());
+    check_output_stats<uint16_t>(cs, sm_count_, stream());
+  }
+}
+
 }  // namespace
 }  // namespace convnet
