@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/base/error.h"
 
 namespace convnet {
@@ -24,11 +26,13 @@ Precision parse_precision(const std::string& text, const std::string& what) {
   throw ConfigError(fmt::format("{}: expected fp32, tf32 or bf16, got '{}'", what, text));
 }
 
-void round_operand(float* data, int64_t count, Precision p) {
+void round_operand(const float* in, float* out, int64_t count, Precision p) {
   if (p == Precision::tf32)
-    for (int64_t i = 0; i < count; ++i) data[i] = round_to_tf32(data[i]);
+    for (int64_t i = 0; i < count; ++i) out[i] = round_to_tf32(in[i]);
   else if (p == Precision::bf16)
-    for (int64_t i = 0; i < count; ++i) data[i] = round_to_bf16(data[i]);
+    for (int64_t i = 0; i < count; ++i) out[i] = round_to_bf16(in[i]);
+  else if (in != out)
+    std::copy(in, in + count, out);
 }
 
 }  // namespace convnet

@@ -41,7 +41,7 @@ inline float round_to_bf16(float x) {
   return from_bf16_bits(to_bf16_bits(x));
 }
 
-// Rounds count floats in place as an operand of `p` (fp32: unchanged).
-void round_operand(float* data, int64_t count, Precision p);
+// out[i] = in[i] rounded as an operand of `p` (fp32: copied), for i < count; in may equal out.
+void round_operand(const float* in, float* out, int64_t count, Precision p);
 
 }  // namespace convnet

@@ -132,6 +132,15 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+Tensor Tensor::leading(Shape shape) const {
+  CONVNET_CHECK(shape_numel(shape) <= numel_, "cannot view {} elements of {} as {}", shape_numel(shape),
+                shape_str(shape_), shape_str(shape));
+  Tensor t = *this;
+  t.numel_ = shape_numel(shape);
+  t.shape_ = std::move(shape);
+  return t;
+}
+
 Tensor Tensor::clone() const {
   CONVNET_CHECK(is_cpu(), "clone() of a {} tensor", device().str());
   Tensor t(shape_, dtype_);

@@ -83,6 +83,7 @@ class Tensor {
   std::span<const float> span() const { return {f32(), static_cast<size_t>(numel_)}; }
 
   Tensor reshaped(Shape shape) const;    // same storage, same numel
+  Tensor leading(Shape shape) const;     // the first numel(shape) elements as `shape`, same storage
   Tensor clone() const;                  // deep copy, host tensors only
   void fill(float value);                // host f32 tensors only (device: Backend::fill)
   std::vector<float> to_vector() const;  // host f32 tensors only

@@ -50,17 +50,18 @@ class CpuBackend final : public Backend {
 
   // Conv and linear ops in precision(): operands rounded as the GPU kernels round them, then fp32.
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override {
-    cpu::conv2d_forward(operand(x), operand(w), bias, y, p, workspace_);
+    cpu::conv2d_forward(operand(x, 0), operand(w, 1), bias, y, p, workspace_);
     round_result(y);
   }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override {
-    cpu::conv2d_backward_data(operand(dy), operand(w), dx, p, workspace_);
+    cpu::conv2d_backward_data(operand(dy, 0), operand(w, 1), dx, p, workspace_);
     round_result(dx);
   }
   void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
                               const Conv2dParams& p) override {
     const ConvGeometry g = OpChecks::cpu("conv2d_backward_filter").conv2d_backward_filter(x, dy, dw, dbias, p);
-    cpu::conv2d_backward_filter(operand(x), operand(dy), dw, bias_from_operand() ? dbias : nullptr, p, workspace_);
+    cpu::conv2d_backward_filter(operand(x, 0), operand(dy, 1), dw, bias_from_operand() ? dbias : nullptr, p,
+                                workspace_);
     if (dbias && !bias_from_operand()) cpu::bias_gradient(dy.f32(), g.n * g.p * g.q, g.k, dbias->f32());
   }
 
@@ -105,13 +106,13 @@ class CpuBackend final : public Backend {
   }
 
   void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
-    cpu::linear_forward(operand(x), operand(w), bias, y);
+    cpu::linear_forward(operand(x, 0), operand(w, 1), bias, y);
     round_result(y);
   }
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                        Tensor* dbias) override {
     const LinearGeometry g = OpChecks::cpu("linear_backward").linear_backward(x, w, dy, dx, dw, dbias);
-    cpu::linear_backward(operand(x), operand(w), operand(dy), dx, dw, bias_from_operand() ? dbias : nullptr);
+    cpu::linear_backward(operand(x, 0), operand(w, 1), operand(dy, 2), dx, dw, bias_from_operand() ? dbias : nullptr);
     if (dx) round_result(*dx);
     if (dbias && !bias_from_operand()) cpu::bias_gradient(dy.f32(), g.n, g.out, dbias->f32());
   }
@@ -145,22 +146,27 @@ class CpuBackend final : public Backend {
   bool supports_precision(Precision) const override { return true; }
 
  private:
-  // t as precision() rounds an operand: t itself in fp32, else a rounded copy.
-  Tensor operand(const Tensor& t) const {
+  // t as precision() rounds an operand: t itself in fp32, else a rounded copy in operand buffer
+  // `slot` (one per operand of an op, grow-only, so a training step allocates nothing after the
+  // first). The copy is valid until the next op.
+  Tensor operand(const Tensor& t, int slot) {
     if (precision() == Precision::fp32) return t;
-    Tensor rounded = t.clone();
-    round_operand(rounded.f32(), rounded.numel(), precision());
+    Tensor& buffer = operand_buffers_[slot];
+    if (!buffer.defined() || buffer.numel() < t.numel()) buffer = Tensor({t.numel()});
+    Tensor rounded = buffer.leading(t.shape());
+    round_operand(t.f32(), rounded.f32(), t.numel(), precision());
     return rounded;
   }
   // y and dx as stored: bf16 values in bf16, as computed otherwise.
   void round_result(Tensor& t) const {
-    if (precision() == Precision::bf16) round_operand(t.f32(), t.numel(), Precision::bf16);
+    if (precision() == Precision::bf16) round_operand(t.f32(), t.f32(), t.numel(), Precision::bf16);
   }
   // dbias sums the dy the GPU kernels read: the bf16 operand in bf16; TF32 rounds only what enters
   // the tensor cores, so its dbias sums fp32 dy.
   bool bias_from_operand() const { return precision() != Precision::tf32; }
 
-  Workspace workspace_;  // im2col columns, reused across calls
+  Workspace workspace_;        // im2col columns, reused across calls
+  Tensor operand_buffers_[3];  // rounded operands (tf32, bf16), see operand()
 };
 
 }  // namespace

@@ -57,7 +57,7 @@ TEST(PrecisionRounding, ParsesTheThreeNamesAndRejectsOthers) {
 
 Tensor rounded(const Tensor& t, Precision p) {
   Tensor r = t.clone();
-  round_operand(r.f32(), r.numel(), p);
+  round_operand(r.f32(), r.f32(), r.numel(), p);
   return r;
 }
 
