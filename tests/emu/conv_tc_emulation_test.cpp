@@ -214,6 +214,8 @@ TEST_P(ConvTcEmulation, MatchesFloat64AndRerunsBitIdenticalInReverseOrder) {
     const emu::Stats& st = problem.stats(pass);
     SCOPED_TRACE(conv_pass_name(pass));
     EXPECT_EQ(st.shared_bank_conflicts, 0);
+    // The plan's shared memory (host arithmetic) is what the kernel launched with.
+    EXPECT_EQ(st.max_dynamic_shared_bytes, problem.plan(pass).shared_bytes);
     if (st.mma == 0 && pass == ConvPass::backward_data) {  // allowed only when no tap reaches any pixel
       EXPECT_TRUE(std::all_of(first.dx.begin(), first.dx.end(), [](float v) { return v == 0.0f; }));
       continue;

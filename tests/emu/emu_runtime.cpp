@@ -450,6 +450,7 @@ void Scheduler::run_grid(dim3 grid, dim3 block, size_t dynamic_shared_bytes, con
                 " bytes of dynamic shared memory (at most 227 KiB on sm_90)");
   const DynamicSharedBuffer dynamic_shared(dynamic_shared_bytes);  // kept across the blocks
   ++stats.launches;
+  stats.max_dynamic_shared_bytes = std::max(stats.max_dynamic_shared_bytes, dynamic_shared_bytes);
   blockDim = block;
   gridDim = grid;
   body_ = &body;

@@ -73,8 +73,9 @@ struct Stats {
   // Extra shared-memory wavefronts the ldmatrix instructions needed because of bank conflicts:
   // per 8-row phase (one 8x8 matrix), the most distinct rows that fall on one bank, minus one.
   int64_t shared_bank_conflicts = 0;
-  int64_t mma = 0;       // mma.sync instructions, one per warp
-  int64_t cp_async = 0;  // 16-byte cp.async copies issued (zero-fills included), one per thread
+  int64_t mma = 0;                      // mma.sync instructions, one per warp
+  int64_t cp_async = 0;                 // 16-byte cp.async copies issued (zero-fills included), one per thread
+  size_t max_dynamic_shared_bytes = 0;  // the largest dynamic shared memory a launch asked for
 };
 Stats stats();
 void reset_stats();
