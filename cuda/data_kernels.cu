@@ -36,6 +36,15 @@ __global__ void scale_kernel(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = thread_index(); i < n; i += grid_stride()) y[i] = __fmul_rn(alpha, x[i]);
 }
 
+// Element i of the rows x channels slice: consecutive threads copy consecutive channels of a row.
+__global__ void copy_channels_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
+                                     int64_t rows, int64_t channels) {
+  for (int64_t i = thread_index(); i < rows * channels; i += grid_stride()) {
+    const int64_t r = i / channels, c = i % channels;
+    dst[r * dst_stride + c] = src[r * src_stride + c];
+  }
+}
+
 // Element i of out [n, h, w, c]: image b = i / (h w c), pixel (py, px), channel ch. Every thread
 // draws its image's parameters itself (a few hashes): cheaper than a barrier, and no shared state.
 __global__ void augment_batch_kernel(const uint8_t* images, const int32_t* order, int64_t m, int64_t n, int h, int w,
@@ -88,6 +97,16 @@ void launch_axpby(float alpha, const float* x, float beta, float* y, int64_t n, 
     axpby_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(alpha, x, beta, y, n);
     CONVNET_CUDA_CHECK_LAUNCH("axpby_kernel");
   }
+}
+
+void launch_copy_channels(const float* src, int64_t src_stride, int64_t src_offset, float* dst, int64_t dst_stride,
+                          int64_t dst_offset, int64_t rows, int64_t channels, cudaStream_t stream) {
+  CONVNET_CHECK_MSG(rows >= 0 && channels >= 0, "copy_channels: negative extent");
+  if (rows == 0 || channels == 0) return;
+  copy_channels_kernel<<<grid_blocks(rows * channels), kThreads, 0, stream>>>(src + src_offset, src_stride,
+                                                                              dst + dst_offset, dst_stride, rows,
+                                                                              channels);
+  CONVNET_CUDA_CHECK_LAUNCH("copy_channels_kernel");
 }
 
 void launch_augment_batch(const uint8_t* images, const int32_t* order, const AugmentGeometry& g, float* out,

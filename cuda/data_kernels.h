@@ -18,6 +18,11 @@ namespace convnet::cuda {
 // one for the sum (never an FMA); beta == 0 writes alpha * x without reading y. x may equal y.
 void launch_axpby(float alpha, const float* x, float beta, float* y, int64_t n, cudaStream_t stream);
 
+// Backend::copy_channels for `rows` rows: dst[r * dst_stride + dst_offset + c] =
+// src[r * src_stride + src_offset + c] for c < channels.
+void launch_copy_channels(const float* src, int64_t src_stride, int64_t src_offset, float* dst, int64_t dst_stride,
+                          int64_t dst_offset, int64_t rows, int64_t channels, cudaStream_t stream);
+
 // Backend::augment_batch for a validated geometry g (OpChecks::augment_batch): out[i] for
 // i < g.n is image order[g.first + i] of `images` transformed by augmented_pixel
 // (core/base/augment_math.h). The index values live on the device and are not checked on the

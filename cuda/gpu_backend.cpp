@@ -315,6 +315,15 @@ void GpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {
   launch_axpby(alpha, device_ptr<float>(x), beta, device_ptr<float>(y), y.numel(), stream());
 }
 
+void GpuBackend::copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset,
+                               int64_t channels) {
+  const OpChecks check = checks("copy_channels");
+  const int64_t rows = check.copy_channels(src, src_offset, dst, dst_offset, channels);
+  const OpScope in_op = scope(check);
+  launch_copy_channels(device_ptr<float>(src), src.dim(-1), src_offset, device_ptr<float>(dst), dst.dim(-1), dst_offset,
+                       rows, channels, stream());
+}
+
 void GpuBackend::accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
                                         Tensor& stats) {
   const OpChecks check = checks("accumulate_train_stats");

@@ -62,6 +62,8 @@ class GpuBackend : public Backend {
                                       Tensor& dlogits) override;
   void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
+  void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset,
+                     int64_t channels) override;
   void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
                               Tensor& stats) override;
   // Process-wide: every GPU backend's launches, copies and waits (cuda/activity.h).

@@ -28,6 +28,10 @@ struct Conv2dParams {
   int stride_h = 1, stride_w = 1;
   int pad_h = 0, pad_w = 0;
   int dilation_h = 1, dilation_w = 1;
+  // Grouped convolution (PyTorch `groups`): C and K are multiples of groups; w is [K, R, S, C / groups] and
+  // output channel k reads input channels [g * C / groups, (g + 1) * C / groups) with g = k / (K / groups).
+  // groups == C is depthwise.
+  int groups = 1;
 };
 // Output extent of a convolution or pooling window along one axis; <= 0 means "too small".
 constexpr int64_t conv_output_size(int64_t input, int64_t kernel, int stride, int pad, int dilation = 1) {
@@ -202,6 +206,13 @@ class Backend {
   // --- elementwise: y = alpha * x + beta * y (any shape, same numel). beta == 0 overwrites y
   // without reading it (BLAS convention), so y may hold garbage; x may alias y. ---
   virtual void axpby(float alpha, const Tensor& x, float beta, Tensor& y) = 0;
+
+  // --- channel slices (concat and its backward): src [..., Cs] and dst [..., Cd], f32, with the same
+  // leading dimensions; for every leading index and c < channels:
+  //   dst[..., dst_offset + c] = src[..., src_offset + c]
+  // and dst's other channels are untouched. The two ranges lie inside their tensors; src != dst. ---
+  virtual void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset,
+                             int64_t channels) = 0;
 
   // --- data ---
   // images: u8 [M, H, W, C] (C <= kMaxImageChannels), order: i32 [L] of indices into images,

@@ -15,14 +15,17 @@
 
 namespace convnet {
 
-// A validated 2-D convolution: x [n, h, w, c], w [k, r, s, c], y [n, p, q, k]. Filters are
-// non-empty (k, r, s, c >= 1), p, q >= 1; n may be 0.
+// A validated 2-D convolution: x [n, h, w, c], w [k, r, s, c / groups], y [n, p, q, k]. Filters
+// are non-empty (k, r, s, c >= 1), groups divides c and k, p, q >= 1; n may be 0.
 struct ConvGeometry {
   int64_t n = 0, h = 0, w = 0, c = 0;  // input
   int64_t k = 0, r = 0, s = 0;         // filters
   int64_t p = 0, q = 0;                // output
+  int64_t groups = 1;
   Conv2dParams params;
-  int64_t patch() const { return r * s * c; }  // the input values one output pixel sees
+  int64_t group_c() const { return c / groups; }        // input channels of one group (the filters' last axis)
+  int64_t group_k() const { return k / groups; }        // output channels of one group
+  int64_t patch() const { return r * s * group_c(); }  // the input values one output pixel sees
   Shape output_shape() const { return {n, p, q, k}; }
 };
 
@@ -138,6 +141,9 @@ class OpChecks {
 
   // x and y have the same element count (any shapes); alpha and beta are finite.
   void axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const;
+  // Returns the number of rows (the product of the leading dimensions).
+  int64_t copy_channels(const Tensor& src, int64_t src_offset, const Tensor& dst, int64_t dst_offset,
+                        int64_t channels) const;
 
   // images u8 rank 4 with 1 <= C <= kMaxImageChannels, order i32 rank 1, out f32 [N, H, W, C]
   // with 0 <= first and first + N <= order length; spec: positive std, pad >= 0 (reflect: < H

@@ -10,6 +10,7 @@
 #include "core/cpu/batch_norm.h"
 #include "core/cpu/bias.h"
 #include "core/cpu/conv.h"
+#include "core/cpu/copy_channels.h"
 #include "core/cpu/dropout.h"
 #include "core/cpu/image_ops.h"
 #include "core/cpu/linear.h"
@@ -131,6 +132,10 @@ class CpuBackend final : public Backend {
   }
 
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override { cpu::axpby(alpha, x, beta, y); }
+  void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset,
+                     int64_t channels) override {
+    cpu::copy_channels(src, src_offset, dst, dst_offset, channels);
+  }
   void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
                               Tensor& stats) override {
     cpu::accumulate_train_stats(loss, logits, labels, step, stats);

@@ -1,4 +1,4 @@
-// Layer: one node of the sequential graph, with forward and backward on a chosen backend.
+// Layer: one node of the graph, with forward and backward on a chosen backend.
 //
 // Contract (every layer in core/layers follows it; tests/cpu/layer_gradient_test.cpp checks it):
 // - configure(input_shape) runs at graph build time: it validates the per-example input shape
@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,30 @@ class Layer {
   virtual std::string description() const = 0;  // "conv2d 3x3 64->128 stride 1 pad 1"
 
   virtual Shape configure(const Shape& input_shape) = 0;
-  const Shape& input_shape() const { return input_shape_; }
+  const Shape& input_shape() const { return input_shape_; }  // the first input's
   const Shape& output_shape() const { return output_shape_; }
+
+  // --- several inputs (merge layers: add, concat) ---
+  // The graph calls these forms. The defaults take exactly one input (else ConfigError "takes one
+  // input") and call configure(), forward() and backward(); merge layers override them instead.
+  // input_shapes arrive in the order the config's `from` names them; dxs[i] null: no gradient
+  // wanted for input i (the graph input).
+  virtual Shape configure_inputs(const std::vector<Shape>& input_shapes);
+  virtual void forward_inputs(std::span<const Tensor* const> xs, Tensor& y, Mode mode);
+  virtual void backward_inputs(std::span<const Tensor* const> xs, const Tensor& y, const Tensor& dy,
+                               std::span<Tensor* const> dxs);
+  virtual bool is_merge() const { return false; }
+
+  // --- receptive field (the dry-run summary) ---
+  // How one output pixel sees the layer's input: a window spanning `span` input pixels (the
+  // dilated kernel extent) per axis, moved by `stride`; whole_input: it sees all of it (global
+  // pooling, linear). Elementwise layers keep the default: one pixel, stride 1.
+  struct Window {
+    int64_t span_h = 1, span_w = 1;
+    int64_t stride_h = 1, stride_w = 1;
+    bool whole_input = false;
+  };
+  virtual Window window() const { return {}; }
 
   void set_backend(Backend& backend) { backend_ = &backend; }
   Backend& backend() const {

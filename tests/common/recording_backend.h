@@ -86,6 +86,7 @@ class RecordingBackend final : public Backend {
     record("accumulate_train_stats");
   }
   void axpby(float, const Tensor&, float, Tensor&) override { record("axpby"); }
+  void copy_channels(const Tensor&, int64_t, Tensor&, int64_t, int64_t) override { record("copy_channels"); }
   void augment_batch(const Tensor&, const Tensor&, int64_t, Tensor&, const AugmentBatchSpec&) override {
     record("augment_batch");
   }
