@@ -34,6 +34,12 @@ ConvDims conv_dims(const Shape& x_shape, const Shape& w_shape, const Conv2dParam
   return {Dims4(x_shape), Dims4(w_shape), Dims4(Shape{x_shape.at(0), out_h, out_w, w_shape.at(0)})};
 }
 
+// The first input channel output channel k reads: its group's (Conv2dParams::groups); the filters'
+// last axis d.w.d3 is the channels per group.
+int64_t first_input_channel(const ConvDims& d, const Conv2dParams& p, int64_t k) {
+  return k / (d.y.d3 / p.groups) * d.w.d3;
+}
+
 // Calls f(n, op, oq, k, r, s, ih, iw) for every output element and every in-bounds kernel tap.
 template <class F>
 void for_each_conv_tap(const ConvDims& d, const Conv2dParams& p, F&& f) {
@@ -70,9 +76,10 @@ std::vector<double> conv2d_forward(const Tensor& x, const Tensor& w, const Tenso
         for (int64_t k = 0; k < d.y.d3; ++k) y[at(d.y(n, op, oq, k))] = bias ? value(*bias, k) : 0.0;
   for_each_conv_tap(d, p,
                     [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      const int64_t c0 = first_input_channel(d, p, k);
                       double sum = 0.0;
-                      for (int64_t c = 0; c < d.x.d3; ++c)
-                        sum += value(x, d.x(n, ih, iw, c)) * value(w, d.w(k, r, s, c));
+                      for (int64_t c = 0; c < d.w.d3; ++c)
+                        sum += value(x, d.x(n, ih, iw, c0 + c)) * value(w, d.w(k, r, s, c));
                       y[at(d.y(n, op, oq, k))] += sum;
                     });
   return y;
@@ -84,8 +91,10 @@ std::vector<double> conv2d_backward_data(const Tensor& dy, const Tensor& w, cons
   std::vector<double> dx(at(d.x.numel()), 0.0);
   for_each_conv_tap(d, p,
                     [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      const int64_t c0 = first_input_channel(d, p, k);
                       const double g = value(dy, d.y(n, op, oq, k));
-                      for (int64_t c = 0; c < d.x.d3; ++c) dx[at(d.x(n, ih, iw, c))] += g * value(w, d.w(k, r, s, c));
+                      for (int64_t c = 0; c < d.w.d3; ++c)
+                        dx[at(d.x(n, ih, iw, c0 + c))] += g * value(w, d.w(k, r, s, c));
                     });
   return dx;
 }
@@ -96,8 +105,10 @@ std::vector<double> conv2d_backward_filter(const Tensor& x, const Tensor& dy, co
   std::vector<double> dw(at(d.w.numel()), 0.0);
   for_each_conv_tap(d, p,
                     [&](int64_t n, int64_t op, int64_t oq, int64_t k, int64_t r, int64_t s, int64_t ih, int64_t iw) {
+                      const int64_t c0 = first_input_channel(d, p, k);
                       const double g = value(dy, d.y(n, op, oq, k));
-                      for (int64_t c = 0; c < d.x.d3; ++c) dw[at(d.w(k, r, s, c))] += g * value(x, d.x(n, ih, iw, c));
+                      for (int64_t c = 0; c < d.w.d3; ++c)
+                        dw[at(d.w(k, r, s, c))] += g * value(x, d.x(n, ih, iw, c0 + c));
                     });
   return dw;
 }
