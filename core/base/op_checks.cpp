@@ -339,7 +339,7 @@ int64_t OpChecks::copy_channels(const Tensor& src, int64_t src_offset, const Ten
   CONVNET_CHECK(src.rank() >= 1 && src.rank() == dst.rank(), "{}: src {} and dst {} differ in rank", op_,
                 shape_str(src.shape()), shape_str(dst.shape()));
   int64_t rows = 1;
-  for (int64_t d = 0; d + 1 < src.rank(); ++d) {
+  for (int d = 0; d + 1 < src.rank(); ++d) {
     CONVNET_CHECK(src.dim(d) == dst.dim(d), "{}: src {} and dst {} differ outside the channel axis", op_,
                   shape_str(src.shape()), shape_str(dst.shape()));
     rows *= src.dim(d);
