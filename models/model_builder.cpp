@@ -4,6 +4,8 @@
 
 #include "core/base/error.h"
 #include "core/layers/layer_factory.h"
+#include "models/layer_spec.h"
+#include "models/resnet.h"
 
 namespace convnet {
 
@@ -41,12 +43,6 @@ class SequentialWriter {
   std::string prefix_;
   int index_ = 0;
 };
-
-LayerSpec spec_of(const std::string& type) {
-  LayerSpec s;
-  s.type = type;
-  return s;
-}
 
 void add_vgg(const ModelConfig& model, const std::vector<std::string>& cfg, const Shape& example_shape, Graph& graph) {
   SequentialWriter features(graph, "features");
@@ -105,6 +101,8 @@ void add_model_layers(const ModelConfig& model, const Shape& example_shape, Grap
   CONVNET_CHECK(example_shape.size() == 3, "example shape {} is not HWC", shape_str(example_shape));
   if (model.name == "sequential") {
     add_sequential(model, graph);
+  } else if (is_resnet(model.name)) {
+    add_resnet(model, graph);
   } else if (model.name == "vgg") {
     add_vgg(model, model.cfg, example_shape, graph);
   } else {

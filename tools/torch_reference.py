@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference for convnet's CIFAR-10 recipes (configs/fast94.yaml, vgg11_bn.yaml, vgg16_bn.yaml).
+"""PyTorch reference for convnet's CIFAR-10 recipes (configs/fast94.yaml, vgg11_bn.yaml, vgg16_bn.yaml,
+resnet18.yaml, resnet20.yaml).
 
 Trains the same architecture with the same recipe on the same CIFAR-10 binary files that convnet
 reads, so that accuracy and time compare side by side on one GPU (docs/results.md):
@@ -19,9 +20,15 @@ sorted by class, so airbench's "first 5000" would be all airplanes), alternating
 reflect translate, loss summed over the batch with airbench's lr and weight decay scaling,
 BatchNorm biases at 64x LR, whitening bias trained for 3 epochs, lookahead from epoch 3 every 5
 steps with decay 0.95^5 * (step/total)^3, copied back at the end of every epoch, and 6-view TTA.
-The VGG recipes follow convnet's trainer: batch-mean loss, PyTorch SGD with L2 weight decay on
-conv and linear weights only, convnet's step-based warm-up + linear/cosine schedule, random crop
-with zero padding and random flip drawn per image and epoch, and kaiming_normal(fan_out) conv init.
+The VGG and ResNet recipes follow convnet's trainer: batch-mean loss, PyTorch SGD with L2 weight
+decay on conv and linear weights only (on every parameter when the recipe's
+optimizer.decay_norm_and_bias is true, as the ResNet recipes and their PyTorch sources have it),
+convnet's step-based warm-up + linear/cosine/multistep schedule, random crop with zero padding and
+random flip drawn per image and epoch, and convnet's init: kaiming_normal(fan_out) convs, BN scale 1
+and shift 0, PyTorch's default Linear. The ResNets are kuangliu/pytorch-cifar's ResNet18/34
+(projection shortcuts) and He et al. 2016's resnet20 ... resnet1202 with the option A shortcut as
+akamaster/pytorch_resnet_cifar10 (same module names, so the state dicts are interchangeable with
+convnet's checkpoints; --model resnet56 trains another depth with the resnet20 recipe).
 
 The whole data set lives on the device as uint8 and batches are augmented there (as convnet's
 device loader does), so data loading is not part of the timed loop. Timing (CUDA events on a GPU):
@@ -80,6 +87,13 @@ CLASSIC_VGG = {
     "train.eval_every": 5,
 }
 
+# ResNets: (stem width, widths, blocks per stage, shortcut); the names are convnet's model.name.
+RESNETS = {
+    "resnet18": (64, (64, 128, 256, 512), (2, 2, 2, 2), "projection"),
+    "resnet34": (64, (64, 128, 256, 512), (3, 4, 6, 3), "projection"),
+    **{f"resnet{d}": (16, (16, 32, 64), ((d - 2) // 6,) * 3, "pad") for d in (20, 32, 44, 56, 110, 1202)},
+}
+
 RECIPES = {
     "fast94": {
         "train.epochs": 9.9,
@@ -115,6 +129,45 @@ RECIPES = {
     # The classic VGG recipe (configs/vgg11_bn.yaml, configs/vgg16_bn.yaml) for both depths.
     "vgg11_bn": {**CLASSIC_VGG, "model.name": "vgg11", "train.epochs": 50},
     "vgg16_bn": {**CLASSIC_VGG, "model.name": "vgg16", "train.epochs": 60},
+    # kuangliu/pytorch-cifar's recipe (configs/resnet18.yaml)
+    "resnet18": {
+        "model.name": "resnet18",
+        "train.epochs": 200,
+        "train.batch_size": 128,
+        "train.label_smoothing": 0.0,
+        "optimizer.lr": 0.1,
+        "optimizer.momentum": 0.9,
+        "optimizer.nesterov": False,
+        "optimizer.weight_decay": 5e-4,
+        "optimizer.decay_norm_and_bias": True,
+        "schedule.name": "cosine",
+        "schedule.warmup_epochs": 0,
+        "schedule.final_lr_factor": 0.0,
+        "data.augment.crop_padding": 4,
+        "data.augment.padding_mode": "zero",
+        "data.augment.flip_mode": "random",
+        "train.eval_every": 5,
+    },
+    # He et al. 2016, section 4.2 (configs/resnet20.yaml): 0.1, /10 at 32k and 48k steps, 64k steps
+    "resnet20": {
+        "model.name": "resnet20",
+        "train.epochs": 164,
+        "train.batch_size": 128,
+        "train.label_smoothing": 0.0,
+        "optimizer.lr": 0.1,
+        "optimizer.momentum": 0.9,
+        "optimizer.nesterov": False,
+        "optimizer.weight_decay": 1e-4,
+        "optimizer.decay_norm_and_bias": True,
+        "schedule.name": "multistep",
+        "schedule.warmup_epochs": 0,
+        "schedule.milestones": [82, 123],
+        "schedule.gamma": 0.1,
+        "data.augment.crop_padding": 4,
+        "data.augment.padding_mode": "zero",
+        "data.augment.flip_mode": "random",
+        "train.eval_every": 5,
+    },
 }
 
 
@@ -272,6 +325,85 @@ def make_vgg(name):
     return nn.Sequential(*layers)
 
 
+def init_like_convnet(model):
+    """convnet's init: kaiming_normal(fan_out) convs, BN 1 and 0; Linear keeps PyTorch's default."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class PadShortcut(nn.Module):
+    """He et al.'s option A: x[:, :, ::s, ::s] with zero channels on both sides, no parameters
+    (akamaster's LambdaLayer(F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4)))),
+    half the added channels in front; convnet's PadChannels."""
+
+    def __init__(self, stride, added):
+        super().__init__()
+        self.stride, self.before, self.after = stride, added // 2, added - added // 2
+
+    def forward(self, x):
+        return F.pad(x[:, :, ::self.stride, ::self.stride], (0, 0, 0, 0, self.before, self.after))
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride, shortcut):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()  # identity, no state
+        if stride != 1 or in_planes != planes:
+            if shortcut == "projection":
+                self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                                              nn.BatchNorm2d(planes))
+            else:
+                self.shortcut = PadShortcut(stride, planes - in_planes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """Module names as kuangliu's and akamaster's: conv1, bn1, layer1..layerS, linear."""
+
+    def __init__(self, stem, widths, blocks, shortcut, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, stem, 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(stem)
+        in_planes = stem
+        for s, (planes, n) in enumerate(zip(widths, blocks)):
+            layers = []
+            for b in range(n):
+                layers.append(BasicBlock(in_planes, planes, 2 if s > 0 and b == 0 else 1, shortcut))
+                in_planes = planes
+            setattr(self, f"layer{s + 1}", nn.Sequential(*layers))
+        self.stages = len(widths)
+        self.linear = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        for s in range(self.stages):
+            out = getattr(self, f"layer{s + 1}")(out)
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)  # global average pool
+        return self.linear(out)
+
+
+def make_resnet(name):
+    model = ResNet(*RESNETS[name])
+    init_like_convnet(model)
+    return model
+
+
+def make_model(name):
+    return make_resnet(name) if name in RESNETS else make_vgg(name)
+
+
 def class_balanced_subset(labels, limit):
     """convnet's class_balanced_subset (datasets/cifar10.h): the first example of every class, then
     the second of every class, ... (ties by class) until `limit` are chosen, in increasing order."""
@@ -316,13 +448,20 @@ def airbench_lr_factor(step, total, warmup_steps, start, end):
 
 
 def convnet_lr(r, step, steps_per_epoch, total):
-    """convnet's LrSchedule (core/optim/schedule.cpp) for the linear and cosine schedules."""
+    """convnet's LrSchedule (core/optim/schedule.cpp) for the linear, cosine and multistep schedules."""
     base = r["optimizer.lr"]
-    warmup = int(math.floor(r["schedule.warmup_epochs"] * steps_per_epoch + 0.5))  # llround
+
+    def to_steps(epochs):
+        return int(math.floor(epochs * steps_per_epoch + 0.5))  # llround
+
+    warmup = to_steps(r["schedule.warmup_epochs"])
     step = min(step, total)
     if step < warmup:
         s = r["schedule.warmup_start_factor"]
         return base * (s + (1.0 - s) * step / warmup)
+    if r["schedule.name"] == "multistep":
+        passed = sum(1 for m in r["schedule.milestones"] if to_steps(m) <= step)
+        return base * r["schedule.gamma"] ** passed
     span = total - warmup
     t = min(max((step - warmup) / span, 0.0), 1.0) if span > 0 else 1.0
     final = r["schedule.final_lr_factor"] * base
@@ -504,7 +643,8 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
                 epoch_images_per_sec=epoch_ips)
 
 
-def train_vgg(r, train, test, device, seed, epochs, warmup_steps_limit, compile_model, eval_chunk, eval_every):
+def train_classic(r, train, test, device, seed, epochs, warmup_steps_limit, compile_model, eval_chunk, eval_every):
+    """The VGG and ResNet recipes: convnet's trainer, step for step."""
     torch.manual_seed(seed)
     warmup = warmup_steps_limit > 0
     wall0 = time.perf_counter()
@@ -517,10 +657,12 @@ def train_vgg(r, train, test, device, seed, epochs, warmup_steps_limit, compile_
     if warmup:
         total, num_epochs = min(total, warmup_steps_limit), 1
 
-    model = make_vgg(r["model.name"]).to(device).to(memory_format=torch.channels_last)
-    # convnet's defaults: weight decay on conv and linear weights, not on BN parameters and biases
-    decay = [p for p in model.parameters() if p.dim() > 1]
-    no_decay = [p for p in model.parameters() if p.dim() <= 1]
+    model = make_model(r["model.name"]).to(device).to(memory_format=torch.channels_last)
+    # convnet's defaults: weight decay on conv and linear weights, not on BN parameters and biases,
+    # unless optimizer.decay_norm_and_bias
+    decay_all = r.get("optimizer.decay_norm_and_bias", False)
+    decay = [p for p in model.parameters() if decay_all or p.dim() > 1]
+    no_decay = [p for p in model.parameters() if not decay_all and p.dim() <= 1]
     opt = torch.optim.SGD([dict(params=decay, weight_decay=r["optimizer.weight_decay"]),
                            dict(params=no_decay, weight_decay=0.0)],
                           lr=r["optimizer.lr"], momentum=r["optimizer.momentum"], nesterov=r["optimizer.nesterov"])
@@ -664,6 +806,8 @@ def main():
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (off by default)")
     p.add_argument("--epochs", type=float, default=None, help="override the recipe's epochs")
+    p.add_argument("--model", default=None, choices=sorted(RESNETS),
+                   help="ResNet recipes: train this ResNet instead (convnet: --set model.name=...)")
     p.add_argument("--train-limit", type=int, default=0, help="class-balanced subset of N training images")
     p.add_argument("--test-limit", type=int, default=0, help="class-balanced subset of N test images")
     p.add_argument("--warmup-steps", type=int, default=None,
@@ -678,6 +822,10 @@ def main():
     r = RECIPES[args.recipe]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     check_config(args.recipe, r, args.config or os.path.join(repo, "configs", args.recipe + ".yaml"))
+    if args.model is not None:
+        if r.get("model.name") not in RESNETS:
+            raise SystemExit(f"--model: only for the ResNet recipes, not {args.recipe}")
+        r = {**r, "model.name": args.model}
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -709,7 +857,8 @@ def main():
     def run(seed, warmup_limit):
         if args.recipe == "fast94":
             return train_fast94(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch)
-        return train_vgg(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch, eval_every)
+        return train_classic(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch,
+                             eval_every)
 
     if warmup_steps > 0:
         w = run(10_000 + args.seed_start, warmup_steps)
@@ -719,9 +868,10 @@ def main():
     results = []
     for seed in range(args.seed_start, args.seed_start + args.seeds):
         res = run(seed, 0)
-        rec = dict(recipe=args.recipe, framework="pytorch", backend="torch", precision=args.precision, seed=seed,
-                   device=device.type, epochs=epochs, batch_size=r["train.batch_size"], train_images=train.n,
-                   test_images=test.n, compile=args.compile, channels_last=True, load_seconds=load_seconds)
+        rec = dict(recipe=args.recipe, model=r.get("model.name"), framework="pytorch", backend="torch",
+                   precision=args.precision, seed=seed, device=device.type, epochs=epochs,
+                   batch_size=r["train.batch_size"], train_images=train.n, test_images=test.n, compile=args.compile,
+                   channels_last=True, load_seconds=load_seconds)
         rec.update(res)
         rec["epoch_images_per_sec"] = [round(v, 1) for v in rec["epoch_images_per_sec"]]
         rec["median_epoch_images_per_sec"] = (statistics.median(rec["epoch_images_per_sec"])

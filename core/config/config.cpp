@@ -271,6 +271,8 @@ class Reader {
       (*getfl)(config) = read_fixed_list(value, item, field);
     } else if (auto getdl = std::get_if<std::vector<double>& (*)(Config&)>(&ref)) {
       (*getdl)(config) = read_increasing_list(value, item, field.range);
+    } else if (auto getil = std::get_if<std::vector<int>& (*)(Config&)>(&ref)) {
+      (*getil)(config) = read_integer_list(value, item, field.range);
     } else if (auto getcfg = std::get_if<std::vector<std::string>& (*)(Config&)>(&ref)) {
       (*getcfg)(config) = read_vgg_cfg(value, item);
     } else if (auto getl = std::get_if<std::vector<LayerSpec>& (*)(Config&)>(&ref)) {
@@ -379,6 +381,15 @@ class Reader {
              fmt::format("expected a number > {} (the list must increase), got {}", out.back(), describe(value[i])));
       out.push_back(v);
     }
+    return out;
+  }
+
+  std::vector<int> read_integer_list(const YAML::Node& value, const Item& item, const Range& range) const {
+    if (!value.IsSequence())
+      fail(item, fmt::format("expected a list of integers{}, got {}", range.describe(), describe(value)));
+    std::vector<int> out;
+    for (size_t i = 0; i < value.size(); ++i)
+      out.push_back(read_integer<int>(value[i], {fmt::format("{}[{}]", item.path, i), value[i].Mark()}, range));
     return out;
   }
 
@@ -510,11 +521,40 @@ class Reader {
   void check_combinations(const Config& config) const {
     check_list_for_name("model.cfg", !config.model.cfg.empty(), "vgg", config.model.name);
     check_list_for_name("model.layers", !config.model.layers.empty(), "sequential", config.model.name);
+    check_resnet(config.model);
     if (config.schedule.name == "multistep" && config.schedule.milestones.empty())
       throw ConfigError(
           fmt::format("{}: schedule.milestones: required (a non-empty list) when schedule.name is "
                       "multistep",
                       written_at("schedule.milestones", "schedule.name")));
+  }
+
+  // model.widths, model.blocks and model.shortcut (models/resnet.h).
+  void check_resnet(const ModelConfig& model) const {
+    check_list_for_name("model.widths", !model.widths.empty(), "resnet", model.name);
+    check_list_for_name("model.blocks", !model.blocks.empty(), "resnet", model.name);
+    const bool resnet = model.name.rfind("resnet", 0) == 0;  // the schema allows only ResNets by that prefix
+    if (!resnet && model.shortcut != "auto")
+      throw ConfigError(fmt::format("{}: model.shortcut: only used by the ResNets (model.name is {})",
+                                    written_at("model.shortcut", "model.name"), model.name));
+    if (resnet && !model.batch_norm)
+      throw ConfigError(fmt::format("{}: model.batch_norm: a ResNet always has batch norm after every conv; false is "
+                                    "only for the VGGs",
+                                    written_at("model.batch_norm", "model.name")));
+    if (model.widths.size() != model.blocks.size())
+      throw ConfigError(fmt::format("{}: model.blocks: expected one block count per stage of model.widths ({} "
+                                    "widths), got {}",
+                                    written_at("model.blocks", "model.widths"), model.widths.size(),
+                                    model.blocks.size()));
+    if (model.shortcut == "pad") {
+      for (size_t i = 1; i < model.widths.size(); ++i)
+        if (model.widths[i] < model.widths[i - 1])
+          throw ConfigError(fmt::format("{}: model.widths[{}]: the pad shortcut adds zero channels and cannot remove "
+                                        "any, so the widths must not decrease, got {} after {} (shortcut: projection "
+                                        "can)",
+                                        written_at("model.widths", "model.shortcut"), i, model.widths[i],
+                                        model.widths[i - 1]));
+    }
   }
 
   std::string source_;

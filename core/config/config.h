@@ -55,13 +55,21 @@ struct LayerSpec {
 
 struct ModelConfig {
   // vgg11 | vgg13 | vgg16 | vgg19: the classic CIFAR VGGs; vgg: a VGG from `cfg`;
+  // resnet18 | resnet34 | resnet20 | resnet32 | resnet44 | resnet56 | resnet110 | resnet1202: the
+  // CIFAR ResNets; resnet: a ResNet from `widths` and `blocks` (models/resnet.h);
   // sequential: the `layers` list.
   std::string name = "vgg11";
   bool batch_norm = true;           // vgg*: conv -> BN -> activation
   std::vector<std::string> cfg;     // vgg: channel counts and "M" for 2x2 max-pool, e.g. [64, M, 128, M]
-  std::string activation = "relu";  // vgg*: relu | gelu
+  std::string activation = "relu";  // vgg*, resnet*: relu | gelu
   std::string pool = "max";         // vgg*: pool after the features before the classifier: none | max | avg
-  float dropout = 0.0f;             // vgg*: dropout before the classifier
+  float dropout = 0.0f;             // vgg*, resnet*: dropout before the classifier
+  std::vector<int> widths;          // resnet: channels per stage, e.g. [64, 128, 256, 512]; the stem has widths[0]
+  std::vector<int> blocks;          // resnet: BasicBlocks per stage, e.g. [2, 2, 2, 2]
+  // resnet*: the shortcut of a block that changes the shape: projection (1x1 conv + BN) | pad
+  // (subsample + zero channels, parameter-free) | auto (the net's own: pad for resnet20 ...
+  // resnet1202, projection for the others).
+  std::string shortcut = "auto";
   int num_classes = 10;
   std::vector<LayerSpec> layers;  // sequential
 };

@@ -43,12 +43,17 @@ Field fixed_list(std::string_view path, Accessor ref, Range range, int size) {
 
 const std::vector<Field>& field_table() {
   static const std::vector<Field> table = {
-      choice("model.name", REF(model.name), {"vgg11", "vgg13", "vgg16", "vgg19", "vgg", "sequential"}),
+      choice("model.name", REF(model.name),
+             {"vgg11", "vgg13", "vgg16", "vgg19", "vgg", "resnet18", "resnet34", "resnet20", "resnet32", "resnet44",
+              "resnet56", "resnet110", "resnet1202", "resnet", "sequential"}),
       key("model.batch_norm", REF(model.batch_norm)),
       key("model.cfg", REF(model.cfg)),
       choice("model.activation", REF(model.activation), {"relu", "gelu"}),
       choice("model.pool", REF(model.pool), {"none", "max", "avg"}),
       key("model.dropout", REF(model.dropout), Range::closed_open(0, 1)),
+      key("model.widths", REF(model.widths), Range::at_least(1)),
+      key("model.blocks", REF(model.blocks), Range::at_least(1)),
+      choice("model.shortcut", REF(model.shortcut), {"auto", "projection", "pad"}),
       key("model.num_classes", REF(model.num_classes), Range::at_least(2)),
       key("model.layers", REF(model.layers)),
 

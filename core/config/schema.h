@@ -37,13 +37,15 @@ struct Range {
 
 // Where a key's value lives in Config. The alternative also says how the value is read:
 // vector<float> is a fixed-length number list (data.mean), vector<double> an increasing list
-// (milestones), vector<string> the VGG cfg list, vector<LayerSpec> model.layers, and a map
-// one free-named key per entry (train.layer_backends: layer name -> one of `choices`).
+// (milestones), vector<int> a list of integers in `range` (model.widths), vector<string> the VGG
+// cfg list, vector<LayerSpec> model.layers, and a map one free-named key per entry
+// (train.layer_backends: layer name -> one of `choices`).
 using Accessor =
     std::variant<int& (*)(Config&), int64_t& (*)(Config&), uint64_t& (*)(Config&), float& (*)(Config&),
                  double& (*)(Config&), bool& (*)(Config&), std::string& (*)(Config&), std::vector<float>& (*)(Config&),
-                 std::vector<double>& (*)(Config&), std::vector<std::string>& (*)(Config&),
-                 std::vector<LayerSpec>& (*)(Config&), std::map<std::string, std::string>& (*)(Config&)>;
+                 std::vector<double>& (*)(Config&), std::vector<int>& (*)(Config&),
+                 std::vector<std::string>& (*)(Config&), std::vector<LayerSpec>& (*)(Config&),
+                 std::map<std::string, std::string>& (*)(Config&)>;
 
 struct Field {
   std::string_view path;                  // "data.augment.crop_padding"

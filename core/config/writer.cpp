@@ -66,6 +66,8 @@ void emit_value(YAML::Emitter& out, const Field& field, Config& config) {
     emit_number_list(out, (*getfl)(config));
   } else if (auto getdl = std::get_if<std::vector<double>& (*)(Config&)>(&ref)) {
     emit_number_list(out, (*getdl)(config));
+  } else if (auto getil = std::get_if<std::vector<int>& (*)(Config&)>(&ref)) {
+    emit_number_list(out, (*getil)(config));
   } else if (auto getcfg = std::get_if<std::vector<std::string>& (*)(Config&)>(&ref)) {
     out << YAML::Flow << YAML::BeginSeq;
     for (const std::string& item : (*getcfg)(config)) out << item;

@@ -19,7 +19,8 @@ auto fields_of(const LayerSpec& l) {
                   l.bias_train_epochs, l.factor);
 }
 auto fields_of(const ModelConfig& m) {
-  return std::tie(m.name, m.batch_norm, m.cfg, m.activation, m.pool, m.dropout, m.num_classes);
+  return std::tie(m.name, m.batch_norm, m.cfg, m.activation, m.pool, m.dropout, m.widths, m.blocks, m.shortcut,
+                  m.num_classes);
 }
 auto fields_of(const AugmentConfig& a) {
   return std::tie(a.crop_padding, a.padding_mode, a.flip, a.flip_mode, a.cutout);
@@ -98,6 +99,9 @@ TEST(ConfigRoundTrip, EveryKeyIsWritten) {
                         "activation",
                         "pool",
                         "dropout",
+                        "widths",
+                        "blocks",
+                        "shortcut",
                         "num_classes",
                         "layers",  // model
                         "dataset",
