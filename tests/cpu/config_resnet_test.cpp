@@ -86,7 +86,7 @@ const BadConfig kBadConfigs[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(All, ConfigResNetErrors, ::testing::ValuesIn(kBadConfigs),
-                         [](const ::testing::TestParamInfo<BadConfig>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<BadConfig>& p) { return std::string(p.param.name); });
 
 TEST(ConfigResNet, OverrideErrorsNameTheSet) {
   EXPECT_EQ(error_of("model: {name: resnet}\n", {"model.widths=[8,16]", "model.blocks=[1]"}),
