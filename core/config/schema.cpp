@@ -163,21 +163,29 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey freeze_weight = layer_key("freeze_weight", &LayerSpec::freeze_weight);
   const LayerKey bias_train_epochs = layer_key("bias_train_epochs", &LayerSpec::bias_train_epochs, Range::at_least(0));
   const LayerKey factor = layer_key("factor", &LayerSpec::factor);
-  static const std::vector<LayerType> table = {
-      {"conv",
-       {name, out_channels, kernel, stride, padding, dilation, bias, init, whitening_eps, freeze_weight,
-        bias_train_epochs}},
-      {"max_pool", {name, kernel, stride, padding}},
-      {"avg_pool", {name, kernel, stride, padding}},
-      {"global_avg_pool", {name}},
-      {"relu", {name}},
-      {"gelu", {name}},
-      {"batch_norm", {name, eps, momentum, freeze_scale, bias_lr_mult}},
-      {"dropout", {name, p}},
-      {"flatten", {name}},
-      {"linear", {name, out_features, bias, freeze_weight, bias_train_epochs}},
-      {"scale", {name, factor}},
-  };
+  // Every layer type takes `from` (Graph: the layers it reads), written right after `name`.
+  static const std::vector<LayerType> table = [&] {
+    std::vector<LayerType> types = {
+        {"conv",
+         {name, out_channels, kernel, stride, padding, dilation, bias, init, whitening_eps, freeze_weight,
+          bias_train_epochs}},
+        {"max_pool", {name, kernel, stride, padding}},
+        {"avg_pool", {name, kernel, stride, padding}},
+        {"global_avg_pool", {name}},
+        {"relu", {name}},
+        {"gelu", {name}},
+        {"batch_norm", {name, eps, momentum, freeze_scale, bias_lr_mult}},
+        {"dropout", {name, p}},
+        {"flatten", {name}},
+        {"linear", {name, out_features, bias, freeze_weight, bias_train_epochs}},
+        {"scale", {name, factor}},
+        {"add", {name}},
+        {"concat", {name}},
+        {"identity", {name}},
+    };
+    for (LayerType& t : types) t.keys.insert(t.keys.begin() + 1, layer_key("from", &LayerSpec::from));
+    return types;
+  }();
   return table;
 }
 

@@ -59,6 +59,10 @@ class Conv2d final : public Layer {
 
   std::vector<Parameter*> parameters() override;
   int64_t forward_flops() const override;  // 2 * P * Q * K * R * S * C
+  Window window() const override {
+    const int64_t span = int64_t{dilation_} * (kernel_ - 1) + 1;
+    return {span, span, stride_, stride_, false};
+  }
 
   int in_channels() const { return in_channels_; }
   int out_channels() const { return out_channels_; }

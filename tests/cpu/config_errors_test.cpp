@@ -142,7 +142,7 @@ const BadConfig kBadConfigs[] = {
      "bad.yaml:5: model.layers[1]: missing required key 'type' (one of conv, max_pool,"},
     {"LayerUnknownType", "model:\n  name: sequential\n  layers:\n    - type: convv\n",
      "bad.yaml:4: model.layers[0].type: expected one of conv, max_pool, avg_pool, global_avg_pool, relu, gelu, "
-     "batch_norm, dropout, flatten, linear, scale, got 'convv'"},
+     "batch_norm, dropout, flatten, linear, scale, add, concat, identity, got 'convv'"},
     {"ConvWithoutOutChannels", "model:\n  name: sequential\n  layers:\n    - type: conv\n      kernel: 3\n",
      "bad.yaml:4: model.layers[0]: missing required key 'out_channels' for a conv layer"},
     {"LinearWithoutOutFeatures", "model:\n  name: sequential\n  layers:\n    - {type: linear}\n",
