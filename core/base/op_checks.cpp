@@ -65,11 +65,12 @@ ConvGeometry OpChecks::conv2d(const Shape& x_shape, const Shape& w_shape, const 
   g.s = w_shape[2];
   g.params = p;
   g.groups = p.groups;
-  CONVNET_CHECK(p.groups >= 1 && g.c % p.groups == 0 && g.k % p.groups == 0,
+  CONVNET_CHECK(p.groups >= 1, "{}: groups {} must be >= 1", op, p.groups);
+  CONVNET_CHECK(g.c % p.groups == 0 && g.k % p.groups == 0,
                 "{}: {} groups do not divide the {} input and {} output channels", op, p.groups, g.c, g.k);
   CONVNET_CHECK(w_shape[3] == g.group_c(), "{}: filters {} have {} input channels, the input {} has {}{}", op,
                 shape_str(w_shape), w_shape[3], shape_str(x_shape), g.group_c(),
-                p.groups == 1 ? std::string() : fmt::format(" per group ({} groups)", p.groups));
+                p.groups == 1 ? std::string() : fmt::format(" per group in {} groups", p.groups));
   CONVNET_CHECK(g.k > 0 && g.r > 0 && g.s > 0 && g.c > 0, "{}: empty filters {}", op, shape_str(w_shape));
   g.p = conv_output_size(g.h, g.r, p.stride_h, p.pad_h, p.dilation_h);
   g.q = conv_output_size(g.w, g.s, p.stride_w, p.pad_w, p.dilation_w);

@@ -151,6 +151,7 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey stride = layer_key("stride", &LayerSpec::stride, Range::at_least(1));
   const LayerKey padding = layer_key("padding", &LayerSpec::padding, Range::at_least(0));
   const LayerKey dilation = layer_key("dilation", &LayerSpec::dilation, Range::at_least(1));
+  const LayerKey groups = layer_key("groups", &LayerSpec::groups, Range::at_least(1));
   const LayerKey bias = layer_key("bias", &LayerSpec::bias);
   const LayerKey out_features = layer_key("out_features", &LayerSpec::out_features, Range::at_least(1), true);
   const LayerKey p = layer_key("p", &LayerSpec::p, Range::closed_open(0, 1));
@@ -167,7 +168,7 @@ const std::vector<LayerType>& layer_table() {
   static const std::vector<LayerType> table = [&] {
     std::vector<LayerType> types = {
         {"conv",
-         {name, out_channels, kernel, stride, padding, dilation, bias, init, whitening_eps, freeze_weight,
+         {name, out_channels, kernel, stride, padding, dilation, groups, bias, init, whitening_eps, freeze_weight,
           bias_train_epochs}},
         {"max_pool", {name, kernel, stride, padding}},
         {"avg_pool", {name, kernel, stride, padding}},

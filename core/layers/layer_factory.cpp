@@ -28,6 +28,7 @@ std::unique_ptr<Layer> make_layer(const LayerSpec& spec, const std::string& defa
     Conv2dOptions options;
     options.init = spec.init;
     options.whitening_eps = spec.whitening_eps;
+    options.groups = spec.groups;
     options.freeze_weight = spec.freeze_weight;
     options.bias_train_epochs = spec.bias_train_epochs;
     return std::make_unique<Conv2d>(std::move(name), spec.out_channels, spec.kernel, spec.stride, spec.padding,
