@@ -145,19 +145,22 @@ ConvAlgoKey ConvAlgoKey::make(ConvPass pass, const ConvShape& shape, MathMode ma
   key.pad_w = shape.params.pad_w;
   key.dilation_h = shape.params.dilation_h;
   key.dilation_w = shape.params.dilation_w;
+  key.groups = shape.params.groups;
   return key;
 }
 
 std::string to_string(const ConvAlgoKey& key) {
-  return fmt::format("{} x[{}, {}, {}, {}] w[{}, {}, {}, {}] stride {}x{} pad {}x{} dilation {}x{} {} {}",
-                     conv_pass_name(key.pass), key.n, key.h, key.w, key.c, key.k, key.r, key.s, key.c, key.stride_h,
-                     key.stride_w, key.pad_h, key.pad_w, key.dilation_h, key.dilation_w, dtype_name(key.dtype),
+  const int group_c = key.groups > 0 ? key.c / key.groups : key.c;
+  return fmt::format("{} x[{}, {}, {}, {}] w[{}, {}, {}, {}] stride {}x{} pad {}x{} dilation {}x{}{} {} {}",
+                     conv_pass_name(key.pass), key.n, key.h, key.w, key.c, key.k, key.r, key.s, group_c, key.stride_h,
+                     key.stride_w, key.pad_h, key.pad_w, key.dilation_h, key.dilation_w,
+                     key.groups != 1 ? fmt::format(" groups {}", key.groups) : std::string(), dtype_name(key.dtype),
                      math_mode_name(key.math));
 }
 
 size_t ConvAlgoKeyHash::operator()(const ConvAlgoKey& key) const noexcept {
   // Field by field, so padding bytes never enter the hash.
-  const std::array<int64_t, 16> fields = {static_cast<int64_t>(key.pass),
+  const std::array<int64_t, 17> fields = {static_cast<int64_t>(key.pass),
                                           static_cast<int64_t>(key.dtype),
                                           static_cast<int64_t>(key.math),
                                           key.n,
@@ -172,7 +175,8 @@ size_t ConvAlgoKeyHash::operator()(const ConvAlgoKey& key) const noexcept {
                                           key.pad_h,
                                           key.pad_w,
                                           key.dilation_h,
-                                          key.dilation_w};
+                                          key.dilation_w,
+                                          key.groups};
   return static_cast<size_t>(fnv1a64(fields.data(), sizeof(fields)));
 }
 

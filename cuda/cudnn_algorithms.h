@@ -12,8 +12,8 @@
 //   math type the math mode allows: strict fp32 accepts only CUDNN_FMA_MATH; tf32 accepts FMA,
 //   DEFAULT and TENSOR_OP (TF32 tensor cores) but never TENSOR_OP_MATH_ALLOW_CONVERSION, which may
 //   round inputs to half precision.
-// - The choice is cached per (pass, batch and all extents, stride, padding, dilation, dtype, math
-//   mode); layouts are always NHWC activations and KRSC filters.
+// - The choice is cached per (pass, batch and all extents, stride, padding, dilation, groups,
+//   dtype, math mode); layouts are always NHWC activations and KRSC filters.
 #pragma once
 
 #include <cudnn.h>
@@ -124,11 +124,14 @@ struct ConvAlgoKey {
   MathMode math = MathMode::fp32;
   int n = 0, h = 0, w = 0, c = 0, k = 0, r = 0, s = 0;
   int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
+  int groups = 1;  // filters w[k, r, s, c / groups]
 
   static ConvAlgoKey make(ConvPass pass, const ConvShape& shape, MathMode math, DType dtype = DType::f32);
   bool operator==(const ConvAlgoKey&) const = default;
 };
-std::string to_string(const ConvAlgoKey& key);  // "forward x[128, 32, 32, 64] w[...] stride 1x1 pad 1x1 dil 1x1 fp32"
+// "forward x[128, 32, 32, 64] w[128, 3, 3, 64] stride 1x1 pad 1x1 dilation 1x1 F32 fp32", with
+// " groups 4" after the dilation for a grouped convolution.
+std::string to_string(const ConvAlgoKey& key);
 
 struct ConvAlgoKeyHash {
   size_t operator()(const ConvAlgoKey& key) const noexcept;  // FNV-1a over every field

@@ -39,7 +39,7 @@ void fits_int(const OpChecks& check, const Tensor& t, const char* name) {
 ConvShape conv_shape(const OpChecks& check, const ConvGeometry& g) {
   for (const int64_t extent : {g.n, g.h, g.w, g.c, g.k, g.r, g.s})
     CONVNET_CHECK(extent >= 0 && extent <= kIntMax, "{}: extent {} of input {} / filters {} does not fit a 32-bit int",
-                  check.op(), extent, shape_str({g.n, g.h, g.w, g.c}), shape_str({g.k, g.r, g.s, g.c}));
+                  check.op(), extent, shape_str({g.n, g.h, g.w, g.c}), shape_str({g.k, g.r, g.s, g.group_c()}));
   ConvShape s;
   s.n = static_cast<int>(g.n);
   s.h = static_cast<int>(g.h);

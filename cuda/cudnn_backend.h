@@ -2,7 +2,8 @@
 // measured against, with the cpu backend's semantics (core/base/backend.h).
 //
 // What runs where:
-// - Convolutions: cuDNN's legacy API on NHWC tensors and KRSC (NHWC-format) filters, algorithms
+// - Convolutions: cuDNN's legacy API on NHWC tensors and KRSC (NHWC-format) filters, grouped
+//   ones through the descriptor's group count (cudnnSetConvolutionGroupCount), algorithms
 //   chosen and cached as cudnn_algorithms.h describes; bias by cudnnAddTensor, its gradient by
 //   cudnnConvolutionBackwardBias. Workspaces come from GpuBackend::scratch (grow-only; at most
 //   kDefaultCudnnWorkspaceLimit per algorithm; the timed search grows it to the largest one tried).

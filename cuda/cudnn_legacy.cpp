@@ -115,12 +115,14 @@ void CudnnLegacy::set_conv(const ConvShape& s) {
   const Conv2dParams& p = s.params;
   set_nhwc(d_->x, Nhwc{s.n, s.h, s.w, s.c});
   set_nhwc(d_->y, Nhwc{s.n, s.p, s.q, s.k});
-  // NHWC filter format = our KRSC layout.
+  // NHWC filter format = our KRSC layout; a grouped filter holds C / groups channels, and cuDNN's
+  // group count splits C and K as Conv2dParams::groups does (group g: channels and filters g-th).
   CONVNET_CUDNN_CHECK(
-      cudnnSetFilter4dDescriptor(d_->filter.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s.k, s.c, s.r, s.s));
+      cudnnSetFilter4dDescriptor(d_->filter.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s.k, s.c / p.groups, s.r, s.s));
   CONVNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d_->conv.get(), p.pad_h, p.pad_w, p.stride_h, p.stride_w,
                                                       p.dilation_h, p.dilation_w, CUDNN_CROSS_CORRELATION,
                                                       CUDNN_DATA_FLOAT));
+  CONVNET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d_->conv.get(), p.groups));
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), cudnn_math_type(mode_)));
   int n = 0, k = 0, p_out = 0, q_out = 0;
   CONVNET_CUDNN_CHECK(

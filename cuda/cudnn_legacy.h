@@ -43,7 +43,8 @@ class CudnnLegacy {
   CudnnLegacy(const CudnnLegacy&) = delete;
   CudnnLegacy& operator=(const CudnnLegacy&) = delete;
 
-  // --- convolution: x [n, h, w, c], w [k, r, s, c], y [n, p, q, k] (Backend::conv2d_* semantics) ---
+  // --- convolution: x [n, h, w, c], w [k, r, s, c / groups], y [n, p, q, k] (Backend::conv2d_*
+  // semantics, groups from shape.params) ---
   // The shape's extents must all be >= 1 (the caller handles empty batches) and p, q must be the
   // output extents; cuDNN's own output size is checked against them.
   void conv_forward(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y);

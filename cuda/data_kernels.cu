@@ -37,8 +37,8 @@ __global__ void scale_kernel(float alpha, const float* x, float* y, int64_t n) {
 }
 
 // Element i of the rows x channels slice: consecutive threads copy consecutive channels of a row.
-__global__ void copy_channels_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride,
-                                     int64_t rows, int64_t channels) {
+__global__ void copy_channels_kernel(const float* src, int64_t src_stride, float* dst, int64_t dst_stride, int64_t rows,
+                                     int64_t channels) {
   for (int64_t i = thread_index(); i < rows * channels; i += grid_stride()) {
     const int64_t r = i / channels, c = i % channels;
     dst[r * dst_stride + c] = src[r * src_stride + c];
@@ -103,9 +103,8 @@ void launch_copy_channels(const float* src, int64_t src_stride, int64_t src_offs
                           int64_t dst_offset, int64_t rows, int64_t channels, cudaStream_t stream) {
   CONVNET_CHECK_MSG(rows >= 0 && channels >= 0, "copy_channels: negative extent");
   if (rows == 0 || channels == 0) return;
-  copy_channels_kernel<<<grid_blocks(rows * channels), kThreads, 0, stream>>>(src + src_offset, src_stride,
-                                                                              dst + dst_offset, dst_stride, rows,
-                                                                              channels);
+  copy_channels_kernel<<<grid_blocks(rows * channels), kThreads, 0, stream>>>(
+      src + src_offset, src_stride, dst + dst_offset, dst_stride, rows, channels);
   CONVNET_CUDA_CHECK_LAUNCH("copy_channels_kernel");
 }
 

@@ -90,9 +90,12 @@ void add_vgg(const ModelConfig& model, const std::vector<std::string>& cfg, cons
 }
 
 void add_sequential(const ModelConfig& model, Graph& graph) {
-  SequentialWriter layers(graph, "layers");
   std::map<std::string, int> counts;
-  for (const LayerSpec& spec : model.layers) layers.add(spec, fmt::format("{}{}", spec.type, ++counts[spec.type]));
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const LayerSpec& spec = model.layers[i];
+    graph.add(make_layer(spec, fmt::format("{}{}", spec.type, ++counts[spec.type])), fmt::format("layers.{}", i),
+              spec.from, spec.line);
+  }
 }
 
 }  // namespace

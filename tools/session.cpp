@@ -80,9 +80,14 @@ Shape example_shape(const DataConfig& data) {
 }
 
 void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph) {
-  add_model_layers(config.model, example, graph);
-  Rng rng(config.train.seed);
-  graph.build(example, backends.main(), rng, backends.layer_overrides());
+  try {
+    add_model_layers(config.model, example, graph);
+    Rng rng(config.train.seed);
+    graph.build(example, backends.main(), rng, backends.layer_overrides());
+  } catch (const ConfigError& e) {
+    if (config.source.empty()) throw;
+    throw ConfigError(fmt::format("{}: {}", config.source, e.what()));  // the model's problems name the file too
+  }
 }
 
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads) {

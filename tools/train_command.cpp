@@ -17,7 +17,7 @@ namespace {
 // *_tf32 backends).
 int print_dry_run(const Config& config, Graph& graph, Precision precision, bool json) {
   if (!json) {
-    fmt::print("{}\n", graph.summary_table());
+    fmt::print("{}\n", graph.summary_table(config.train.batch_size));
     if (precision != Precision::fp32)
       fmt::print("convolutions and linear layers compute in {}\n", precision_name(precision));
     return 0;
@@ -29,14 +29,27 @@ int print_dry_run(const Config& config, Graph& graph, Precision precision, bool 
   j["model"] = config.model.name;
   j["precision"] = precision_name(precision);
   j["layers"] = nlohmann::json::array();
-  for (const Graph::LayerSummary& r : graph.summary())
+  const Graph::ActivationMemory memory = graph.activation_memory(config.train.batch_size);
+  j["activation_bytes"] = {{"batch", config.train.batch_size},
+                           {"outputs", memory.outputs},
+                           {"gradients", memory.gradients},
+                           {"total", memory.total()}};
+  for (const Graph::LayerSummary& r : graph.summary()) {
+    const Graph::ReceptiveField& f = r.field;
     j["layers"].push_back({{"name", r.name},
                            {"module", r.module},
                            {"op", r.description},
+                           {"inputs", r.inputs},
                            {"backend", r.backend},
                            {"output_shape", r.output_shape},
                            {"params", r.parameters},
-                           {"flops", r.flops}});
+                           {"flops", r.flops},
+                           {"receptive_field",
+                            {{"size", {f.size_h, f.size_w}},
+                             {"jump", {f.jump_h, f.jump_w}},
+                             {"whole_input", f.whole},
+                             {"first_whole", r.first_whole}}}});
+  }
   fmt::print("{}\n", j.dump(2));
   return 0;
 }

@@ -65,10 +65,12 @@ ConvGeometry OpChecks::conv2d(const Shape& x_shape, const Shape& w_shape, const 
   g.s = w_shape[2];
   g.params = p;
   g.groups = p.groups;
-  CONVNET_CHECK(p.groups >= 1 && g.c % p.groups == 0 && g.k % p.groups == 0,
+  CONVNET_CHECK(p.groups >= 1, "{}: groups {} must be >= 1", op, p.groups);
+  CONVNET_CHECK(g.c % p.groups == 0 && g.k % p.groups == 0,
                 "{}: {} groups do not divide the {} input and {} output channels", op, p.groups, g.c, g.k);
-  CONVNET_CHECK(w_shape[3] == g.group_c(), "{}: filters {} have {} input channels, the input {} in {} group(s) has {}",
-                op, shape_str(w_shape), w_shape[3], shape_str(x_shape), p.groups, g.group_c());
+  CONVNET_CHECK(w_shape[3] == g.group_c(), "{}: filters {} have {} input channels, the input {} has {}{}", op,
+                shape_str(w_shape), w_shape[3], shape_str(x_shape), g.group_c(),
+                p.groups == 1 ? std::string() : fmt::format(" per group in {} groups", p.groups));
   CONVNET_CHECK(g.k > 0 && g.r > 0 && g.s > 0 && g.c > 0, "{}: empty filters {}", op, shape_str(w_shape));
   g.p = conv_output_size(g.h, g.r, p.stride_h, p.pad_h, p.dilation_h);
   g.q = conv_output_size(g.w, g.s, p.stride_w, p.pad_w, p.dilation_w);
@@ -345,11 +347,10 @@ int64_t OpChecks::copy_channels(const Tensor& src, int64_t src_offset, const Ten
     rows *= src.dim(d);
   }
   const int64_t cs = src.dim(src.rank() - 1), cd = dst.dim(dst.rank() - 1);
-  CONVNET_CHECK(channels >= 0 && src_offset >= 0 && dst_offset >= 0 && src_offset + channels <= cs &&
-                    dst_offset + channels <= cd,
-                "{}: channels [{}, {}) of src {} to [{}, {}) of dst {} are out of range", op_, src_offset,
-                src_offset + channels, shape_str(src.shape()), dst_offset, dst_offset + channels,
-                shape_str(dst.shape()));
+  CONVNET_CHECK(
+      channels >= 0 && src_offset >= 0 && dst_offset >= 0 && src_offset + channels <= cs && dst_offset + channels <= cd,
+      "{}: channels [{}, {}) of src {} to [{}, {}) of dst {} are out of range", op_, src_offset, src_offset + channels,
+      shape_str(src.shape()), dst_offset, dst_offset + channels, shape_str(dst.shape()));
   CONVNET_CHECK(src.raw() != dst.raw(), "{}: src and dst are the same tensor", op_);
   return rows;
 }

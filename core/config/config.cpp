@@ -494,7 +494,35 @@ class Reader {
       spec.*(*bmember) = read_bool(value, item);
     } else if (auto smember = std::get_if<std::string LayerSpec::*>(&key.member)) {
       spec.*(*smember) = read_string(value, item);
+    } else if (auto lmember = std::get_if<std::vector<std::string> LayerSpec::*>(&key.member)) {
+      spec.*(*lmember) = read_layer_refs(value, item);
     }
+  }
+
+  // `from`: one reference or a non-empty list of them; each a layer name, a negative relative
+  // index (-1: the previous layer) or `input`. Whether the names exist is the graph's check.
+  std::vector<std::string> read_layer_refs(const YAML::Node& value, const Item& item) const {
+    const std::string expected = "a layer name, a relative index such as -2, or input";
+    std::vector<std::string> refs;
+    const auto read_one = [&](const YAML::Node& node, const Item& at_ref) {
+      if (!node.IsScalar() || node.Scalar().empty())
+        fail(at_ref, fmt::format("expected {}, got {}", expected, describe(node)));
+      const std::string& text = node.Scalar();
+      const bool integer = text.find_first_not_of("+-0123456789") == std::string::npos;
+      if (integer && (text.size() < 2 || text[0] != '-' ||
+                      text.find_first_not_of("0123456789", 1) != std::string::npos || text == "-0"))
+        fail(at_ref, fmt::format("expected {}, got {} (relative indices count back: -1 is the previous layer)",
+                                 expected, text));
+      refs.push_back(text);
+    };
+    if (value.IsSequence()) {
+      if (value.size() == 0) fail(item, fmt::format("expected {} or a non-empty list of them, got []", expected));
+      for (size_t i = 0; i < value.size(); ++i)
+        read_one(value[i], {fmt::format("{}[{}]", item.path, i), value[i].Mark()});
+    } else {
+      read_one(value, item);
+    }
+    return refs;
   }
 
   // ---- rules between keys ---------------------------------------------------------------

@@ -156,6 +156,7 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey stride = layer_key("stride", &LayerSpec::stride, Range::at_least(1));
   const LayerKey padding = layer_key("padding", &LayerSpec::padding, Range::at_least(0));
   const LayerKey dilation = layer_key("dilation", &LayerSpec::dilation, Range::at_least(1));
+  const LayerKey groups = layer_key("groups", &LayerSpec::groups, Range::at_least(1));
   const LayerKey bias = layer_key("bias", &LayerSpec::bias);
   const LayerKey out_features = layer_key("out_features", &LayerSpec::out_features, Range::at_least(1), true);
   const LayerKey p = layer_key("p", &LayerSpec::p, Range::closed_open(0, 1));
@@ -168,21 +169,29 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey freeze_weight = layer_key("freeze_weight", &LayerSpec::freeze_weight);
   const LayerKey bias_train_epochs = layer_key("bias_train_epochs", &LayerSpec::bias_train_epochs, Range::at_least(0));
   const LayerKey factor = layer_key("factor", &LayerSpec::factor);
-  static const std::vector<LayerType> table = {
-      {"conv",
-       {name, out_channels, kernel, stride, padding, dilation, bias, init, whitening_eps, freeze_weight,
-        bias_train_epochs}},
-      {"max_pool", {name, kernel, stride, padding}},
-      {"avg_pool", {name, kernel, stride, padding}},
-      {"global_avg_pool", {name}},
-      {"relu", {name}},
-      {"gelu", {name}},
-      {"batch_norm", {name, eps, momentum, freeze_scale, bias_lr_mult}},
-      {"dropout", {name, p}},
-      {"flatten", {name}},
-      {"linear", {name, out_features, bias, freeze_weight, bias_train_epochs}},
-      {"scale", {name, factor}},
-  };
+  // Every layer type takes `from` (Graph: the layers it reads), written right after `name`.
+  static const std::vector<LayerType> table = [&] {
+    std::vector<LayerType> types = {
+        {"conv",
+         {name, out_channels, kernel, stride, padding, dilation, groups, bias, init, whitening_eps, freeze_weight,
+          bias_train_epochs}},
+        {"max_pool", {name, kernel, stride, padding}},
+        {"avg_pool", {name, kernel, stride, padding}},
+        {"global_avg_pool", {name}},
+        {"relu", {name}},
+        {"gelu", {name}},
+        {"batch_norm", {name, eps, momentum, freeze_scale, bias_lr_mult}},
+        {"dropout", {name, p}},
+        {"flatten", {name}},
+        {"linear", {name, out_features, bias, freeze_weight, bias_train_epochs}},
+        {"scale", {name, factor}},
+        {"add", {name}},
+        {"concat", {name}},
+        {"identity", {name}},
+    };
+    for (LayerType& t : types) t.keys.insert(t.keys.begin() + 1, layer_key("from", &LayerSpec::from));
+    return types;
+  }();
   return table;
 }
 

@@ -69,7 +69,9 @@ std::vector<std::string> section_keys(std::string_view section);
 // One key of a model.layers item.
 struct LayerKey {
   std::string_view name;
-  std::variant<int LayerSpec::*, float LayerSpec::*, bool LayerSpec::*, std::string LayerSpec::*> member;
+  std::variant<int LayerSpec::*, float LayerSpec::*, bool LayerSpec::*, std::string LayerSpec::*,
+               std::vector<std::string> LayerSpec::*>
+      member;
   Range range = Range::any();
   bool required = false;
 };

@@ -34,6 +34,10 @@ void emit_layer(YAML::Emitter& out, const LayerSpec& spec) {
     } else if (auto smember = std::get_if<std::string LayerSpec::*>(&key.member)) {
       if ((spec.*(*smember)).empty()) continue;  // an empty name means "<type><index>": leave it out
       out << YAML::Key << std::string(key.name) << YAML::Value << spec.*(*smember);
+    } else if (auto lmember = std::get_if<std::vector<std::string> LayerSpec::*>(&key.member)) {
+      const std::vector<std::string>& items = spec.*(*lmember);
+      if (items.empty()) continue;  // empty `from`: the previous layer
+      out << YAML::Key << std::string(key.name) << YAML::Value << YAML::Flow << items;
     }
   }
   out << YAML::EndMap;

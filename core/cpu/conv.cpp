@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/cpu/bias.h"
+#include "core/cpu/conv_depthwise.h"
 #include "core/cpu/gemm.h"
 
 namespace convnet::cpu {
@@ -20,14 +21,20 @@ int64_t conv_chunk_images(const ConvGeometry& g) {
 }
 
 namespace {
-// The column matrix of images [n0, n0 + count): the input itself for identity geometry, else im2col
-// into the workspace.
-const float* columns_for(const float* x, int64_t n0, int64_t count, const ConvGeometry& g, Workspace& ws) {
+// A column matrix (im2col.h) and its leading dimension.
+struct Columns {
+  const float* data;
+  int64_t ld;
+};
+
+// The column matrix of group `group` for images [n0, n0 + count): the input itself (the group's
+// channels, row stride C) for identity geometry, else im2col into the workspace.
+Columns columns_for(const float* x, int64_t n0, int64_t count, int64_t group, const ConvGeometry& g, Workspace& ws) {
   const float* x_chunk = x + n0 * g.h * g.w * g.c;
-  if (identity_columns(g)) return x_chunk;
+  if (identity_columns(g)) return {x_chunk + group * g.group_c(), g.c};
   float* cols = ws.floats(static_cast<size_t>(count * g.p * g.q * g.patch()));
-  im2col(x_chunk, count, g, cols);
-  return cols;
+  im2col(x_chunk, count, g, cols, group);
+  return {cols, g.patch()};
 }
 
 // Calls fn(n0, count) for consecutive chunks of conv_chunk_images(g) images covering the batch.
@@ -38,18 +45,29 @@ void for_each_chunk(const ConvGeometry& g, Fn&& fn) {
 }
 }  // namespace
 
+// Each pass runs one GEMM per group (a single one without groups): group `grp` multiplies its own
+// column matrix with its filters w[grp * K/groups, ...], a [K/groups, patch] block, and reads or
+// writes its K/groups columns of y / dy (leading dimension K). Depthwise geometry takes the direct
+// loops of conv_depthwise.h instead.
+
 void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p,
                     Workspace& ws) {
   const ConvGeometry g = OpChecks::cpu("conv2d_forward").conv2d_forward(x, w, bias, y, p);
   const float* xp = x.f32();
   const float* wp = w.f32();
   float* yp = y.f32();
-  for_each_chunk(g, [&](int64_t n0, int64_t count) {
-    const float* cols = columns_for(xp, n0, count, g, ws);
-    // y[rows, K] = cols[rows, RSC] * w[K, RSC]^T
-    sgemm(false, true, count * g.p * g.q, g.k, g.patch(), 1.0f, cols, g.patch(), wp, g.patch(), 0.0f,
-          yp + n0 * g.p * g.q * g.k, g.k);
-  });
+  if (is_depthwise(g)) {
+    depthwise_forward(xp, wp, yp, g, ws);
+  } else {
+    for_each_chunk(g, [&](int64_t n0, int64_t count) {
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        const Columns cols = columns_for(xp, n0, count, grp, g, ws);
+        // y[rows, group's K] = cols[rows, patch] * w[group's K, patch]^T
+        sgemm(false, true, count * g.p * g.q, g.group_k(), g.patch(), 1.0f, cols.data, cols.ld,
+              wp + grp * g.group_k() * g.patch(), g.patch(), 0.0f, yp + n0 * g.p * g.q * g.k + grp * g.group_k(), g.k);
+      }
+    });
+  }
   if (bias) add_bias(yp, g.n * g.p * g.q, g.k, bias->f32());
 }
 
@@ -58,15 +76,24 @@ void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const C
   const float* dyp = dy.f32();
   const float* wp = w.f32();
   float* dxp = dx.f32();
+  if (is_depthwise(g)) {
+    depthwise_backward_data(dyp, wp, dxp, g, ws);
+    return;
+  }
   for_each_chunk(g, [&](int64_t n0, int64_t count) {
     const int64_t rows = count * g.p * g.q;
     float* dx_chunk = dxp + n0 * g.h * g.w * g.c;
-    // With identity geometry the columns are dx itself; otherwise scatter them back with col2im.
-    float* cols = identity_columns(g) ? dx_chunk : ws.floats(static_cast<size_t>(rows * g.patch()));
-    // cols[rows, RSC] = dy[rows, K] * w[K, RSC]
-    sgemm(false, false, rows, g.patch(), g.k, 1.0f, dyp + n0 * g.p * g.q * g.k, g.k, wp, g.patch(), 0.0f, cols,
-          g.patch());
-    if (!identity_columns(g)) col2im(cols, count, g, dx_chunk);
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      // With identity geometry the columns are the group's channels of dx itself; otherwise
+      // scatter them back with col2im.
+      float* cols =
+          identity_columns(g) ? dx_chunk + grp * g.group_c() : ws.floats(static_cast<size_t>(rows * g.patch()));
+      const int64_t ld = identity_columns(g) ? g.c : g.patch();
+      // cols[rows, patch] = dy[rows, group's K] * w[group's K, patch]
+      sgemm(false, false, rows, g.patch(), g.group_k(), 1.0f, dyp + n0 * g.p * g.q * g.k + grp * g.group_k(), g.k,
+            wp + grp * g.group_k() * g.patch(), g.patch(), 0.0f, cols, ld);
+      if (!identity_columns(g)) col2im(cols, count, g, dx_chunk, grp);
+    }
   });
 }
 
@@ -76,13 +103,21 @@ void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tenso
   const float* xp = x.f32();
   const float* dyp = dy.f32();
   float* dwp = dw.f32();
-  if (g.n == 0) std::fill(dwp, dwp + dw.numel(), 0.0f);
-  for_each_chunk(g, [&](int64_t n0, int64_t count) {
-    const float* cols = columns_for(xp, n0, count, g, ws);
-    // dw[K, RSC] (+)= dy[rows, K]^T * cols[rows, RSC]; the chunk order is fixed, so this is deterministic.
-    sgemm(true, false, g.k, g.patch(), count * g.p * g.q, 1.0f, dyp + n0 * g.p * g.q * g.k, g.k, cols, g.patch(),
-          n0 == 0 ? 0.0f : 1.0f, dwp, g.patch());
-  });
+  if (is_depthwise(g)) {
+    depthwise_backward_filter(xp, dyp, dwp, g);
+  } else {
+    if (g.n == 0) std::fill(dwp, dwp + dw.numel(), 0.0f);
+    for_each_chunk(g, [&](int64_t n0, int64_t count) {
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        const Columns cols = columns_for(xp, n0, count, grp, g, ws);
+        // dw[group's K, patch] (+)= dy[rows, group's K]^T * cols[rows, patch]; the chunk order is
+        // fixed, so this is deterministic.
+        sgemm(true, false, g.group_k(), g.patch(), count * g.p * g.q, 1.0f,
+              dyp + n0 * g.p * g.q * g.k + grp * g.group_k(), g.k, cols.data, cols.ld, n0 == 0 ? 0.0f : 1.0f,
+              dwp + grp * g.group_k() * g.patch(), g.patch());
+      }
+    });
+  }
   if (dbias) bias_gradient(dyp, g.n * g.p * g.q, g.k, dbias->f32());
 }
 

@@ -12,10 +12,9 @@ void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t d
   const int64_t cs = src.dim(-1), cd = dst.dim(-1);
   const float* sp = src.f32() + src_offset;
   float* dp = dst.f32() + dst_offset;
-  parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(channels, 1)),
-               [&](int64_t r0, int64_t r1) {
-                 for (int64_t r = r0; r < r1; ++r) std::copy_n(sp + r * cs, channels, dp + r * cd);
-               });
+  parallel_for(0, rows, std::max<int64_t>(1, (1 << 16) / std::max<int64_t>(channels, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) std::copy_n(sp + r * cs, channels, dp + r * cd);
+  });
 }
 
 }  // namespace convnet::cpu

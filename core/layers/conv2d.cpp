@@ -23,15 +23,21 @@ Conv2d::Conv2d(std::string name, int out_channels, int kernel, int stride, int p
       stride_(stride),
       padding_(padding),
       dilation_(dilation),
+      groups_(options.groups),
       bias_(bias),
       whitening_eps_(options.whitening_eps) {
   if (out_channels <= 0) config_error("out_channels must be positive, got {}", out_channels);
   layer_util::check_window(*this, kernel, stride, padding);
   if (dilation <= 0) config_error("dilation must be positive, got {}", dilation);
+  if (groups_ <= 0) config_error("groups must be positive, got {}", groups_);
+  if (out_channels % groups_ != 0)
+    config_error("groups {} does not divide the {} output channels", groups_, out_channels);
   const auto& names = conv_init_names();
   const auto it = std::find(names.begin(), names.end(), options.init);
   if (it == names.end()) config_error("unknown init \"{}\"; expected one of: {}", options.init, fmt::join(names, ", "));
   init_ = static_cast<ConvInit>(it - names.begin());
+  // Whitening filters see every input channel of a patch: no grouped form.
+  if (init_ == ConvInit::whitening && groups_ != 1) config_error("init whitening needs groups 1, got {}", groups_);
   if (!(options.whitening_eps > 0)) config_error("whitening_eps must be positive, got {}", options.whitening_eps);
   if (!(options.bias_train_epochs >= 0))
     config_error("bias_train_epochs must be non-negative, got {}", options.bias_train_epochs);
@@ -49,6 +55,7 @@ std::string Conv2d::description() const {
   std::string in = in_channels_ > 0 ? std::to_string(in_channels_) : "?";
   std::string d = fmt::format("conv2d {}x{} {}->{} s{} p{}", kernel_, kernel_, in, out_channels_, stride_, padding_);
   if (dilation_ != 1) d += fmt::format(" d{}", dilation_);
+  if (groups_ != 1) d += groups_ == in_channels_ ? std::string(" depthwise") : fmt::format(" g{}", groups_);
   if (!bias_) d += " no-bias";
   if (init_ != ConvInit::kaiming_normal) d += " init " + conv_init_names()[static_cast<size_t>(init_)];
   if (weight_.frozen) d += " frozen-weight";
@@ -61,6 +68,7 @@ Conv2dParams Conv2d::conv_params() const {
   p.stride_h = p.stride_w = stride_;
   p.pad_h = p.pad_w = padding_;
   p.dilation_h = p.dilation_w = dilation_;
+  p.groups = groups_;
   return p;
 }
 
@@ -76,6 +84,7 @@ Shape Conv2d::configure(const Shape& in) {
     config_error("input {}x{} is smaller than the {}x{} kernel{}", h, w, kernel_, kernel_, detail);
   }
   if (c > INT32_MAX) config_error("too many input channels: {}", c);
+  if (c % groups_ != 0) config_error("groups {} does not divide the {} input channels", groups_, c);
   in_channels_ = static_cast<int>(c);
   if (init_ == ConvInit::whitening) {
     const int64_t need = 2 * static_cast<int64_t>(kernel_) * kernel_ * c;
@@ -94,7 +103,7 @@ Shape Conv2d::configure(const Shape& in) {
 
 void Conv2d::allocate_parameters() {
   CONVNET_CHECK(in_channels_ > 0, "{}: allocate_parameters() before configure()", name());
-  layer_util::allocate_parameter(backend(), weight_, {out_channels_, kernel_, kernel_, in_channels_});
+  layer_util::allocate_parameter(backend(), weight_, {out_channels_, kernel_, kernel_, in_channels_ / groups_});
   if (bias_) layer_util::allocate_parameter(backend(), bias_param_, {out_channels_});
 }
 
@@ -105,17 +114,19 @@ void Conv2d::initialize(Rng& rng) {
     const double std = std::sqrt(2.0 / fan_out);
     for (float& v : w.span()) v = static_cast<float>(std * rng.normal());
   } else {
-    const double fan_in = static_cast<double>(in_channels_) * kernel_ * kernel_;
+    const double fan_in = static_cast<double>(in_channels_ / groups_) * kernel_ * kernel_;
     const float bound = static_cast<float>(1.0 / std::sqrt(fan_in));
     for (float& v : w.span()) v = rng.uniform(-bound, bound);
     if (init_ == ConvInit::pytorch_dirac) {
-      const int64_t c = in_channels_, k = kernel_, centre = kernel_ / 2;
-      const int64_t per_filter = k * k * c;
+      const int64_t c = in_channels_ / groups_, per_group = out_channels_ / groups_;  // per group
+      const int64_t k = kernel_, centre = kernel_ / 2, per_filter = k * k * c;
       float* p = w.f32();
-      for (int64_t f = 0; f < std::min<int64_t>(out_channels_, c); ++f) {
-        std::fill(p + f * per_filter, p + (f + 1) * per_filter, 0.0f);
-        p[f * per_filter + (centre * k + centre) * c + f] = 1.0f;
-      }
+      for (int64_t g = 0; g < groups_; ++g)
+        for (int64_t d = 0; d < std::min(per_group, c); ++d) {
+          float* filter = p + (g * per_group + d) * per_filter;
+          std::fill(filter, filter + per_filter, 0.0f);
+          filter[(centre * k + centre) * c + d] = 1.0f;
+        }
     }
   }
   layer_util::upload(backend(), weight_.value, w);
@@ -153,7 +164,7 @@ std::vector<Parameter*> Conv2d::parameters() {
 int64_t Conv2d::forward_flops() const {
   const Shape& out = output_shape();
   if (out.size() != 3) return 0;
-  return 2 * out[0] * out[1] * out[2] * kernel_ * kernel_ * in_channels_;
+  return 2 * out[0] * out[1] * out[2] * kernel_ * kernel_ * (in_channels_ / groups_);
 }
 
 }  // namespace convnet

@@ -1,4 +1,5 @@
-// Conv2d: 2-D convolution of an NHWC image with a KRSC filter bank (square kernel).
+// Conv2d: 2-D convolution of an NHWC image with a KRSC filter bank (square kernel), optionally
+// grouped (PyTorch `groups`; groups == in_channels is depthwise).
 #pragma once
 
 #include <string>
@@ -10,12 +11,16 @@ namespace convnet {
 
 // How Conv2d::initialize() fills the weight (the bias always starts at zero; torch would draw
 // airbench's whitening-conv bias uniformly, zero works as well since it is trained from there).
+// Fans are torch.nn.init's for the grouped weight [K, C/groups, R, S]: fan_in = C/groups * R * S,
+// fan_out = K * R * S.
 enum class ConvInit {
-  kaiming_normal,  // N(0, 2 / (K * R * S)): fan_out mode, torchvision's VGG init
-  pytorch,         // U(-b, b), b = 1 / sqrt(C * R * S): torch's default kaiming_uniform_(a = sqrt(5))
-  pytorch_dirac,   // pytorch, then filters 0 .. min(K, C) - 1 set to the identity (torch dirac_ on
-                   // w[:C], as airbench): weight[k, R/2, S/2, k] = 1, all else 0 in those filters
-  whitening,       // pytorch, later replaced by initialize_from_data() (see cpu/whitening.h)
+  kaiming_normal,  // N(0, 2 / fan_out): fan_out mode, torchvision's VGG init
+  pytorch,         // U(-b, b), b = 1 / sqrt(fan_in): torch's default kaiming_uniform_(a = sqrt(5))
+  pytorch_dirac,   // pytorch, then in each group the first min(K, C) / groups filters set to the
+                   // identity (torch dirac_(groups=) on those filters; airbench's w[:C] when
+                   // ungrouped): weight[g*K/groups + d, R/2, S/2, d] = 1, all else 0 in them
+  whitening,       // pytorch, later replaced by initialize_from_data() (see cpu/whitening.h);
+                   // ungrouped only
 };
 // The config names of the modes, in enum order: "kaiming_normal", "pytorch", ...
 const std::vector<std::string>& conv_init_names();
@@ -24,28 +29,33 @@ const std::vector<std::string>& conv_init_names();
 struct Conv2dOptions {
   std::string init = "kaiming_normal";  // a conv_init_names() entry
   float whitening_eps = 5e-4f;          // whitening: added to each eigenvalue
+  int groups = 1;                       // grouped convolution: weight [K, R, S, C / groups]
   bool freeze_weight = false;           // weight Parameter::frozen
   float bias_train_epochs = 0;          // bias Parameter::train_epochs (needs a bias when > 0)
 };
 
 class Conv2d final : public Layer {
  public:
-  // Throws ConfigError naming the layer when out_channels, kernel, stride or dilation is not
-  // positive, padding is negative, the init name is unknown (listing the choices),
-  // whitening_eps is not positive, or bias_train_epochs is negative or set without a bias.
+  // Throws ConfigError naming the layer when out_channels, kernel, stride, dilation or groups is
+  // not positive, groups does not divide out_channels, padding is negative, the init name is
+  // unknown (listing the choices), init whitening has groups > 1, whitening_eps is not positive,
+  // or bias_train_epochs is negative or set without a bias.
   Conv2d(std::string name, int out_channels, int kernel, int stride = 1, int padding = 0, int dilation = 1,
          bool bias = true, const Conv2dOptions& options = {});
 
   std::string type() const override { return "conv2d"; }
-  // "conv2d 3x3 64->128 s1 p1" (+ " d2" when dilated, " no-bias" without bias, " init pytorch"
-  // for a non-default init, " frozen-weight", " bias-epochs 3").
+  // "conv2d 3x3 64->128 s1 p1" (+ " d2" when dilated, " g4" with 4 groups or " depthwise" with one
+  // input channel per group, " no-bias" without bias, " init pytorch" for a non-default init,
+  // " frozen-weight", " bias-epochs 3").
   std::string description() const override;
 
-  // {H, W, C} -> {P, Q, K}. ConfigError when the input is not rank 3 or the (dilated) kernel does
-  // not fit in the padded input, e.g. "conv5: input 1x1 is smaller than the 3x3 kernel"; for
-  // whitening also when out_channels != 2 * k * k * C or the unpadded input holds no k x k patch.
+  // {H, W, C} -> {P, Q, K}. ConfigError when the input is not rank 3, groups does not divide C,
+  // or the (dilated) kernel does not fit in the padded input, e.g. "conv5: input 1x1 is smaller
+  // than the 3x3 kernel"; for whitening also when out_channels != 2 * k * k * C or the unpadded
+  // input holds no k x k patch.
   Shape configure(const Shape& input_shape) override;
-  // "weight" [K, R, S, C] (exported as OIHW), "bias" [K] (no weight decay).
+  // "weight" [K, R, S, C / groups] (exported as PyTorch's [O, I / groups, kH, kW]), "bias" [K]
+  // (no weight decay).
   void allocate_parameters() override;
   // Weight as ConvInit says (kaiming_normal draws exactly what it always did); bias zero.
   void initialize(Rng& rng) override;
@@ -58,17 +68,22 @@ class Conv2d final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
 
   std::vector<Parameter*> parameters() override;
-  int64_t forward_flops() const override;  // 2 * P * Q * K * R * S * C
+  int64_t forward_flops() const override;  // 2 * P * Q * K * R * S * C / groups
+  Window window() const override {
+    const int64_t span = int64_t{dilation_} * (kernel_ - 1) + 1;
+    return {span, span, stride_, stride_, false};
+  }
 
   int in_channels() const { return in_channels_; }
   int out_channels() const { return out_channels_; }
   int kernel() const { return kernel_; }
+  int groups() const { return groups_; }
   bool has_bias() const { return bias_; }
   ConvInit init() const { return init_; }
   Conv2dParams conv_params() const;
 
  private:
-  int out_channels_, kernel_, stride_, padding_, dilation_;
+  int out_channels_, kernel_, stride_, padding_, dilation_, groups_;
   bool bias_;
   ConvInit init_ = ConvInit::kaiming_normal;
   float whitening_eps_;

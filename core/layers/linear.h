@@ -34,6 +34,7 @@ class Linear final : public Layer {
 
   std::vector<Parameter*> parameters() override;
   int64_t forward_flops() const override { return 2 * in_features_ * out_features_; }
+  Window window() const override { return {1, 1, 1, 1, true}; }  // every output sees every input
 
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }

@@ -20,6 +20,7 @@ class Pool2d : public Layer {
   Shape configure(const Shape& input_shape) override;
 
   Pool2dParams pool_params() const;
+  Window window() const override { return {kernel_, kernel_, stride_, stride_, false}; }
   int kernel() const { return kernel_; }
   int stride() const { return stride_; }
   int padding() const { return padding_; }
@@ -60,6 +61,7 @@ class GlobalAvgPool final : public Layer {
   Shape configure(const Shape& input_shape) override;
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  Window window() const override { return {1, 1, 1, 1, true}; }
 
  private:
   Pool2dParams whole_image() const;  // one H x W window

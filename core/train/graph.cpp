@@ -20,14 +20,138 @@ Backend& bridge(Backend& a, Backend& b) {
 }
 }  // namespace
 
-void Graph::add(std::unique_ptr<Layer> layer, std::string module) {
+void Graph::add(std::unique_ptr<Layer> layer, std::string module, std::vector<std::string> from, int line) {
   CONVNET_CHECK(!built_, "cannot add layer {} to a built graph", layer->name());
   for (const Node& n : nodes_)
     if (n.layer->name() == layer->name()) throw ConfigError(fmt::format("two layers are named '{}'", layer->name()));
+  if (layer->name() == "input") throw ConfigError("a layer cannot be named 'input' (it names the net's input)");
   Node node;
   node.layer = std::move(layer);
   node.module = std::move(module);
+  node.from = std::move(from);
+  node.line = line;
   nodes_.push_back(std::move(node));
+}
+
+std::string Graph::where(const Node& n) const {
+  return n.line > 0 ? fmt::format("layer '{}' (config line {})", n.layer->name(), n.line)
+                    : fmt::format("layer '{}'", n.layer->name());
+}
+
+namespace {
+// "-2" -> 2; anything else -> 0.
+int relative_offset(const std::string& ref) {
+  if (ref.size() < 2 || ref[0] != '-') return 0;
+  int k = 0;
+  for (size_t i = 1; i < ref.size(); ++i) {
+    if (ref[i] < '0' || ref[i] > '9' || k > 1'000'000) return 0;
+    k = k * 10 + (ref[i] - '0');
+  }
+  return k;
+}
+}  // namespace
+
+void Graph::resolve_inputs() {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    n.inputs.clear();
+    if (n.from.empty()) n.inputs.push_back(static_cast<int>(i) - 1);  // node -1 is the graph input
+    for (const std::string& ref : n.from) {
+      int input = kGraphInput - 1;
+      if (ref == "input") {
+        input = kGraphInput;
+      } else if (const int k = relative_offset(ref); k > 0) {
+        if (k > static_cast<int>(i))
+          throw ConfigError(fmt::format("{}: from '{}' reaches before the first layer (it is layer {} of {})", where(n),
+                                        ref, i + 1, nodes_.size()));
+        input = static_cast<int>(i) - k;
+      } else {
+        for (size_t j = 0; j < nodes_.size(); ++j)
+          if (nodes_[j].layer->name() == ref) input = static_cast<int>(j);
+        if (input == kGraphInput - 1)
+          throw ConfigError(
+              fmt::format("{}: from '{}': no layer has that name (expected a layer name, a "
+                          "relative index such as -2, or 'input')",
+                          where(n), ref));
+        if (input >= static_cast<int>(i))
+          throw ConfigError(fmt::format("{}: from '{}': a layer can only read layers before it", where(n), ref));
+      }
+      if (auto dup = std::find(n.inputs.begin(), n.inputs.end(), input); dup != n.inputs.end()) {
+        const std::string& first = n.from[static_cast<size_t>(dup - n.inputs.begin())];
+        const std::string target = input == kGraphInput ? "input" : nodes_[static_cast<size_t>(input)].layer->name();
+        throw ConfigError(
+            first == ref ? fmt::format("{}: from lists '{}' twice", where(n), ref)
+                         : fmt::format("{}: from lists '{}' twice (as '{}' and '{}')", where(n), target, first, ref));
+      }
+      n.inputs.push_back(input);
+    }
+    for (int input : n.inputs)
+      if (input != kGraphInput) ++nodes_[static_cast<size_t>(input)].readers;
+  }
+  for (size_t i = 0; i + 1 < nodes_.size(); ++i)
+    if (nodes_[i].readers == 0)
+      throw ConfigError(
+          fmt::format("{}: its output is never read (only the last layer's output may be left "
+                      "unread; name it in a later layer's from)",
+                      where(nodes_[i])));
+}
+
+void Graph::configure_layers(Backend& backend, const std::map<std::string, Backend*>& layer_backends) {
+  for (Node& n : nodes_) {
+    std::vector<Shape> shapes;
+    for (int input : n.inputs)
+      shapes.push_back(input == kGraphInput ? example_shape_
+                                            : nodes_[static_cast<size_t>(input)].layer->output_shape());
+    Shape shape;
+    try {
+      shape = n.layer->configure_inputs(shapes);
+    } catch (const ConfigError& e) {
+      if (n.line <= 0) throw;
+      throw ConfigError(fmt::format("{} (config line {})", e.what(), n.line));
+    }
+    auto it = layer_backends.find(n.layer->name());
+    n.backend = it != layer_backends.end() ? it->second : &backend;
+    n.layer->set_backend(*n.backend);
+    n.layer->allocate_parameters();
+    spdlog::debug("{:<12} {:<40} -> {:<16} on {}{}", n.layer->name(), n.layer->description(), shape_str(shape),
+                  n.backend->name(), it != layer_backends.end() ? " (per-layer override)" : "");
+  }
+}
+
+void Graph::assign_gradient_slots() {
+  // Backward visits node L-1 first. Node j's gradient is written first by its last reader (the
+  // largest index reading it) and read last by j's own backward: live while backward is at
+  // nodes [j, last reader]. Gradients whose ranges do not overlap share a slot (same device).
+  const size_t last = nodes_.size() - 1;
+  std::vector<int64_t> last_reader(nodes_.size(), -1);
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    for (int input : nodes_[i].inputs)
+      if (input != kGraphInput) last_reader[static_cast<size_t>(input)] = static_cast<int64_t>(i);
+  std::vector<int64_t> slot_free_below;  // per slot: its current gradient's producer index j (free for ranges < j)
+  grad_slots_.clear();
+  // Visit in the order gradients come alive: by last reader, descending (ties: any order, the
+  // ranges share the reader's step and so conflict anyway).
+  std::vector<size_t> order;
+  for (size_t j = 0; j < last; ++j) order.push_back(j);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return last_reader[a] > last_reader[b]; });
+  for (size_t j : order) {
+    Node& n = nodes_[j];
+    const int64_t numel = shape_numel(n.layer->output_shape());
+    int chosen = -1;
+    for (size_t s = 0; s < grad_slots_.size() && chosen < 0; ++s)
+      if (grad_slots_[s].backend->device() == n.backend->device() && slot_free_below[s] > last_reader[j])
+        chosen = static_cast<int>(s);
+    if (chosen < 0) {
+      grad_slots_.push_back({n.backend, 0, Tensor()});
+      slot_free_below.push_back(0);
+      chosen = static_cast<int>(grad_slots_.size()) - 1;
+    }
+    GradSlot& slot = grad_slots_[static_cast<size_t>(chosen)];
+    slot.example_numel = std::max(slot.example_numel, numel);
+    slot_free_below[static_cast<size_t>(chosen)] = static_cast<int64_t>(j);
+    n.grad_slot = chosen;
+  }
+  nodes_[last].grad_slot = -1;  // its gradient is backward()'s argument
 }
 
 void Graph::build(const Shape& example_shape, Backend& backend, Rng& rng,
@@ -40,20 +164,11 @@ void Graph::build(const Shape& example_shape, Backend& backend, Rng& rng,
     if (!found) throw ConfigError(fmt::format("backend override for unknown layer '{}'", name));
   }
   example_shape_ = example_shape;
-  Shape shape = example_shape;
-  for (Node& n : nodes_) {
-    shape = n.layer->configure(shape);
-    auto it = layer_backends.find(n.layer->name());
-    n.backend = it != layer_backends.end() ? it->second : &backend;
-    n.layer->set_backend(*n.backend);
-    n.layer->allocate_parameters();
-    spdlog::debug("{:<12} {:<40} -> {:<16} on {}{}", n.layer->name(), n.layer->description(), shape_str(shape),
-                  n.backend->name(), it != layer_backends.end() ? " (per-layer override)" : "");
-  }
+  resolve_inputs();
+  configure_layers(backend, layer_backends);
+  assign_gradient_slots();
   log_backends();
   for (Node& n : nodes_) n.layer->initialize(rng);
-  staged_inputs_.resize(nodes_.size());
-  staged_grads_.resize(nodes_.size());
   built_ = true;
 }
 
@@ -75,34 +190,45 @@ const Shape& Graph::output_shape() const {
   return nodes_.back().layer->output_shape();
 }
 
+Backend& Graph::input_backend(const Node& n, size_t e) const {
+  const int input = n.inputs[e];
+  return input == kGraphInput ? *n.backend : *nodes_[static_cast<size_t>(input)].backend;
+}
+
 void Graph::allocate_activations(int64_t batch) {
   if (batch == batch_) return;
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    Node& n = nodes_[i];
+  for (GradSlot& slot : grad_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
+  for (Node& n : nodes_) {
     const Shape s = batched(batch, n.layer->output_shape());
     n.output = n.backend->empty(s);
-    n.grad_output = n.backend->empty(s);
-    Backend& prev = i == 0 ? *n.backend : *nodes_[i - 1].backend;
-    const bool cross = prev.device() != n.backend->device();
-    const Shape in = batched(batch, n.layer->input_shape());
-    staged_inputs_[i] = cross ? n.backend->empty(in) : Tensor();  // layer 0: on demand, in input_for
-    staged_grads_[i] = cross && i > 0 ? n.backend->empty(in) : Tensor();
+    n.grad_output = n.grad_slot >= 0 ? grad_slots_[static_cast<size_t>(n.grad_slot)].buffer.leading(s) : Tensor();
+    n.grad_scratch = n.readers > 1 ? n.backend->empty(s) : Tensor();
+    n.staged_inputs.assign(n.inputs.size(), Tensor());
+    n.staged_grads.assign(n.inputs.size(), Tensor());
+    for (size_t e = 0; e < n.inputs.size(); ++e) {
+      if (n.inputs[e] == kGraphInput) continue;  // staged on demand: the caller's input may live anywhere
+      const Node& producer = nodes_[static_cast<size_t>(n.inputs[e])];
+      if (producer.backend->device() == n.backend->device()) continue;
+      n.staged_inputs[e] = n.backend->empty(producer.output.shape());
+      n.staged_grads[e] = n.backend->empty(producer.output.shape());
+    }
   }
   batch_ = batch;
 }
 
-const Tensor& Graph::input_for(size_t i, const Tensor& graph_input) {
-  if (i == 0) {
-    if (graph_input.device() == nodes_[0].backend->device()) return graph_input;
-    if (staged_inputs_[0].shape() != graph_input.shape())
-      staged_inputs_[0] = nodes_[0].backend->empty(graph_input.shape());
-    nodes_[0].backend->copy(staged_inputs_[0], graph_input);
-    return staged_inputs_[0];
+const Tensor& Graph::input_for(size_t i, size_t e, const Tensor& graph_input) {
+  Node& n = nodes_[i];
+  const int input = n.inputs[e];
+  if (input == kGraphInput) {
+    if (graph_input.device() == n.backend->device()) return graph_input;
+    if (n.staged_inputs[e].shape() != graph_input.shape()) n.staged_inputs[e] = n.backend->empty(graph_input.shape());
+    n.backend->copy(n.staged_inputs[e], graph_input);
+    return n.staged_inputs[e];
   }
-  const Tensor& prev = nodes_[i - 1].output;
-  if (!staged_inputs_[i].defined()) return prev;
-  bridge(*nodes_[i - 1].backend, *nodes_[i].backend).copy(staged_inputs_[i], prev);
-  return staged_inputs_[i];
+  const Node& producer = nodes_[static_cast<size_t>(input)];
+  if (!n.staged_inputs[e].defined()) return producer.output;
+  bridge(*producer.backend, *n.backend).copy(n.staged_inputs[e], producer.output);
+  return n.staged_inputs[e];
 }
 
 const Tensor& Graph::forward(const Tensor& input, Mode mode) {
@@ -111,29 +237,52 @@ const Tensor& Graph::forward(const Tensor& input, Mode mode) {
   if (input.shape() != expected)
     throw Error(fmt::format("model input has shape {}, expected {}", shape_str(input.shape()), shape_str(expected)));
   allocate_activations(input.dim(0));
-  layer_inputs_.resize(nodes_.size());
   for (size_t i = 0; i < nodes_.size(); ++i) {
-    layer_inputs_[i] = &input_for(i, input);
-    nodes_[i].layer->forward(*layer_inputs_[i], nodes_[i].output, mode);
+    Node& n = nodes_[i];
+    n.read.resize(n.inputs.size());
+    for (size_t e = 0; e < n.inputs.size(); ++e) n.read[e] = &input_for(i, e, input);
+    n.layer->forward_inputs(n.read, n.output, mode);
   }
   return nodes_.back().output;
 }
 
 void Graph::backward(const Tensor& dout) {
-  CONVNET_CHECK(layer_inputs_.size() == nodes_.size(), "backward() before forward()");
+  CONVNET_CHECK(built_ && batch_ >= 0 && nodes_.back().read.size() == nodes_.back().inputs.size(),
+                "backward() before forward()");
   Node& last = nodes_.back();
   CONVNET_CHECK(dout.shape() == last.output.shape(), "output gradient {} for output {}", shape_str(dout.shape()),
                 shape_str(last.output.shape()));
-  const Tensor* dy = &dout;
+  std::vector<bool> written(nodes_.size(), false);  // gradient received from some reader this pass
+  std::vector<Tensor*> dxs;
   for (size_t i = nodes_.size(); i-- > 0;) {
     Node& n = nodes_[i];
-    const Tensor& x = *layer_inputs_[i];
-    Tensor* dx = nullptr;
-    if (i > 0) dx = staged_grads_[i].defined() ? &staged_grads_[i] : &nodes_[i - 1].grad_output;
-    n.layer->backward(x, n.output, *dy, dx);
-    if (i > 0 && staged_grads_[i].defined())
-      bridge(*nodes_[i - 1].backend, *n.backend).copy(nodes_[i - 1].grad_output, staged_grads_[i]);
-    if (i > 0) dy = &nodes_[i - 1].grad_output;
+    // Where each input's gradient goes: straight into the producer's gradient for its first
+    // (highest-index) reader, else into scratch that deliver_gradients() adds to it.
+    dxs.assign(n.inputs.size(), nullptr);
+    for (size_t e = 0; e < n.inputs.size(); ++e) {
+      const int input = n.inputs[e];
+      if (input == kGraphInput) continue;
+      Node& producer = nodes_[static_cast<size_t>(input)];
+      dxs[e] = n.staged_grads[e].defined()           ? &n.staged_grads[e]
+               : written[static_cast<size_t>(input)] ? &producer.grad_scratch
+                                                     : &producer.grad_output;
+    }
+    n.layer->backward_inputs(n.read, n.output, i + 1 == nodes_.size() ? dout : n.grad_output, dxs);
+    deliver_gradients(i, written);
+  }
+}
+
+void Graph::deliver_gradients(size_t i, std::vector<bool>& written) {
+  Node& n = nodes_[i];
+  for (size_t e = 0; e < n.inputs.size(); ++e) {
+    if (n.inputs[e] == kGraphInput) continue;
+    const auto j = static_cast<size_t>(n.inputs[e]);
+    Node& producer = nodes_[j];
+    if (n.staged_grads[e].defined())
+      bridge(*producer.backend, *n.backend)
+          .copy(written[j] ? producer.grad_scratch : producer.grad_output, n.staged_grads[e]);
+    if (written[j]) producer.backend->axpby(1.0f, producer.grad_scratch, 1.0f, producer.grad_output);
+    written[j] = true;
   }
 }
 
@@ -150,46 +299,47 @@ void Graph::initialize_from_data(const Tensor& host_images) {
     throw Error(fmt::format("data-dependent init: images {} ({}, {}), expected host F32 [N > 0] + {}",
                             shape_str(host_images.shape()), dtype_name(host_images.dtype()), host_images.device().str(),
                             shape_str(example_shape_)));
-  Tensor input = host_images;  // the input of layer `at`, on the host
-  size_t at = 0;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Layer& layer = *nodes_[i].layer;
     if (!layer.wants_data_init()) continue;
-    if (i > at) {
-      input = forward_to_host(input, at, i);
-      at = i;
-    }
-    layer.initialize_from_data(input);
+    CONVNET_CHECK(nodes_[i].inputs.size() == 1, "data-dependent init of {}: it reads {} inputs", layer.name(),
+                  nodes_[i].inputs.size());
+    layer.initialize_from_data(nodes_[i].inputs[0] == kGraphInput ? host_images : forward_to_host(host_images, i));
     nodes_[i].backend->synchronize();
     spdlog::info("data-dependent init: {} ({}) from {} images", layer.name(), layer.description(), n);
   }
 }
 
-Tensor Graph::forward_to_host(const Tensor& input, size_t begin, size_t end) {
+Tensor Graph::forward_to_host(const Tensor& input, size_t end) {
   constexpr int64_t kChunk = 256;  // images per pass: bounds the temporaries, not the result
   const int64_t n = input.dim(0);
-  const int64_t in_numel = shape_numel(nodes_[begin].layer->input_shape());
-  const int64_t out_numel = shape_numel(nodes_[end - 1].layer->output_shape());
-  Tensor result(batched(n, nodes_[end - 1].layer->output_shape()));
+  const int wanted = nodes_[end].inputs[0];  // a node before `end`
+  const Shape& wanted_shape = nodes_[static_cast<size_t>(wanted)].layer->output_shape();
+  const int64_t in_numel = shape_numel(example_shape_), out_numel = shape_numel(wanted_shape);
+  Tensor result(batched(n, wanted_shape));
   for (int64_t first = 0; first < n; first += kChunk) {
     const int64_t m = std::min(kChunk, n - first);
-    Tensor x(batched(m, nodes_[begin].layer->input_shape()));
+    Tensor x(batched(m, example_shape_));
     std::copy_n(input.f32() + first * in_numel, m * in_numel, x.f32());
-    Backend* prev = nullptr;  // the backend x lives on (null: the host)
-    for (size_t i = begin; i < end; ++i) {
+    std::vector<Tensor> outputs(static_cast<size_t>(wanted) + 1);
+    for (size_t i = 0; i <= static_cast<size_t>(wanted); ++i) {
       Backend& b = *nodes_[i].backend;
-      if (x.device() != b.device()) {
-        Tensor moved = b.empty(x.shape());
-        (prev ? bridge(*prev, b) : b).copy(moved, x);
-        x = moved;
+      const std::vector<int>& inputs = nodes_[i].inputs;
+      std::vector<Tensor> moved(inputs.size());  // inputs copied to b's device
+      std::vector<const Tensor*> xs(inputs.size());
+      for (size_t e = 0; e < inputs.size(); ++e) {
+        const Tensor& t = inputs[e] == kGraphInput ? x : outputs[static_cast<size_t>(inputs[e])];
+        xs[e] = &t;
+        if (t.device() == b.device()) continue;
+        moved[e] = b.empty(t.shape());
+        (inputs[e] == kGraphInput ? b : bridge(*nodes_[static_cast<size_t>(inputs[e])].backend, b)).copy(moved[e], t);
+        xs[e] = &moved[e];
       }
-      Tensor y = b.empty(batched(m, nodes_[i].layer->output_shape()));
-      nodes_[i].layer->forward(x, y, Mode::eval);
-      x = y;
-      prev = &b;
+      outputs[i] = b.empty(batched(m, nodes_[i].layer->output_shape()));
+      nodes_[i].layer->forward_inputs(xs, outputs[i], Mode::eval);
     }
-    Tensor chunk(x.shape());
-    prev->copy(chunk, x);  // begin < end, so some layer ran
+    Tensor chunk(outputs.back().shape());
+    nodes_[static_cast<size_t>(wanted)].backend->copy(chunk, outputs.back());
     std::copy_n(chunk.f32(), m * out_numel, result.f32() + first * out_numel);
   }
   return result;
@@ -232,25 +382,107 @@ int64_t Graph::forward_flops() const {
   return total;
 }
 
+Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
+  CONVNET_CHECK(built_, "graph not built");
+  ActivationMemory m;
+  const auto bytes = [&](int64_t example_numel) { return batch * example_numel * int64_t{sizeof(float)}; };
+  for (const Node& n : nodes_) {
+    const int64_t numel = shape_numel(n.layer->output_shape());
+    m.outputs += bytes(numel);
+    if (n.readers > 1) m.gradients += bytes(numel);  // grad_scratch
+    for (size_t e = 0; e < n.inputs.size(); ++e) {   // cross-device copies of inputs and their gradients
+      if (n.inputs[e] == kGraphInput) continue;
+      const Node& producer = nodes_[static_cast<size_t>(n.inputs[e])];
+      if (producer.backend->device() == n.backend->device()) continue;
+      m.outputs += bytes(numel);
+      m.gradients += bytes(numel);
+    }
+  }
+  for (const GradSlot& slot : grad_slots_) m.gradients += bytes(slot.example_numel);
+  return m;
+}
+
+std::vector<Graph::ReceptiveField> Graph::receptive_fields() const {
+  const int64_t height = example_shape_.size() >= 2 ? example_shape_[0] : 1;
+  const int64_t width = example_shape_.size() >= 2 ? example_shape_[1] : 1;
+  std::vector<ReceptiveField> fields(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    // A merge sees the union of its inputs' fields: the widest of them, aligned on one grid.
+    ReceptiveField in;
+    bool first = true;
+    for (int input : nodes_[i].inputs) {
+      const ReceptiveField f = input == kGraphInput ? ReceptiveField{} : fields[static_cast<size_t>(input)];
+      in = first ? f
+                 : ReceptiveField{std::max(in.size_h, f.size_h), std::max(in.size_w, f.size_w),
+                                  std::max(in.jump_h, f.jump_h), std::max(in.jump_w, f.jump_w), in.whole || f.whole};
+      first = false;
+    }
+    const Layer::Window w = nodes_[i].layer->window();
+    ReceptiveField out{in.size_h + (w.span_h - 1) * in.jump_h, in.size_w + (w.span_w - 1) * in.jump_w,
+                       in.jump_h * w.stride_h, in.jump_w * w.stride_w, in.whole || w.whole_input};
+    if (w.whole_input) {  // sees every input pixel: at least the input's extent
+      out.size_h = std::max(out.size_h, height);
+      out.size_w = std::max(out.size_w, width);
+    }
+    out.whole = out.whole || (out.size_h >= height && out.size_w >= width);
+    fields[i] = out;
+  }
+  return fields;
+}
+
 std::vector<Graph::LayerSummary> Graph::summary() {
+  const std::vector<ReceptiveField> fields = receptive_fields();
   std::vector<LayerSummary> rows;
-  for (Node& n : nodes_) {
+  bool whole_seen = false;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
     int64_t params = 0;
     for (Parameter* p : n.layer->parameters()) params += p->value.numel();
-    rows.push_back({n.layer->name(), n.module, n.layer->description(), n.backend ? n.backend->name() : "-",
-                    n.layer->output_shape(), params, n.layer->forward_flops()});
+    LayerSummary row{n.layer->name(),
+                     n.module,
+                     n.layer->description(),
+                     n.backend ? n.backend->name() : "-",
+                     {},
+                     n.layer->output_shape(),
+                     params,
+                     n.layer->forward_flops(),
+                     fields[i],
+                     false};
+    if (n.inputs != std::vector<int>{static_cast<int>(i) - 1})
+      for (int input : n.inputs)
+        row.inputs.push_back(input == kGraphInput ? "input" : nodes_[static_cast<size_t>(input)].layer->name());
+    row.first_whole = fields[i].whole && !whole_seen;
+    whole_seen = whole_seen || fields[i].whole;
+    rows.push_back(std::move(row));
   }
   return rows;
 }
 
-std::string Graph::summary_table() {
-  std::string out = fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14}\n", "layer", "op", "backend", "output (HWC)",
-                                "params", "MFLOPs/ex");
-  for (const LayerSummary& r : summary())
-    out += fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14.3f}\n", r.name, r.description, r.backend,
-                       shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6);
+std::string Graph::summary_table(int64_t batch) {
+  std::string out = fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14} {:>11}\n", "layer", "op", "backend",
+                                "output (HWC)", "params", "MFLOPs/ex", "field/jump");
+  for (const LayerSummary& r : summary()) {
+    std::string op = r.description;
+    if (!r.inputs.empty()) op += fmt::format(" <- {}", fmt::join(r.inputs, " + "));
+    const ReceptiveField& f = r.field;
+    std::string field = f.size_h == f.size_w && f.jump_h == f.jump_w
+                            ? fmt::format("{}/{}", f.size_h, f.jump_h)
+                            : fmt::format("{}x{}/{}x{}", f.size_h, f.size_w, f.jump_h, f.jump_w);
+    if (r.first_whole) field += " *";
+    out += fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14.3f} {:>11}\n", r.name, op, r.backend,
+                       shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6, field);
+  }
   out += fmt::format("total: {} parameters, {:.3f} GFLOPs forward per example", num_parameters(),
                      static_cast<double>(forward_flops()) / 1e9);
+  out +=
+      "\nfield/jump: receptive field and its step, in input pixels; * marks the first layer that sees the whole "
+      "input";
+  if (batch > 0) {
+    const ActivationMemory m = activation_memory(batch);
+    out += fmt::format("\nactivations at batch {}: {:.1f} MiB (outputs {:.1f} MiB, gradients {:.1f} MiB)", batch,
+                       static_cast<double>(m.total()) / (1 << 20), static_cast<double>(m.outputs) / (1 << 20),
+                       static_cast<double>(m.gradients) / (1 << 20));
+  }
   return out;
 }
 

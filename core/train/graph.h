@@ -1,11 +1,18 @@
-// Graph: the host-side sequential net of layer objects, built from the config.
+// Graph: the host-side net of layer objects, a feed-forward DAG built from the config.
 //
-// build() runs shape inference layer by layer (errors name the layer), gives each layer its
-// backend (the graph-wide one unless overridden per layer), allocates parameters, activations and
-// gradient buffers once, and initializes parameters in layer order from one Rng. forward() and
-// backward() then run without allocating as long as the batch size stays the same; a different
-// batch size (the last test batch) reallocates the activations. Tensors crossing from one
-// device to another are copied by the receiving layer's backend.
+// Each layer reads the outputs of earlier layers (`from`: names, relative indices "-2", or
+// "input"; by default the previous layer) and the last layer's output is the net's output.
+// build() resolves the inputs (a reference to an unknown or later layer, a layer listed twice, or
+// an output nobody reads is a ConfigError naming the layer and its config line), runs shape
+// inference in config order (errors name the layer), gives each layer its backend (the graph-wide
+// one unless overridden per layer), allocates parameters, activations and gradient buffers once,
+// and initializes parameters in layer order from one Rng. forward() runs the layers in config
+// order; backward() runs them in reverse and sums the gradients of an output read by several
+// layers in a fixed order (the last reader's first), so results do not depend on timing. Both
+// run without allocating as long as the batch size stays the same; a different batch size (the
+// last test batch) reallocates the activations. Gradient buffers are shared between layers whose
+// gradients are never live at once, so a chain holds two of them, not one per layer. Tensors
+// crossing from one device to another are copied by the receiving layer's backend.
 #pragma once
 
 #include <map>
@@ -22,8 +29,10 @@ namespace convnet {
 
 class Graph {
  public:
-  // `module` is the PyTorch-style prefix of the layer's parameters, e.g. "features.0".
-  void add(std::unique_ptr<Layer> layer, std::string module);
+  // `module` is the PyTorch-style prefix of the layer's parameters, e.g. "features.0". `from`: the
+  // layers whose outputs it reads (see above; empty: the previous layer); `line`: where the layer
+  // is written in the config (0: not from a file), for error messages.
+  void add(std::unique_ptr<Layer> layer, std::string module, std::vector<std::string> from = {}, int line = 0);
 
   // `layer_backends` maps layer names to backends that override `backend` for that layer.
   void build(const Shape& example_shape, Backend& backend, Rng& rng,
@@ -64,38 +73,85 @@ class Graph {
   int64_t num_parameters();
   int64_t forward_flops() const;  // per example
 
-  // One row per layer: name, type/description, backend, output shape, parameters, FLOPs.
+  // The layers a layer reads, as node indices (kGraphInput: the net's input), after build().
+  static constexpr int kGraphInput = -1;
+  const std::vector<int>& layer_inputs(size_t i) const { return nodes_[i].inputs; }
+
+  // Receptive field of one output pixel of a layer, in input pixels: its extent (size) and the
+  // distance between neighbouring output pixels' fields (jump). `whole` once it sees all of the
+  // input (global pooling, linear, or size >= the input's extent).
+  struct ReceptiveField {
+    int64_t size_h = 1, size_w = 1, jump_h = 1, jump_w = 1;
+    bool whole = false;
+  };
+
+  // Memory the graph holds for activations at a batch size: layer outputs and gradient buffers
+  // (after sharing), in bytes. Layers' own per-batch scratch (saved statistics, masks) is not
+  // counted.
+  struct ActivationMemory {
+    int64_t outputs = 0, gradients = 0;
+    int64_t total() const { return outputs + gradients; }
+  };
+  ActivationMemory activation_memory(int64_t batch) const;
+
+  // One row per layer: name, inputs (when not just the previous layer), type/description,
+  // backend, output shape, parameters, FLOPs, receptive field.
   struct LayerSummary {
     std::string name, module, description, backend;
+    std::vector<std::string> inputs;  // names ("input" for the net's input); empty: the previous layer
     Shape output_shape;
     int64_t parameters = 0, flops = 0;
+    ReceptiveField field;
+    bool first_whole = false;  // the first layer whose field covers the whole input
   };
   std::vector<LayerSummary> summary();
-  std::string summary_table();
+  // The summary as a table, with the activation memory for `batch` (0: not shown).
+  std::string summary_table(int64_t batch = 0);
 
  private:
   struct Node {
     std::unique_ptr<Layer> layer;
     std::string module;
+    std::vector<std::string> from;  // as written
+    int line = 0;
+    std::vector<int> inputs;  // resolved `from`: node indices or kGraphInput
+    int grad_slot = -1;       // index into grad_slots_ of this layer's output gradient (-1: the last layer)
+    int readers = 0;          // layers reading this output
     Backend* backend = nullptr;
-    Tensor output;       // [N, output_shape...] on the layer's device
-    Tensor grad_output;  // same shape
+    Tensor output;                      // [N, output_shape...] on the layer's device
+    Tensor grad_output;                 // same shape: a view of its gradient slot
+    Tensor grad_scratch;                // same shape, when several layers read this output: one reader's part
+    std::vector<Tensor> staged_inputs;  // per input: a copy on this layer's device when devices differ
+    std::vector<Tensor> staged_grads;   // per input: its dx on this layer's device when devices differ
+    std::vector<const Tensor*> read;    // what it read in the last forward()
   };
+  void resolve_inputs();
+  void configure_layers(Backend& backend, const std::map<std::string, Backend*>& layer_backends);
+  void assign_gradient_slots();
   void allocate_activations(int64_t batch);
   void log_backends() const;
-  // The layer's input: the previous output, or a copy of it on this layer's device.
-  const Tensor& input_for(size_t i, const Tensor& graph_input);
-  // Host f32 [N, input_shape(end)...]: `input` (host f32 [N, input_shape(begin)...]) through layers
-  // [begin, end) in eval mode, in chunks.
-  Tensor forward_to_host(const Tensor& input, size_t begin, size_t end);
+  std::string where(const Node& n) const;                 // "layer 'x' (config line 12)"
+  Backend& input_backend(const Node& n, size_t e) const;  // the backend the e-th input lives on
+  // The e-th input of node i: the producing output, or a copy of it on this layer's device.
+  const Tensor& input_for(size_t i, size_t e, const Tensor& graph_input);
+  // Moves node i's input gradients (written by its backward) into the producers' gradients: a
+  // copy across devices, then a sum when an earlier reader already wrote one.
+  void deliver_gradients(size_t i, std::vector<bool>& written);
+  // Host f32 [N, input_shape(end)...]: `input` (host f32 [N, example_shape...]) through layers
+  // [0, end) in eval mode, in chunks. Layer `end` reads one input.
+  Tensor forward_to_host(const Tensor& input, size_t end);
+  std::vector<ReceptiveField> receptive_fields() const;
 
   std::vector<Node> nodes_;
-  std::vector<Tensor> staged_inputs_;  // per layer: copy of its input when devices differ
-  std::vector<Tensor> staged_grads_;   // per layer: copy of its dx when devices differ
+  // Gradient slots: buffers shared by gradients that are never live at once (same device).
+  struct GradSlot {
+    Backend* backend = nullptr;
+    int64_t example_numel = 0;  // the largest gradient it holds, per example
+    Tensor buffer;              // [batch * example_numel]
+  };
+  std::vector<GradSlot> grad_slots_;
   Shape example_shape_;
   int64_t batch_ = -1;
-  // What each layer read in the last forward() (the caller's input must outlive backward()).
-  std::vector<const Tensor*> layer_inputs_;
   bool built_ = false;
 };
 

@@ -1,8 +1,9 @@
 // The 400 randomized convolution problems of the GPU tests (gpu_conv_random_test checks the
 // backends on them, gpu_conv_tc_test the v4 kernels): batch, channel, spatial, kernel, stride,
 // padding and dilation choices that no hand-written list covers (odd channel counts, rectangular
-// kernels, padding larger than the kernel, outputs of one pixel). The list is the same on every
-// run and machine; CONVNET_CONV_PROBLEMS=N keeps the first N (tools/gpu_check.sh's sanitize stage).
+// kernels, padding larger than the kernel, outputs of one pixel), and a second list of grouped and
+// depthwise problems drawn the same way. The lists are the same on every run and machine;
+// CONVNET_CONV_PROBLEMS=N keeps the first N of each (tools/gpu_check.sh's sanitize stage).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,8 @@ namespace convnet::testing {
 
 inline constexpr uint64_t kProblemSeed = 20240603;
 inline constexpr int kProblems = 400;
+inline constexpr uint64_t kGroupedProblemSeed = 20261202;
+inline constexpr int kGroupedProblems = 120;
 
 // How many problems to run: CONVNET_CONV_PROBLEMS (1..kProblems), else all.
 inline int problems_to_run() {
@@ -40,14 +43,15 @@ struct ConvProblem {
   int64_t out_h() const { return conv_output_size(h, r, p.stride_h, p.pad_h, p.dilation_h); }
   int64_t out_w() const { return conv_output_size(w, s, p.stride_w, p.pad_w, p.dilation_w); }
   // Terms summed into one output element of each pass (an upper bound for backward-data, whose
-  // taps depend on the position): forward r*s*c, backward-data r*s*k, backward-filter and dbias n*p*q.
+  // taps depend on the position): forward r*s*c/groups, backward-data r*s*k/groups,
+  // backward-filter and dbias n*p*q.
   int64_t reduction_length(int pass) const {
-    if (pass == 0) return r * s * c;
-    if (pass == 1) return r * s * k;
+    if (pass == 0) return r * s * (c / p.groups);
+    if (pass == 1) return r * s * (k / p.groups);
     return n * out_h() * out_w();
   }
   Shape x_shape() const { return {n, h, w, c}; }
-  Shape w_shape() const { return {k, r, s, c}; }
+  Shape w_shape() const { return {k, r, s, c / p.groups}; }
   Shape y_shape() const { return {n, out_h(), out_w(), k}; }
   // The seed of the problem's inputs: they depend only on the index, so any subset of problems
   // sees the same data.
@@ -56,8 +60,9 @@ struct ConvProblem {
     std::ostringstream o;
     o << "problem #" << index << ": N=" << n << " H=" << h << " W=" << w << " C=" << c << " K=" << k << " kernel " << r
       << "x" << s << " stride " << p.stride_h << "x" << p.stride_w << " pad " << p.pad_h << "x" << p.pad_w
-      << " dilation " << p.dilation_h << "x" << p.dilation_w << (bias ? " bias" : " no bias") << " -> P=" << out_h()
-      << " Q=" << out_w();
+      << " dilation " << p.dilation_h << "x" << p.dilation_w;
+    if (p.groups != 1) o << " groups " << p.groups << (p.groups == c ? " (depthwise)" : "");
+    o << (bias ? " bias" : " no bias") << " -> P=" << out_h() << " Q=" << out_w();
     return o.str();
   }
 };
@@ -68,17 +73,16 @@ inline int64_t pick_channels(Rng& rng) {
   return rng.below(4) == 0 ? 3 : pick(rng, 1, 64);
 }
 
-// Each problem's parameters come from one sequential Rng; problems whose output would be empty
-// are redrawn.
-inline std::vector<ConvProblem> make_problems() {
-  Rng rng(kProblemSeed);
-  std::vector<ConvProblem> out;
-  while (static_cast<int>(out.size()) < kProblems) {
+// Problem `index` from `rng`: the batch, then draw_channels(rng, q) sets c, k (and groups), then
+// the spatial extents, kernel, stride, padding, dilation and bias; drawn again, from where the Rng
+// stands, while the output would be empty.
+template <class DrawChannels>
+ConvProblem draw_problem(Rng& rng, int index, DrawChannels&& draw_channels) {
+  while (true) {
     ConvProblem q;
-    q.index = static_cast<int>(out.size());
+    q.index = index;
     q.n = pick(rng, 1, 8);
-    q.c = pick_channels(rng);
-    q.k = pick_channels(rng);
+    draw_channels(rng, q);
     q.h = pick(rng, 1, 33);
     q.w = rng.below(2) == 0 ? q.h : pick(rng, 1, 33);
     q.r = pick(rng, 1, 5);
@@ -93,9 +97,40 @@ inline std::vector<ConvProblem> make_problems() {
     q.p.dilation_h = pick(rng, 1, 2);
     q.p.dilation_w = square ? q.p.dilation_h : pick(rng, 1, 2);
     q.bias = rng.below(4) != 0;
-    if (q.out_h() < 1 || q.out_w() < 1) continue;
-    out.push_back(q);
+    if (q.out_h() >= 1 && q.out_w() >= 1) return q;
   }
+}
+
+// Each problem's parameters come from one sequential Rng.
+inline std::vector<ConvProblem> make_problems() {
+  Rng rng(kProblemSeed);
+  std::vector<ConvProblem> out;
+  while (static_cast<int>(out.size()) < kProblems)
+    out.push_back(draw_problem(rng, static_cast<int>(out.size()), [](Rng& r, ConvProblem& q) {
+      q.c = pick_channels(r);
+      q.k = pick_channels(r);
+    }));
+  return out;
+}
+
+// Grouped problems: a third depthwise (groups = C in 2..64, one or two filters per channel), the
+// rest 2, 3, 4 or 8 groups of 1..8 input and 1..8 output channels each.
+inline std::vector<ConvProblem> make_grouped_problems() {
+  Rng rng(kGroupedProblemSeed);
+  std::vector<ConvProblem> out;
+  while (static_cast<int>(out.size()) < kGroupedProblems)
+    out.push_back(draw_problem(rng, static_cast<int>(out.size()), [](Rng& r, ConvProblem& q) {
+      if (r.below(3) == 0) {
+        q.c = pick(r, 2, 64);
+        q.k = q.c * pick(r, 1, 2);
+        q.p.groups = static_cast<int>(q.c);
+      } else {
+        const int groups[] = {2, 3, 4, 8};
+        q.p.groups = groups[r.below(4)];
+        q.c = q.p.groups * pick(r, 1, 8);
+        q.k = q.p.groups * pick(r, 1, 8);
+      }
+    }));
   return out;
 }
 

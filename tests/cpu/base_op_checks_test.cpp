@@ -87,6 +87,48 @@ TEST(OpChecks, ConvGeometryByHand) {
   EXPECT_EQ(g.params.dilation_w, 2);
 }
 
+TEST(OpChecks, GroupedConvGeometry) {
+  Conv2dParams p;
+  p.groups = 4;
+  // x [2, 6, 6, 8], w [12, 3, 3, 8 / 4]: 2 input and 3 output channels per group.
+  const ConvGeometry g = OpChecks::cpu("conv").conv2d({2, 6, 6, 8}, {12, 3, 3, 2}, p);
+  EXPECT_EQ(g.groups, 4);
+  EXPECT_EQ(g.c, 8);
+  EXPECT_EQ(g.k, 12);
+  EXPECT_EQ(g.group_c(), 2);
+  EXPECT_EQ(g.group_k(), 3);
+  EXPECT_EQ(g.patch(), 18);
+  EXPECT_EQ(g.output_shape(), (Shape{2, 4, 4, 12}));
+  p.groups = 8;  // depthwise, two filters per channel
+  const ConvGeometry d = OpChecks::cpu("conv").conv2d({2, 6, 6, 8}, {16, 3, 3, 1}, p);
+  EXPECT_EQ(d.group_c(), 1);
+  EXPECT_EQ(d.group_k(), 2);
+  EXPECT_EQ(d.patch(), 9);
+}
+
+TEST(OpChecks, GroupedConvErrors) {
+  const OpChecks c = OpChecks::cpu("conv2d_forward");
+  Conv2dParams p;
+  p.groups = 0;
+  EXPECT_TRUE(has(error_of([&] { c.conv2d({2, 8, 8, 4}, {4, 3, 3, 4}, p); }), "conv2d_forward: groups 0 must be >= 1"));
+  p.groups = 3;
+  EXPECT_TRUE(has(error_of([&] {
+                    c.conv2d({2, 8, 8, 4}, {6, 3, 3, 1}, p);
+                  }),
+                  "conv2d_forward: 3 groups do not divide the 4 input and 6 output channels"));
+  EXPECT_TRUE(has(error_of([&] {
+                    c.conv2d({2, 8, 8, 6}, {4, 3, 3, 2}, p);
+                  }),
+                  "conv2d_forward: 3 groups do not divide the 6 input and 4 output channels"));
+  p.groups = 2;
+  EXPECT_TRUE(has(error_of([&] {
+                    c.conv2d({2, 8, 8, 6}, {4, 3, 3, 6}, p);
+                  }),
+                  "conv2d_forward: filters [4, 3, 3, 6] have 6 input channels, the input [2, 8, 8, 6] has 3 per group "
+                  "in 2 groups"));
+  EXPECT_EQ(error_of([&] { c.conv2d({2, 8, 8, 6}, {4, 3, 3, 3}, p); }), "");
+}
+
 TEST(OpChecks, ConvErrorsNameTheOpAndTheProblem) {
   const OpChecks c = OpChecks::cpu("conv2d_forward");
   const Conv2dParams p;

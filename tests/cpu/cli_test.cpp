@@ -71,6 +71,35 @@ TEST(Cli, ModelThatDoesNotFitTheInputNamesTheLayer) {
   EXPECT_NE(r.err.find("conv5: input 1x1 is smaller than the 3x3 kernel"), std::string::npos) << r.err;
 }
 
+TEST(Cli, GroupsThatDoNotDivideTheInputNameTheLayer) {
+  TempDir dir;
+  // The RGB input has 3 channels: 2 groups do not divide them (out_channels 8 alone would fit).
+  write_file(dir.file("groups.yaml"), R"(model:
+  name: sequential
+  layers:
+    - {type: conv, out_channels: 8, padding: 1, groups: 2, name: stem}
+)");
+  const RunResult r = run_convnet("train " + dir.file("groups.yaml") + " --dry-run");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("stem: groups 2 does not divide the 3 input channels"), std::string::npos) << r.err;
+}
+
+TEST(Cli, DryRunShowsGroupedAndDepthwiseConvs) {
+  TempDir dir;
+  write_file(dir.file("dw.yaml"), R"(model:
+  name: sequential
+  layers:
+    - {type: conv, out_channels: 16, padding: 1}
+    - {type: conv, out_channels: 32, padding: 1, groups: 16}
+    - {type: conv, out_channels: 8, kernel: 1, groups: 4}
+)");
+  const RunResult r = run_convnet("train " + dir.file("dw.yaml") + " --dry-run");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string text = r.out + r.err;
+  EXPECT_NE(text.find("conv2d 3x3 16->32 s1 p1 depthwise"), std::string::npos) << text;
+  EXPECT_NE(text.find("conv2d 1x1 32->8 s1 p0 g4"), std::string::npos) << text;
+}
+
 TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
   const RunResult r =
       run_convnet(std::string("train ") + CONVNET_SOURCE_DIR + "/configs/vgg11_bn.yaml --dry-run --json");

@@ -142,7 +142,7 @@ const BadConfig kBadConfigs[] = {
      "bad.yaml:5: model.layers[1]: missing required key 'type' (one of conv, max_pool,"},
     {"LayerUnknownType", "model:\n  name: sequential\n  layers:\n    - type: convv\n",
      "bad.yaml:4: model.layers[0].type: expected one of conv, max_pool, avg_pool, global_avg_pool, relu, gelu, "
-     "batch_norm, dropout, flatten, linear, scale, got 'convv'"},
+     "batch_norm, dropout, flatten, linear, scale, add, concat, identity, got 'convv'"},
     {"ConvWithoutOutChannels", "model:\n  name: sequential\n  layers:\n    - type: conv\n      kernel: 3\n",
      "bad.yaml:4: model.layers[0]: missing required key 'out_channels' for a conv layer"},
     {"LinearWithoutOutFeatures", "model:\n  name: sequential\n  layers:\n    - {type: linear}\n",
@@ -155,6 +155,12 @@ const BadConfig kBadConfigs[] = {
      "bad.yaml:5: model.layers[0].eps: expected a number > 0, got 0"},
     {"ConvStrideZero", "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4, stride: 0}\n",
      "bad.yaml:4: model.layers[0].stride: expected an integer >= 1, got 0"},
+    {"ConvGroupsZero",
+     "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4}\n    - {type: conv, out_channels: 4, "
+     "groups: 0}\n",
+     "bad.yaml:5: model.layers[1].groups: expected an integer >= 1, got 0"},
+    {"GroupsOnAPool", "model:\n  name: sequential\n  layers:\n    - {type: max_pool, groups: 2}\n",
+     "bad.yaml:4: model.layers[0].groups: not a key of a max_pool layer"},
     {"LayerDuplicateKey",
      "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4, out_channels: 5}\n",
      "bad.yaml:4: model.layers[0].out_channels: duplicate key"},

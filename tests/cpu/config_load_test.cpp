@@ -184,7 +184,7 @@ TEST(ConfigLoad, SequentialLayersWithLinesAndPoolDefaults) {
   layers:
     - type: conv
       out_channels: 16
-    - {type: conv, name: c2, out_channels: 32, kernel: 5, stride: 2, padding: 2, dilation: 2, bias: false}
+    - {type: conv, name: c2, out_channels: 32, kernel: 5, stride: 2, padding: 2, dilation: 2, groups: 4, bias: false}
     - type: batch_norm
       eps: 0.001
       momentum: 0.2
@@ -218,6 +218,7 @@ TEST(ConfigLoad, SequentialLayersWithLinesAndPoolDefaults) {
   EXPECT_EQ(l[0].stride, 1);
   EXPECT_EQ(l[0].padding, 0);
   EXPECT_EQ(l[0].dilation, 1);
+  EXPECT_EQ(l[0].groups, 1);
   EXPECT_TRUE(l[0].bias);
   EXPECT_EQ(l[0].name, "");
   EXPECT_EQ(l[1].name, "c2");
@@ -226,6 +227,7 @@ TEST(ConfigLoad, SequentialLayersWithLinesAndPoolDefaults) {
   EXPECT_EQ(l[1].stride, 2);
   EXPECT_EQ(l[1].padding, 2);
   EXPECT_EQ(l[1].dilation, 2);
+  EXPECT_EQ(l[1].groups, 4);
   EXPECT_FALSE(l[1].bias);
   EXPECT_EQ(l[2].eps, 0.001f);
   EXPECT_EQ(l[2].momentum, 0.2f);

@@ -14,9 +14,9 @@ namespace {
 // Field-by-field views of the structs (they have no operator==). LayerSpec.line is left out:
 // it records where a layer was written, which differs between the two texts.
 auto fields_of(const LayerSpec& l) {
-  return std::tie(l.type, l.name, l.out_channels, l.kernel, l.stride, l.padding, l.dilation, l.bias, l.out_features,
-                  l.p, l.eps, l.momentum, l.freeze_scale, l.bias_lr_mult, l.init, l.whitening_eps, l.freeze_weight,
-                  l.bias_train_epochs, l.factor);
+  return std::tie(l.type, l.name, l.out_channels, l.kernel, l.stride, l.padding, l.dilation, l.groups, l.bias,
+                  l.out_features, l.p, l.eps, l.momentum, l.freeze_scale, l.bias_lr_mult, l.init, l.whitening_eps,
+                  l.freeze_weight, l.bias_train_epochs, l.factor);
 }
 auto fields_of(const ModelConfig& m) {
   return std::tie(m.name, m.batch_norm, m.cfg, m.activation, m.pool, m.dropout, m.widths, m.blocks, m.shortcut,
@@ -172,6 +172,7 @@ Config unusual_config() {
   conv.stride = 2;
   conv.padding = 2;
   conv.dilation = 3;
+  conv.groups = 4;
   conv.bias = false;
   conv.init = "whitening";
   conv.whitening_eps = 1e-7f;

@@ -51,7 +51,7 @@ AlgoCandidate candidate(int algo, cudnnMathType_t math = CUDNN_FMA_MATH, size_t 
 
 TEST(CudnnAlgoKey, MakeCopiesEveryField) {
   ConvShape s = vgg_shape();
-  s.params = Conv2dParams{2, 3, 4, 5, 6, 7};
+  s.params = Conv2dParams{2, 3, 4, 5, 6, 7, 8};
   const ConvAlgoKey key = ConvAlgoKey::make(ConvPass::backward_filter, s, MathMode::tf32);
   EXPECT_EQ(key.pass, ConvPass::backward_filter);
   EXPECT_EQ(key.math, MathMode::tf32);
@@ -69,6 +69,7 @@ TEST(CudnnAlgoKey, MakeCopiesEveryField) {
   EXPECT_EQ(key.pad_w, 5);
   EXPECT_EQ(key.dilation_h, 6);
   EXPECT_EQ(key.dilation_w, 7);
+  EXPECT_EQ(key.groups, 8);
 }
 
 // Every field on its own must change both equality and (here, for these keys) the hash.
@@ -97,6 +98,7 @@ TEST(CudnnAlgoKey, EachFieldDistinguishesKeys) {
   vary([](ConvAlgoKey& k) { k.pad_w = 0; });
   vary([](ConvAlgoKey& k) { k.dilation_h = 2; });
   vary([](ConvAlgoKey& k) { k.dilation_w = 2; });
+  vary([](ConvAlgoKey& k) { k.groups = 4; });
   // Swapping two extents keeps the multiset of values: the hash must still see the order.
   vary([](ConvAlgoKey& k) { std::swap(k.c, k.k); });
 
@@ -124,6 +126,11 @@ TEST(CudnnAlgoKey, ToStringNamesTheProblem) {
   EXPECT_TRUE(contains(text, "w[128, 3, 3, 64]"));
   EXPECT_TRUE(contains(text, "stride 2x1"));
   EXPECT_TRUE(contains(text, "tf32"));
+  EXPECT_FALSE(contains(text, "groups"));
+  s.params.groups = 16;  // the filters hold C / groups channels
+  const std::string grouped = to_string(ConvAlgoKey::make(ConvPass::forward, s, MathMode::fp32));
+  EXPECT_TRUE(contains(grouped, "w[128, 3, 3, 4]"));
+  EXPECT_TRUE(contains(grouped, "dilation 1x1 groups 16"));
 }
 
 TEST(CudnnAlgoCache, FindInsertReplace) {

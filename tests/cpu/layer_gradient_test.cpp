@@ -65,6 +65,40 @@ TEST_F(LayerGradient, ConvPointwiseStride2) {
   EXPECT_TRUE(gradients_match(conv, {5, 5, 3}, *backend_));
 }
 
+// Grouped (one GEMM per group) and depthwise (direct loops), each through every pass.
+Conv2dOptions groups(int count) {
+  Conv2dOptions o;
+  o.groups = count;
+  return o;
+}
+
+TEST_F(LayerGradient, ConvGroupedPadded) {
+  Conv2d conv("conv", 6, 3, 1, 1, 1, true, groups(2));
+  EXPECT_TRUE(gradients_match(conv, {5, 4, 4}, *backend_));
+}
+
+TEST_F(LayerGradient, ConvGroupedStride2Dilated) {
+  Conv2d conv("conv", 3, 3, 2, 2, 2, true, groups(3));
+  EXPECT_TRUE(gradients_match(conv, {6, 7, 6}, *backend_));
+}
+
+TEST_F(LayerGradient, ConvGroupedPointwise) {
+  Conv2d conv("conv", 4, 1, 1, 0, 1, false, groups(2));  // identity columns: no im2col
+  EXPECT_TRUE(gradients_match(conv, {4, 5, 6}, *backend_));
+}
+
+TEST_F(LayerGradient, ConvDepthwise) {
+  Conv2d conv("conv", 3, 3, 1, 1, 1, true, groups(3));
+  EXPECT_TRUE(gradients_match(conv, {5, 5, 3}, *backend_));
+}
+
+TEST_F(LayerGradient, ConvDepthwiseTwoFiltersPerChannelStride2) {
+  Conv2d conv("conv", 4, 3, 2, 1, 1, true, groups(2));
+  GradientCheckOptions o;
+  o.batch = 1;
+  EXPECT_TRUE(gradients_match(conv, {6, 5, 2}, *backend_, o));
+}
+
 // --- pooling ---
 
 GradientCheckOptions distinct() {

@@ -182,7 +182,10 @@ TEST(LayerFactory, BuildsEveryType) {
                                                                      {"dropout", "dropout"},
                                                                      {"flatten", "flatten"},
                                                                      {"linear", "linear"},
-                                                                     {"scale", "scale"}};
+                                                                     {"scale", "scale"},
+                                                                     {"add", "add"},
+                                                                     {"concat", "concat"},
+                                                                     {"identity", "identity"}};
   ASSERT_EQ(layer_types().size(), expected.size());
   for (const auto& [config_type, layer_type] : expected) {
     LayerSpec s = spec(config_type);

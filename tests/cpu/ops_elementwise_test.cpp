@@ -1,6 +1,7 @@
-// ReLU, GELU, dropout, fill and copy on the cpu backend.
+// ReLU, GELU, dropout, fill, copy and copy_channels on the cpu backend.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -152,6 +153,30 @@ TEST(OpsElementwise, FillAndCopy) {
   EXPECT_THROW(be->fill(wrong_dtype, 1.0f), Error);
   Tensor y({4});
   EXPECT_THROW(be->relu_forward(src, y), Error);
+}
+
+// copy_channels: concatenating two tensors along the channel axis and splitting them back gives
+// the inputs, element by element as the NHWC index formula says; other channels stay untouched.
+TEST(OpsElementwise, CopyChannelsConcatenatesAndSplits) {
+  auto be = make_cpu_backend();
+  Rng rng(51);
+  const Tensor a = random_tensor({2, 3, 5, 4}, rng), b = random_tensor({2, 3, 5, 3}, rng);
+  Tensor cat = poisoned({2, 3, 5, 8});
+  be->copy_channels(a, 0, cat, 0, 4);
+  be->copy_channels(b, 0, cat, 4, 3);
+  for (int64_t row = 0; row < 30; ++row) {
+    for (int64_t c = 0; c < 4; ++c) ASSERT_EQ(cat.f32()[row * 8 + c], a.f32()[row * 4 + c]);
+    for (int64_t c = 0; c < 3; ++c) ASSERT_EQ(cat.f32()[row * 8 + 4 + c], b.f32()[row * 3 + c]);
+    ASSERT_TRUE(std::isnan(cat.f32()[row * 8 + 7]));  // channel 7 was never written
+  }
+  Tensor back = poisoned({2, 3, 5, 3});
+  be->copy_channels(cat, 4, back, 0, 3);
+  EXPECT_EQ(back.to_vector(), b.to_vector());
+  Tensor other_rows({2, 3, 4, 8});
+  EXPECT_THROW(be->copy_channels(a, 0, other_rows, 0, 4), Error);
+  EXPECT_THROW(be->copy_channels(a, 1, cat, 0, 4), Error);    // past src's channels
+  EXPECT_THROW(be->copy_channels(a, 0, cat, 5, 4), Error);    // past dst's channels
+  EXPECT_THROW(be->copy_channels(cat, 0, cat, 4, 4), Error);  // src == dst
 }
 
 }  // namespace

@@ -88,39 +88,46 @@ Tensor absolute(const Tensor& t) {
 
 class CpuPrecision : public ::testing::TestWithParam<Precision> {};
 
+// Ungrouped, grouped and depthwise (the direct loops of core/cpu/conv_depthwise.h).
 TEST_P(CpuPrecision, ConvPassesComputeOnRoundedOperands) {
   const Precision prec = GetParam();
   const bool bf16 = prec == Precision::bf16;
   auto be = make_cpu_backend();
   be->set_precision(prec);
   Rng rng(11);
-  const Conv2dParams p = testing::conv_params(2, 1, 1, 1, 1, 2);
-  const Tensor x = testing::random_tensor({2, 7, 9, 5}, rng), w = testing::random_tensor({6, 3, 3, 5}, rng);
-  const Tensor bias = testing::random_tensor({6}, rng);
-  const int64_t P = conv_output_size(7, 3, 2, 1, 1), Q = conv_output_size(9, 3, 1, 1, 2);
-  const Tensor dy = testing::random_tensor({2, P, Q, 6}, rng);
-  const Tensor xr = rounded(x, prec), wr = rounded(w, prec), dyr = rounded(dy, prec);
+  for (const int groups : {1, 3, 6}) {
+    SCOPED_TRACE(fmt::format("groups {}", groups));
+    Conv2dParams p = testing::conv_params(2, 1, 1, 1, 1, 2);
+    p.groups = groups;
+    const int64_t gc = 6 / groups;  // C = K = 6
+    const Tensor x = testing::random_tensor({2, 7, 9, 6}, rng), w = testing::random_tensor({6, 3, 3, gc}, rng);
+    const Tensor bias = testing::random_tensor({6}, rng);
+    const int64_t P = conv_output_size(7, 3, 2, 1, 1), Q = conv_output_size(9, 3, 1, 1, 2);
+    const Tensor dy = testing::random_tensor({2, P, Q, 6}, rng);
+    const Tensor xr = rounded(x, prec), wr = rounded(w, prec), dyr = rounded(dy, prec);
 
-  Tensor y({2, P, Q, 6}), dx({2, 7, 9, 5}), dw({6, 3, 3, 5}), db({6});
-  be->conv2d_forward(x, w, &bias, y, p);
-  be->conv2d_backward_data(dy, w, dx, p);
-  be->conv2d_backward_filter(x, dy, dw, &db, p);
-  const Tensor abs_bias = absolute(bias);
-  expect_close("y", y, testing::naive::conv2d_forward(xr, wr, &bias, p),
-               testing::naive::conv2d_forward(absolute(xr), absolute(wr), &abs_bias, p), 45, bf16);
-  expect_close("dx", dx, testing::naive::conv2d_backward_data(dyr, wr, x.shape(), p),
-               testing::naive::conv2d_backward_data(absolute(dyr), absolute(wr), x.shape(), p), 54, bf16);
-  expect_close("dw", dw, testing::naive::conv2d_backward_filter(xr, dyr, w.shape(), p),
-               testing::naive::conv2d_backward_filter(absolute(xr), absolute(dyr), w.shape(), p), dy.numel() / 6,
-               false);
-  // dbias sums what the GPU kernels read: the bf16 dy in bf16, the fp32 dy in tf32.
-  const Tensor& bias_source = bf16 ? dyr : dy;
-  expect_close("dbias", db, testing::naive::sum_over_last_dim(bias_source),
-               testing::naive::sum_over_last_dim(absolute(bias_source)), dy.numel() / 6, false);
-  // And the rounding is real: the same op in fp32 gives other bits.
-  Tensor y32({2, P, Q, 6});
-  make_cpu_backend()->conv2d_forward(x, w, &bias, y32, p);
-  EXPECT_NE(std::memcmp(y.raw(), y32.raw(), y.bytes()), 0);
+    Tensor y({2, P, Q, 6}), dx({2, 7, 9, 6}), dw({6, 3, 3, gc}), db({6});
+    be->conv2d_forward(x, w, &bias, y, p);
+    be->conv2d_backward_data(dy, w, dx, p);
+    be->conv2d_backward_filter(x, dy, dw, &db, p);
+    const Tensor abs_bias = absolute(bias);
+    const int64_t reduction = 9 * gc;  // forward R*S*C/groups; backward data R*S*K/groups, the same here
+    expect_close("y", y, testing::naive::conv2d_forward(xr, wr, &bias, p),
+                 testing::naive::conv2d_forward(absolute(xr), absolute(wr), &abs_bias, p), reduction, bf16);
+    expect_close("dx", dx, testing::naive::conv2d_backward_data(dyr, wr, x.shape(), p),
+                 testing::naive::conv2d_backward_data(absolute(dyr), absolute(wr), x.shape(), p), reduction, bf16);
+    expect_close("dw", dw, testing::naive::conv2d_backward_filter(xr, dyr, w.shape(), p),
+                 testing::naive::conv2d_backward_filter(absolute(xr), absolute(dyr), w.shape(), p), dy.numel() / 6,
+                 false);
+    // dbias sums what the GPU kernels read: the bf16 dy in bf16, the fp32 dy in tf32.
+    const Tensor& bias_source = bf16 ? dyr : dy;
+    expect_close("dbias", db, testing::naive::sum_over_last_dim(bias_source),
+                 testing::naive::sum_over_last_dim(absolute(bias_source)), dy.numel() / 6, false);
+    // And the rounding is real: the same op in fp32 gives other bits.
+    Tensor y32({2, P, Q, 6});
+    make_cpu_backend()->conv2d_forward(x, w, &bias, y32, p);
+    EXPECT_NE(std::memcmp(y.raw(), y32.raw(), y.bytes()), 0);
+  }
 }
 
 TEST_P(CpuPrecision, LinearPassesComputeOnRoundedOperands) {

@@ -36,22 +36,28 @@ void expect_same_for_thread_counts(F compute) {
   }
 }
 
+// Ungrouped, grouped (one GEMM per group) and depthwise (direct loops) with two filters per channel.
 TEST_F(OpsThreads, ConvIdenticalForAnyThreadCount) {
   auto be = make_cpu_backend();
   Rng rng(71);
-  Conv2dParams p;
-  p.pad_h = p.pad_w = 1;
-  p.stride_w = 2;
-  const Tensor x = random_tensor({4, 16, 15, 16}, rng), w = random_tensor({32, 3, 3, 16}, rng);
-  const Tensor b = random_tensor({32}, rng);
-  const Tensor dy = random_tensor({4, 16, 8, 32}, rng);
-  expect_same_for_thread_counts([&] {
-    Tensor y({4, 16, 8, 32}), dx({4, 16, 15, 16}), dw({32, 3, 3, 16}), db({32});
-    be->conv2d_forward(x, w, &b, y, p);
-    be->conv2d_backward_data(dy, w, dx, p);
-    be->conv2d_backward_filter(x, dy, dw, &db, p);
-    return std::vector<std::vector<float>>{y.to_vector(), dx.to_vector(), dw.to_vector(), db.to_vector()};
-  });
+  for (const int groups : {1, 4, 16}) {
+    SCOPED_TRACE(groups);
+    Conv2dParams p;
+    p.pad_h = p.pad_w = 1;
+    p.stride_w = 2;
+    p.groups = groups;
+    const Shape w_shape{32, 3, 3, 16 / groups};
+    const Tensor x = random_tensor({4, 16, 15, 16}, rng), w = random_tensor(w_shape, rng);
+    const Tensor b = random_tensor({32}, rng);
+    const Tensor dy = random_tensor({4, 16, 8, 32}, rng);
+    expect_same_for_thread_counts([&] {
+      Tensor y({4, 16, 8, 32}), dx({4, 16, 15, 16}), dw(w_shape), db({32});
+      be->conv2d_forward(x, w, &b, y, p);
+      be->conv2d_backward_data(dy, w, dx, p);
+      be->conv2d_backward_filter(x, dy, dw, &db, p);
+      return std::vector<std::vector<float>>{y.to_vector(), dx.to_vector(), dw.to_vector(), db.to_vector()};
+    });
+  }
 }
 
 TEST_F(OpsThreads, BatchNormIdenticalForAnyThreadCount) {

@@ -72,6 +72,91 @@ TEST(TrainCheckpoint, ExportedWeightsComputeTheSameFunctionInPyTorchLayout) {
   EXPECT_TRUE(testing::close_l2(y, pytorch_style_forward(f, x), 1e-5));
 }
 
+// PyTorch's grouped convolution of an NCHW image (double) with an OIHW weight [K, C / groups, R, S]
+// and bias [K]; stride and padding on both axes. Returns [N, P, Q, K] (NHWC, like our output).
+std::vector<double> pytorch_grouped_conv(const std::vector<double>& x_nchw, const Shape& nchw, const Tensor& w,
+                                         const Tensor& b, int64_t groups, int64_t stride, int64_t pad) {
+  const int64_t n_batch = nchw[0], c = nchw[1], h = nchw[2], wd = nchw[3];
+  const int64_t k = w.dim(0), gc = w.dim(1), r = w.dim(2), s = w.dim(3), gk = k / groups;
+  EXPECT_EQ(gc * groups, c);
+  const int64_t p = (h + 2 * pad - r) / stride + 1, q = (wd + 2 * pad - s) / stride + 1;
+  std::vector<double> y;
+  for (int64_t n = 0; n < n_batch; ++n)
+    for (int64_t op = 0; op < p; ++op)
+      for (int64_t oq = 0; oq < q; ++oq)
+        for (int64_t o = 0; o < k; ++o) {
+          double sum = b.f32()[o];
+          for (int64_t i = 0; i < gc; ++i)
+            for (int64_t kh = 0; kh < r; ++kh)
+              for (int64_t kw = 0; kw < s; ++kw) {
+                const int64_t ih = op * stride - pad + kh, iw = oq * stride - pad + kw;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                const int64_t channel = o / gk * gc + i;  // the group's input channel i
+                sum += static_cast<double>(w.f32()[((o * gc + i) * r + kh) * s + kw]) *
+                       x_nchw[static_cast<size_t>(((n * c + channel) * h + ih) * wd + iw)];
+              }
+          y.push_back(sum);
+        }
+  return y;
+}
+
+// Grouped and depthwise conv weights export as PyTorch's [O, I / groups, kH, kW]: applied the
+// PyTorch way they compute what the model computes, and they load back unchanged.
+TEST(TrainCheckpoint, GroupedConvWeightsExportInPyTorchsGroupedLayout) {
+  auto backend = make_cpu_backend();
+  ModelConfig m;
+  m.name = "sequential";
+  LayerSpec grouped = testing::layer_spec("conv");
+  grouped.out_channels = 6;
+  grouped.padding = 1;
+  grouped.groups = 2;
+  grouped.bias = false;
+  LayerSpec depthwise = testing::layer_spec("conv");
+  depthwise.out_channels = 12;
+  depthwise.stride = 2;
+  depthwise.padding = 1;
+  depthwise.groups = 6;
+  m.layers = {grouped, depthwise};
+  Graph a, b;
+  add_model_layers(m, {5, 5, 4}, a);
+  add_model_layers(m, {5, 5, 4}, b);
+  Rng ra(3), rb(4);
+  a.build({5, 5, 4}, *backend, ra);
+  b.build({5, 5, 4}, *backend, rb);
+  Parameter& bias = *a.named_parameters().back().second;  // the depthwise bias: not zero, to be seen
+  Rng rng(11);
+  backend->copy(bias.value, testing::random_tensor(bias.value.shape(), rng));
+  TempDir dir;
+  save_checkpoint(dir.file("g.safetensors"), a, nullptr, TrainingState{});
+  const SafetensorsFile f = read_safetensors(dir.file("g.safetensors"));
+  EXPECT_EQ(f.find("layers.0.weight")->shape(), (Shape{6, 2, 3, 3}));
+  EXPECT_EQ(f.find("layers.1.weight")->shape(), (Shape{12, 1, 3, 3}));
+
+  const Tensor x = testing::random_tensor({2, 5, 5, 4}, rng);
+  std::vector<double> x_nchw(static_cast<size_t>(x.numel()));
+  for (int64_t i = 0; i < x.numel(); ++i) {  // NHWC index i -> NCHW
+    const int64_t ch = i % 4, pix = i / 4 % 25, n = i / 100;
+    x_nchw[static_cast<size_t>((n * 4 + ch) * 25 + pix)] = x.f32()[i];
+  }
+  const Tensor zero_bias = Tensor::full({6}, 0.0f);
+  const std::vector<double> mid =
+      pytorch_grouped_conv(x_nchw, {2, 4, 5, 5}, *f.find("layers.0.weight"), zero_bias, 2, 1, 1);
+  std::vector<double> mid_nchw(mid.size());
+  for (size_t i = 0; i < mid.size(); ++i) {  // NHWC [2, 5, 5, 6] -> NCHW
+    const size_t ch = i % 6, pix = i / 6 % 25, n = i / 150;
+    mid_nchw[(n * 6 + ch) * 25 + pix] = mid[i];
+  }
+  const std::vector<double> expected =
+      pytorch_grouped_conv(mid_nchw, {2, 6, 5, 5}, *f.find("layers.1.weight"), *f.find("layers.1.bias"), 6, 2, 1);
+  EXPECT_TRUE(testing::close_l2(a.forward(x, Mode::eval), expected, 1e-5));
+
+  load_checkpoint(dir.file("g.safetensors"), b, nullptr);
+  auto pa = a.named_parameters(), pb = b.named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  for (size_t i = 0; i < pa.size(); ++i)
+    EXPECT_EQ(pa[i].second->value.to_vector(), pb[i].second->value.to_vector()) << pa[i].first;
+}
+
 TEST(TrainCheckpoint, RoundTripRestoresEveryParameterAndBuffer) {
   auto backend = make_cpu_backend();
   ModelConfig m;

@@ -25,6 +25,7 @@
 #include "core/base/rng.h"
 #include "core/base/tensor.h"
 #include "core/cpu/axpby.h"
+#include "core/cpu/copy_channels.h"
 #include "core/cpu/image_ops.h"
 #include "cuda/data_kernels.h"
 #include "tests/common/test_util.h"
@@ -115,6 +116,47 @@ TEST(AxpbyEmulationEdge, EmptyIsANoOp) {
   launch_axpby(1.0f, g.f(), 1.0f, g.f(), 0, nullptr);
   EXPECT_TRUE(bits_equal(g.download({4}), DeviceBuf(16).download({4})));  // still all poison
 }
+
+// ---------------------------------------------------------------------------------------------
+// copy_channels (the concat layer): a channel range of every row, the rest of dst untouched
+
+struct CopyChannelsCase {
+  const char* what;
+  int64_t rows, src_c, src_offset, dst_c, dst_offset, channels;
+};
+
+class CopyChannelsEmulation : public ::testing::TestWithParam<CopyChannelsCase> {};
+
+TEST_P(CopyChannelsEmulation, MatchesCpuAndLeavesOtherChannels) {
+  const CopyChannelsCase& c = GetParam();
+  Rng rng(41);
+  const Tensor src = random_tensor({c.rows, c.src_c}, rng);
+  DeviceBuf gsrc = DeviceBuf::of(src), gdst(static_cast<size_t>(c.rows * c.dst_c) * sizeof(float));
+  Tensor expected = gdst.download({c.rows, c.dst_c});  // the device poison, which untouched channels keep
+  cpu::copy_channels(src, c.src_offset, expected, c.dst_offset, c.channels);
+  launch_copy_channels(gsrc.f(), c.src_c, c.src_offset, gdst.f(), c.dst_c, c.dst_offset, c.rows, c.channels, nullptr);
+  const Tensor got = gdst.download({c.rows, c.dst_c});
+  EXPECT_TRUE(gdst.guards_intact()) << c.what;
+  EXPECT_TRUE(bits_equal(got, expected)) << c.what;  // NaN poison where untouched, in both
+  for (int64_t r = 0; r < c.rows; ++r)
+    for (int64_t k = 0; k < c.dst_c; ++k) {
+      const float v = got.f32()[r * c.dst_c + k];
+      const bool copied = k >= c.dst_offset && k < c.dst_offset + c.channels;
+      if (copied) {
+        ASSERT_EQ(v, src.f32()[r * c.src_c + c.src_offset + k - c.dst_offset]) << c.what << " " << r << "," << k;
+      } else {
+        ASSERT_TRUE(std::isnan(v)) << c.what << " " << r << "," << k;
+      }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, CopyChannelsEmulation,
+                         ::testing::Values(CopyChannelsCase{"into the front", 37, 5, 0, 12, 0, 5},
+                                           CopyChannelsCase{"into the back", 37, 7, 0, 12, 5, 7},
+                                           CopyChannelsCase{"out of the middle", 129, 16, 3, 9, 0, 9},
+                                           CopyChannelsCase{"one channel", 1025, 3, 1, 4, 2, 1},
+                                           CopyChannelsCase{"whole rows", 64, 8, 0, 8, 0, 8}),
+                         case_name<CopyChannelsCase>);
 
 // ---------------------------------------------------------------------------------------------
 // augment_batch

@@ -2,7 +2,8 @@
 // cpu reference, and the cuda_tf32 backend (v4 TF32) against cuDNN in TF32: forward with and
 // without bias, backward data, backward filter with and without dbias, over batch, channel,
 // spatial, kernel, stride, padding and dilation choices that no hand-written list covers (odd
-// channel counts, rectangular kernels, padding larger than the kernel, outputs of one pixel).
+// channel counts, rectangular kernels, padding larger than the kernel, outputs of one pixel);
+// grouped and depthwise problems on cuDNN against the cpu reference.
 // Every output is poisoned with NaN first, so an element a kernel forgets to write fails.
 //
 // CONVNET_CONV_PROBLEMS=N runs only the first N problems (the compute-sanitizer stage of
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,7 +36,9 @@ namespace convnet {
 namespace {
 
 using testing::ConvProblem;
+using testing::kGroupedProblems;
 using testing::kProblems;
+using testing::make_grouped_problems;
 using testing::make_problems;
 using testing::poisoned_device;
 using testing::random_tensor;
@@ -128,17 +132,16 @@ double tf32_tolerance(int64_t terms) {
 
 enum class Precision { fp32, tf32 };
 
-// Runs every `stride`-th problem on the named backend and compares each pass with `reference`
-// (the cpu backend, or another GPU backend): fp32 within 1e-5 relative L2, tf32 within
+// Runs every `stride`-th of `problems` on the named backend and compares each pass with
+// `reference` (the cpu backend, or another GPU backend): fp32 within 1e-5 relative L2, tf32 within
 // tf32_tolerance of the pass's reduction length, twice that between two TF32 backends (each is
 // within it of the exact result).
-void check_backend(const std::string& name, int stride, Precision precision, const std::string& reference = "cpu") {
+void check_problems(const std::vector<ConvProblem>& problems, const std::string& name, int stride, Precision precision,
+                    const std::string& reference = "cpu") {
   std::unique_ptr<Backend> gpu = testing::make_gpu_backend(name);
   const bool cpu_reference = reference == "cpu";
   std::unique_ptr<Backend> ref = cpu_reference ? make_cpu_backend() : testing::make_gpu_backend(reference);
   const double both = cpu_reference ? 1.0 : 2.0;
-  const std::vector<ConvProblem> problems = make_problems();
-  ASSERT_EQ(static_cast<int>(problems.size()), kProblems);
   const int count = testing::problems_to_run();
   double worst[4] = {0, 0, 0, 0}, worst_ratio[4] = {0, 0, 0, 0};  // error, and error / tolerance
   const char* pass_names[4] = {"forward y", "backward data dx", "backward filter dw", "backward filter dbias"};
@@ -183,6 +186,13 @@ void check_backend(const std::string& name, int stride, Precision precision, con
       std::cout << "  problem #" << u.problem << " " << u.pass << ": " << u.why << "\n";
     ::testing::Test::RecordProperty(name + "_unsupported_passes", static_cast<int>(unsupported.size()));
   }
+}
+
+// check_problems on the 400 ungrouped problems.
+void check_backend(const std::string& name, int stride, Precision precision, const std::string& reference = "cpu") {
+  const std::vector<ConvProblem> problems = make_problems();
+  ASSERT_EQ(static_cast<int>(problems.size()), kProblems);
+  check_problems(problems, name, stride, precision, reference);
 }
 
 class GpuConvRandom : public ::testing::Test {
@@ -250,6 +260,50 @@ TEST_F(GpuConvRandom, CudaTf32MatchesCpuOnASubset) {
 // v4 TF32 against cuDNN in the same precision on every problem (no cpu run: fast).
 TEST_F(GpuConvRandom, CudaTf32MatchesCudnnTf32) {
   check_backend("cuda_tf32", 1, Precision::tf32, "cudnn_tf32");
+}
+
+// Grouped (2, 3, 4, 8 groups) and depthwise (one or two filters per channel) problems on cuDNN's
+// grouped convolution (the descriptor's group count) against the cpu reference.
+TEST_F(GpuConvRandom, CudnnMatchesCpuOnGroupedProblems) {
+  check_problems(make_grouped_problems(), "cudnn", 1, Precision::fp32);
+}
+
+TEST_F(GpuConvRandom, CudnnTf32MatchesCpuOnGroupedProblems) {
+  check_problems(make_grouped_problems(), "cudnn_tf32", 2, Precision::tf32);
+}
+
+TEST(GpuConvGroupedProblems, CoverGroupedAndDepthwiseShapes) {
+  // The generator itself (runs without a GPU): valid groups, every kind present.
+  const std::vector<ConvProblem> problems = make_grouped_problems();
+  ASSERT_EQ(static_cast<int>(problems.size()), kGroupedProblems);
+  int depthwise = 0, multiplier2 = 0, batch1 = 0, strided = 0, dilated = 0, padded = 0;
+  std::set<int> group_counts;
+  for (const ConvProblem& q : problems) {
+    EXPECT_GE(q.out_h(), 1) << q.str();
+    EXPECT_GE(q.out_w(), 1) << q.str();
+    EXPECT_GT(q.p.groups, 1) << q.str();
+    EXPECT_EQ(q.c % q.p.groups, 0) << q.str();
+    EXPECT_EQ(q.k % q.p.groups, 0) << q.str();
+    EXPECT_EQ(q.w_shape()[3], q.c / q.p.groups) << q.str();
+    if (q.p.groups == q.c) {
+      ++depthwise;
+      multiplier2 += q.k == 2 * q.c;
+    } else {
+      group_counts.insert(q.p.groups);
+    }
+    batch1 += q.n == 1;
+    strided += q.p.stride_h == 2 || q.p.stride_w == 2;
+    dilated += q.p.dilation_h == 2 || q.p.dilation_w == 2;
+    padded += q.p.pad_h > 0 || q.p.pad_w > 0;
+  }
+  EXPECT_GT(depthwise, 20);
+  EXPECT_GT(multiplier2, 5);
+  EXPECT_GT(depthwise - multiplier2, 5);
+  EXPECT_EQ(group_counts, (std::set<int>{2, 3, 4, 8}));
+  EXPECT_GT(batch1, 5);
+  EXPECT_GT(strided, 20);
+  EXPECT_GT(dilated, 20);
+  EXPECT_GT(padded, 50);
 }
 
 TEST(GpuConvTolerance, Tf32ToleranceGrowsWithTheReductionLength) {

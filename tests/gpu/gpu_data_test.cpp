@@ -65,6 +65,18 @@ TEST_P(GpuData, AxpbyMatchesCpuBitForBit) {
   }
 }
 
+// ---------------------------------------------------------------- copy_channels
+
+TEST_P(GpuData, CopyChannelsMatchesCpuAndLeavesOtherChannels) {
+  Rng rng(2);
+  const Tensor src = random_tensor({2, 5, 7, 6}, rng);
+  Tensor dst = poisoned({2, 5, 7, 9});
+  cpu().copy_channels(src, 1, dst, 3, 5);
+  Tensor gdst = poison({2, 5, 7, 9});
+  gpu().copy_channels(up(src), 1, gdst, 3, 5);
+  EXPECT_TRUE(bitwise_equal(down(gdst), dst));  // the untouched channels keep the same poison
+}
+
 // ---------------------------------------------------------------- augment_batch
 
 struct AugmentCase {
