@@ -98,9 +98,10 @@ ResNetSpec resnet_spec(const ModelConfig& model) {
   ResNetSpec spec;
   if (model.name == "resnet") {
     if (model.widths.empty() || model.widths.size() != model.blocks.size())
-      throw ConfigError(fmt::format("model.widths and model.blocks: a resnet needs one width and one block count per "
-                                    "stage, got {} widths and {} block counts",
-                                    model.widths.size(), model.blocks.size()));
+      throw ConfigError(
+          fmt::format("model.widths and model.blocks: a resnet needs one width and one block count per "
+                      "stage, got {} widths and {} block counts",
+                      model.widths.size(), model.blocks.size()));
     spec = {model.widths.front(), model.widths, model.blocks, Shortcut::projection};
   } else {
     const auto it = named_resnets().find(model.name);

@@ -566,22 +566,23 @@ class Reader {
       throw ConfigError(fmt::format("{}: model.shortcut: only used by the ResNets (model.name is {})",
                                     written_at("model.shortcut", "model.name"), model.name));
     if (resnet && !model.batch_norm)
-      throw ConfigError(fmt::format("{}: model.batch_norm: a ResNet always has batch norm after every conv; false is "
-                                    "only for the VGGs",
-                                    written_at("model.batch_norm", "model.name")));
+      throw ConfigError(
+          fmt::format("{}: model.batch_norm: a ResNet always has batch norm after every conv; false is "
+                      "only for the VGGs",
+                      written_at("model.batch_norm", "model.name")));
     if (model.widths.size() != model.blocks.size())
-      throw ConfigError(fmt::format("{}: model.blocks: expected one block count per stage of model.widths ({} "
-                                    "widths), got {}",
-                                    written_at("model.blocks", "model.widths"), model.widths.size(),
-                                    model.blocks.size()));
+      throw ConfigError(
+          fmt::format("{}: model.blocks: expected one block count per stage of model.widths ({} "
+                      "widths), got {}",
+                      written_at("model.blocks", "model.widths"), model.widths.size(), model.blocks.size()));
     if (model.shortcut == "pad") {
       for (size_t i = 1; i < model.widths.size(); ++i)
         if (model.widths[i] < model.widths[i - 1])
-          throw ConfigError(fmt::format("{}: model.widths[{}]: the pad shortcut adds zero channels and cannot remove "
-                                        "any, so the widths must not decrease, got {} after {} (shortcut: projection "
-                                        "can)",
-                                        written_at("model.widths", "model.shortcut"), i, model.widths[i],
-                                        model.widths[i - 1]));
+          throw ConfigError(
+              fmt::format("{}: model.widths[{}]: the pad shortcut adds zero channels and cannot remove "
+                          "any, so the widths must not decrease, got {} after {} (shortcut: projection "
+                          "can)",
+                          written_at("model.widths", "model.shortcut"), i, model.widths[i], model.widths[i - 1]));
     }
   }
 

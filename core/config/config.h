@@ -14,8 +14,8 @@ namespace convnet {
 // One entry of model.layers (a sequential net written out layer by layer). Which fields apply
 // depends on `type`; a field that does not apply to the type is an error.
 struct LayerSpec {
-  std::string type;  // conv | max_pool | avg_pool | global_avg_pool | relu | gelu | batch_norm | add | concat | identity |
-                     // dropout | flatten | linear | scale
+  std::string type;  // conv | max_pool | avg_pool | global_avg_pool | relu | gelu | batch_norm | add | concat |
+                     // identity | dropout | flatten | linear | scale
   std::string name;  // optional; default "<type><index>"
   int line = 0;      // line in the config file, for later error messages
   // The layers whose outputs this layer reads: names or relative indices ("-2": the layer two
@@ -27,7 +27,7 @@ struct LayerSpec {
   int stride = 1;  // conv default 1; pools default = kernel
   int padding = 0;
   int dilation = 1;
-  int groups = 1;  // conv: grouped convolution; groups == input channels is depthwise
+  int groups = 1;    // conv: grouped convolution; groups == input channels is depthwise
   bool bias = true;  // conv and linear
   // conv: kaiming_normal (fan_out, the VGG default) | pytorch (U(+-1/sqrt(fan_in)), torch's own
   // default) | pytorch_dirac (pytorch, then the first min(out, in) filters set to the identity,

@@ -40,12 +40,11 @@ struct Range {
 // (milestones), vector<int> a list of integers in `range` (model.widths), vector<string> the VGG
 // cfg list, vector<LayerSpec> model.layers, and a map one free-named key per entry
 // (train.layer_backends: layer name -> one of `choices`).
-using Accessor =
-    std::variant<int& (*)(Config&), int64_t& (*)(Config&), uint64_t& (*)(Config&), float& (*)(Config&),
-                 double& (*)(Config&), bool& (*)(Config&), std::string& (*)(Config&), std::vector<float>& (*)(Config&),
-                 std::vector<double>& (*)(Config&), std::vector<int>& (*)(Config&),
-                 std::vector<std::string>& (*)(Config&), std::vector<LayerSpec>& (*)(Config&),
-                 std::map<std::string, std::string>& (*)(Config&)>;
+using Accessor = std::variant<int& (*)(Config&), int64_t& (*)(Config&), uint64_t& (*)(Config&), float& (*)(Config&),
+                              double& (*)(Config&), bool& (*)(Config&), std::string& (*)(Config&),
+                              std::vector<float>& (*)(Config&), std::vector<double>& (*)(Config&),
+                              std::vector<int>& (*)(Config&), std::vector<std::string>& (*)(Config&),
+                              std::vector<LayerSpec>& (*)(Config&), std::map<std::string, std::string>& (*)(Config&)>;
 
 struct Field {
   std::string_view path;                  // "data.augment.crop_padding"

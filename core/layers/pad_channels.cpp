@@ -7,7 +7,8 @@ namespace convnet {
 PadChannels::PadChannels(std::string name, int stride, int before, int after)
     : Layer(std::move(name)), stride_(stride), before_(before), after_(after) {
   if (stride < 1) config_error("stride must be positive, got {}", stride);
-  if (before < 0 || after < 0) config_error("the zero channels added must not be negative, got {} and {}", before, after);
+  if (before < 0 || after < 0)
+    config_error("the zero channels added must not be negative, got {} and {}", before, after);
 }
 
 std::string PadChannels::description() const {

@@ -22,9 +22,10 @@ std::string error_of(const std::string& yaml, const std::vector<std::string>& ov
 }
 
 TEST(ConfigResNet, BlocksFormReadsAndRoundTrips) {
-  const Config c = parse_config("model:\n  name: resnet\n  widths: [32, 64, 128]\n  blocks: [2, 3, 2]\n"
-                                "  shortcut: pad\n  activation: gelu\n",
-                                "r.yaml");
+  const Config c = parse_config(
+      "model:\n  name: resnet\n  widths: [32, 64, 128]\n  blocks: [2, 3, 2]\n"
+      "  shortcut: pad\n  activation: gelu\n",
+      "r.yaml");
   EXPECT_EQ(c.model.widths, (std::vector<int>{32, 64, 128}));
   EXPECT_EQ(c.model.blocks, (std::vector<int>{2, 3, 2}));
   EXPECT_EQ(c.model.shortcut, "pad");
@@ -39,8 +40,8 @@ TEST(ConfigResNet, BlocksFormReadsAndRoundTrips) {
 }
 
 TEST(ConfigResNet, NamedNetsAndTheirShortcutOverride) {
-  for (const char* name : {"resnet18", "resnet34", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
-                           "resnet1202"})
+  for (const char* name :
+       {"resnet18", "resnet34", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "resnet1202"})
     EXPECT_EQ(parse_config(std::string("model: {name: ") + name + "}\n", "r.yaml").model.name, name);
   const Config c = parse_config("model: {name: resnet20}\n", "r.yaml", {"model.shortcut=projection"});
   EXPECT_EQ(c.model.shortcut, "projection");

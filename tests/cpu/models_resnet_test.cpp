@@ -187,8 +187,7 @@ TEST(ModelsResNet, BlocksAddTheirShortcut) {
   build(p, named("resnet18"), {32, 32, 3});
   EXPECT_EQ(p.inputs("layer2.0.shortcut.0"), (std::vector<std::string>{"layer1.1.relu2"}));
   EXPECT_EQ(p.inputs("layer2.0.add"), (std::vector<std::string>{"layer2.0.bn2", "layer2.0.shortcut.1"}));
-  EXPECT_EQ(p.graph.layer(p.index("layer2.0.shortcut.0")).description(),
-            "conv2d 1x1 64->128 s2 p0 no-bias");
+  EXPECT_EQ(p.graph.layer(p.index("layer2.0.shortcut.0")).description(), "conv2d 1x1 64->128 s2 p0 no-bias");
   EXPECT_EQ(p.graph.layer(p.index("layer4.1.relu2")).output_shape(), (Shape{4, 4, 512}));
 }
 
