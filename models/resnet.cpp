@@ -18,11 +18,11 @@ const std::map<std::string, ResNetSpec>& named_resnets() {
   static const std::map<std::string, ResNetSpec> nets = [] {
     std::map<std::string, ResNetSpec> m;
     const std::vector<int> wide = {64, 128, 256, 512};
-    m["resnet18"] = {64, wide, {2, 2, 2, 2}, Shortcut::projection};
-    m["resnet34"] = {64, wide, {3, 4, 6, 3}, Shortcut::projection};
+    m["resnet18"] = {64, wide, {2, 2, 2, 2}, ResNetShortcut::projection};
+    m["resnet34"] = {64, wide, {3, 4, 6, 3}, ResNetShortcut::projection};
     for (int depth : {20, 32, 44, 56, 110, 1202}) {
       const int n = (depth - 2) / 6;  // two convs per block, three stages, plus the stem conv and the linear
-      m[fmt::format("resnet{}", depth)] = {16, {16, 32, 64}, {n, n, n}, Shortcut::pad};
+      m[fmt::format("resnet{}", depth)] = {16, {16, 32, 64}, {n, n, n}, ResNetShortcut::pad};
     }
     return m;
   }();
@@ -62,7 +62,7 @@ class ResNetWriter {
 
   // One BasicBlock reading `input` (in_width channels); returns its output's name.
   std::string basic_block(const std::string& prefix, const std::string& input, int in_width, int width, int stride,
-                          Shortcut shortcut) {
+                          ResNetShortcut shortcut) {
     conv(prefix + "conv1", width, 3, stride, {input});
     batch_norm(prefix + "bn1");
     activation(prefix, "1");
@@ -70,7 +70,7 @@ class ResNetWriter {
     const std::string residual = batch_norm(prefix + "bn2");
     std::string skip = input;
     if (stride != 1 || in_width != width) {
-      if (shortcut == Shortcut::projection) {
+      if (shortcut == ResNetShortcut::projection) {
         conv(prefix + "shortcut.0", width, 1, stride, {input});
         skip = batch_norm(prefix + "shortcut.1");
       } else {
@@ -102,14 +102,14 @@ ResNetSpec resnet_spec(const ModelConfig& model) {
           fmt::format("model.widths and model.blocks: a resnet needs one width and one block count per "
                       "stage, got {} widths and {} block counts",
                       model.widths.size(), model.blocks.size()));
-    spec = {model.widths.front(), model.widths, model.blocks, Shortcut::projection};
+    spec = {model.widths.front(), model.widths, model.blocks, ResNetShortcut::projection};
   } else {
     const auto it = named_resnets().find(model.name);
     if (it == named_resnets().end()) throw ConfigError(fmt::format("model.name: '{}' is not a ResNet", model.name));
     spec = it->second;
   }
-  if (model.shortcut == "projection") spec.shortcut = Shortcut::projection;
-  if (model.shortcut == "pad") spec.shortcut = Shortcut::pad;
+  if (model.shortcut == "projection") spec.shortcut = ResNetShortcut::projection;
+  if (model.shortcut == "pad") spec.shortcut = ResNetShortcut::pad;
   return spec;
 }
 

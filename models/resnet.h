@@ -23,13 +23,13 @@
 
 namespace convnet {
 
-enum class Shortcut { projection, pad };
+enum class ResNetShortcut { projection, pad };
 
 struct ResNetSpec {
   int stem_width = 0;
   std::vector<int> widths;  // channels per stage
   std::vector<int> blocks;  // BasicBlocks per stage
-  Shortcut shortcut = Shortcut::projection;
+  ResNetShortcut shortcut = ResNetShortcut::projection;
 };
 
 // True for the names add_resnet builds: resnet18, resnet34 (kuangliu: widths 64..512, projection

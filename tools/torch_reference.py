@@ -87,6 +87,22 @@ CLASSIC_VGG = {
     "train.eval_every": 5,
 }
 
+# The ResNet recipes' common part (configs/resnet18.yaml, configs/resnet20.yaml): plain momentum
+# SGD with weight decay on every parameter, as their PyTorch sources (torch.optim.SGD(model.parameters(), ...)).
+CLASSIC_RESNET = {
+    "train.batch_size": 128,
+    "train.label_smoothing": 0.0,
+    "optimizer.lr": 0.1,
+    "optimizer.momentum": 0.9,
+    "optimizer.nesterov": False,
+    "optimizer.decay_norm_and_bias": True,
+    "schedule.warmup_epochs": 0,
+    "data.augment.crop_padding": 4,
+    "data.augment.padding_mode": "zero",
+    "data.augment.flip_mode": "random",
+    "train.eval_every": 5,
+}
+
 # ResNets: (stem width, widths, blocks per stage, shortcut); the names are convnet's model.name.
 RESNETS = {
     "resnet18": (64, (64, 128, 256, 512), (2, 2, 2, 2), "projection"),
@@ -130,44 +146,11 @@ RECIPES = {
     "vgg11_bn": {**CLASSIC_VGG, "model.name": "vgg11", "train.epochs": 50},
     "vgg16_bn": {**CLASSIC_VGG, "model.name": "vgg16", "train.epochs": 60},
     # kuangliu/pytorch-cifar's recipe (configs/resnet18.yaml)
-    "resnet18": {
-        "model.name": "resnet18",
-        "train.epochs": 200,
-        "train.batch_size": 128,
-        "train.label_smoothing": 0.0,
-        "optimizer.lr": 0.1,
-        "optimizer.momentum": 0.9,
-        "optimizer.nesterov": False,
-        "optimizer.weight_decay": 5e-4,
-        "optimizer.decay_norm_and_bias": True,
-        "schedule.name": "cosine",
-        "schedule.warmup_epochs": 0,
-        "schedule.final_lr_factor": 0.0,
-        "data.augment.crop_padding": 4,
-        "data.augment.padding_mode": "zero",
-        "data.augment.flip_mode": "random",
-        "train.eval_every": 5,
-    },
-    # He et al. 2016, section 4.2 (configs/resnet20.yaml): 0.1, /10 at 32k and 48k steps, 64k steps
-    "resnet20": {
-        "model.name": "resnet20",
-        "train.epochs": 164,
-        "train.batch_size": 128,
-        "train.label_smoothing": 0.0,
-        "optimizer.lr": 0.1,
-        "optimizer.momentum": 0.9,
-        "optimizer.nesterov": False,
-        "optimizer.weight_decay": 1e-4,
-        "optimizer.decay_norm_and_bias": True,
-        "schedule.name": "multistep",
-        "schedule.warmup_epochs": 0,
-        "schedule.milestones": [82, 123],
-        "schedule.gamma": 0.1,
-        "data.augment.crop_padding": 4,
-        "data.augment.padding_mode": "zero",
-        "data.augment.flip_mode": "random",
-        "train.eval_every": 5,
-    },
+    "resnet18": {**CLASSIC_RESNET, "model.name": "resnet18", "train.epochs": 200, "optimizer.weight_decay": 5e-4,
+                 "schedule.name": "cosine", "schedule.final_lr_factor": 0.0},
+    # He et al. 2016, section 4.2 (configs/resnet20.yaml): /10 at 32k and 48k steps, 64k steps in all
+    "resnet20": {**CLASSIC_RESNET, "model.name": "resnet20", "train.epochs": 164, "optimizer.weight_decay": 1e-4,
+                 "schedule.name": "multistep", "schedule.milestones": [82, 123], "schedule.gamma": 0.1},
 }
 
 
