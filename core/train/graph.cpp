@@ -459,9 +459,10 @@ std::vector<Graph::LayerSummary> Graph::summary() {
 }
 
 std::string Graph::summary_table(int64_t batch) {
-  std::string out = fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14} {:>11}\n", "layer", "op", "backend",
-                                "output (HWC)", "params", "MFLOPs/ex", "field/jump");
-  for (const LayerSummary& r : summary()) {
+  const std::vector<LayerSummary> rows = summary();
+  std::vector<std::string> ops, fields;
+  size_t name_width = 5, op_width = 2;  // columns as wide as their longest entry
+  for (const LayerSummary& r : rows) {
     std::string op = r.description;
     if (!r.inputs.empty()) op += fmt::format(" <- {}", fmt::join(r.inputs, " + "));
     const ReceptiveField& f = r.field;
@@ -469,8 +470,18 @@ std::string Graph::summary_table(int64_t batch) {
                             ? fmt::format("{}/{}", f.size_h, f.jump_h)
                             : fmt::format("{}x{}/{}x{}", f.size_h, f.size_w, f.jump_h, f.jump_w);
     if (r.first_whole) field += " *";
-    out += fmt::format("{:<14} {:<36} {:<8} {:<16} {:>12} {:>14.3f} {:>11}\n", r.name, op, r.backend,
-                       shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6, field);
+    name_width = std::max(name_width, r.name.size());
+    op_width = std::max(op_width, op.size());
+    ops.push_back(std::move(op));
+    fields.push_back(std::move(field));
+  }
+  std::string out = fmt::format("{:<{}} {:<{}} {:<8} {:<16} {:>12} {:>14} {:>11}\n", "layer", name_width, "op",
+                                op_width, "backend", "output (HWC)", "params", "MFLOPs/ex", "field/jump");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const LayerSummary& r = rows[i];
+    out +=
+        fmt::format("{:<{}} {:<{}} {:<8} {:<16} {:>12} {:>14.3f} {:>11}\n", r.name, name_width, ops[i], op_width,
+                    r.backend, shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6, fields[i]);
   }
   out += fmt::format("total: {} parameters, {:.3f} GFLOPs forward per example", num_parameters(),
                      static_cast<double>(forward_flops()) / 1e9);

@@ -113,6 +113,33 @@ TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
   EXPECT_FALSE(j.at("layers").empty());
 }
 
+// fast96 is a DAG: the JSON names each merge's inputs, the receptive fields, and the activation
+// memory at the config's batch size.
+TEST(Cli, DryRunJsonDescribesTheGraphOfFast96) {
+  const RunResult r = run_convnet(std::string("train ") + CONVNET_SOURCE_DIR + "/configs/fast96.yaml --dry-run --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("activation_bytes").at("batch").get<int64_t>(), 1024);
+  EXPECT_GT(j.at("activation_bytes").at("gradients").get<int64_t>(), 0);
+  EXPECT_EQ(
+      j.at("activation_bytes").at("total").get<int64_t>(),
+      j.at("activation_bytes").at("outputs").get<int64_t>() + j.at("activation_bytes").at("gradients").get<int64_t>());
+  int merges = 0, first_whole = 0;
+  for (const auto& layer : j.at("layers")) {
+    if (layer.at("name") == "add1") {
+      EXPECT_EQ(layer.at("inputs"), nlohmann::json({"batch_norm3", "g1_x0"}));
+    }
+    merges += layer.at("inputs").size() == 2;
+    if (layer.at("receptive_field").at("first_whole").get<bool>()) {
+      ++first_whole;
+      EXPECT_EQ(layer.at("name"), "conv7");  // 35 px at jump 4: the first field wider than 32
+      EXPECT_EQ(layer.at("receptive_field").at("size"), nlohmann::json({35, 35}));
+    }
+  }
+  EXPECT_EQ(merges, 3);
+  EXPECT_EQ(first_whole, 1);
+}
+
 TEST(Cli, TrainEvaluateInfoOnSyntheticData) {
   TempDir dir;
   write_file(dir.file("syn.yaml"), kSyntheticConfig);
