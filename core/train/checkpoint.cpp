@@ -95,14 +95,19 @@ std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer, WeightAvera
     Layer& layer = graph.layer(i);
     Layout linear_layout;
     if (layer.type() == "linear") {
-      // Find the flatten feeding this layer through shape-preserving flat layers.
-      for (size_t j = i; j-- > 0;) {
-        if (graph.layer(j).type() == "flatten") {
-          const Shape& hwc = graph.layer(j).input_shape();
+      // Find the flatten feeding this layer through single-input, shape-preserving flat layers
+      // (following the graph's edges: the feeding layer need not be the previous one).
+      for (int j = graph.layer_inputs(i).size() == 1 ? graph.layer_inputs(i)[0] : Graph::kGraphInput;
+           j != Graph::kGraphInput;) {
+        const Layer& feeder = graph.layer(static_cast<size_t>(j));
+        if (feeder.type() == "flatten") {
+          const Shape& hwc = feeder.input_shape();
           if (hwc.size() == 3 && hwc[0] * hwc[1] > 1 && hwc[2] > 1) linear_layout = {Layout::hwc_features_to_chw, hwc};
           break;
         }
-        if (graph.layer(j).output_shape().size() != 1) break;
+        const std::vector<int>& inputs = graph.layer_inputs(static_cast<size_t>(j));
+        if (feeder.output_shape().size() != 1 || inputs.size() != 1) break;
+        j = inputs[0];
       }
     }
     Backend& backend = graph.layer_backend(i);
