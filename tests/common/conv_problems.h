@@ -41,13 +41,14 @@ struct ConvProblem {
   int64_t out_w() const { return conv_output_size(w, s, p.stride_w, p.pad_w, p.dilation_w); }
   // Terms summed into one output element of each pass (an upper bound for backward-data, whose
   // taps depend on the position): forward r*s*c, backward-data r*s*k, backward-filter and dbias n*p*q.
+  // With groups (p.groups), c and k are a group's.
   int64_t reduction_length(int pass) const {
-    if (pass == 0) return r * s * c;
-    if (pass == 1) return r * s * k;
+    if (pass == 0) return r * s * c / p.groups;
+    if (pass == 1) return r * s * k / p.groups;
     return n * out_h() * out_w();
   }
   Shape x_shape() const { return {n, h, w, c}; }
-  Shape w_shape() const { return {k, r, s, c}; }
+  Shape w_shape() const { return {k, r, s, c / p.groups}; }
   Shape y_shape() const { return {n, out_h(), out_w(), k}; }
   // The seed of the problem's inputs: they depend only on the index, so any subset of problems
   // sees the same data.
@@ -56,8 +57,9 @@ struct ConvProblem {
     std::ostringstream o;
     o << "problem #" << index << ": N=" << n << " H=" << h << " W=" << w << " C=" << c << " K=" << k << " kernel " << r
       << "x" << s << " stride " << p.stride_h << "x" << p.stride_w << " pad " << p.pad_h << "x" << p.pad_w
-      << " dilation " << p.dilation_h << "x" << p.dilation_w << (bias ? " bias" : " no bias") << " -> P=" << out_h()
-      << " Q=" << out_w();
+      << " dilation " << p.dilation_h << "x" << p.dilation_w;
+    if (p.groups != 1) o << " groups " << p.groups;
+    o << (bias ? " bias" : " no bias") << " -> P=" << out_h() << " Q=" << out_w();
     return o.str();
   }
 };
@@ -92,6 +94,48 @@ inline std::vector<ConvProblem> make_problems() {
     q.p.pad_w = square ? q.p.pad_h : pick(rng, 0, 2);
     q.p.dilation_h = pick(rng, 1, 2);
     q.p.dilation_w = square ? q.p.dilation_h : pick(rng, 1, 2);
+    q.bias = rng.below(4) != 0;
+    if (q.out_h() < 1 || q.out_w() < 1) continue;
+    out.push_back(q);
+  }
+  return out;
+}
+
+// Grouped and depthwise problems (Conv2dParams::groups): 2-8 groups, or depthwise (groups = C) with
+// K = C or 2C; group widths of 1, odd and multiples of 8, so both narrow groups (under 8 channels,
+// cuda/conv_kernels.h conv_narrow_groups) and wide ones occur. Indices start at kProblems, so
+// their inputs differ from make_problems()'.
+inline constexpr int kGroupedProblems = 80;
+inline std::vector<ConvProblem> make_grouped_problems() {
+  Rng rng(kProblemSeed + 1);
+  std::vector<ConvProblem> out;
+  const auto width = [&] {
+    const int kind = pick(rng, 0, 2);
+    return kind == 0 ? 1 : kind == 1 ? pick(rng, 1, 12) : 8 * pick(rng, 1, 3);
+  };
+  while (static_cast<int>(out.size()) < kGroupedProblems) {
+    ConvProblem q;
+    q.index = kProblems + static_cast<int>(out.size());
+    q.n = pick(rng, 1, 4);
+    q.h = pick(rng, 1, 20);
+    q.w = rng.below(2) == 0 ? q.h : pick(rng, 1, 20);
+    if (rng.below(3) == 0) {  // depthwise
+      q.p.groups = pick(rng, 2, 48);
+      q.c = q.p.groups;
+      q.k = q.c * pick(rng, 1, 2);
+    } else {
+      q.p.groups = pick(rng, 2, 8);
+      q.c = q.p.groups * width();
+      q.k = q.p.groups * width();
+    }
+    q.r = pick(rng, 1, 5);
+    q.s = rng.below(2) == 0 ? q.r : pick(rng, 1, 5);
+    q.p.stride_h = pick(rng, 1, 3);
+    q.p.stride_w = pick(rng, 1, 3);
+    q.p.pad_h = pick(rng, 0, 2);
+    q.p.pad_w = pick(rng, 0, 2);
+    q.p.dilation_h = pick(rng, 1, 2);
+    q.p.dilation_w = pick(rng, 1, 2);
     q.bias = rng.below(4) != 0;
     if (q.out_h() < 1 || q.out_w() < 1) continue;
     out.push_back(q);
