@@ -6,6 +6,8 @@
 // r and of s) times k. No zeros are inserted and no tap is wasted; stride 1 is a single phase with
 // every tap (the forward convolution of dy with the flipped, transposed filter).
 // The reduction index runs (tap_r, tap_s, k) with k fastest: contiguous channels of dy.
+// Groups: one GEMM per group (grid y = group x column tile): its gc input channels (dx channel
+// group * gc + c) from its gk output channels (dy channel group * gk + k) and filters.
 #include "cuda/check.h"
 #include "cuda/conv_gemm_common.cuh"
 #include "cuda/conv_phase.cuh"
@@ -28,22 +30,25 @@ struct GradRowLoader {
   int kred, kred_end;
   int jr = 0, js = 0, k = 0;  // kred = (jr * ts.count + js) * K + k
   int K, P, Q, s_count;
+  int ldy;  // dy's row stride: all channels
 
+  // dy_ points at the group's first channel.
   __device__ GradRowLoader(const float* dy_, const Geometry& g, const Phase& ph, int64_t m0)
       : dy(dy_),
         dp(ph.tr.step * g.dil_h / g.stride_h),
         dq(ph.ts.step * g.dil_w / g.stride_w),
         kred(Slot::kq()),
-        kred_end(ph.tr.count * ph.ts.count * g.k),
-        K(g.k),
+        kred_end(ph.tr.count * ph.ts.count * g.gk),
+        K(g.gk),
         P(g.p),
         Q(g.q),
-        s_count(ph.ts.count) {
+        s_count(ph.ts.count),
+        ldy(g.k) {
     const int64_t m = m0 + Slot::row();
     row_ok = m < int64_t{g.n} * ph.hp * ph.wp;
     if (row_ok) {
       const Pixel px = phase_pixel(g, ph, static_cast<int>(m));
-      base = int64_t{px.n} * P * Q * K;
+      base = int64_t{px.n} * P * Q * ldy;
       // h + pad - first * dil is a multiple of stride_h (the phase's defining property), so the
       // division is exact, negative values included.
       p_first = (px.h + g.pad_h - ph.tr.first * g.dil_h) / g.stride_h;
@@ -60,11 +65,11 @@ struct GradRowLoader {
   __device__ int64_t offset(int r_index, int s_index) const {
     const int p = p_first - r_index * dp, q = q_first - s_index * dq;
     if (!in_range(p, P) || !in_range(q, Q)) return -1;
-    return base + (int64_t{p} * Q + q) * K;
+    return base + (int64_t{p} * Q + q) * ldy;
   }
 
   __device__ void load(float (&v)[4]) {
-    if constexpr (kVec) {  // K % 4 == 0: the group is one tap, 4 channels
+    if constexpr (kVec) {  // gk % 4 == 0: the group of 4 is one tap, 4 channels
       zero4(v);
       if (row_ok && kred < kred_end) {
         const int64_t off = offset(jr, js);
@@ -110,18 +115,19 @@ struct FilterColLoader {
   const float* w;
   int kred, kred_end;
   int jr = 0, js = 0, k = 0;
-  int c, C, R, S, K;
+  int c, C, R, S, K;  // C, K: one group's
   Taps tr, ts;
 
+  // w_ points at the group's first filter; n0 is group-local.
   __device__ FilterColLoader(const float* w_, const Geometry& g, const Phase& ph, int n0)
       : w(w_),
         kred(Slot::kk()),
-        kred_end(ph.tr.count * ph.ts.count * g.k),
+        kred_end(ph.tr.count * ph.ts.count * g.gk),
         c(n0 + Slot::cq()),
-        C(g.c),
+        C(g.gc),
         R(g.r),
         S(g.s),
-        K(g.k),
+        K(g.gk),
         tr(ph.tr),
         ts(ph.ts) {
     if (kred_end > 0) {
@@ -167,19 +173,20 @@ __global__ void __launch_bounds__(kThreads, T::kMinBlocks)
   const int64_t rows = int64_t{g.n} * ph.hp * ph.wp;
   const int64_t m0 = int64_t{blockIdx.x} * T::BM;
   if (m0 >= rows) return;  // grid x covers the largest phase; the whole block leaves together
-  const int n0 = static_cast<int>(blockIdx.y) * T::BN;
-  GradRowLoader<T, kVec> la(dy, g, ph, m0);
-  FilterColLoader<T, kVec> lb(w, g, ph, n0);
+  const GroupTile gt = group_tile(g.gc, T::BN);
+  const int n0 = gt.tile * T::BN;  // group-local
+  GradRowLoader<T, kVec> la(dy + int64_t{gt.group} * g.gk, g, ph, m0);
+  FilterColLoader<T, kVec> lb(w + int64_t{gt.group} * g.gk * g.r * g.s * g.gc, g, ph, n0);
   float acc[T::TM][T::TN];
-  gemm_mainloop<T>(la, lb, ceil_div(int64_t{ph.tr.count} * ph.ts.count * g.k, T::BK), acc);
+  gemm_mainloop<T>(la, lb, ceil_div(int64_t{ph.tr.count} * ph.ts.count * g.gk, T::BK), acc);
 
   for_each_output<T>(acc, [&](int row, int col, const float(&v)[4]) {
     const int64_t m = m0 + row;
     const int c = n0 + col;
-    if (m >= rows || c >= g.c) return;
+    if (m >= rows || c >= g.gc) return;
     const Pixel px = phase_pixel(g, ph, static_cast<int>(m));
-    float* dst = dx + ((int64_t{px.n} * g.h + px.h) * g.w + px.w) * g.c + c;
-    store_group(dst, v, g.c - c, kVec);  // kVec: C % 4 == 0 and dx 16-byte aligned
+    float* dst = dx + ((int64_t{px.n} * g.h + px.h) * g.w + px.w) * g.c + gt.group * g.gc + c;
+    store_group(dst, v, g.gc - c, kVec);  // kVec: gc % 4 == 0 and dx 16-byte aligned
   });
 }
 
@@ -188,7 +195,7 @@ void launch_backward_data(const float* dy, const float* w, float* dx, const Geom
                           cudaStream_t stream) {
   // Phase 0 has the most pixels: ceil(h / stride_h) * ceil(w / stride_w) per image.
   const int64_t rows = int64_t{g.n} * ceil_div(g.h, g.stride_h) * ceil_div(g.w, g.stride_w);
-  const dim3 grid(static_cast<unsigned>(ceil_div(rows, T::BM)), static_cast<unsigned>(ceil_div(plan.gemm_n, T::BN)),
+  const dim3 grid(static_cast<unsigned>(ceil_div(rows, T::BM)), group_tiles(plan.groups, plan.gemm_n, T::BN),
                   static_cast<unsigned>(plan.phases));
   backward_data_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(dy, w, dx, g);
   CONVNET_CUDA_CHECK_LAUNCH("conv backward_data_kernel (v2)");

@@ -38,19 +38,38 @@ using TileLarge = Tile<128, 128, 8, 1>;
 using TileSmall = Tile<64, 64, 16, 2>;
 
 // Problem sizes as the kernels see them (plain ints: validate_conv_shape bounds every extent).
+// c and k are the full tensors' channels (their row strides); gc and gk those of one group, which
+// the GEMMs run over.
 struct Geometry {
   int n, h, w, c, k, r, s, p, q;
   int stride_h, stride_w, pad_h, pad_w, dil_h, dil_w;
+  int groups, gc, gk;
 };
 
 inline Geometry make_geometry(const ConvShape& s) {
   const Conv2dParams& p = s.params;
-  return Geometry{s.n, s.h,        s.w,        s.c,     s.k,     s.r,          s.s,         s.p,
-                  s.q, p.stride_h, p.stride_w, p.pad_h, p.pad_w, p.dilation_h, p.dilation_w};
+  return Geometry{s.n,     s.h,          s.w,          s.c,        s.k,         s.r,
+                  s.s,     s.p,          s.q,          p.stride_h, p.stride_w,  p.pad_h,
+                  p.pad_w, p.dilation_h, p.dilation_w, s.groups(), s.group_c(), s.group_k()};
 }
 
 __host__ __device__ constexpr int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
+}
+
+// Grid y of the implicit GEMMs runs the groups one after another, each over the tiles of its
+// `extent` GEMM columns (or rows) in blocks of `block`: y = group * tiles + tile.
+struct GroupTile {
+  int group, tile;
+};
+__device__ __forceinline__ GroupTile group_tile(int extent, int block) {
+  const int tiles = static_cast<int>(ceil_div(extent, block));
+  const int y = static_cast<int>(blockIdx.y);
+  return GroupTile{y / tiles, y % tiles};
+}
+// The grid's y extent for those tiles.
+inline unsigned group_tiles(int groups, int64_t extent, int block) {
+  return static_cast<unsigned>(groups * ceil_div(extent, block));
 }
 
 // 16-byte alignment of every pointer the vector path dereferences.

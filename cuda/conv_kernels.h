@@ -17,7 +17,10 @@
 
 namespace convnet::cuda {
 
-// One convolution problem: x [n, h, w, c], w [k, r, s, c], y [n, p, q, k].
+// One convolution problem: x [n, h, w, c], w [k, r, s, c / groups], y [n, p, q, k], where
+// groups = params.groups (Conv2dParams): output channel k reads the input channels of group
+// k / group_k(). Every version runs each group as its own GEMM over the group's channel slices;
+// strides in memory stay those of the full tensors.
 struct ConvShape {
   int n = 1, h = 1, w = 1, c = 1;
   int k = 1, r = 1, s = 1;
@@ -26,7 +29,10 @@ struct ConvShape {
   // Fills p and q from the other fields. Throws convnet::Error (validate_conv_shape) when the
   // problem is invalid, e.g. the input is smaller than the dilated kernel.
   static ConvShape make(int n, int h, int w, int c, int k, int r, int s, const Conv2dParams& params);
-  int64_t forward_flops() const { return 2LL * n * p * q * k * r * s * c; }
+  int groups() const { return params.groups; }
+  int group_c() const { return c / params.groups; }  // input channels of one group: w's last axis
+  int group_k() const { return k / params.groups; }  // output channels of one group
+  int64_t forward_flops() const { return 2LL * n * p * q * k * r * s * group_c(); }
 };
 
 enum class ConvVersion { v0_direct, v2_implicit_gemm };
@@ -46,16 +52,19 @@ enum class ConvPass { forward, backward_data, backward_filter };
 const char* conv_pass_name(ConvPass pass);  // "forward", "backward-data", "backward-filter"
 
 // How v2 runs one pass: pure host arithmetic on the shape (no device needed), shared by the
-// launchers, the workspace size and the harness's printout.
-//   forward          GEMM M = n*p*q, N = k, reduction r*s*c
+// launchers, the workspace size and the harness's printout. One GEMM per group (gc = c / groups,
+// gk = k / groups input and output channels of a group):
+//   forward          GEMM M = n*p*q, N = gk, reduction r*s*gc
 //   backward-data    per stride phase (h % stride_h, w % stride_w): M = the phase's n*h*w pixels,
-//                    N = c, reduction over the taps that hit that phase times k
-//   backward-filter  M = k, N = r*s*c, reduction n*p*q split into `splits` slices
+//                    N = gc, reduction over the taps that hit that phase times gk
+//   backward-filter  M = gk, N = r*s*gc, reduction n*p*q split into `splits` slices
+// Grid y runs groups x the tiles of one group's N (backward-filter: M), group-major.
 // Block tile: 128x128x8 (8x8 outputs per thread) when the problem fills the GPU with it, else
 // 64x64x16 (4x4 per thread); 256 threads either way.
 struct ConvGemmPlan {
   int block_m = 128, block_n = 128, block_k = 8;
-  int64_t gemm_m = 0, gemm_n = 0, gemm_k = 0;  // backward-data: the whole n*h*w, c, r*s*k
+  int64_t gemm_m = 0, gemm_n = 0, gemm_k = 0;  // one group's; backward-data: the whole n*h*w, gc, r*s*gk
+  int groups = 1;                              // GEMMs side by side (grid y)
   int phases = 1;                              // backward-data: stride_h * stride_w (grid z), else 1
   int splits = 1;                              // backward-filter: reduction slices (grid z), else 1
   int64_t k_tiles_per_split = 0;               // reduction tiles each slice covers (the last may have fewer)
@@ -63,8 +72,8 @@ struct ConvGemmPlan {
   // then the chunk sums in order (1 chunk: written straight to dbias).
   int bias_chunks = 1;
   int64_t bias_rows_per_chunk = 0;
-  // 128-bit loads: the reduction's contiguous channel counts are multiples of 4 (the launcher
-  // also needs 16-byte aligned pointers, else it takes the scalar path).
+  // 128-bit loads: the reduction's contiguous channel counts (per group) are multiples of 4 (the
+  // launcher also needs 16-byte aligned pointers, else it takes the scalar path).
   bool vectorized = false;
 };
 ConvGemmPlan conv_gemm_plan(const ConvShape& shape, ConvPass pass);
@@ -77,6 +86,15 @@ inline constexpr int kConvMaxSplits = 256;
 // dbias chunks: at most this many, each at least this many rows.
 inline constexpr int kConvMaxBiasChunks = 256;
 inline constexpr int64_t kConvMinBiasChunkRows = 1024;
+
+// Narrow groups: more than one group and fewer than kConvNarrowGroup input or output channels in
+// each (depthwise and its kin). Each group's implicit GEMM is then at most 7 wide, most of every
+// 64- or 128-wide tile wasted, so the cuda backend runs such problems on other versions
+// (cuda/cuda_backend.cpp says which and why). groups == 1 is never narrow: the RGB layer stays.
+inline constexpr int kConvNarrowGroup = 8;
+inline bool conv_narrow_groups(const ConvShape& s) {
+  return s.groups() > 1 && (s.group_c() < kConvNarrowGroup || s.group_k() < kConvNarrowGroup);
+}
 
 // y = conv(x, w) (+ bias[k] when bias != nullptr).
 void conv2d_forward(const float* x, const float* w, const float* bias, float* y, const ConvShape& shape,
@@ -104,7 +122,7 @@ void gemm_backward_data(const float* dy, const float* w, float* dx, const ConvSh
 // `workspace` holds conv_filter_workspace_floats(plan, shape) floats.
 void gemm_backward_filter(const float* x, const float* dy, float* dw, float* dbias, const ConvShape& shape,
                           const ConvGemmPlan& plan, float* workspace, cudaStream_t stream);
-// Workspace layout of gemm_backward_filter: [splits][k][r*s*c] partial dw when splits > 1, then
+// Workspace layout of gemm_backward_filter: [splits][k][r*s*gc] partial dw when splits > 1, then
 // (at offset conv_filter_bias_offset) [bias_chunks][k] partial dbias when bias_chunks > 1.
 int64_t conv_filter_bias_offset(const ConvGemmPlan& plan, const ConvShape& shape);
 int64_t conv_filter_workspace_floats(const ConvGemmPlan& plan, const ConvShape& shape);

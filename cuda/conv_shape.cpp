@@ -23,9 +23,10 @@ int64_t ceil_div(int64_t a, int64_t b) {
   return (a + b - 1) / b;
 }
 
-// 128x128x8 when that tiling alone gives the GPU at least a wave of blocks, else 64x64x16.
+// 128x128x8 when that tiling alone gives the GPU at least a wave of blocks (over every group's
+// GEMM of m x n), else 64x64x16.
 void choose_tile(ConvGemmPlan& plan, int64_t m, int64_t n) {
-  const bool big = m >= 128 && n >= 128 && ceil_div(m, 128) * ceil_div(n, 128) >= kConvTargetBlocks / 2;
+  const bool big = m >= 128 && n >= 128 && plan.groups * ceil_div(m, 128) * ceil_div(n, 128) >= kConvTargetBlocks / 2;
   plan.block_m = big ? 128 : 64;
   plan.block_n = big ? 128 : 64;
   plan.block_k = big ? 8 : 16;
@@ -85,6 +86,8 @@ void validate_conv_shape(const ConvShape& s, const char* op) {
   CONVNET_CHECK(p.dilation_h >= 1 && p.dilation_w >= 1, "{}: dilation {}x{} must be >= 1", op, p.dilation_h,
                 p.dilation_w);
   CONVNET_CHECK(p.pad_h >= 0 && p.pad_w >= 0, "{}: padding {}x{} must be >= 0", op, p.pad_h, p.pad_w);
+  CONVNET_CHECK(p.groups >= 1 && s.c % p.groups == 0 && s.k % p.groups == 0,
+                "{}: {} groups do not divide the {} input and {} output channels", op, p.groups, s.c, s.k);
   const int64_t want_p = conv_output_size(s.h, s.r, p.stride_h, p.pad_h, p.dilation_h);
   const int64_t want_q = conv_output_size(s.w, s.s, p.stride_w, p.pad_w, p.dilation_w);
   CONVNET_CHECK(want_p > 0 && want_q > 0,
@@ -93,7 +96,8 @@ void validate_conv_shape(const ConvShape& s, const char* op) {
   CONVNET_CHECK(s.p == want_p && s.q == want_q, "{}: output {}x{} does not match the {}x{} the input and kernel give",
                 op, s.p, s.q, want_p, want_q);
   const int64_t n = s.n, h = s.h, w = s.w, c = s.c, k = s.k, r = s.r, sw = s.s, pp = s.p, q = s.q;
-  const int64_t extents[] = {n * h * w, n * pp * q, r * sw * c, r * sw * k, k, c};
+  const int64_t groups = p.groups, gc = s.group_c(), gk = s.group_k();
+  const int64_t extents[] = {n * h * w, n * pp * q, r * sw * gc, r * sw * gk, k, c};
   for (const int64_t e : extents)
     CONVNET_CHECK(e <= kMaxExtent,
                   "{}: problem [n={}, h={}, w={}, c={}] x [k={}, r={}, s={}] is too large for 32-bit GEMM indices "
@@ -101,13 +105,16 @@ void validate_conv_shape(const ConvShape& s, const char* op) {
                   op, n, h, w, c, k, r, sw, e);
   CONVNET_CHECK(int64_t{p.stride_h} * p.stride_w <= kMaxGridYZ, "{}: stride {}x{} has too many phases", op, p.stride_h,
                 p.stride_w);
-  CONVNET_CHECK(ceil_div(std::max(k, c), 64) <= kMaxGridYZ, "{}: {} channels exceed the grid limit", op,
-                std::max(k, c));
+  // Grid y: every group's tiles of its channels, at the smallest tile (64).
+  CONVNET_CHECK(groups * ceil_div(std::max(gk, gc), 64) <= kMaxGridYZ,
+                "{}: {} channels in {} group(s) exceed the grid limit", op, std::max(k, c), groups);
 }
 
 ConvGemmPlan conv_gemm_plan(const ConvShape& s, ConvPass pass) {
   ConvGemmPlan plan;
-  const int64_t n = s.n, h = s.h, w = s.w, c = s.c, k = s.k, r = s.r, sw = s.s, p = s.p, q = s.q;
+  plan.groups = s.groups();
+  // One group's channels: every GEMM below is one group's.
+  const int64_t n = s.n, h = s.h, w = s.w, c = s.group_c(), k = s.group_k(), r = s.r, sw = s.s, p = s.p, q = s.q;
   switch (pass) {
     case ConvPass::forward:
       plan.gemm_m = n * p * q;
@@ -135,7 +142,7 @@ ConvGemmPlan conv_gemm_plan(const ConvShape& s, ConvPass pass) {
       plan.block_n = big ? 128 : 64;
       plan.block_k = big ? 8 : 16;
       plan.vectorized = c % 4 == 0 && k % 4 == 0;
-      const int64_t tiles = ceil_div(plan.gemm_m, plan.block_m) * ceil_div(plan.gemm_n, plan.block_n);
+      const int64_t tiles = plan.groups * ceil_div(plan.gemm_m, plan.block_m) * ceil_div(plan.gemm_n, plan.block_n);
       const int64_t k_tiles = ceil_div(plan.gemm_k, plan.block_k);
       const int64_t most = std::max<int64_t>(1, std::min<int64_t>(k_tiles / kConvMinTilesPerSplit, kConvMaxSplits));
       const int64_t want = std::clamp<int64_t>(ceil_div(kConvTargetBlocks, tiles), 1, most);
@@ -162,7 +169,7 @@ int conv_bias_chunks(int64_t rows) {
 }
 
 int64_t conv_filter_bias_offset(const ConvGemmPlan& plan, const ConvShape& s) {
-  const int64_t partial_dw = plan.splits > 1 ? int64_t{plan.splits} * s.k * s.r * s.s * s.c : 0;
+  const int64_t partial_dw = plan.splits > 1 ? int64_t{plan.splits} * s.k * s.r * s.s * s.group_c() : 0;
   return ceil_div(partial_dw, 4) * 4;  // keeps the dbias partials 16-byte aligned
 }
 

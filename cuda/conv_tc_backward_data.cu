@@ -3,6 +3,8 @@
 //   dx[pixel of the phase][c] = sum over the phase's taps (r, s) and k of dy[n, p, q, k] * w[k, r, s, c],
 // grid z = phase * splits + slice. A (dy) is K-major: a chunk is kChunk consecutive k at one tap.
 // B (w) is MN-major: the chunk is kChunk consecutive c of one filter row (k, r, s).
+// Groups: one GEMM per group (grid y = group x column tile): its gc input channels (dx channel
+// group * gc + c) from its gk output channels (dy channel group * gk + k) and filters.
 #include "cuda/conv_phase.cuh"
 #include "cuda/conv_tc_common.cuh"
 
@@ -21,7 +23,7 @@ struct GradRows {
   using Slots = ChunkSlots<T, E, Major::k>;
   using Tl = OperandTile<E, Major::k, T::BM>;
   static constexpr int kPer = Slots::kPer;
-  const E* dy;
+  const E* dy;              // the group's first channel
   int64_t base[kPer] = {};  // dy offset of the row's image
   // The output row and column the phase's first tap reaches; each further tap moves them back by
   // dp = step * dil / stride (exact).
@@ -29,7 +31,7 @@ struct GradRows {
   bool row_ok[kPer] = {};
   int dp, dq;
   int kred, kred_end;
-  int jr = 0, js = 0, k = 0;  // kred = (jr * ts.count + js) * K + k
+  int jr = 0, js = 0, k = 0;  // kred = (jr * ts.count + js) * gk + k
   Geometry g;
   int s_count;
 
@@ -38,7 +40,7 @@ struct GradRows {
         dp(ph.tr.step * g_.dil_h / g_.stride_h),
         dq(ph.ts.step * g_.dil_w / g_.stride_w),
         kred(static_cast<int>(first_stage * kStageK<E>) + Slots::kk(0)),
-        kred_end(ph.tr.count * ph.ts.count * g_.k),
+        kred_end(ph.tr.count * ph.ts.count * g_.gk),
         g(g_),
         s_count(ph.ts.count) {
 #pragma unroll
@@ -52,9 +54,9 @@ struct GradRows {
       q_first[i] = (px.w + g.pad_w - ph.ts.first * g.dil_w) / g.stride_w;
     }
     if (kred_end > 0) {
-      k = kred % g.k;
-      js = (kred / g.k) % s_count;
-      jr = kred / g.k / s_count;
+      k = kred % g.gk;
+      js = (kred / g.gk) % s_count;
+      jr = kred / g.gk / s_count;
     }
   }
 
@@ -66,7 +68,7 @@ struct GradRows {
   }
 
   __device__ void load(unsigned char* tile) {
-    if constexpr (kVec) {  // K % kChunk == 0: a chunk is one tap, kChunk channels
+    if constexpr (kVec) {  // gk % kChunk == 0: a chunk is one tap, kChunk channels
 #pragma unroll
       for (int i = 0; i < kPer; ++i) {
         const E* src = kred < kred_end ? at(i, jr, js, k) : nullptr;
@@ -81,7 +83,7 @@ struct GradRows {
           const E* src = kred + e < kred_end ? at(i, a, b, kk) : nullptr;
           store_element<E>(tile, Tl::offset(Slots::mn(i), Slots::kk(i) + e), src != nullptr ? load_element(src) : E(0));
         }
-        if (++kk == g.k) {
+        if (++kk == g.gk) {
           kk = 0;
           if (++b == s_count) {
             b = 0;
@@ -92,8 +94,8 @@ struct GradRows {
     }
     kred += kStageK<E>;
     k += kStageK<E>;
-    while (k >= g.k) {
-      k -= g.k;
+    while (k >= g.gk) {
+      k -= g.gk;
       if (++js == s_count) {
         js = 0;
         ++jr;
@@ -104,6 +106,7 @@ struct GradRows {
 
 // B[kred][c] = w[k, r, s, c] for the kred-th (tap, k): stored one reduction index per shared row.
 // Each thread fills the same kChunk columns of two reduction rows, each with its own (tap, k).
+// w: the group's first filter; k and c are group-local.
 template <class T, class E, bool kVec>
 struct FilterCols {
   using Slots = ChunkSlots<T, E, Major::mn>;
@@ -117,14 +120,14 @@ struct FilterCols {
   Taps tr, ts;
 
   __device__ FilterCols(const E* w_, const Geometry& g_, const Phase& ph, int n0, int64_t first_stage)
-      : w(w_), kred_end(ph.tr.count * ph.ts.count * g_.k), c(n0 + Slots::mn(0)), g(g_), tr(ph.tr), ts(ph.ts) {
+      : w(w_), kred_end(ph.tr.count * ph.ts.count * g_.gk), c(n0 + Slots::mn(0)), g(g_), tr(ph.tr), ts(ph.ts) {
 #pragma unroll
     for (int i = 0; i < kPer; ++i) {
       kred[i] = static_cast<int>(first_stage * kStageK<E>) + Slots::kk(i);
       if (kred_end > 0) {
-        k[i] = kred[i] % g.k;
-        js[i] = (kred[i] / g.k) % ts.count;
-        jr[i] = kred[i] / g.k / ts.count;
+        k[i] = kred[i] % g.gk;
+        js[i] = (kred[i] / g.gk) % ts.count;
+        jr[i] = kred[i] / g.gk / ts.count;
       }
     }
   }
@@ -134,21 +137,21 @@ struct FilterCols {
     for (int i = 0; i < kPer; ++i) {
       const int offset = Tl::offset(Slots::mn(i), Slots::kk(i));
       const bool row_ok = kred[i] < kred_end;
-      const E* row = w + ((int64_t{k[i]} * g.r + tr.first + jr[i] * tr.step) * g.s + ts.first + js[i] * ts.step) * g.c;
-      if constexpr (kVec) {  // C % kChunk == 0: all kChunk channels exist or none
-        const bool ok = row_ok && c < g.c;
+      const E* row = w + ((int64_t{k[i]} * g.r + tr.first + jr[i] * tr.step) * g.s + ts.first + js[i] * ts.step) * g.gc;
+      if constexpr (kVec) {  // gc % kChunk == 0: all kChunk channels exist or none
+        const bool ok = row_ok && c < g.gc;
         copy_chunk(tile, offset, ok ? row + c : w, ok);
       } else {
 #pragma unroll
         for (int e = 0; e < kChunk<E>; ++e) {
-          const bool ok = row_ok && c + e < g.c;
+          const bool ok = row_ok && c + e < g.gc;
           store_element<E>(tile, offset + e * static_cast<int>(sizeof(E)), ok ? load_element(row + c + e) : E(0));
         }
       }
       kred[i] += kStageK<E>;
       k[i] += kStageK<E>;
-      while (k[i] >= g.k) {
-        k[i] -= g.k;
+      while (k[i] >= g.gk) {
+        k[i] -= g.gk;
         if (++js[i] == ts.count) {
           js[i] = 0;
           ++jr[i];
@@ -168,13 +171,14 @@ __global__ void __launch_bounds__(T::kThreads)
   const int64_t rows = int64_t{g.n} * ph.hp * ph.wp;
   const int64_t m0 = int64_t{blockIdx.x} * T::BM;
   if (m0 >= rows) return;  // grid x covers the largest phase; the whole block leaves together
-  const int n0 = static_cast<int>(blockIdx.y) * T::BN;
-  const int64_t total = ceil_div(int64_t{ph.tr.count} * ph.ts.count * g.k, kStageK<E>);
+  const gemm::GroupTile gt = gemm::group_tile(g.gc, T::BN);
+  const int n0 = gt.tile * T::BN;  // group-local
+  const int64_t total = ceil_div(int64_t{ph.tr.count} * ph.ts.count * g.gk, kStageK<E>);
   const int64_t per_split = ceil_div(total, splits);
   const int64_t first = slice * per_split;
   const int64_t stages = max(int64_t{0}, min(per_split, total - first));
-  GradRows<T, E, kVec> la(dy, g, ph, m0, first);
-  FilterCols<T, E, kVec> lb(w, g, ph, n0, first);
+  GradRows<T, E, kVec> la(dy + int64_t{gt.group} * g.gk, g, ph, m0, first);
+  FilterCols<T, E, kVec> lb(w + int64_t{gt.group} * g.gk * g.r * g.s * g.gc, g, ph, n0, first);
   Accumulators<T> acc;
   mainloop<T, E, Major::k, Major::mn>(smem, la, lb, stages, acc);
 
@@ -188,8 +192,8 @@ __global__ void __launch_bounds__(T::kThreads)
     const float v[2] = {v0, v1};
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
-      if (c + j >= g.c) break;
-      const int64_t i = pixel * g.c + c + j;
+      if (c + j >= g.gc) break;
+      const int64_t i = pixel * g.c + gt.group * g.gc + c + j;
       if (out != nullptr)
         out[i] = v[j];
       else
@@ -207,11 +211,11 @@ void launch_backward_data(const E* dy, const E* w, E* dx, const Geometry& g, con
   // Phase 0 has the most pixels: ceil(h / stride_h) * ceil(w / stride_w) per image.
   const int64_t rows = int64_t{g.n} * ceil_div(g.h, g.stride_h) * ceil_div(g.w, g.stride_w);
   float* partial = plan.splits > 1 ? static_cast<float*>(workspace) : nullptr;
-  const dim3 grid(static_cast<unsigned>(ceil_div(rows, T::BM)), static_cast<unsigned>(ceil_div(plan.gemm_n, T::BN)),
+  const dim3 grid(static_cast<unsigned>(ceil_div(rows, T::BM)), gemm::group_tiles(plan.groups, plan.gemm_n, T::BN),
                   static_cast<unsigned>(plan.phases * plan.splits));
   kernel<<<grid, T::kThreads, smem, stream>>>(dy, w, dx, partial, g, plan.splits);
   CONVNET_CUDA_CHECK_LAUNCH("conv backward_data_kernel (v4)");
-  if (partial != nullptr) sum_slices<E>(partial, dx, plan.gemm_m * plan.gemm_n, g.c, plan.splits, Epilogue{}, stream);
+  if (partial != nullptr) sum_slices<E>(partial, dx, plan.outputs(), g.c, plan.splits, Epilogue{}, stream);
 }
 
 }  // namespace

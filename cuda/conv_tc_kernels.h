@@ -2,12 +2,14 @@
 // fp32 versions of conv_kernels.h (v0 and v2 stay as oracles).
 //
 // The same implicit GEMMs as v2 (forward M = n*p*q, N = k; backward-data per stride phase M = the
-// phase's pixels, N = c; backward-filter M = k, N = r*s*c), computed with mma.sync on warp tiles.
+// phase's pixels, N = c; backward-filter M = k, N = r*s*c), one per group with a group's channels
+// (gc = c / groups, gk = k / groups) in place of c and k, computed with mma.sync on warp tiles.
 // Operand tiles stream global -> shared memory with cp.async through a 4-stage pipeline; a
 // reduction-contiguous tile is XOR-swizzled and read with ldmatrix, a tile whose rows are output
 // columns is padded and read with ldmatrix.trans (BF16) or 32-bit loads (TF32). Channel counts
-// that are not a multiple of a 16-byte chunk (the RGB input layer, C = 3) take a gather path that
-// packs the reduction (r, s, c) densely, so they use the tensor cores too. Accumulation is fp32.
+// that are not a multiple of a 16-byte chunk (the RGB input layer, C = 3; a group of one channel)
+// take a gather path that packs the reduction (r, s, c) densely, so they use the tensor cores
+// too. Accumulation is fp32.
 //
 // Precisions:
 //   tf32  float tensors; every operand is rounded to TF32 (cvt.rna) as it enters the mma
@@ -41,17 +43,21 @@ struct ConvTcPlan {
   ConvTcTile tile = ConvTcTile::large;
   int block_m = 128, block_n = 128, block_k = 16;  // block_k: reduction elements per pipeline stage
   int threads = 256;
-  int64_t gemm_m = 0, gemm_n = 0, gemm_k = 0;  // backward-data: the whole n*h*w, c, r*s*k
+  int64_t gemm_m = 0, gemm_n = 0, gemm_k = 0;  // one group's; backward-data: the whole n*h*w, gc, r*s*gk
+  int groups = 1;                              // GEMMs side by side: grid y = groups x N (backward-filter: M) tiles
   int phases = 1;                              // backward-data: stride_h * stride_w
   int splits = 1;                              // reduction slices (grid z, times phases)
   int64_t blocks = 0;                          // thread blocks of the GEMM launch
-  // 16-byte cp.async loads: the reduction's contiguous channel counts are multiples of a chunk (4
-  // floats, 8 bf16); otherwise the gather path (the launcher also needs 16-byte aligned pointers).
+  // Elements of the pass's output (y, dx or dw): groups * gemm_m * gemm_n.
+  int64_t outputs() const { return groups * gemm_m * gemm_n; }
+  // 16-byte cp.async loads: the reduction's contiguous channel counts (a group's) are multiples of
+  // a chunk (4 floats, 8 bf16); otherwise the gather path (the launcher also needs 16-byte aligned
+  // pointers).
   bool vectorized = false;
   size_t shared_bytes = 0;     // dynamic shared memory per block
   size_t workspace_bytes = 0;  // split-K partials and the dbias chunks (backward-filter)
   // Forward with ConvOutputStats: the per-row-block partial sums after workspace_bytes (rounded
-  // up to kConvTcStatsAlign): 2 * stats_row_blocks * gemm_n floats.
+  // up to kConvTcStatsAlign): 2 * stats_row_blocks * k floats.
   int64_t stats_row_blocks = 0;
   size_t stats_workspace_bytes = 0;
 };

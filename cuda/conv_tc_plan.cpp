@@ -33,18 +33,21 @@ int64_t operand_bytes(bool k_major, int rows, ConvPrecision p) {
 }
 
 struct Extents {
-  int64_t m = 0, n = 0, k = 0;  // GEMM extents (backward-data: the whole n*h*w)
+  int64_t m = 0, n = 0, k = 0;  // one group's GEMM extents (backward-data: the whole n*h*w)
   int64_t block_rows = 0;       // GEMM rows one grid covers (backward-data: the largest phase)
   int64_t stages_k = 0;         // the longest reduction a block walks (backward-data: a phase's)
+  int groups = 1;
   int phases = 1;
   bool a_k_major = true, b_k_major = true;
   bool vectorized = false;
 };
 
 Extents extents(const ConvShape& s, ConvPass pass, ConvPrecision precision) {
-  const int64_t n = s.n, h = s.h, w = s.w, c = s.c, k = s.k, r = s.r, sw = s.s, p = s.p, q = s.q;
+  // One group's channels: every GEMM below is one group's.
+  const int64_t n = s.n, h = s.h, w = s.w, c = s.group_c(), k = s.group_k(), r = s.r, sw = s.s, p = s.p, q = s.q;
   const int chunk = 16 / element_bytes(precision);
   Extents e;
+  e.groups = s.groups();
   switch (pass) {
     case ConvPass::forward:
       e.m = e.block_rows = n * p * q;
@@ -94,12 +97,15 @@ ConvTcPlan conv_tc_plan(const ConvShape& shape, ConvPass pass, ConvPrecision pre
   plan.gemm_m = e.m;
   plan.gemm_n = e.n;
   plan.gemm_k = e.k;
+  plan.groups = e.groups;
   plan.phases = e.phases;
   plan.vectorized = e.vectorized;
   plan.block_k = kRowBytes / element_bytes(precision);
 
-  // Blocks of a tile size; the large tile when it alone fills a wave of the GPU.
-  const auto blocks_of = [&](int tile) { return ceil_div(e.block_rows, tile) * ceil_div(e.n, tile) * e.phases; };
+  // Blocks of a tile size (every group's tiles); the large tile when it alone fills a wave of the GPU.
+  const auto blocks_of = [&](int tile) {
+    return ceil_div(e.block_rows, tile) * ceil_div(e.n, tile) * e.phases * e.groups;
+  };
   const bool large = overrides.tile != 0 ? overrides.tile == 128 : blocks_of(128) >= sm_count;
   plan.tile = large ? ConvTcTile::large : ConvTcTile::small;
   plan.block_m = plan.block_n = large ? 128 : 64;
@@ -119,7 +125,7 @@ ConvTcPlan conv_tc_plan(const ConvShape& shape, ConvPass pass, ConvPrecision pre
 
   plan.shared_bytes = static_cast<size_t>(kStages * (operand_bytes(e.a_k_major, plan.block_m, precision) +
                                                      operand_bytes(e.b_k_major, plan.block_n, precision)));
-  int64_t floats = plan.splits > 1 ? plan.splits * e.m * e.n : 0;
+  int64_t floats = plan.splits > 1 ? plan.splits * plan.outputs() : 0;
   if (pass == ConvPass::backward_filter) {
     const int64_t rows = int64_t{shape.n} * shape.p * shape.q;
     const int chunks = detail::conv_bias_chunks(rows);
@@ -128,7 +134,7 @@ ConvTcPlan conv_tc_plan(const ConvShape& shape, ConvPass pass, ConvPrecision pre
   plan.workspace_bytes = static_cast<size_t>(floats) * sizeof(float);
   if (pass == ConvPass::forward) {
     plan.stats_row_blocks = ceil_div(e.m, plan.block_m);
-    plan.stats_workspace_bytes = static_cast<size_t>(2 * plan.stats_row_blocks * e.n) * sizeof(float);
+    plan.stats_workspace_bytes = static_cast<size_t>(2 * plan.stats_row_blocks * shape.k) * sizeof(float);
   }
   return plan;
 }
@@ -141,10 +147,11 @@ void check_plan(const ConvShape& shape, ConvPass pass, ConvPrecision precision, 
   validate_conv_shape(shape, op);
   const Extents e = extents(shape, pass, precision);
   CONVNET_CHECK(plan.precision == precision && plan.gemm_m == e.m && plan.gemm_n == e.n && plan.gemm_k == e.k &&
-                    plan.phases == e.phases && (!plan.vectorized || e.vectorized),
-                "{}: the plan ({} GEMM {}x{}x{}) was made for another problem or precision ({} GEMM {}x{}x{})", op,
-                conv_precision_name(plan.precision), plan.gemm_m, plan.gemm_n, plan.gemm_k,
-                conv_precision_name(precision), e.m, e.n, e.k);
+                    plan.groups == e.groups && plan.phases == e.phases && (!plan.vectorized || e.vectorized),
+                "{}: the plan ({} GEMM {}x{}x{} in {} group(s)) was made for another problem or precision ({} GEMM "
+                "{}x{}x{} in {} group(s))",
+                op, conv_precision_name(plan.precision), plan.gemm_m, plan.gemm_n, plan.gemm_k, plan.groups,
+                conv_precision_name(precision), e.m, e.n, e.k, e.groups);
   CONVNET_CHECK(plan.splits >= 1 && plan.splits <= kMaxSplits * 4, "{}: plan with {} splits", op, plan.splits);
   CONVNET_CHECK(plan.workspace_bytes == 0 || workspace != nullptr, "{}: needs a workspace of {} bytes, got none", op,
                 plan.workspace_bytes);

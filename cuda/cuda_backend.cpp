@@ -76,6 +76,26 @@ void check_nonempty_weights(const OpChecks& check, const LinearGeometry& g, cons
   CONVNET_CHECK(g.in > 0 && g.out > 0, "{}: empty weights {}", check.op(), shape_str(w.shape()));
 }
 
+// Whether a convolution runs on the fp32 kernels (conv_kernels.h) rather than v4: in fp32, and in
+// every precision for narrow groups (conv_narrow_groups: depthwise and its kin, under 8 channels
+// per group). Their per-group GEMMs are 1-7 wide, most of every v2 or v4 tile wasted: forward and
+// backward-data take v0, which does just the work needed, and backward-filter v2 (fp32_version).
+// Both read the fp32 tensors as they are (no bf16 copies) and are more exact than tf32 or bf16,
+// which a reduced precision allows.
+bool fp32_kernels(Precision precision, const ConvShape& s) {
+  return precision == Precision::fp32 || conv_narrow_groups(s);
+}
+
+// The fp32 version for a pass. Narrow groups run forward and backward-data on v0, the direct
+// kernel: one thread per output element summing just the r*s*C/g (or taps*K/g) terms it needs,
+// reads coalesced along the channels, where v2's tiles would be mostly empty. Backward-filter stays
+// on v2: its reduction is the long n*p*q, which v0 sums serially in one thread per weight while v2
+// splits it across blocks. groups == 1 is never narrow: today's v2 everywhere.
+ConvVersion fp32_version(const ConvShape& s, ConvPass pass) {
+  return conv_narrow_groups(s) && pass != ConvPass::backward_filter ? ConvVersion::v0_direct
+                                                                    : ConvVersion::v2_implicit_gemm;
+}
+
 }  // namespace
 
 CudaBackend::CudaBackend(int device_index, Precision precision)
@@ -108,8 +128,8 @@ CudaBackend::Bf16Scratch CudaBackend::bf16_scratch(const int64_t (&counts)[3], s
 }
 
 void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s) {
-  if (precision() == Precision::fp32) {
-    cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream());
+  if (fp32_kernels(precision(), s)) {
+    cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream(), fp32_version(s, ConvPass::forward));
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::forward);
@@ -127,8 +147,8 @@ void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bi
 }
 
 void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s) {
-  if (precision() == Precision::fp32) {
-    cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), s, stream());
+  if (fp32_kernels(precision(), s)) {
+    cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), s, stream(), fp32_version(s, ConvPass::backward_data));
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::backward_data);
@@ -145,9 +165,10 @@ void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& d
 
 void CudaBackend::run_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
                                       const ConvShape& s) {
-  if (precision() == Precision::fp32) {
-    void* workspace = scratch(conv2d_backward_filter_workspace(s));
-    cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream());
+  if (fp32_kernels(precision(), s)) {
+    const ConvVersion v = fp32_version(s, ConvPass::backward_filter);
+    void* workspace = scratch(conv2d_backward_filter_workspace(s, v));
+    cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream(), v);
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::backward_filter);

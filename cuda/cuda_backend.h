@@ -1,8 +1,9 @@
 // The `cuda` backend: every op on our own kernels. Convolutions (and linear layers, as 1x1
 // convolutions) use the v2 implicit-GEMM kernels of cuda/conv_kernels.h in fp32, and the v4
 // tensor-core kernels of cuda/conv_tc_kernels.h in tf32 and bf16 (train.precision; `cuda_tf32` is
-// this backend created in tf32). In bf16 the fp32 operands are converted to bf16 copies first and
-// y, dx converted back (cuda/bf16_kernels.h): bf16 arithmetic, fp32 storage; pooling, activations and
+// this backend created in tf32); grouped convolutions with under 8 channels per group (depthwise)
+// run on v0 / v2 in every precision (cuda_backend.cpp, fp32_version). In bf16 the fp32 operands are converted to bf16
+// copies first and y, dx converted back (cuda/bf16_kernels.h): bf16 arithmetic, fp32 storage; pooling, activations and
 // batch norm use cuda/pool_kernels.h, activation_kernels.h and batch_norm_kernels.h; copies,
 // dropout, the loss and SGD come from GpuBackend. Results are deterministic (no float atomics,
 // fixed reduction orders) and follow the cpu backend's semantics (core/cpu) exactly.

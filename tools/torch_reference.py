@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference for convnet's CIFAR-10 recipes (configs/fast94.yaml, vgg11_bn.yaml, vgg16_bn.yaml,
-resnet18.yaml, resnet20.yaml).
+"""PyTorch reference for convnet's CIFAR-10 recipes (configs/fast94.yaml, fast96.yaml, vgg11_bn.yaml,
+vgg16_bn.yaml, resnet18.yaml, resnet20.yaml).
 
 Trains the same architecture with the same recipe on the same CIFAR-10 binary files that convnet
 reads, so that accuracy and time compare side by side on one GPU (docs/results.md):
@@ -20,6 +20,11 @@ sorted by class, so airbench's "first 5000" would be all airplanes), alternating
 reflect translate, loss summed over the batch with airbench's lr and weight decay scaling,
 BatchNorm biases at 64x LR, whitening bias trained for 3 epochs, lookahead from epoch 3 every 5
 steps with decay 0.95^5 * (step/total)^3, copied back at the end of every epoch, and 6-view TTA.
+fast96 follows airbench96 (its 06/13/24 version) with the same code: widths 128/512/512, three
+convs per group with a residual over the last two (GELU after the sum), BatchNorm momentum 0.1,
++-4 px reflect translate, 12 px cutout (zeroed after normalisation, the square inside the image),
+31 epochs, warm-up over 10% of the steps then linear to 0, and lookahead from the first 5th step,
+copied back only after each update and at the last step (no copy-back at epoch ends).
 The VGG and ResNet recipes follow convnet's trainer: batch-mean loss, PyTorch SGD with L2 weight
 decay on conv and linear weights only (on every parameter when the recipe's
 optimizer.decay_norm_and_bias is true, as the ResNet recipes and their PyTorch sources have it),
@@ -32,9 +37,9 @@ convnet's checkpoints; --model resnet56 trains another depth with the resnet20 r
 
 The whole data set lives on the device as uint8 and batches are augmented there (as convnet's
 device loader does), so data loading is not part of the timed loop. Timing (CUDA events on a GPU):
-  train_seconds  from the start of the whitening init (fast94) or of the first step to the end of
+  train_seconds  from the start of the whitening init (fast94, fast96) or of the first step to the end of
                  training, per-epoch evaluations excluded (airbench's definition)
-  eval_seconds   the final evaluation (with TTA for fast94)
+  eval_seconds   the final evaluation (with TTA for fast94 and fast96)
   wall_seconds   model construction to the final accuracy, everything included
 A short warm-up run (random labels, --warmup-steps steps) precedes the timed runs so that
 cudnn.benchmark's autotuning is not timed, as airbench does. One JSON object per seed goes to
@@ -110,36 +115,73 @@ RESNETS = {
     **{f"resnet{d}": (16, (16, 32, 64), ((d - 2) // 6,) * 3, "pad") for d in (20, 32, 44, 56, 110, 1202)},
 }
 
+# The airbench recipes' common part (configs/fast94.yaml, configs/fast96.yaml).
+AIRBENCH = {
+    "train.batch_size": 1024,
+    "train.label_smoothing": 0.2,
+    "train.init_images": 5000,
+    "optimizer.momentum": 0.85,
+    "optimizer.nesterov": True,
+    "optimizer.decay_norm_and_bias": True,
+    "optimizer.decay_scales_with_lr_mult": False,
+    "data.augment.padding_mode": "reflect",
+    "data.augment.flip_mode": "alternating",
+    "schedule.name": "linear",
+    "schedule.warmup_start_factor": 0.2,
+    "ema.mode": "lookahead",
+    "ema.every": 5,
+    "train.tta": "flip_translate",
+}
+
+# airbench's own parametrisation (per 1024 examples, summed loss; configs/fast94.yaml derives
+# convnet's values from it), the part both versions share.
+AIRBENCH_HYP = {
+    "bias_scaler": 64.0,
+    "ema_decay_base": 0.95,
+    "ema_decay_pow": 3.0,
+    "whiten_bias_epochs": 3,
+    "whiten_eps": 5e-4,
+    "bn_eps": 1e-12,
+    "scale": 1.0 / 9.0,
+}
+
 RECIPES = {
+    # airbench94.py
     "fast94": {
+        **AIRBENCH,
         "train.epochs": 9.9,
-        "train.batch_size": 1024,
-        "train.label_smoothing": 0.2,
-        "train.init_images": 5000,
-        "optimizer.momentum": 0.85,
-        "optimizer.nesterov": True,
         "data.augment.crop_padding": 2,
-        "data.augment.padding_mode": "reflect",
-        "data.augment.flip_mode": "alternating",
-        "schedule.warmup_start_factor": 0.2,
+        "data.augment.cutout": 0,
         "schedule.final_lr_factor": 0.07,
-        "ema.mode": "lookahead",
-        "ema.every": 5,
-        "train.tta": "flip_translate",
-        # airbench's own parametrisation (per 1024 examples, summed loss); see configs/fast94.yaml
         "airbench": {
+            **AIRBENCH_HYP,
             "lr": 11.5,
             "weight_decay": 0.0153,
-            "bias_scaler": 64.0,
             "warmup_fraction": 0.23,
             "ema_start_epochs": 3,
-            "ema_decay_base": 0.95,
-            "ema_decay_pow": 3.0,
-            "whiten_bias_epochs": 3,
-            "whiten_eps": 5e-4,
+            "ema_copy_back_each_epoch": True,  # airbench94: "copy back parameters a final time after each epoch"
             "bn_momentum": 0.4,  # PyTorch convention (airbench's 0.6 is 1 - this)
-            "bn_eps": 1e-12,
-            "scale": 1.0 / 9.0,
+            "widths": (64, 256, 256),
+            "residual": False,  # two convs per group
+        },
+    },
+    # airbench96.py, 06/13/24 version
+    "fast96": {
+        **AIRBENCH,
+        "train.epochs": 31,
+        "data.augment.crop_padding": 4,
+        "data.augment.cutout": 12,
+        "schedule.final_lr_factor": 0.0,
+        "airbench": {
+            **AIRBENCH_HYP,
+            "lr": 9.0,
+            "weight_decay": 0.012,
+            "warmup_fraction": 0.1,
+            "ema_start_epochs": 0,
+            "ema_copy_back_each_epoch": False,  # only after each update and the last step
+            "bn_momentum": 0.1,  # PyTorch's default
+            "widths": (128, 512, 512),
+            "residual": True,  # three convs per group, a residual over the last two
         },
     },
     # The classic VGG recipe (configs/vgg11_bn.yaml, configs/vgg16_bn.yaml) for both depths.
@@ -276,21 +318,48 @@ def conv_pytorch_dirac(c_in, c_out):
     return conv
 
 
-def make_fast94(h):
-    def bn(c):
-        m = nn.BatchNorm2d(c, eps=h["bn_eps"], momentum=h["bn_momentum"])
-        m.weight.requires_grad_(False)  # scale frozen at 1
-        return m
+def airbench_bn(h, c):
+    m = nn.BatchNorm2d(c, eps=h["bn_eps"], momentum=h["bn_momentum"])
+    m.weight.requires_grad_(False)  # scale frozen at 1
+    return m
 
+
+class ResidualConvGroup(nn.Module):
+    """airbench96's ConvGroup (06/13/24): conv1 -> pool -> norm1 -> GELU = x0; conv2 -> norm2 ->
+    GELU -> conv3 -> norm3; GELU(x + x0). Module names as airbench's."""
+
+    def __init__(self, h, c_in, c_out):
+        super().__init__()
+        self.conv1 = conv_pytorch_dirac(c_in, c_out)
+        self.pool = nn.MaxPool2d(2)
+        self.norm1 = airbench_bn(h, c_out)
+        self.conv2 = conv_pytorch_dirac(c_out, c_out)
+        self.norm2 = airbench_bn(h, c_out)
+        self.conv3 = conv_pytorch_dirac(c_out, c_out)
+        self.norm3 = airbench_bn(h, c_out)
+        self.activ = nn.GELU()
+
+    def forward(self, x):
+        x0 = self.activ(self.norm1(self.pool(self.conv1(x))))
+        x = self.norm3(self.conv3(self.activ(self.norm2(self.conv2(x0)))))
+        return self.activ(x + x0)
+
+
+def make_airbench(h):
+    """airbench94 (h["residual"] false: two convs per group, one flat Sequential) or airbench96
+    (residual groups); model[0] is the whitening conv either way."""
     layers = [nn.Conv2d(3, 24, 2, padding=0, bias=True), nn.GELU()]
     nn.init.zeros_(layers[0].bias)
     layers[0].weight.requires_grad_(False)
     c_in = 24
-    for width in (64, 256, 256):
-        layers += [conv_pytorch_dirac(c_in, width), nn.MaxPool2d(2), bn(width), nn.GELU(),
-                   conv_pytorch_dirac(width, width), bn(width), nn.GELU()]
+    for width in h["widths"]:
+        if h["residual"]:
+            layers.append(ResidualConvGroup(h, c_in, width))
+        else:
+            layers += [conv_pytorch_dirac(c_in, width), nn.MaxPool2d(2), airbench_bn(h, width), nn.GELU(),
+                       conv_pytorch_dirac(width, width), airbench_bn(h, width), nn.GELU()]
         c_in = width
-    layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(256, 10, bias=False), Scale(h["scale"])]
+    layers += [nn.MaxPool2d(3), nn.Flatten(), nn.Linear(c_in, 10, bias=False), Scale(h["scale"])]
     return nn.Sequential(*layers)
 
 
@@ -522,7 +591,23 @@ def evaluate(model, data, tta, chunk, limit_chunks=0):
 # ----------------------------------------------------------------------------------------------
 
 
-def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compile_model, eval_chunk):
+def cutout_corners(n, size, device, gen):
+    """airbench's cutout: the top-left corner of each image's size x size square, uniform over
+    [0, 32 - size] in each axis (the square lies inside the image); [n, 2] (y, x)."""
+    return torch.randint(0, 32 - size + 1, (n, 2), device=device, generator=gen)
+
+
+def apply_cutout(x, corners, size):
+    """Zeroes the square of side `size` at `corners` (top-left, [B, 2]) of the normalised batch x."""
+    ar = torch.arange(32, device=x.device)
+    dy = ar.view(1, 32) - corners[:, 0:1]
+    dx = ar.view(1, 32) - corners[:, 1:2]
+    mask = ((dy >= 0) & (dy < size)).view(-1, 1, 32, 1) & ((dx >= 0) & (dx < size)).view(-1, 1, 1, 32)
+    return x.masked_fill_(mask, 0.0)
+
+
+def train_airbench(r, train, test, device, seed, epochs, warmup_steps_limit, compile_model, eval_chunk):
+    """fast94 (airbench94) and fast96 (airbench96): airbench's training loop."""
     h = r["airbench"]
     torch.manual_seed(seed)
     warmup = warmup_steps_limit > 0
@@ -531,7 +616,7 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
     momentum = r["optimizer.momentum"]
     steps_per_epoch = train.n // batch  # last partial batch dropped
     if steps_per_epoch < 1:
-        raise SystemExit(f"fast94: batch size {batch} is larger than the training set ({train.n})")
+        raise SystemExit(f"batch size {batch} is larger than the training set ({train.n})")
     total = math.ceil(steps_per_epoch * epochs)
     if warmup:
         total = min(total, warmup_steps_limit)
@@ -541,11 +626,10 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
     wd = h["weight_decay"] * batch / kilostep_scale
     lr_bias = lr * h["bias_scaler"]
 
-    model = make_fast94(h).to(device).to(memory_format=torch.channels_last)
-    norm_biases = [p for n, p in model.named_parameters() if isinstance(model[int(n.split(".")[0])], nn.BatchNorm2d)
-                   and p.requires_grad]
-    others = [p for n, p in model.named_parameters()
-              if not isinstance(model[int(n.split(".")[0])], nn.BatchNorm2d) and p.requires_grad]
+    model = make_airbench(h).to(device).to(memory_format=torch.channels_last)
+    norm_ids = {id(p) for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()}
+    norm_biases = [p for p in model.parameters() if id(p) in norm_ids and p.requires_grad]
+    others = [p for p in model.parameters() if id(p) not in norm_ids and p.requires_grad]
     groups = [dict(params=norm_biases, lr=lr_bias, weight_decay=wd / lr_bias, base_lr=lr_bias),
               dict(params=others, lr=lr, weight_decay=wd / lr, base_lr=lr)]
     opt = torch.optim.SGD(groups, momentum=momentum, nesterov=True)
@@ -559,6 +643,7 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
         labels = torch.randint(0, 10, (train.n,), device=device, generator=gen)
     # alternating flip: one random bit per image for the run, inverted in odd epochs
     base_flip = torch.rand(train.n, device=device, generator=gen) < 0.5
+    cutout = r.get("data.augment.cutout", 0)
 
     timer = Timer(device)
     timer.start()
@@ -578,10 +663,13 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
         perm = torch.randperm(train.n, device=device, generator=gen)
         shifts = torch.randint(-train.pad, train.pad + 1, (train.n, 2), device=device, generator=gen)
         flips = base_flip ^ bool(epoch % 2)
+        corners = cutout_corners(train.n, cutout, device, gen) if cutout > 0 else None
         seen = 0
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch]
             x = train.batch(idx, shifts[idx, 0], shifts[idx, 1], flips[idx])
+            if corners is not None:
+                x = apply_cutout(x, corners[idx], cutout)
             factor = airbench_lr_factor(step, total, warmup_lr_steps, r["schedule.warmup_start_factor"],
                                         r["schedule.final_lr_factor"])
             for g in opt.param_groups:
@@ -604,7 +692,9 @@ def train_fast94(r, train, test, device, seed, epochs, warmup_steps_limit, compi
                             current[k].copy_(avg)
             if step >= total:
                 break
-        if ema is not None:
+        # airbench94 copies the average back at every epoch end; airbench96 only at the last step
+        # (its update with decay 1), the other steps since the last 5th being dropped either way.
+        if ema is not None and (h["ema_copy_back_each_epoch"] or step >= total):
             with torch.no_grad():
                 current = model.state_dict()
                 for k, avg in ema.items():
@@ -715,6 +805,48 @@ def same_value(a, b, rel=1e-6):
         return False
 
 
+def check_airbench_config(r, cfg):
+    """The airbench hyperparameters against the converted values and the layers of the config
+    (configs/fast94.yaml derives the conversions); a list of mismatches."""
+    h, opt, ema = r["airbench"], cfg.get("optimizer", {}), cfg.get("ema", {})
+    batch, momentum = r["train.batch_size"], r["optimizer.momentum"]
+    kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
+    lr = h["lr"] * batch / kilostep_scale
+    wd = h["weight_decay"] * batch / kilostep_scale / lr
+    steps = (50000 // batch) * r["train.epochs"]
+    warmup = int(h["warmup_fraction"] * math.ceil(steps))
+    got_warmup = math.floor(cfg.get("schedule", {}).get("warmup_epochs", 0) * (50000 // batch) + 0.5)
+    layers = cfg.get("model", {}).get("layers") or []
+    convs = [l for l in layers if l.get("type") == "conv"]
+    norms = [l for l in layers if l.get("type") == "batch_norm"]
+    per_group = 3 if h["residual"] else 2
+    want_widths = [w for w in h["widths"] for _ in range(per_group)]
+    whiten = convs[0] if convs else {}
+    scales = [l.get("factor") for l in layers if l.get("type") == "scale"]
+    checks = [
+        ("optimizer.lr", opt.get("lr"), lr),
+        ("optimizer.weight_decay", opt.get("weight_decay"), wd),
+        ("schedule.warmup_epochs (in steps)", got_warmup, warmup),
+        ("ema.start_epochs", ema.get("start_epochs", 0), h["ema_start_epochs"]),
+        ("ema.decay", ema.get("decay"), h["ema_decay_base"] ** r["ema.every"]),
+        ("ema.decay_power", ema.get("decay_power"), h["ema_decay_pow"]),
+        ("whitening conv out_channels", whiten.get("out_channels"), 24),
+        ("whitening conv whitening_eps", whiten.get("whitening_eps"), h["whiten_eps"]),
+        ("whitening conv bias_train_epochs", whiten.get("bias_train_epochs"), h["whiten_bias_epochs"]),
+        ("3x3 conv widths", [c.get("out_channels") for c in convs[1:]], want_widths),
+        ("residual adds", sum(l.get("type") == "add" for l in layers), len(h["widths"]) if h["residual"] else 0),
+        ("batch_norm layers", len(norms), len(want_widths)),
+        ("scale factor", scales[0] if len(scales) == 1 else scales, h["scale"]),
+    ]
+    for i, n in enumerate(norms):
+        checks += [(f"batch_norm {i} eps", n.get("eps"), h["bn_eps"]),
+                   (f"batch_norm {i} momentum", n.get("momentum"), h["bn_momentum"]),
+                   (f"batch_norm {i} bias_lr_mult", n.get("bias_lr_mult"), h["bias_scaler"]),
+                   (f"batch_norm {i} freeze_scale", n.get("freeze_scale"), True)]
+    return [f"{key}: config {got!r}, airbench's values give {want!r}" for key, got, want in checks
+            if got is None or not same_value(got, want, 1e-5)]
+
+
 def check_config(recipe, r, path):
     """Warn where configs/RECIPE.yaml no longer says what RECIPES[recipe] trains."""
     try:
@@ -738,21 +870,8 @@ def check_config(recipe, r, path):
             continue  # convnet's default applies; not worth a warning
         if not same_value(node, want):
             mismatches.append(f"{key}: config {node!r}, this script {want!r}")
-    if recipe == "fast94":
-        # the converted airbench hyperparameters (configs/fast94.yaml derives them)
-        h, opt = r["airbench"], cfg.get("optimizer", {})
-        batch, momentum = r["train.batch_size"], r["optimizer.momentum"]
-        kilostep_scale = 1024 * (1 + 1 / (1 - momentum))
-        lr = h["lr"] * batch / kilostep_scale
-        wd = h["weight_decay"] * batch / kilostep_scale / lr
-        steps = (50000 // batch) * r["train.epochs"]
-        warmup = int(h["warmup_fraction"] * math.ceil(steps))
-        got_warmup = math.floor(cfg.get("schedule", {}).get("warmup_epochs", 0) * (50000 // batch) + 0.5)
-        for key, got, want in [("optimizer.lr", opt.get("lr"), lr), ("optimizer.weight_decay",
-                                                                     opt.get("weight_decay"), wd),
-                               ("schedule.warmup_epochs (in steps)", got_warmup, warmup)]:
-            if got is None or not same_value(got, want, 1e-5):
-                mismatches.append(f"{key}: config {got!r}, airbench's values give {want!r}")
+    if "airbench" in r:
+        mismatches += check_airbench_config(r, cfg)
     for m in mismatches:
         log(f"WARNING {path}: {m}")
 
@@ -838,8 +957,8 @@ def main():
         f"({load_seconds:.1f} s), precision {args.precision}, epochs {epochs}")
 
     def run(seed, warmup_limit):
-        if args.recipe == "fast94":
-            return train_fast94(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch)
+        if "airbench" in r:
+            return train_airbench(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch)
         return train_classic(r, train, test, device, seed, epochs, warmup_limit, args.compile, args.eval_batch,
                              eval_every)
 

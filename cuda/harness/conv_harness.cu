@@ -1,10 +1,10 @@
 // conv_harness: validates every convolution kernel version (cuda/conv_kernels.h, and v4 of
 // cuda/conv_tc_kernels.h in TF32 and BF16), then times it.
 //
-// For each problem (the VGG-16 CIFAR-10 layers at batch 128, plus odd shapes: 3 channels,
-// stride 2 and 3, dilation 2, channel counts that are not multiples of 4) and each pass and
-// version: fill the outputs with NaN, run, compare with a reference and print the first
-// mismatches; run v2 and v4 a second time and require bit-identical results; then time with CUDA
+// For each problem (the VGG-16 CIFAR-10 layers at batch 128, a depthwise and a grouped layer, plus
+// odd shapes: 3 channels, stride 2 and 3, dilation 2, channel counts that are not multiples of 4)
+// and each pass and version: fill the outputs with NaN, run, compare with a reference and print
+// the first mismatches; run v2 and v4 a second time and require bit-identical results; then time with CUDA
 // events (warm-up, L2 flushed before every repetition, median) and print TFLOP/s.
 //   v0, v2  relative L2 error within 1e-5 of the `cpu` backend for small problems, of v0 (fp64
 //           accumulation) on the GPU for large ones, where the CPU would take minutes.
@@ -85,6 +85,14 @@ std::vector<Problem> problems() {
     list.push_back({"vgg " + std::to_string(hw) + "x" + std::to_string(hw) + " " + std::to_string(c) + "->" +
                         std::to_string(k) + " n128",
                     128, hw, hw, c, k, 3, 3, conv_params(1, 1, 1), false});
+  // Grouped layers at batch 128 (Conv2dParams::groups; large, so v0 is their reference): MobileNet's
+  // depthwise 3x3 and a ResNeXt 32x4d bottleneck's grouped 3x3.
+  Conv2dParams depthwise = conv_params(1, 1, 1);
+  depthwise.groups = 64;
+  list.push_back({"depthwise 112x112 c64 n128", 128, 112, 112, 64, 64, 3, 3, depthwise, false});
+  Conv2dParams grouped = conv_params(1, 1, 1);
+  grouped.groups = 32;
+  list.push_back({"grouped 56x56 c128 g32 n128", 128, 56, 56, 128, 128, 3, 3, grouped, false});
   // Odd shapes, small enough for the CPU reference.
   list.push_back({"vgg 32x32 64->64 n2", 2, 32, 32, 64, 64, 3, 3, conv_params(1, 1, 1), true});
   list.push_back({"c3 stride2 7x9", 2, 7, 9, 3, 5, 3, 3, conv_params(2, 1, 1), true});
@@ -148,12 +156,12 @@ struct Buffers {
   DeviceArray<float> x, w, bias, dy, y, dx, dw, dbias, workspace;
   Buffers(const ConvShape& s, size_t workspace_floats)
       : x(size_t(s.n) * s.h * s.w * s.c),
-        w(size_t(s.k) * s.r * s.s * s.c),
+        w(size_t(s.k) * s.r * s.s * s.group_c()),
         bias(size_t(s.k)),
         dy(size_t(s.n) * s.p * s.q * s.k),
         y(size_t(s.n) * s.p * s.q * s.k),
         dx(size_t(s.n) * s.h * s.w * s.c),
-        dw(size_t(s.k) * s.r * s.s * s.c),
+        dw(size_t(s.k) * s.r * s.s * s.group_c()),
         dbias(size_t(s.k)),
         workspace(workspace_floats) {}
   void upload(const Inputs& in, cudaStream_t stream) {
@@ -168,10 +176,10 @@ struct Buffers {
 Outputs reference_on_cpu(const ConvShape& s, const Inputs& in) {
   std::unique_ptr<Backend> cpu = make_cpu_backend();
   const Tensor tx = Tensor::from_vector({s.n, s.h, s.w, s.c}, in.x);
-  const Tensor tw = Tensor::from_vector({s.k, s.r, s.s, s.c}, in.w);
+  const Tensor tw = Tensor::from_vector({s.k, s.r, s.s, s.group_c()}, in.w);
   const Tensor tb = Tensor::from_vector({s.k}, in.bias);
   const Tensor tdy = Tensor::from_vector({s.n, s.p, s.q, s.k}, in.dy);
-  Tensor ty({s.n, s.p, s.q, s.k}), tdx({s.n, s.h, s.w, s.c}), tdw({s.k, s.r, s.s, s.c}), tdb({s.k});
+  Tensor ty({s.n, s.p, s.q, s.k}), tdx({s.n, s.h, s.w, s.c}), tdw({s.k, s.r, s.s, s.group_c()}), tdb({s.k});
   cpu->conv2d_forward(tx, tw, &tb, ty, s.params);
   cpu->conv2d_backward_data(tdy, tw, tdx, s.params);
   cpu->conv2d_backward_filter(tx, tdy, tdw, &tdb, s.params);
@@ -243,6 +251,7 @@ std::string plan_text(const ConvShape& s, ConvPass pass, ConvVersion v) {
   const ConvGemmPlan p = conv_gemm_plan(s, pass);
   std::string text = std::to_string(p.block_m) + "x" + std::to_string(p.block_n) + "x" + std::to_string(p.block_k) +
                      (p.vectorized ? " float4" : " scalar");
+  if (p.groups > 1) text += " groups " + std::to_string(p.groups);
   if (p.phases > 1) text += " phases " + std::to_string(p.phases);
   if (p.splits > 1) text += " split-K " + std::to_string(p.splits);
   return text;
@@ -252,6 +261,7 @@ std::string plan_text(const ConvTcPlan& p) {
   std::string text = std::to_string(p.block_m) + "x" + std::to_string(p.block_n) + "x" + std::to_string(p.block_k) +
                      (p.vectorized ? " cp.async" : " gather") + " " + std::to_string(p.shared_bytes / 1024) +
                      " KiB smem";
+  if (p.groups > 1) text += " groups " + std::to_string(p.groups);
   if (p.phases > 1) text += " phases " + std::to_string(p.phases);
   if (p.splits > 1) text += " split-K " + std::to_string(p.splits);
   return text;
@@ -452,7 +462,7 @@ int run(const Options& opt) {
     Rng rng(0xC0DE + static_cast<uint64_t>(pr.n * 131 + pr.c * 17 + pr.k));
     Inputs in;
     in.x = random_floats(size_t(s.n) * s.h * s.w * s.c, rng);
-    in.w = random_floats(size_t(s.k) * s.r * s.s * s.c, rng);
+    in.w = random_floats(size_t(s.k) * s.r * s.s * s.group_c(), rng);
     in.bias = random_floats(size_t(s.k), rng);
     in.dy = random_floats(size_t(s.n) * s.p * s.q * s.k, rng);
     Buffers b(s, conv2d_backward_filter_workspace(s) / sizeof(float));

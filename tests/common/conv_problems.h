@@ -114,7 +114,9 @@ inline std::vector<ConvProblem> make_problems() {
 }
 
 // Grouped problems: a third depthwise (groups = C in 2..64, one or two filters per channel), the
-// rest 2, 3, 4 or 8 groups of 1..8 input and 1..8 output channels each.
+// rest 2, 3, 4 or 8 groups with group widths of 1, 1..12 or 8..24 input and output channels each,
+// so both narrow groups (under 8 channels, cuda/conv_kernels.h conv_narrow_groups) and wide ones
+// occur.
 inline std::vector<ConvProblem> make_grouped_problems() {
   Rng rng(kGroupedProblemSeed);
   std::vector<ConvProblem> out;
@@ -127,8 +129,12 @@ inline std::vector<ConvProblem> make_grouped_problems() {
       } else {
         const int groups[] = {2, 3, 4, 8};
         q.p.groups = groups[r.below(4)];
-        q.c = q.p.groups * pick(r, 1, 8);
-        q.k = q.p.groups * pick(r, 1, 8);
+        const auto width = [&r] {
+          const int kind = pick(r, 0, 2);
+          return kind == 0 ? 1 : kind == 1 ? pick(r, 1, 12) : 8 * pick(r, 1, 3);
+        };
+        q.c = q.p.groups * width();
+        q.k = q.p.groups * width();
       }
     }));
   return out;

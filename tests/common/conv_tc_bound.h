@@ -29,13 +29,13 @@ inline float tc_multiplied(float v, cuda::ConvPrecision precision) {
 }
 
 // Terms summed into one output element of a pass (at most, for backward-data): forward r*s*c,
-// backward-data r*s*k, backward-filter (dw and dbias) n*p*q.
+// backward-data r*s*k, backward-filter (dw and dbias) n*p*q, with c and k a group's channels.
 inline int64_t tc_reduction_length(const cuda::ConvShape& s, cuda::ConvPass pass) {
   switch (pass) {
     case cuda::ConvPass::forward:
-      return int64_t{s.r} * s.s * s.c;
+      return int64_t{s.r} * s.s * s.group_c();
     case cuda::ConvPass::backward_data:
-      return int64_t{s.r} * s.s * s.k;
+      return int64_t{s.r} * s.s * s.group_k();
     case cuda::ConvPass::backward_filter:
       break;
   }

@@ -31,7 +31,7 @@ inline constexpr uint64_t kTcSeed = 0x7c0dec0deULL;
 struct TcCase {
   std::string label;
   int n = 1, h = 1, w = 1, c = 1, k = 1, r = 1, s = 1;
-  Conv2dParams p;
+  Conv2dParams p;  // p.groups: w is [k, r, s, c / groups]
   bool bias = true;
   cuda::ConvActivation act = cuda::ConvActivation::none;
   cuda::ConvTcOverrides force;  // tile and splits, 0 = the plan's
@@ -43,6 +43,7 @@ struct TcCase {
     std::ostringstream o;
     o << "n" << n << "_" << h << "x" << w << "x" << c << "_k" << k << "_" << r << "x" << s << "_st" << p.stride_h << "x"
       << p.stride_w << "_pad" << p.pad_h << "x" << p.pad_w << "_dil" << p.dilation_h << "x" << p.dilation_w;
+    if (p.groups != 1) o << "_g" << p.groups;
     if (!bias) o << "_nobias";
     if (act == cuda::ConvActivation::relu) o << "_relu";
     if (act == cuda::ConvActivation::gelu) o << "_gelu";
@@ -53,7 +54,9 @@ struct TcCase {
   }
 };
 
-inline TcCase tc_case(std::string label, int n, int h, int w, int c, int k, int r, int s, Conv2dParams p) {
+inline TcCase tc_case(std::string label, int n, int h, int w, int c, int k, int r, int s, Conv2dParams p,
+                      int groups = 1) {
+  p.groups = groups;
   TcCase cs;
   cs.label = std::move(label);
   cs.n = n;
@@ -106,6 +109,40 @@ inline std::vector<TcCase> tc_fixed_cases() {
     c.force = {64, 5};
     v.push_back(c);
   }
+  // Grouped and depthwise (Conv2dParams::groups): one GEMM per group.
+  v.push_back(tc_case("groups 2 of C/g=K/g=8: cp.async inside each group", 1, 5, 5, 16, 16, 3, 3,
+                      conv_params(1, 1, 1, 1, 1, 1), 2));
+  v.push_back(tc_case("groups 4 of C/g=3, K/g=2: the gather path; stride 2, padding 2, dilation 2, batch 1", 1, 9, 7,
+                      12, 8, 3, 3, conv_params(2, 2, 2, 2, 2, 2), 4));
+  v.push_back(
+      tc_case("depthwise C=K=6 (C/g=1), stride 2, padding 1", 1, 7, 7, 6, 6, 3, 3, conv_params(2, 2, 1, 1, 1, 1), 6));
+  {
+    TcCase c = tc_case("depthwise K=2C (C=4): ReLU epilogue, forced 3 slices", 2, 6, 6, 4, 8, 3, 3,
+                       conv_params(1, 1, 1, 1, 1, 1), 4);
+    c.act = cuda::ConvActivation::relu;
+    c.force.splits = 3;
+    v.push_back(c);
+  }
+  {
+    TcCase c = tc_case("groups 2 of C/g=8, K/g=16: large tile, GELU epilogue", 1, 3, 3, 16, 32, 1, 1,
+                       conv_params(1, 1, 0, 0, 1, 1), 2);
+    c.act = cuda::ConvActivation::gelu;
+    c.force.tile = 128;
+    v.push_back(c);
+  }
+  {
+    // The group's tiles in grid y (cuda/conv_gemm_common.cuh group_tile) are the same code for both tiles.
+    TcCase c = tc_case("groups 2 of C/g=K/g=72: two small tiles per group in every pass, 2 slices", 1, 3, 3, 144, 144,
+                       1, 1, conv_params(1, 1, 0, 0, 1, 1), 2);
+    c.force = {64, 2};
+    v.push_back(c);
+  }
+  {
+    TcCase c = tc_case("groups 2 of C/g=K/g=8, every buffer misaligned: the gather path", 1, 5, 5, 16, 16, 3, 3,
+                       conv_params(1, 1, 1, 1, 1, 1), 2);
+    c.misaligned = true;
+    v.push_back(c);
+  }
   for (size_t i = 0; i < v.size(); ++i) v[i].seed = hash64(kTcSeed, i);
   return v;
 }
@@ -141,7 +178,7 @@ struct TcInputs {
   TcInputs(const TcCase& cs, cuda::ConvPrecision precision) : shape(cs.shape()) {
     Rng rng(cs.seed);
     x = tc_received(random_tensor({cs.n, cs.h, cs.w, cs.c}, rng), precision);
-    w = tc_received(random_tensor({cs.k, cs.r, cs.s, cs.c}, rng), precision);
+    w = tc_received(random_tensor({cs.k, cs.r, cs.s, cs.c / cs.p.groups}, rng), precision);
     bias = random_tensor({cs.k}, rng);
     dy = tc_received(random_tensor({cs.n, shape.p, shape.q, cs.k}, rng), precision);
   }

@@ -72,6 +72,33 @@ TEST(CudaConvShape, RejectsInvalidProblems) {
             std::string::npos);
 }
 
+Conv2dParams grouped(Conv2dParams p, int groups) {
+  p.groups = groups;
+  return p;
+}
+
+TEST(CudaConvShape, GroupsDivideBothChannelCounts) {
+  const Conv2dParams same = testing::conv_params(1, 1, 1, 1, 1, 1);
+  const ConvShape s = ConvShape::make(2, 8, 8, 12, 6, 3, 3, grouped(same, 3));
+  EXPECT_EQ(s.groups(), 3);
+  EXPECT_EQ(s.group_c(), 4);
+  EXPECT_EQ(s.group_k(), 2);
+  EXPECT_EQ(s.forward_flops(), 2LL * 2 * 8 * 8 * 6 * 3 * 3 * 4);  // each output sums one group's channels
+  for (const int groups : {0, -1, 4, 5})                          // 4 divides 12 but not 6
+    EXPECT_NE(error_of([&] { ConvShape::make(2, 8, 8, 12, 6, 3, 3, grouped(same, groups)); }).find("groups do not"),
+              std::string::npos)
+        << groups;
+}
+
+TEST(CudaConvShape, NarrowGroupsAreGroupedOnesUnder8ChannelsWide) {
+  const Conv2dParams same = testing::conv_params(1, 1, 1, 1, 1, 1);
+  EXPECT_FALSE(conv_narrow_groups(ConvShape::make(2, 8, 8, 3, 64, 3, 3, same)));  // the RGB layer: one group
+  EXPECT_TRUE(conv_narrow_groups(ConvShape::make(2, 8, 8, 32, 32, 3, 3, grouped(same, 32))));  // depthwise
+  EXPECT_TRUE(conv_narrow_groups(ConvShape::make(2, 8, 8, 32, 64, 3, 3, grouped(same, 32))));  // K = 2C
+  EXPECT_TRUE(conv_narrow_groups(ConvShape::make(2, 8, 8, 64, 16, 3, 3, grouped(same, 4))));   // 4 out per group
+  EXPECT_FALSE(conv_narrow_groups(ConvShape::make(2, 8, 8, 16, 32, 3, 3, grouped(same, 2))));  // 8 and 16 per group
+}
+
 TEST(CudaConvShape, ValidateNamesTheOpAndTheMismatch) {
   ConvShape s = ConvShape::make(2, 8, 8, 4, 4, 3, 3, testing::conv_params(1, 1, 1, 1, 1, 1));
   EXPECT_NO_THROW(validate_conv_shape(s, "op"));
@@ -172,6 +199,42 @@ TEST(CudaConvPlan, SlicesCoverTheReductionExactly) {
     EXPECT_LT((p.bias_chunks - 1) * p.bias_rows_per_chunk, p.gemm_k);
     EXPECT_LE(p.bias_chunks, kConvMaxBiasChunks);
   }
+}
+
+TEST(CudaConvPlan, GroupsRunOneGemmPerGroupOverItsChannels) {
+  // 4 groups of 16 input and 32 output channels.
+  const ConvShape s = ConvShape::make(128, 16, 16, 64, 128, 3, 3, grouped(testing::conv_params(1, 1, 1, 1, 1, 1), 4));
+  ConvGemmPlan p = conv_gemm_plan(s, ConvPass::forward);
+  EXPECT_EQ(p.groups, 4);
+  EXPECT_EQ(p.gemm_m, 128 * 16 * 16);
+  EXPECT_EQ(p.gemm_n, 32);
+  EXPECT_EQ(p.gemm_k, 9 * 16);
+  EXPECT_EQ(p.block_n, 64);  // a group's 32 columns do not fill the large tile
+  EXPECT_TRUE(p.vectorized);
+  p = conv_gemm_plan(s, ConvPass::backward_data);
+  EXPECT_EQ(p.gemm_n, 16);
+  EXPECT_EQ(p.gemm_k, 9 * 32);
+  EXPECT_TRUE(p.vectorized);
+  // Backward-filter: 4 groups x 1 x 3 tiles of 64x64; 32768 / 16 = 2048 reduction tiles in
+  // ceil(264 / 12) = 22 slices of ceil(2048 / 22) = 94 tiles; dbias: 32 chunks of 1024 rows.
+  p = conv_gemm_plan(s, ConvPass::backward_filter);
+  EXPECT_EQ(p.gemm_m, 32);
+  EXPECT_EQ(p.gemm_n, 9 * 16);
+  EXPECT_EQ(p.gemm_k, 128 * 16 * 16);
+  EXPECT_EQ(p.splits, 22);
+  EXPECT_EQ(p.k_tiles_per_split, 94);
+  // 22 slices of the whole dw [128][9 * 16], then 32 chunks x 128 partial dbias.
+  EXPECT_EQ(conv2d_backward_filter_workspace(s), size_t{4} * (22 * 128 * 144 + 32 * 128));
+
+  // Depthwise: one channel per group, scalar loads.
+  const ConvShape d = ConvShape::make(8, 8, 8, 32, 64, 3, 3, grouped(testing::conv_params(1, 1, 1, 1, 1, 1), 32));
+  for (const ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_filter}) {
+    p = conv_gemm_plan(d, pass);
+    EXPECT_EQ(p.groups, 32);
+    EXPECT_FALSE(p.vectorized) << conv_pass_name(pass);
+  }
+  EXPECT_EQ(conv_gemm_plan(d, ConvPass::forward).gemm_n, 2);
+  EXPECT_EQ(conv_gemm_plan(d, ConvPass::backward_filter).gemm_n, 9);
 }
 
 TEST(CudaConvWorkspace, BackwardFilterBytes) {

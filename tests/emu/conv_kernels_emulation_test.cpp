@@ -8,7 +8,8 @@
 // with or without dbias) for both versions, on a fixed list of edge cases plus random problems
 // from a fixed seed. v2 runs with the plan conv_gemm_plan() picks, or with the block tile, the
 // split-K slice count and the dbias chunk count forced, so small problems reach the paths that
-// only large ones take naturally. Every output is poisoned with NaN first and every buffer has
+// only large ones take naturally. Grouped and depthwise problems (Conv2dParams::groups) have their
+// own fixed and random cases. Every output is poisoned with NaN first and every buffer has
 // NaN guard zones on both sides: a skipped element, an out-of-bounds read (NaN flows into the
 // result) or an out-of-bounds write (a guard changes) fails. v2 then runs again with blocks and
 // threads in reverse order and a different poison, and must give the same bits.
@@ -52,7 +53,7 @@ constexpr unsigned kAllBufs = (1u << kBufCount) - 1;
 struct Case {
   std::string label;  // what the case is for (fixed cases), printed with every failure
   int n = 1, h = 1, w = 1, c = 1, k = 1, r = 1, s = 1;
-  Conv2dParams p;
+  Conv2dParams p;  // p.groups: w is [k, r, s, c / groups]
   bool bias = true;
   // v2 overrides; 0 keeps conv_gemm_plan()'s choice.
   int tile = 0;           // 64 or 128: the block tile of all three passes
@@ -65,6 +66,7 @@ struct Case {
     std::ostringstream o;
     o << "n" << n << "_" << h << "x" << w << "x" << c << "_k" << k << "_" << r << "x" << s << "_st" << p.stride_h << "x"
       << p.stride_w << "_pad" << p.pad_h << "x" << p.pad_w << "_dil" << p.dilation_h << "x" << p.dilation_w;
+    if (p.groups != 1) o << "_g" << p.groups;
     if (!bias) o << "_nobias";
     if (tile) o << "_tile" << tile;
     if (splits) o << "_splits" << splits;
@@ -83,7 +85,8 @@ std::ostream& operator<<(std::ostream& o, const Case& c) {
   return o << c.name() << (c.label.empty() ? "" : " (" + c.label + ")");
 }
 
-Case make_case(std::string label, int n, int h, int w, int c, int k, int r, int s, Conv2dParams p) {
+Case make_case(std::string label, int n, int h, int w, int c, int k, int r, int s, Conv2dParams p, int groups = 1) {
+  p.groups = groups;
   Case cs;
   cs.label = std::move(label);
   cs.n = n;
@@ -202,33 +205,98 @@ std::vector<Case> fixed_cases() {
   return v;
 }
 
+// Grouped and depthwise problems: group widths that are odd, multiples of 4 (the vector path
+// inside a group) and 1, groups that cross a GEMM tile, forced tiles, slices and misalignment.
+std::vector<Case> grouped_cases() {
+  std::vector<Case> v;
+  auto add = [&](Case c) { v.push_back(std::move(c)); };
+  add(make_case("groups 2 of C/g=3, K/g=5; stride 2, padding 1, dilation 2, batch 1", 1, 9, 8, 6, 10, 3, 3,
+                testing::conv_params(2, 2, 1, 1, 2, 2), 2));
+  add(make_case("groups 4 of C/g=K/g=4: the vector path inside each group", 2, 6, 6, 16, 16, 3, 3,
+                testing::conv_params(1, 1, 1, 1, 1, 1), 4));
+  add(make_case("groups 4 of C/g=4, K/g=2: vector loads, scalar stores", 2, 6, 5, 16, 8, 3, 3,
+                testing::conv_params(1, 1, 1, 1, 1, 1), 4));
+  add(make_case("depthwise C=K=5, stride 2, padding 1", 1, 7, 7, 5, 5, 3, 3, testing::conv_params(2, 2, 1, 1, 1, 1),
+                5));
+  add(make_case("depthwise K=2C (C=6), padding 2, dilation 2", 2, 8, 8, 6, 12, 3, 3,
+                testing::conv_params(1, 1, 2, 2, 2, 2), 6));
+  {
+    Case c = make_case("depthwise C=K=12: tile 128, split-K 3, dbias in 2 chunks", 2, 6, 6, 12, 12, 3, 3,
+                       testing::conv_params(1, 1, 1, 1, 1, 1), 12);
+    c.tile = 128;
+    c.splits = 3;
+    c.bias_chunks = 2;
+    add(c);
+  }
+  {
+    Case c = make_case("groups 2 of C/g=K/g=68: two 64-wide tiles per group in every pass", 1, 5, 5, 136, 136, 3, 3,
+                       testing::conv_params(2, 2, 1, 1, 1, 1), 2);
+    c.tile = 64;
+    add(c);
+  }
+  {
+    Case c = make_case("groups 2 of K/g=130: two 128-wide tiles per group, split-K 2", 1, 3, 3, 16, 260, 1, 1,
+                       testing::conv_params(1, 1, 0, 0, 1, 1), 2);
+    c.tile = 128;
+    c.splits = 2;
+    add(c);
+  }
+  {
+    Case c = make_case("groups 2 of C/g=K/g=8, every buffer misaligned: the scalar path", 2, 6, 6, 16, 16, 3, 3,
+                       testing::conv_params(1, 1, 1, 1, 1, 1), 2);
+    c.misalign = kAllBufs;
+    add(c);
+  }
+  {
+    Case c = make_case("groups 3 of C/g=4, K/g=3: split-K 4, stride 2x1, padding 1x0, dilation 2x1", 2, 8, 6, 12, 9, 3,
+                       2, testing::conv_params(2, 1, 1, 0, 2, 1), 3);
+    c.splits = 4;
+    add(c);
+  }
+  for (size_t i = 0; i < v.size(); ++i) v[i].data_seed = hash64(kSeed + 2, i);
+  return v;
+}
+
 int pick(Rng& rng, int low, int high) {  // uniform in [low, high]
   return low + static_cast<int>(rng.below(static_cast<uint64_t>(high - low + 1)));
 }
 
 // Random problems: channel counts of 3, multiples of 4 and anything up to 40; kernels 1-5,
 // stride 1-3, padding 0-2, dilation 1-2 per axis; forced plans and misaligned buffers mixed in.
+// With `grouped`, 2-6 groups (or depthwise) of widths 1, multiples of 4 or anything up to 12.
 // Sizes are capped so the whole file stays fast.
-std::vector<Case> random_cases() {
-  constexpr int kCount = 64;
+std::vector<Case> random_cases(bool grouped) {
+  const int count = grouped ? 16 : 64;
   constexpr int64_t kMaxFlops = 3'000'000;
-  Rng rng(kSeed);
+  Rng rng(grouped ? kSeed + 3 : kSeed);
   std::vector<Case> v;
   auto channels = [&] {
     const int kind = pick(rng, 0, 3);
     return kind == 0 ? 3 : kind == 1 ? 4 * pick(rng, 1, 10) : pick(rng, 1, 40);
   };
-  while (static_cast<int>(v.size()) < kCount) {
+  auto group_width = [&] {
+    const int kind = pick(rng, 0, 2);
+    return kind == 0 ? 1 : kind == 1 ? 4 * pick(rng, 1, 2) : pick(rng, 1, 12);
+  };
+  while (static_cast<int>(v.size()) < count) {
     Case c;
     c.n = pick(rng, 1, 3);
     c.h = pick(rng, 1, 14);
     c.w = pick(rng, 1, 14);
-    c.c = channels();
-    c.k = channels();
+    int groups = 1;
+    if (grouped) {
+      groups = pick(rng, 2, 6);
+      c.c = groups * group_width();
+      c.k = groups * group_width();
+    } else {
+      c.c = channels();
+      c.k = channels();
+    }
     c.r = pick(rng, 1, 5);
     c.s = pick(rng, 1, 5);
     c.p = testing::conv_params(pick(rng, 1, 3), pick(rng, 1, 3), pick(rng, 0, 2), pick(rng, 0, 2), pick(rng, 1, 2),
                                pick(rng, 1, 2));
+    c.p.groups = groups;
     c.bias = pick(rng, 0, 3) != 0;
     const int tile = pick(rng, 0, 3);
     c.tile = tile == 0 ? 128 : tile == 1 ? 64 : 0;
@@ -242,9 +310,9 @@ std::vector<Case> random_cases() {
       continue;
     const int64_t p = conv_output_size(c.h, c.r, c.p.stride_h, c.p.pad_h, c.p.dilation_h);
     const int64_t q = conv_output_size(c.w, c.s, c.p.stride_w, c.p.pad_w, c.p.dilation_w);
-    if (2 * c.n * p * q * c.k * c.r * c.s * c.c > kMaxFlops) continue;
-    c.label = "random #" + std::to_string(v.size());
-    c.data_seed = hash64(kSeed + 1, v.size());
+    if (2 * c.n * p * q * c.k * c.r * c.s * (c.c / c.p.groups) > kMaxFlops) continue;
+    c.label = std::string(grouped ? "random grouped #" : "random #") + std::to_string(v.size());
+    c.data_seed = hash64(grouped ? kSeed + 4 : kSeed + 1, v.size());
     v.push_back(c);
   }
   return v;
@@ -336,7 +404,7 @@ class ConvProblem {
         plans_(v2_plans(cs, shape_)),
         rng_(cs.data_seed),
         x_(testing::random_tensor({cs.n, cs.h, cs.w, cs.c}, rng_)),
-        w_(testing::random_tensor({cs.k, cs.r, cs.s, cs.c}, rng_)),
+        w_(testing::random_tensor({cs.k, cs.r, cs.s, cs.c / cs.p.groups}, rng_)),
         bias_(testing::random_tensor({cs.k}, rng_)),
         dy_(testing::random_tensor({cs.n, shape_.p, shape_.q, cs.k}, rng_)),
         y_ref_(testing::naive::conv2d_forward(x_, w_, cs.bias ? &bias_ : nullptr, cs.p)),
@@ -481,7 +549,9 @@ std::string case_name(const ::testing::TestParamInfo<Case>& info) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixed, ConvEmulation, ::testing::ValuesIn(fixed_cases()), case_name);
-INSTANTIATE_TEST_SUITE_P(Random, ConvEmulation, ::testing::ValuesIn(random_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Random, ConvEmulation, ::testing::ValuesIn(random_cases(false)), case_name);
+INSTANTIATE_TEST_SUITE_P(Grouped, ConvEmulation, ::testing::ValuesIn(grouped_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(RandomGrouped, ConvEmulation, ::testing::ValuesIn(random_cases(true)), case_name);
 
 // --- the emulator itself: the properties the tests above rely on ---
 

@@ -305,6 +305,65 @@ TEST(ConvTcPlan, ChannelsThatAreNotWholeChunksTakeTheGatherPath) {
   EXPECT_FALSE(conv_tc_plan(c12, ConvPass::forward, ConvPrecision::bf16, kSmCount).vectorized);
 }
 
+Conv2dParams grouped(int groups) {
+  Conv2dParams p = testing::conv_params(1, 1, 1, 1, 1, 1);
+  p.groups = groups;
+  return p;
+}
+
+// Groups are GEMMs side by side: blocks count every group's tiles, the split-K workspace holds
+// every group's output, and a group's channel counts pick the load path.
+TEST(ConvTcPlan, GroupsMultiplyTheBlocksAndTheWorkspaceCoversEveryGroup) {
+  // 4 groups of 16 input and 32 output channels: a forward GEMM 2048 x 32 x 144 per group.
+  const ConvShape s = ConvShape::make(8, 16, 16, 64, 128, 3, 3, grouped(4));
+  ConvTcPlan plan = conv_tc_plan(s, ConvPass::forward, ConvPrecision::tf32, kSmCount, {64, 2});
+  EXPECT_EQ(plan.groups, 4);
+  EXPECT_EQ(plan.gemm_m, 2048);
+  EXPECT_EQ(plan.gemm_n, 32);
+  EXPECT_EQ(plan.gemm_k, 144);
+  EXPECT_EQ(plan.outputs(), 2048 * 128);
+  EXPECT_EQ(plan.blocks, 2 * 4 * (2048 / 64));
+  EXPECT_EQ(plan.workspace_bytes, size_t{4} * 2 * 2048 * 128);
+  EXPECT_EQ(plan.stats_workspace_bytes, size_t{4} * 2 * (2048 / 64) * 128);  // stats of every channel
+  EXPECT_TRUE(plan.vectorized);
+  // Unforced, 4 x 32 small tiles do not fill the 132 SMs: the reduction is split.
+  plan = conv_tc_plan(s, ConvPass::forward, ConvPrecision::tf32, kSmCount);
+  EXPECT_EQ(plan.tile, ConvTcTile::small);
+  EXPECT_GT(plan.splits, 1);
+  EXPECT_EQ(plan.blocks, plan.splits * 4 * 32);
+  // Backward-filter, 3 slices: 4 groups x 1 x 3 tiles; the partial dw of all 128 filters, then
+  // dbias in 2 chunks of the 2048 rows.
+  plan = conv_tc_plan(s, ConvPass::backward_filter, ConvPrecision::bf16, kSmCount, {64, 3});
+  EXPECT_EQ(plan.gemm_m, 32);
+  EXPECT_EQ(plan.gemm_n, 144);
+  EXPECT_EQ(plan.blocks, 3 * 4 * 3);
+  EXPECT_EQ(plan.workspace_bytes, size_t{4} * (3 * 128 * 144 + 2 * 128));
+  EXPECT_TRUE(plan.vectorized);  // 16 and 32 channels per group: whole bf16 chunks
+
+  // Depthwise: one input channel per group gathers, in both precisions and every pass.
+  const ConvShape d = ConvShape::make(8, 8, 8, 32, 64, 3, 3, grouped(32));
+  for (const ConvPrecision prec : {ConvPrecision::tf32, ConvPrecision::bf16})
+    for (const ConvPass pass : {ConvPass::forward, ConvPass::backward_data, ConvPass::backward_filter})
+      EXPECT_FALSE(conv_tc_plan(d, pass, prec, kSmCount).vectorized);
+  // 4 channels per group: whole TF32 chunks, not BF16 ones.
+  const ConvShape g4 = ConvShape::make(8, 8, 8, 16, 16, 3, 3, grouped(4));
+  EXPECT_TRUE(conv_tc_plan(g4, ConvPass::backward_data, ConvPrecision::tf32, kSmCount).vectorized);
+  EXPECT_FALSE(conv_tc_plan(g4, ConvPass::backward_data, ConvPrecision::bf16, kSmCount).vectorized);
+}
+
+TEST(ConvTcPlan, EntryPointsRejectAPlanForAnotherGroupCount) {
+  // Backward-filter GEMMs of the same extents (8 x 72 x 128): one group of 8 channels, two of 8 each.
+  const ConvShape one = ConvShape::make(2, 8, 8, 8, 8, 3, 3, grouped(1));
+  const ConvShape two = ConvShape::make(2, 8, 8, 16, 16, 3, 3, grouped(2));
+  const ConvTcPlan plan = conv_tc_plan(one, ConvPass::backward_filter, ConvPrecision::tf32, kSmCount);
+  ASSERT_EQ(plan.gemm_m, conv_tc_plan(two, ConvPass::backward_filter, ConvPrecision::tf32, kSmCount).gemm_m);
+  std::vector<float> x(2 * 8 * 8 * 16), dy(2 * 8 * 8 * 16), dw(16 * 9 * 8);
+  std::vector<unsigned char> ws(plan.workspace_bytes + 16);
+  const std::string what = testing::error_of(
+      [&] { conv2d_backward_filter_tc(x.data(), dy.data(), dw.data(), nullptr, two, plan, ws.data(), nullptr); });
+  EXPECT_NE(what.find("another problem"), std::string::npos) << what;
+}
+
 TEST(ConvTcPlan, EntryPointsRejectAPlanForAnotherProblem) {
   const ConvShape a = vgg_shape(2, 8, 8, 8), b = vgg_shape(2, 8, 8, 16);
   const ConvTcPlan plan = conv_tc_plan(a, ConvPass::forward, ConvPrecision::tf32, kSmCount);

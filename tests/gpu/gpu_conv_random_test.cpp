@@ -6,6 +6,9 @@
 // grouped and depthwise problems on cuDNN against the cpu reference.
 // Every output is poisoned with NaN first, so an element a kernel forgets to write fails.
 //
+// Grouped and depthwise problems (make_grouped_problems) run on the cuda backend in fp32, tf32 and
+// bf16 against the float64 reference of tests/common/naive_ops.h.
+//
 // CONVNET_CONV_PROBLEMS=N runs only the first N problems (the compute-sanitizer stage of
 // tools/gpu_check.sh uses a short list). A pass for which cuDNN's deterministic-only policy leaves
 // no algorithm (some dilated or strided NHWC problems) is reported with the rejected algorithms and
@@ -23,6 +26,7 @@
 
 #include "core/base/backend.h"
 #include "core/base/error.h"
+#include "core/base/precision.h"
 #include "core/base/rng.h"
 #include "core/cpu/cpu_backend.h"
 #include "cuda/cudnn_algorithms.h"
@@ -30,6 +34,7 @@
 #include "tests/common/conv_problems.h"
 #include "tests/common/gpu_skip.h"
 #include "tests/common/gpu_test_util.h"
+#include "tests/common/naive_ops.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
@@ -304,6 +309,98 @@ TEST(GpuConvGroupedProblems, CoverGroupedAndDepthwiseShapes) {
   EXPECT_GT(strided, 20);
   EXPECT_GT(dilated, 20);
   EXPECT_GT(padded, 50);
+}
+
+// Relative L2 error allowed for BF16 on a pass summing `terms` products: tf32_tolerance's bound
+// with u = 2^-8 (bf16 keeps 8 significant bits), plus u once more for y and dx, which the
+// kernels round to bf16.
+double bf16_tolerance(int64_t terms) {
+  const double u = std::ldexp(1.0, -8);
+  const double t = static_cast<double>(terms) * std::ldexp(1.0, -24);
+  const double gamma = t / (1.0 - t);
+  return 1.5 * (3 * u + u * u + gamma * (1 + u) * (1 + u));
+}
+
+// Grouped and depthwise convolutions on the cuda backend in one precision, every output within
+// the precision's tolerance of the float64 reference (the cpu backend's groups are not what this
+// checks). Narrow groups run on v0 / v2 in every precision (cuda/cuda_backend.cpp), wide ones on
+// v2 in fp32 and v4 otherwise; both occur.
+class GpuConvGrouped : public ::testing::TestWithParam<convnet::Precision> {
+ protected:
+  void SetUp() override { CONVNET_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_P(GpuConvGrouped, CudaMatchesTheFloat64Reference) {
+  const convnet::Precision precision = GetParam();
+  std::unique_ptr<Backend> gpu = testing::make_gpu_backend("cuda");
+  gpu->set_precision(precision);
+  const char* pass_names[4] = {"forward y", "backward data dx", "backward filter dw", "backward filter dbias"};
+  double worst_ratio[4] = {0, 0, 0, 0};
+  int failed = 0;
+  std::vector<Unsupported> unsupported;  // only cuDNN reports any
+  for (const ConvProblem& q : testing::make_grouped_problems()) {
+    const ConvInputs in(q);
+    const std::vector<double> want[4] = {testing::naive::conv2d_forward(in.x, in.w, q.bias ? &in.bias : nullptr, q.p),
+                                         testing::naive::conv2d_backward_data(in.dy, in.w, q.x_shape(), q.p),
+                                         testing::naive::conv2d_backward_filter(in.x, in.dy, q.w_shape(), q.p),
+                                         testing::naive::sum_over_last_dim(in.dy)};
+    const ConvResult got = run_gpu(*gpu, q, in, unsupported);
+    const Tensor* outputs[4] = {&got.y, &got.dx, &got.dw, &got.dbias};
+    bool ok = true;
+    for (int pass = 0; pass < 4; ++pass) {
+      if (pass == 3 && !q.bias) continue;
+      const int64_t terms = q.reduction_length(std::min(pass, 2));
+      // dw and dbias are fp32 in every precision's kernels.
+      const double tolerance = precision == convnet::Precision::fp32   ? 1e-5
+                               : precision == convnet::Precision::tf32 ? tf32_tolerance(terms)
+                                                                       : bf16_tolerance(terms);
+      worst_ratio[pass] =
+          std::max(worst_ratio[pass], testing::relative_l2_error(*outputs[pass], want[pass]) / tolerance);
+      const ::testing::AssertionResult close = testing::close_l2(*outputs[pass], want[pass], tolerance);
+      EXPECT_TRUE(close) << precision_name(precision) << " " << pass_names[pass] << " on " << q.str();
+      ok = ok && static_cast<bool>(close);
+    }
+    if (!ok && ++failed >= 10) {
+      ADD_FAILURE() << "stopping after 10 failing problems";
+      break;
+    }
+  }
+  std::cout << "grouped problems in " << precision_name(precision) << ", worst error as a share of the tolerance:";
+  for (int pass = 0; pass < 4; ++pass) std::cout << " " << pass_names[pass] << " " << 100 * worst_ratio[pass] << "%";
+  std::cout << "\n";
+}
+
+std::string precision_test_name(const ::testing::TestParamInfo<convnet::Precision>& param) {
+  return precision_name(param.param);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, GpuConvGrouped,
+                         ::testing::Values(convnet::Precision::fp32, convnet::Precision::tf32,
+                                           convnet::Precision::bf16),
+                         precision_test_name);
+
+TEST(GpuConvGroupedProblems, CoverNarrowWideAndDepthwiseGroups) {
+  // The generator itself (no GPU): every kind of group the backend routes differently occurs.
+  int depthwise = 0, multiplier2 = 0, narrow = 0, wide = 0, one_wide = 0, odd = 0;
+  for (const ConvProblem& q : testing::make_grouped_problems()) {
+    const int64_t gc = q.c / q.p.groups, gk = q.k / q.p.groups;
+    ASSERT_EQ(gc * q.p.groups, q.c) << q.str();
+    ASSERT_EQ(gk * q.p.groups, q.k) << q.str();
+    ASSERT_GE(q.out_h(), 1) << q.str();
+    ASSERT_GE(q.out_w(), 1) << q.str();
+    depthwise += gc == 1 && q.p.groups == q.c;
+    multiplier2 += gc == 1 && gk == 2;
+    narrow += gc < 8 || gk < 8;
+    wide += gc >= 8 && gk >= 8;
+    one_wide += gc == 1;
+    odd += gc % 2 == 1 && gc > 1;
+  }
+  EXPECT_GT(depthwise, 15);
+  EXPECT_GT(multiplier2, 5);
+  EXPECT_GT(narrow, 30);
+  EXPECT_GT(wide, 5);
+  EXPECT_GT(one_wide, 15);
+  EXPECT_GT(odd, 5);
 }
 
 TEST(GpuConvTolerance, Tf32ToleranceGrowsWithTheReductionLength) {
