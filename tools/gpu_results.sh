@@ -16,10 +16,15 @@
 #   --out DIR          results.jsonl, runs.log (every run's output), build.log, table.md (default:
 #                      $OUT when set, else ./gpu-results-out); 4 files, so the device tool brings
 #                      all back
-#   --recipes LIST     comma-separated subset of fast94,vgg11_bn,vgg16_bn (default: all three)
+#   --recipes LIST     comma-separated subset of fast94,fast96,vgg11_bn,vgg16_bn,resnet18,resnet20
+#                      (default: fast94,vgg11_bn,vgg16_bn). A ResNet run (resnet18: 200 epochs, about
+#                      30 min; resnet20: 164 epochs, about 15 min; both guesses) does not fit the
+#                      default --budget: run it with --budget 0, on a machine without the 10-minute
+#                      limit or shortened (--set train.epochs=N --torch-args '--epochs N')
 #   --runners LIST     default convnet:cuda,convnet:cudnn,torch:fp32; also convnet:cuda_tf32,
 #                      convnet:cudnn_tf32, torch:tf32 (and convnet:cpu with --allow-cpu)
-#   --seeds N          seeds per recipe and runner (default: 5 for fast94, 2 for the VGGs)
+#   --seeds N          seeds per recipe and runner (default: 5 for fast94, 2 for fast96 and the
+#                      VGGs, 1 for the ResNets)
 #   --seed-start S     first seed (default 0)
 #   --budget SECONDS   do not start a run that would end later than this many seconds after the
 #                      script started (estimated from the last run of the same recipe and runner,
@@ -104,7 +109,10 @@ done
 
 for r in "${recipes[@]}"; do
   [[ -f "configs/$r.yaml" ]] || die "--recipes: no configs/$r.yaml"
-  case "$r" in fast94|vgg11_bn|vgg16_bn) ;; *) die "--recipes: torch_reference.py knows no recipe '$r'" ;; esac
+  case "$r" in
+    fast94|fast96|vgg11_bn|vgg16_bn|resnet18|resnet20) ;;
+    *) die "--recipes: torch_reference.py knows no recipe '$r' (fast94, fast96, vgg11_bn, vgg16_bn, resnet18, resnet20)" ;;
+  esac
 done
 for x in "${runners[@]}"; do
   case "$x" in
@@ -115,17 +123,29 @@ for x in "${runners[@]}"; do
 done
 
 seeds_for() {  # the number of seeds for recipe $1
-  if [[ -n "$seeds" ]]; then echo "$seeds"; elif [[ "$1" == fast94 ]]; then echo 5; else echo 2; fi
+  if [[ -n "$seeds" ]]; then
+    echo "$seeds"
+    return
+  fi
+  case "$1" in
+    fast94) echo 5 ;;
+    resnet18|resnet20) echo 1 ;;
+    *) echo 2 ;;  # fast96, the VGGs
+  esac
 }
 
 # A first guess at one run's seconds (process start to exit), until a run of the same kind has
-# been measured; only used for --budget.
+# been measured; only used for --budget. fast96 and the ResNets are guesses for an H100, not
+# measurements (fast96: airbench96 takes 46 s on an A100 in fp16; the ResNets at batch 128).
 guess_seconds() {
   case "$1:$2" in
     fast94:torch:*) echo 40 ;;
     fast94:*) echo 60 ;;
+    fast96:*) echo 60 ;;
     vgg11_bn:*) echo 240 ;;
-    *) echo 420 ;;
+    resnet18:*) echo 1800 ;;  # 200 epochs
+    resnet20:*) echo 900 ;;   # 164 epochs
+    *) echo 420 ;;            # vgg16_bn
   esac
 }
 
@@ -159,8 +179,15 @@ for r in "${recipes[@]}"; do
 done
 
 if [[ "$dry_run" -eq 1 ]]; then
-  say "${#plan[@]} runs planned (recipe runner seed):"
-  printf '  %s\n' "${plan[@]}"
+  say "${#plan[@]} runs planned (recipe runner seed, first guess at its seconds):"
+  total_guess=0
+  for item in "${plan[@]}"; do
+    read -r recipe runner seed <<<"$item"
+    g="$(guess_seconds "$recipe" "$runner")"
+    total_guess=$((total_guess + g))
+    printf '  %s  ~%s s\n' "$item" "$g"
+  done
+  say "about $total_guess s in all by those guesses; --budget $budget s (0 = no limit)"
   exit 0
 fi
 [[ ${#plan[@]} -gt 0 ]] || { say "nothing to run (every planned run is in a --done file)"; exit 0; }
