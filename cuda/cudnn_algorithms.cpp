@@ -37,6 +37,10 @@ std::string name_in(const std::array<const char*, N>& names, int algo) {
 
 }  // namespace
 
+bool cudnn_supports_precision(MathMode mode, Precision p) {
+  return mode == MathMode::tf32 ? p == Precision::tf32 : (p == Precision::fp32 || p == Precision::bf16);
+}
+
 std::string conv_algo_name(ConvPass pass, int algo) {
   switch (pass) {
     case ConvPass::forward:
@@ -86,39 +90,43 @@ bool documented_nondeterministic(ConvPass pass, int algo) {
   return true;
 }
 
-bool math_type_allowed(cudnnMathType_t math_type, MathMode mode) {
+bool math_type_allowed(cudnnMathType_t math_type, MathMode mode, DType dtype) {
   if (math_type == CUDNN_FMA_MATH) return true;
   // DEFAULT lets cuDNN use TF32 tensor cores for float data; ALLOW_CONVERSION may go down to fp16.
-  return mode == MathMode::tf32 && (math_type == CUDNN_DEFAULT_MATH || math_type == CUDNN_TENSOR_OP_MATH);
+  // On bf16 data the tensor cores multiply the bf16 values themselves (FP32 accumulation).
+  const bool tensor_cores = math_type == CUDNN_DEFAULT_MATH || math_type == CUDNN_TENSOR_OP_MATH;
+  return tensor_cores && (mode == MathMode::tf32 || dtype == DType::bf16);
 }
 
-std::string rejection_reason(const AlgoCandidate& candidate, const AlgoPolicy& policy, MathMode mode) {
+std::string rejection_reason(const AlgoCandidate& candidate, const AlgoPolicy& policy, MathMode mode, DType dtype) {
   if (candidate.status != CUDNN_STATUS_SUCCESS) return fmt::format("status {}", cudnnGetErrorString(candidate.status));
   if (policy.deterministic && !candidate.deterministic) return "non-deterministic";
   if (candidate.workspace_bytes > policy.workspace_limit)
     return fmt::format("workspace {} over the {} limit", format_bytes(candidate.workspace_bytes),
                        format_bytes(policy.workspace_limit));
-  if (!math_type_allowed(candidate.math_type, mode))
-    return fmt::format("math type {} not allowed in {} mode", cudnn_math_type_name(candidate.math_type),
-                       math_mode_name(mode));
+  if (!math_type_allowed(candidate.math_type, mode, dtype))
+    return dtype == DType::f32 ? fmt::format("math type {} not allowed in {} mode",
+                                             cudnn_math_type_name(candidate.math_type), math_mode_name(mode))
+                               : fmt::format("math type {} not allowed on {} data",
+                                             cudnn_math_type_name(candidate.math_type), dtype_name(dtype));
   return {};
 }
 
 std::optional<AlgoChoice> choose_algorithm(std::span<const AlgoCandidate> ranked, const AlgoPolicy& policy,
-                                           MathMode mode) {
+                                           MathMode mode, DType dtype) {
   for (const AlgoCandidate& candidate : ranked) {
-    if (!rejection_reason(candidate, policy, mode).empty()) continue;
+    if (!rejection_reason(candidate, policy, mode, dtype).empty()) continue;
     return AlgoChoice{candidate.algo, candidate.math_type, candidate.workspace_bytes, candidate.time_ms};
   }
   return std::nullopt;
 }
 
 std::string describe_rejections(ConvPass pass, std::span<const AlgoCandidate> ranked, const AlgoPolicy& policy,
-                                MathMode mode) {
+                                MathMode mode, DType dtype) {
   if (ranked.empty()) return "no candidates";
   std::string text;
   for (const AlgoCandidate& candidate : ranked) {
-    const std::string reason = rejection_reason(candidate, policy, mode);
+    const std::string reason = rejection_reason(candidate, policy, mode, dtype);
     if (reason.empty()) continue;
     if (!text.empty()) text += "; ";
     text += fmt::format("{} ({}): {}", conv_algo_name(pass, candidate.algo), cudnn_math_type_name(candidate.math_type),

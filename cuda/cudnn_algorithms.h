@@ -11,7 +11,8 @@
 //   deterministic (unless CONVNET_DETERMINISTIC=0), needs at most the workspace limit, and whose
 //   math type the math mode allows: strict fp32 accepts only CUDNN_FMA_MATH; tf32 accepts FMA,
 //   DEFAULT and TENSOR_OP (TF32 tensor cores) but never TENSOR_OP_MATH_ALLOW_CONVERSION, which may
-//   round inputs to half precision.
+//   round inputs to half precision. BF16 data (train.precision bf16, whatever the mode) accepts
+//   FMA, DEFAULT and TENSOR_OP (BF16 tensor cores, FP32 accumulation), never ALLOW_CONVERSION.
 // - The choice is cached per (pass, batch and all extents, stride, padding, dilation, groups,
 //   dtype, math mode); layouts are always NHWC activations and KRSC filters.
 #pragma once
@@ -28,6 +29,7 @@
 #include <utility>
 
 #include "core/base/error.h"
+#include "core/base/precision.h"
 #include "core/base/tensor.h"
 #include "cuda/conv_kernels.h"
 #include "cuda/handles.h"
@@ -35,6 +37,10 @@
 namespace convnet::cuda {
 
 // ConvPass and conv_pass_name come from conv_kernels.h.
+
+// The train.precision values a cudnn backend in `mode` computes: fp32 and bf16 for `cudnn`
+// (MathMode::fp32; bf16 on bf16 copies of the operands), tf32 only for `cudnn_tf32`.
+bool cudnn_supports_precision(MathMode mode, Precision p);
 
 // cuDNN's name of algorithm `algo` for `pass` without the enum prefix ("IMPLICIT_PRECOMP_GEMM",
 // "ALGO_1", "FFT_TILING"); "algorithm <n>" for values this build does not know.
@@ -82,20 +88,21 @@ struct AlgoChoice {
 // ALGO_0, backward-filter ALGO_0 and ALGO_3. Candidates for them count as non-deterministic
 // whatever their perf result says.
 bool documented_nondeterministic(ConvPass pass, int algo);
-// Whether a candidate with `math_type` may run in `mode` (see the policy above).
-bool math_type_allowed(cudnnMathType_t math_type, MathMode mode);
+// Whether a candidate with `math_type` may run in `mode` on `dtype` data (see the policy above).
+bool math_type_allowed(cudnnMathType_t math_type, MathMode mode, DType dtype = DType::f32);
 // Why `candidate` is rejected under the policy and mode ("status CUDNN_STATUS_NOT_SUPPORTED",
 // "non-deterministic", "workspace 2.00 GiB over the 1.00 GiB limit", "math type TENSOR_OP not
 // allowed in fp32 mode"); empty when it is acceptable.
-std::string rejection_reason(const AlgoCandidate& candidate, const AlgoPolicy& policy, MathMode mode);
+std::string rejection_reason(const AlgoCandidate& candidate, const AlgoPolicy& policy, MathMode mode,
+                             DType dtype = DType::f32);
 // The first acceptable candidate in `ranked` order (best first, as cuDNN returns them);
 // std::nullopt when there is none.
 std::optional<AlgoChoice> choose_algorithm(std::span<const AlgoCandidate> ranked, const AlgoPolicy& policy,
-                                           MathMode mode);
+                                           MathMode mode, DType dtype = DType::f32);
 // "IMPLICIT_GEMM: non-deterministic; FFT: status CUDNN_STATUS_NOT_SUPPORTED; ...", one entry per
 // rejected candidate, for the error raised when nothing is acceptable ("no candidates" if empty).
 std::string describe_rejections(ConvPass pass, std::span<const AlgoCandidate> ranked, const AlgoPolicy& policy,
-                                MathMode mode);
+                                MathMode mode, DType dtype = DType::f32);
 
 // Thrown when the policy leaves no algorithm for a problem (e.g. some dilated or strided NHWC fp32
 // problems have only non-deterministic backward algorithms): the message names the problem, how

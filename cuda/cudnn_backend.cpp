@@ -10,6 +10,7 @@
 
 #include "core/base/error.h"
 #include "cuda/activation_kernels.h"
+#include "cuda/bf16_kernels.h"
 #include "cuda/check.h"
 #include "cuda/cudnn_legacy.h"
 #include "cuda/cudnn_pool_argmax.h"
@@ -27,6 +28,12 @@ const float* fp(const Tensor& t) {
 }
 float* fp(Tensor& t) {
   return static_cast<float*>(t.raw());
+}
+const uint16_t* bf(const Tensor& t) {
+  return static_cast<const uint16_t*>(t.raw());
+}
+uint16_t* bf(Tensor& t) {
+  return static_cast<uint16_t*>(t.raw());
 }
 
 // cuDNN and cuBLAS index with 32-bit ints.
@@ -135,6 +142,15 @@ void CudnnBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor
   fits_int(check, y, "y");
   if (s.n == 0) return;
   const OpScope in_op = scope(check);
+  if (precision() == Precision::bf16) {
+    // cuDNN stores y in bf16; the fp32 bias is added to those values and the sum rounded to bf16
+    // again (the cpu reference rounds conv + bias once, see the header).
+    const Tensor xb = bf16_copy(x), wb = bf16_copy(w);
+    Tensor yb = empty(y.shape(), DType::bf16);
+    legacy_->conv_forward(s, xb.raw(), wb.raw(), nullptr, yb.raw(), DType::bf16);
+    launch_from_bf16_add_bias(bf(yb), bias ? fp(*bias) : nullptr, s.k, fp(y), y.numel(), stream());
+    return;
+  }
   legacy_->conv_forward(s, fp(x), fp(w), bias ? fp(*bias) : nullptr, fp(y));
 }
 
@@ -145,6 +161,13 @@ void CudnnBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tenso
   fits_int(check, dy, "dy");
   if (s.n == 0) return;
   const OpScope in_op = scope(check);
+  if (precision() == Precision::bf16) {
+    const Tensor dyb = bf16_copy(dy), wb = bf16_copy(w);
+    Tensor dxb = empty(dx.shape(), DType::bf16);
+    legacy_->conv_backward_data(s, dyb.raw(), wb.raw(), dxb.raw(), DType::bf16);
+    launch_from_bf16(bf(dxb), fp(dx), dx.numel(), stream());
+    return;
+  }
   legacy_->conv_backward_data(s, fp(dy), fp(w), fp(dx));
 }
 
@@ -158,6 +181,20 @@ void CudnnBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Ten
   if (s.n == 0) {  // sums over an empty batch
     fill(dw, 0.0f);
     if (dbias) fill(*dbias, 0.0f);
+    return;
+  }
+  if (precision() == Precision::bf16) {
+    // cuDNN's bf16 configuration stores dw in bf16 too (the cpu reference keeps it fp32, see the
+    // header); dbias sums the bf16 dy, as the cpu reference does.
+    const Tensor xb = bf16_copy(x), dyb = bf16_copy(dy);
+    Tensor dwb = empty(dw.shape(), DType::bf16);
+    legacy_->conv_backward_filter(s, xb.raw(), dyb.raw(), dwb.raw(), nullptr, DType::bf16);
+    launch_from_bf16(bf(dwb), fp(dw), dw.numel(), stream());
+    if (dbias) {
+      Tensor dy_rounded = empty(dy.shape());
+      launch_from_bf16(bf(dyb), fp(dy_rounded), dy.numel(), stream());
+      legacy_->bias_gradient(Nhwc{s.n, s.p, s.q, s.k}, fp(dy_rounded), fp(*dbias));
+    }
     return;
   }
   legacy_->conv_backward_filter(s, fp(x), fp(dy), fp(dw), dbias ? fp(*dbias) : nullptr);
@@ -288,6 +325,14 @@ void CudnnBackend::gemm(bool transpose_a, bool transpose_b, int m, int n, int k,
                                      CUDA_R_32F, ldb, &zero, c, CUDA_R_32F, ldc, gemm_compute_, CUBLAS_GEMM_DEFAULT));
 }
 
+void CudnnBackend::gemm_bf16(bool transpose_a, bool transpose_b, int m, int n, int k, const uint16_t* a, int lda,
+                             const uint16_t* b, int ldb, float* c, int ldc) {
+  const float one = 1.0f, zero = 0.0f;
+  CONVNET_CUBLAS_LAUNCH(cublasGemmEx(
+      cublas_.get(), transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N, transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, a,
+      CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb, &zero, c, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 void CudnnBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   const OpChecks check = checks("linear_forward");
   const LinearGeometry g = check.linear_forward(x, w, bias, y);
@@ -297,6 +342,17 @@ void CudnnBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor
   if (y.numel() == 0) return;
   const OpScope in_op = scope(check);
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
+  if (precision() == Precision::bf16) {
+    // bf16 operands, fp32 product; y = the bf16 nearest product + bias, as in the cpu reference.
+    if (in == 0) {
+      fill(y, 0.0f);
+    } else {
+      const Tensor xb = bf16_copy(x), wb = bf16_copy(w);
+      gemm_bf16(true, false, oi, ni, ii, bf(wb), ii, bf(xb), ii, fp(y), oi);
+    }
+    launch_round_to_bf16(fp(y), bias ? fp(*bias) : nullptr, out, fp(y), y.numel(), stream());
+    return;
+  }
   if (in == 0) {
     fill(y, 0.0f);  // an empty sum
   } else {
@@ -315,6 +371,10 @@ void CudnnBackend::linear_backward(const Tensor& x, const Tensor& w, const Tenso
   const auto [n, in, out] = g;
   const OpScope in_op = scope(check);
   const int ni = static_cast<int>(n), ii = static_cast<int>(in), oi = static_cast<int>(out);
+  if (precision() == Precision::bf16) {
+    linear_backward_bf16(x, w, dy, dx, dw, dbias, ni, ii, oi);
+    return;
+  }
   if (dx && dx->numel() > 0) {
     if (out == 0)
       fill(*dx, 0.0f);
@@ -332,6 +392,37 @@ void CudnnBackend::linear_backward(const Tensor& x, const Tensor& w, const Tenso
       fill(*dbias, 0.0f);
     else
       legacy_->bias_gradient(Nhwc{ni, 1, 1, oi}, fp(dy), fp(*dbias));
+  }
+}
+
+// linear_backward in bf16: x, w and dy as bf16 operands, fp32 products (cublasGemmEx, FP32 compute);
+// dx rounded to bf16, dw fp32, dbias summed over the bf16 dy: the cpu reference's roundings.
+void CudnnBackend::linear_backward_bf16(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                                        Tensor* dbias, int n, int in, int out) {
+  const bool want_dx = dx && dx->numel() > 0, want_dw = dw.numel() > 0, want_dbias = dbias && out > 0;
+  if (n == 0) {  // empty sums; dx is empty too
+    if (want_dw) fill(dw, 0.0f);
+    if (want_dbias) fill(*dbias, 0.0f);
+    return;
+  }
+  if (out == 0) {  // dx sums over no outputs; dw and dbias are empty
+    if (want_dx) fill(*dx, 0.0f);
+    return;
+  }
+  const Tensor dyb = bf16_copy(dy);
+  if (want_dx) {  // dx^T [in, N] = w^T [in, out] dy^T [out, N]
+    const Tensor wb = bf16_copy(w);
+    gemm_bf16(false, false, in, n, out, bf(wb), in, bf(dyb), out, fp(*dx), in);
+    launch_round_to_bf16(fp(*dx), nullptr, 1, fp(*dx), dx->numel(), stream());
+  }
+  if (want_dw) {  // dw^T [in, out] = x^T [in, N] dy [N, out]
+    const Tensor xb = bf16_copy(x);
+    gemm_bf16(false, true, in, out, n, bf(xb), in, bf(dyb), out, fp(dw), in);
+  }
+  if (want_dbias) {
+    Tensor dy_rounded = empty(dy.shape());
+    launch_from_bf16(bf(dyb), fp(dy_rounded), dy.numel(), stream());
+    legacy_->bias_gradient(Nhwc{n, 1, 1, out}, fp(dy_rounded), fp(*dbias));
   }
 }
 

@@ -26,6 +26,19 @@
 // CUBLAS_COMPUTE_32F_FAST_TF32 (handle in CUBLAS_TF32_TENSOR_OP_MATH). Bias, pooling, activations
 // and batch norm are FP32 in both. NVIDIA_TF32_OVERRIDE=0 switches TF32 off process-wide.
 //
+// train.precision bf16 (the `cudnn` backend; `cudnn_tf32` stays tf32 only): convolutions run on
+// bf16 copies of x, w and dy (GpuBackend::bf16_copy, NHWC CUDNN_DATA_BFLOAT16 tensors and filters,
+// FP32 compute type, CUDNN_TENSOR_OP_MATH; algorithms cached per data type), their bf16 y, dx and
+// dw converted to the fp32 tensors. Linear layers multiply bf16 copies with cublasGemmEx
+// (CUDA_R_16BF inputs, CUBLAS_COMPUTE_32F, fp32 output) and round y, dx to bf16. Like the cpu
+// reference (core/base/precision.h): operands rounded to nearest even, y and dx bf16 values,
+// dbias summed over the bf16 dy, fp32 accumulation; every other op fp32. Two differences, because
+// cuDNN's bf16 configuration (PSEUDO_BFLOAT16_CONFIG) has bf16 outputs only: a convolution's y is
+// rounded before the fp32 bias is added and the sum rounded again (the reference rounds conv +
+// bias once: at most one bf16 ulp apart), and a convolution's dw is rounded to bf16 (the
+// reference's is fp32: a relative difference of at most 2^-9 per element). Linear layers match
+// the reference's roundings exactly (only the summation order differs).
+//
 // Determinism: non-deterministic convolution algorithms are rejected unless CONVNET_DETERMINISTIC=0;
 // CONVNET_CUDNN_FIND=1 times the algorithms instead of using cuDNN's heuristics. Both are read
 // when the backend is created.
@@ -36,6 +49,7 @@
 
 #include <cublas_v2.h>
 
+#include <cstdint>
 #include <memory>
 
 #include "cuda/cudnn_algorithms.h"
@@ -87,16 +101,19 @@ class CudnnBackend final : public GpuBackend {
                        Tensor* dbias) override;
 
  protected:
-  // The math mode is fixed at construction (cudnn or cudnn_tf32); bf16 is not wired yet.
-  bool supports_precision(Precision p) const override {
-    return p == (mode_ == MathMode::tf32 ? Precision::tf32 : Precision::fp32);
-  }
+  // The math mode is fixed at construction: cudnn computes in fp32 or bf16, cudnn_tf32 in tf32.
+  bool supports_precision(Precision p) const override { return cudnn_supports_precision(mode_, p); }
 
  private:
   // C (m x n, column-major, leading dimension ldc) = op(A) op(B) through cublasGemmEx in this
   // backend's compute type; all extents > 0.
   void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* a, int lda, const float* b, int ldb,
             float* c, int ldc);
+  // The same with bf16 A and B, fp32 C, CUBLAS_COMPUTE_32F (train.precision bf16).
+  void gemm_bf16(bool transpose_a, bool transpose_b, int m, int n, int k, const uint16_t* a, int lda, const uint16_t* b,
+                 int ldb, float* c, int ldc);
+  void linear_backward_bf16(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* dbias,
+                            int n, int in, int out);
 
   MathMode mode_;
   cublasComputeType_t gemm_compute_;

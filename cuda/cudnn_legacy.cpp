@@ -50,8 +50,14 @@ using ActivationDesc =
 constexpr float kOne = 1.0f;
 constexpr float kZero = 0.0f;
 
-void set_nhwc(const TensorDesc& desc, const Nhwc& v) {
-  CONVNET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, v.n, v.c, v.h, v.w));
+// cuDNN's type for the convolution data types the backend uses: f32, or bf16 (train.precision bf16).
+cudnnDataType_t cudnn_data_type(DType dtype) {
+  CONVNET_CHECK(dtype == DType::f32 || dtype == DType::bf16, "cudnn: no convolutions on {} data", dtype_name(dtype));
+  return dtype == DType::bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+}
+
+void set_nhwc(const TensorDesc& desc, const Nhwc& v, cudnnDataType_t type = CUDNN_DATA_FLOAT) {
+  CONVNET_CUDNN_CHECK(cudnnSetTensor4dDescriptor(desc.get(), CUDNN_TENSOR_NHWC, type, v.n, v.c, v.h, v.w));
 }
 
 // A [1, C, 1, 1] tensor: per-channel bias or batchnorm parameters.
@@ -111,19 +117,26 @@ CudnnLegacy::~CudnnLegacy() = default;
 
 // --- convolution ---
 
-void CudnnLegacy::set_conv(const ConvShape& s) {
+cudnnMathType_t CudnnLegacy::conv_math_type(DType dtype) const {
+  // BF16 data: tensor cores on the bf16 values (no conversion); f32 data: as the mode says.
+  return dtype == DType::bf16 ? CUDNN_TENSOR_OP_MATH : cudnn_math_type(mode_);
+}
+
+void CudnnLegacy::set_conv(const ConvShape& s, DType dtype) {
   const Conv2dParams& p = s.params;
-  set_nhwc(d_->x, Nhwc{s.n, s.h, s.w, s.c});
-  set_nhwc(d_->y, Nhwc{s.n, s.p, s.q, s.k});
+  const cudnnDataType_t type = cudnn_data_type(dtype);
+  set_nhwc(d_->x, Nhwc{s.n, s.h, s.w, s.c}, type);
+  set_nhwc(d_->y, Nhwc{s.n, s.p, s.q, s.k}, type);
   // NHWC filter format = our KRSC layout; a grouped filter holds C / groups channels, and cuDNN's
   // group count splits C and K as Conv2dParams::groups does (group g: channels and filters g-th).
   CONVNET_CUDNN_CHECK(
-      cudnnSetFilter4dDescriptor(d_->filter.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s.k, s.c / p.groups, s.r, s.s));
+      cudnnSetFilter4dDescriptor(d_->filter.get(), type, CUDNN_TENSOR_NHWC, s.k, s.c / p.groups, s.r, s.s));
+  // The compute type is FP32 for both data types (bf16: PSEUDO_BFLOAT16_CONFIG, FP32 accumulation).
   CONVNET_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(d_->conv.get(), p.pad_h, p.pad_w, p.stride_h, p.stride_w,
                                                       p.dilation_h, p.dilation_w, CUDNN_CROSS_CORRELATION,
                                                       CUDNN_DATA_FLOAT));
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionGroupCount(d_->conv.get(), p.groups));
-  CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), cudnn_math_type(mode_)));
+  CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), conv_math_type(dtype)));
   int n = 0, k = 0, p_out = 0, q_out = 0;
   CONVNET_CUDNN_CHECK(
       cudnnGetConvolution2dForwardOutputDim(d_->conv.get(), d_->x.get(), d_->filter.get(), &n, &k, &p_out, &q_out));
@@ -225,15 +238,15 @@ size_t CudnnLegacy::workspace_size(ConvPass pass, int algo) {
 }
 
 AlgoChoice CudnnLegacy::conv_algorithm(ConvPass pass, const ConvShape& shape, const void* input, const void* filter,
-                                       void* output) {
-  const ConvAlgoKey key = ConvAlgoKey::make(pass, shape, mode_);
+                                       void* output, DType dtype) {
+  const ConvAlgoKey key = ConvAlgoKey::make(pass, shape, mode_, dtype);
   if (const std::optional<AlgoChoice> cached = cache_.find(key)) return *cached;
 
-  set_conv(shape);
+  set_conv(shape, dtype);
   const std::vector<AlgoCandidate> ranked = ranked_candidates(pass, input, filter, output);
-  std::optional<AlgoChoice> choice = choose_algorithm(ranked, policy_, mode_);
+  std::optional<AlgoChoice> choice = choose_algorithm(ranked, policy_, mode_, dtype);
   if (!choice) {
-    const std::string problem = to_string(key), rejections = describe_rejections(pass, ranked, policy_, mode_);
+    const std::string problem = to_string(key), rejections = describe_rejections(pass, ranked, policy_, mode_, dtype);
     throw NoCudnnAlgorithm(
         problem, rejections, policy_.deterministic,
         fmt::format("the cudnn backend found no usable convolution algorithm for {} ({}, {}): {}{}", problem,
@@ -254,9 +267,12 @@ AlgoChoice CudnnLegacy::conv_algorithm(ConvPass pass, const ConvShape& shape, co
   return *choice;
 }
 
-void CudnnLegacy::conv_forward(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y) {
-  const AlgoChoice choice = conv_algorithm(ConvPass::forward, shape, x, w, y);
-  set_conv(shape);
+void CudnnLegacy::conv_forward(const ConvShape& shape, const void* x, const void* w, const float* bias, void* y,
+                               DType dtype) {
+  CONVNET_CHECK(bias == nullptr || dtype == DType::f32, "cudnn: the bias of a {} convolution is added by the caller",
+                dtype_name(dtype));
+  const AlgoChoice choice = conv_algorithm(ConvPass::forward, shape, x, w, y, dtype);
+  set_conv(shape, dtype);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
   CONVNET_CUDNN_LAUNCH(cudnnConvolutionForward(handle_, &kOne, d_->x.get(), x, d_->filter.get(), w, d_->conv.get(),
@@ -268,9 +284,9 @@ void CudnnLegacy::conv_forward(const ConvShape& shape, const float* x, const flo
   }
 }
 
-void CudnnLegacy::conv_backward_data(const ConvShape& shape, const float* dy, const float* w, float* dx) {
-  const AlgoChoice choice = conv_algorithm(ConvPass::backward_data, shape, dy, w, dx);
-  set_conv(shape);
+void CudnnLegacy::conv_backward_data(const ConvShape& shape, const void* dy, const void* w, void* dx, DType dtype) {
+  const AlgoChoice choice = conv_algorithm(ConvPass::backward_data, shape, dy, w, dx, dtype);
+  set_conv(shape, dtype);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
   CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardData(
@@ -278,10 +294,12 @@ void CudnnLegacy::conv_backward_data(const ConvShape& shape, const float* dy, co
       static_cast<cudnnConvolutionBwdDataAlgo_t>(choice.algo), ws, choice.workspace_bytes, &kZero, d_->x.get(), dx));
 }
 
-void CudnnLegacy::conv_backward_filter(const ConvShape& shape, const float* x, const float* dy, float* dw,
-                                       float* dbias) {
-  const AlgoChoice choice = conv_algorithm(ConvPass::backward_filter, shape, x, dy, dw);
-  set_conv(shape);
+void CudnnLegacy::conv_backward_filter(const ConvShape& shape, const void* x, const void* dy, void* dw, float* dbias,
+                                       DType dtype) {
+  CONVNET_CHECK(dbias == nullptr || dtype == DType::f32,
+                "cudnn: the bias gradient of a {} convolution is computed by the caller", dtype_name(dtype));
+  const AlgoChoice choice = conv_algorithm(ConvPass::backward_filter, shape, x, dy, dw, dtype);
+  set_conv(shape, dtype);
   CONVNET_CUDNN_CHECK(cudnnSetConvolutionMathType(d_->conv.get(), choice.math_type));
   void* ws = choice.workspace_bytes > 0 ? workspace_(choice.workspace_bytes) : nullptr;
   CONVNET_CUDNN_LAUNCH(cudnnConvolutionBackwardFilter(handle_, &kOne, d_->x.get(), x, d_->y.get(), dy, d_->conv.get(),

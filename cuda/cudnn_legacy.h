@@ -3,9 +3,10 @@
 // is the one translation unit that uses it, so this header exposes no deprecated type.
 //
 // Every tensor is described to cuDNN as a fully packed NHWC float tensor (an `Nhwc` view), filters
-// as NHWC filters (our KRSC). Calls are queued on the handle's stream; pointers are device
-// pointers; outputs are overwritten (cuDNN's beta = 0, so they are never read); every cuDNN status
-// is checked and a failure throws convnet::Error. Not thread-safe: one thread at a time, like
+// as NHWC filters (our KRSC); convolutions also take bf16 data (x, w, y, dy, dx, dw all bf16,
+// FP32 compute type, tensor-core math: cuDNN's PSEUDO_BFLOAT16_CONFIG), for train.precision bf16. Calls are queued on
+// the handle's stream; pointers are device pointers; outputs are overwritten (cuDNN's beta = 0, so they are never
+// read); every cuDNN status is checked and a failure throws convnet::Error. Not thread-safe: one thread at a time, like
 // the handle it wraps.
 #pragma once
 
@@ -46,16 +47,21 @@ class CudnnLegacy {
   // --- convolution: x [n, h, w, c], w [k, r, s, c / groups], y [n, p, q, k] (Backend::conv2d_*
   // semantics, groups from shape.params) ---
   // The shape's extents must all be >= 1 (the caller handles empty batches) and p, q must be the
-  // output extents; cuDNN's own output size is checked against them.
-  void conv_forward(const ConvShape& shape, const float* x, const float* w, const float* bias, float* y);
-  void conv_backward_data(const ConvShape& shape, const float* dy, const float* w, float* dx);
+  // output extents; cuDNN's own output size is checked against them. Every operand and output is of
+  // `dtype` (f32, or bf16 in cuDNN's PSEUDO_BFLOAT16_CONFIG); bias and dbias (f32) only with f32.
+  void conv_forward(const ConvShape& shape, const void* x, const void* w, const float* bias, void* y,
+                    DType dtype = DType::f32);
+  void conv_backward_data(const ConvShape& shape, const void* dy, const void* w, void* dx, DType dtype = DType::f32);
   // dbias may be null.
-  void conv_backward_filter(const ConvShape& shape, const float* x, const float* dy, float* dw, float* dbias);
+  void conv_backward_filter(const ConvShape& shape, const void* x, const void* dy, void* dw, float* dbias,
+                            DType dtype = DType::f32);
   // The algorithm `pass` runs for `shape`: chosen (heuristics or timing, which then runs the pass
   // on the given buffers, overwriting the output) and cached on first use. `input`, `filter` and
   // `output` are the pass's operands: forward (x, w, y), backward-data (dy, w, dx),
   // backward-filter (x, dy, dw); they are only touched when timing.
-  AlgoChoice conv_algorithm(ConvPass pass, const ConvShape& shape, const void* input, const void* filter, void* output);
+  // The cache key includes `dtype`, so f32 and bf16 choices for one problem are kept apart.
+  AlgoChoice conv_algorithm(ConvPass pass, const ConvShape& shape, const void* input, const void* filter, void* output,
+                            DType dtype = DType::f32);
   const ConvAlgoCache& conv_algo_cache() const { return cache_; }
   const AlgoPolicy& policy() const { return policy_; }
 
@@ -86,7 +92,8 @@ class CudnnLegacy {
  private:
   struct Descriptors;  // the deprecated descriptor types stay in cudnn_legacy.cpp
 
-  void set_conv(const ConvShape& shape);
+  void set_conv(const ConvShape& shape, DType dtype);
+  cudnnMathType_t conv_math_type(DType dtype) const;  // the descriptor's math type before a choice
   std::vector<AlgoCandidate> ranked_candidates(ConvPass pass, const void* input, const void* filter, void* output);
   size_t workspace_size(ConvPass pass, int algo);
 

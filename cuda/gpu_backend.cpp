@@ -8,6 +8,7 @@
 
 #include "core/base/error.h"
 #include "cuda/activity.h"
+#include "cuda/bf16_kernels.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 #include "cuda/data_kernels.h"
@@ -145,6 +146,12 @@ void* GpuBackend::scratch(size_t bytes) {
     scratch_ = Tensor({static_cast<int64_t>(bytes)}, DType::u8, *allocator_);
   }
   return scratch_.raw();
+}
+
+Tensor GpuBackend::bf16_copy(const Tensor& t) {
+  Tensor out = empty(t.shape(), DType::bf16);
+  launch_to_bf16(static_cast<const float*>(t.raw()), static_cast<uint16_t*>(out.raw()), t.numel(), stream());
+  return out;
 }
 
 void* GpuBackend::reserve_staging(size_t bytes) {

@@ -62,8 +62,7 @@ class GpuBackend : public Backend {
                                       Tensor& dlogits) override;
   void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
-  void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset,
-                     int64_t channels) override;
+  void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset, int64_t channels) override;
   void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
                               Tensor& stats) override;
   // Process-wide: every GPU backend's launches, copies and waits (cuda/activity.h).
@@ -77,6 +76,10 @@ class GpuBackend : public Backend {
  protected:
   // Device scratch of at least `bytes`, reused across calls on this backend (grow-only).
   void* scratch(size_t bytes);
+  // A new device tensor of t's shape holding the f32 tensor t rounded to bf16 (to nearest even,
+  // launch_to_bf16), for the bf16 operands of cuDNN and cuBLAS. From the caching allocator, so a
+  // temporary costs no cudaMalloc after the first step and never competes with scratch().
+  Tensor bf16_copy(const Tensor& t);
   // The shared argument checks (core/base/op_checks.h) for `op`, against this backend's device.
   OpChecks checks(const char* op) const { return {op, device(), name_}; }
   // What an op opens once its arguments are checked: this device made current, and `check`'s op

@@ -1,9 +1,12 @@
 // convnet benchmark: per layer and pass, median and spread of time, FLOP rate, bandwidth and % of
 // the device's peak on the chosen backend, slowest first. For convolutions also the same-sized
 // GEMM on the same backend (what im2col + GEMM could reach at best). Every pass, and a whole
-// training step in images/s, is also timed on each comparison backend (--compare; cuDNN in strict
-// fp32 and tf32 by default on the cuda backend) on the same inputs, giving the ratio
-// time_theirs / time_ours (> 1: ours is faster) per pass, per layer, and over the whole net. On a
+// training step in images/s, is also timed on each comparison backend (--compare; by default cuDNN
+// in the main backend's precision: cudnn and cudnn_tf32 for cuda in fp32, cudnn_tf32 for tf32,
+// cudnn@bf16 for bf16) on the same inputs, giving the ratio time_theirs / time_ours (> 1: ours is
+// faster) per pass, per layer, and over the whole net. A comparison backend is NAME or
+// NAME@PRECISION (that backend in train.precision PRECISION). --precision P is --set
+// train.precision=P for the main backend. On a
 // GPU a device-to-device copy gives the bandwidth that memory-bound kernels are measured against.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -16,6 +19,7 @@
 
 #include "core/base/backend_registry.h"
 #include "core/base/error.h"
+#include "core/base/precision.h"
 #include "core/base/rng.h"
 #include "core/config/config.h"
 #include "core/layers/conv2d.h"
@@ -41,6 +45,7 @@ train: {batch_size: 128, backend: auto}
 )";
 constexpr const char* kDefaultGpuCompare[] = {"cudnn", "cudnn_tf32"};
 constexpr const char* kDefaultTf32Compare[] = {"cudnn_tf32"};  // ours against cuDNN in the same precision
+constexpr const char* kDefaultBf16Compare[] = {"cudnn@bf16"};
 // Size of the device-to-device copy that sets the bandwidth reference for memory-bound kernels:
 // far larger than any L2, so it measures device memory.
 constexpr int64_t kCopyBytes = int64_t{256} << 20;
@@ -82,7 +87,8 @@ struct Total {
 };
 
 struct StepResult {
-  std::string backend;
+  std::string backend;  // the main backend's name, or the comparison's NAME[@PRECISION]
+  Precision precision = Precision::fp32;
   Timing timing;
   double images_per_sec = 0;
   DeviceActivity activity;  // what one step queued and waited for (Backend::activity)
@@ -260,7 +266,7 @@ StepResult benchmark_step(const Config& config, Graph& graph, int64_t batch, int
   one_step();
   const DeviceActivity activity = out_backend.activity() - before;
   out_backend.synchronize();
-  return {out_backend.name(), t, static_cast<double>(batch) / (t.median_ms * 1e-3), activity};
+  return {out_backend.name(), out_backend.precision(), t, static_cast<double>(batch) / (t.median_ms * 1e-3), activity};
 }
 
 nlohmann::json activity_json(const DeviceActivity& a) {
@@ -324,6 +330,7 @@ Config benchmark_config(const BenchmarkOptions& options) {
   std::vector<std::string> overrides = options.overrides;
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
   if (options.batch_size > 0) overrides.push_back(fmt::format("train.batch_size={}", options.batch_size));
+  if (!options.precision.empty()) overrides.push_back("train.precision=" + options.precision);
   if (!options.config.empty()) {
     Config config = load_config(options.config, overrides);
     config.train.backend = resolve_backend_name(config.train.backend);
@@ -337,17 +344,38 @@ Config benchmark_config(const BenchmarkOptions& options) {
 }
 
 // --compare as given (without "none" and empty entries, duplicates dropped), or the default.
-std::vector<std::string> compare_names(const BenchmarkOptions& options, const std::string& main_backend) {
+// The default: cuDNN in the precision our cuda backend computes in.
+std::vector<std::string> compare_names(const BenchmarkOptions& options, const Backend& main) {
   std::vector<std::string> names;
   if (!options.compare_given) {
-    if (main_backend == "cuda") names.assign(std::begin(kDefaultGpuCompare), std::end(kDefaultGpuCompare));
-    if (main_backend == "cuda_tf32") names.assign(std::begin(kDefaultTf32Compare), std::end(kDefaultTf32Compare));
+    if (main.name() != "cuda" && main.name() != "cuda_tf32") return names;
+    switch (main.precision()) {
+      case Precision::fp32:
+        names.assign(std::begin(kDefaultGpuCompare), std::end(kDefaultGpuCompare));
+        break;
+      case Precision::tf32:
+        names.assign(std::begin(kDefaultTf32Compare), std::end(kDefaultTf32Compare));
+        break;
+      case Precision::bf16:
+        names.assign(std::begin(kDefaultBf16Compare), std::end(kDefaultBf16Compare));
+        break;
+    }
     return names;
   }
   std::set<std::string> seen;
   for (const std::string& n : options.compare)
     if (!n.empty() && n != "none" && seen.insert(n).second) names.push_back(n);
   return names;
+}
+
+// A comparison backend from NAME or NAME@PRECISION; throws as create_backend does for an unknown
+// name, ConfigError for an unknown precision or one the backend does not compute.
+std::unique_ptr<Backend> create_compare_backend(const std::string& spec) {
+  const size_t at = spec.find('@');
+  std::unique_ptr<Backend> backend = create_backend(spec.substr(0, at));
+  if (at != std::string::npos)
+    backend->set_precision(parse_precision(spec.substr(at + 1), fmt::format("--compare {}", spec)));
+  return backend;
 }
 
 std::string describe_device([[maybe_unused]] Backend& backend) {
@@ -361,10 +389,14 @@ nlohmann::json timing_json(const Timing& t) {
   return {{"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"max_ms", t.max_ms}, {"spread_pct", t.spread_pct()}};
 }
 
-nlohmann::json total_json(const Total& total, const std::vector<std::string>& compare) {
+nlohmann::json total_json(const Total& total, const std::vector<std::string>& compare,
+                          const std::vector<std::string>& compare_precisions) {
   nlohmann::json j = {{"total_ms", total.ours_ms}, {"compare", nlohmann::json::array()}};
   for (size_t c = 0; c < compare.size(); ++c)
-    j["compare"].push_back({{"backend", compare[c]}, {"total_ms", total.theirs_ms[c]}, {"ratio", total.ratio(c)}});
+    j["compare"].push_back({{"backend", compare[c]},
+                            {"precision", compare_precisions[c]},
+                            {"total_ms", total.theirs_ms[c]},
+                            {"ratio", total.ratio(c)}});
   return j;
 }
 
@@ -386,9 +418,13 @@ int benchmark_command(const BenchmarkOptions& options) {
   const bool gpu = on_gpu(main);
 
   // Comparison backends first, so that an unknown name fails before any timing.
-  const std::vector<std::string> compare = compare_names(options, main.name());
+  const std::vector<std::string> compare = compare_names(options, main);
   std::vector<std::unique_ptr<Backend>> compare_backends;
-  for (const std::string& name : compare) compare_backends.push_back(create_backend(name));
+  std::vector<std::string> compare_precisions;  // of each comparison's conv and linear ops
+  for (const std::string& name : compare) {
+    compare_backends.push_back(create_compare_backend(name));
+    compare_precisions.emplace_back(precision_name(compare_backends.back()->precision()));
+  }
 
   const Shape example = example_shape(config.data);
   Graph graph;
@@ -413,8 +449,10 @@ int benchmark_command(const BenchmarkOptions& options) {
     augment = measure_augment(main, graph.example_shape(), batch, options.repeats, rng);
   std::vector<StepResult> steps;
   steps.push_back(benchmark_step(config, graph, batch, options.repeats, config.train.seed + 2));
-  for (Graph* other : others)
-    steps.push_back(benchmark_step(config, *other, batch, options.repeats, config.train.seed + 2));
+  for (size_t c = 0; c < others.size(); ++c) {
+    steps.push_back(benchmark_step(config, *others[c], batch, options.repeats, config.train.seed + 2));
+    steps.back().backend = compare[c];
+  }
   const StepResult& step = steps.front();
 
   // Totals: convolutions (all passes), every layer, and each layer's passes.
@@ -490,6 +528,7 @@ int benchmark_command(const BenchmarkOptions& options) {
       for (size_t c = 0; c < compare.size(); ++c) {
         nlohmann::json t = timing_json(r.compare[c]);
         t["backend"] = compare[c];
+        t["precision"] = compare_precisions[c];
         t["ratio"] = r.ratio(c);
         row["compare"].push_back(t);
       }
@@ -497,18 +536,20 @@ int benchmark_command(const BenchmarkOptions& options) {
     }
     j["layer_totals"] = nlohmann::json::array();
     for (size_t i = 0; i < graph.size(); ++i) {
-      nlohmann::json t = total_json(per_layer[i], compare);
+      nlohmann::json t = total_json(per_layer[i], compare, compare_precisions);
       t["layer"] = graph.layer(i).name();
       t["op"] = graph.layer(i).description();
       t["conv"] = dynamic_cast<Conv2d*>(&graph.layer(i)) != nullptr;
       j["layer_totals"].push_back(t);
     }
-    j["convolution"] = total_json(conv_total, compare);
+    j["convolution"] = total_json(conv_total, compare, compare_precisions);
     j["convolution"]["gflops_per_sec"] = conv_gflops;
     j["convolution"]["gemm_equivalent_ms"] = gemm_ms;
     j["convolution"]["ratio_to_gemm"] = conv_total.ours_ms > 0 ? gemm_ms / conv_total.ours_ms : 0;
-    j["all_layers"] = total_json(all_total, compare);
+    j["all_layers"] = total_json(all_total, compare, compare_precisions);
+    j["compare_precisions"] = compare_precisions;
     j["train_step"] = {{"backend", step.backend},
+                       {"precision", precision_name(step.precision)},
                        {"median_ms", step.timing.median_ms},
                        {"spread_pct", step.timing.spread_pct()},
                        {"images_per_sec", step.images_per_sec}};
@@ -516,6 +557,7 @@ int benchmark_command(const BenchmarkOptions& options) {
     for (const StepResult& s : steps) {
       nlohmann::json t = timing_json(s.timing);
       t["backend"] = s.backend;
+      t["precision"] = precision_name(s.precision);
       t["images_per_sec"] = s.images_per_sec;
       t["ratio"] = step.images_per_sec / s.images_per_sec;  // ours / theirs in images/s
       t["activity"] = gpu ? activity_json(s.activity) : nlohmann::json(nullptr);
@@ -573,7 +615,11 @@ int benchmark_command(const BenchmarkOptions& options) {
   }
 
   if (!compare.empty() && conv_total.ours_ms > 0) {
-    fmt::print("\nconvolution layers, three passes summed (ours {} vs each comparison):\n", main.name());
+    fmt::print("\nconvolution layers, three passes summed (ours {} in {} vs each comparison:", main.name(),
+               precision_name(main.precision()));
+    for (size_t c = 0; c < compare.size(); ++c)
+      fmt::print("{} {} in {}", c == 0 ? "" : ",", compare[c], compare_precisions[c]);
+    fmt::print("):\n");
     fmt::print("{:<12} {:<{}} {:>9}", "layer", "op", op_width, "ours ms");
     for (size_t c = 0; c < compare.size(); ++c)
       fmt::print(" {:>{}} {:>{}}", compare[c] + " ms", std::max<size_t>(9, compare[c].size() + 3), compare_headers[c],
@@ -603,8 +649,9 @@ int benchmark_command(const BenchmarkOptions& options) {
     fmt::print("  on {}: {:.2f} ms, ours/theirs speed {}\n", compare[c], all_total.theirs_ms[c],
                ratio_text(all_total.ratio(c)));
   for (const StepResult& s : steps) {
-    fmt::print("training step on {}{}: {:.2f} ms median (spread {:.1f}%), {:.1f} images/s", s.backend,
-               &s == &step ? " (main)" : "", s.timing.median_ms, s.timing.spread_pct(), s.images_per_sec);
+    fmt::print("training step on {} in {}{}: {:.2f} ms median (spread {:.1f}%), {:.1f} images/s", s.backend,
+               precision_name(s.precision), &s == &step ? " (main)" : "", s.timing.median_ms, s.timing.spread_pct(),
+               s.images_per_sec);
     if (&s != &step) fmt::print(", ours/theirs speed {}", ratio_text(step.images_per_sec / s.images_per_sec));
     fmt::print("\n");
     if (gpu) fmt::print("  host side of one step on {}: {}\n", s.backend, activity_text(s.activity));

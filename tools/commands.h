@@ -35,11 +35,14 @@ struct BenchmarkOptions {
   int repeats = 10;
   bool json = false;
   // Backends to time the same layer passes and training step on, for the ratio
-  // time_theirs / time_ours. Used only when compare_given; "none" (or an empty list) turns the
-  // comparison off. Not given: "cudnn,cudnn_tf32" when the main backend is cuda, "cudnn_tf32" when it is cuda_tf32,
-  // none otherwise.
+  // time_theirs / time_ours, each NAME or NAME@PRECISION (that backend in train.precision
+  // PRECISION, e.g. cudnn@bf16). Used only when compare_given; "none" (or an empty list) turns the
+  // comparison off. Not given, for the cuda backends: cuDNN in the main backend's precision
+  // ("cudnn,cudnn_tf32" in fp32, "cudnn_tf32" in tf32, "cudnn@bf16" in bf16); none otherwise.
   std::vector<std::string> compare;
   bool compare_given = false;
+  // train.precision of the main backend (fp32, tf32, bf16); empty: the config's.
+  std::string precision;
 };
 int benchmark_command(const BenchmarkOptions& options);
 

@@ -23,7 +23,8 @@
 #   --dry-run              print every command (lines starting "+ "), each stage's deadline
 #                          ("deadline STAGE SECONDS") and the build targets ("targets ..."), then
 #                          exit 0 without building or running anything; needs no GPU
-#   --out DIR              logs, benchmark.json, benchmark_tf32.json and summary.txt (default:
+#   --out DIR              logs, benchmark.json, benchmark_tf32.json (the bf16 run's JSON is at the
+#                          end of benchmark.log) and summary.txt (default:
 #                          $OUT when set, else ./gpu-check-out); at most 8 files, so the device
 #                          tool brings all back
 #   --stages LIST          comma-separated subset of build,test,harness,benchmark,train,sanitize
@@ -441,14 +442,21 @@ stage_benchmark() {
   log_to "$log"
   need "$build/convnet"
   # --backend cuda: never fall back to a (very slow) cpu run; --compare defaults to cudnn,cudnn_tf32.
-  # At most 3/5 of the deadline, so the second run (one comparison backend, not two) still runs.
+  # At most 1/2 of the deadline, so the tf32 and bf16 runs (one comparison backend each, not two)
+  # still run; the tf32 one at most 1/4, leaving the rest to bf16.
   echo "=== --backend cuda" >>"$log"
-  cap=$((deadline[benchmark] * 3 / 5)) run "$build/convnet" benchmark --backend cuda --json --repeats "$repeats" \
+  cap=$((deadline[benchmark] / 2)) run "$build/convnet" benchmark --backend cuda --json --repeats "$repeats" \
     >"$out_dir/benchmark.json" 2>>"$log" || rc=$?
   # v4 TF32 against cuDNN in the same precision: --compare defaults to cudnn_tf32.
   echo "=== --backend cuda_tf32" >>"$log"
-  run "$build/convnet" benchmark --backend cuda_tf32 --json --repeats "$repeats" \
+  cap=$((deadline[benchmark] / 4)) run "$build/convnet" benchmark --backend cuda_tf32 --json --repeats "$repeats" \
     >"$out_dir/benchmark_tf32.json" 2>>"$log" || rc=$?
+  # v4 BF16 against cuDNN BF16: --compare defaults to cudnn@bf16. Its JSON goes into the state
+  # folder (the summary reads it there) and then into benchmark.log: 8 output files at most.
+  echo "=== --backend cuda --precision bf16" >>"$log"
+  run "$build/convnet" benchmark --backend cuda --precision bf16 --json --repeats "$repeats" \
+    >"$state/benchmark_bf16.json" 2>>"$log" || rc=$?
+  { echo "=== benchmark_bf16.json"; cat "$state/benchmark_bf16.json"; } >>"$log"
   return "$rc"
 }
 
@@ -637,17 +645,18 @@ write_summary() {
     echo "gpu tests: ${line:-no result line in ctest.log}; skipped or not run: $(cat "$state/not-run" 2>/dev/null || echo '?')"
   fi
   if command -v python3 >/dev/null 2>&1; then
-    python3 - "$out_dir/benchmark.json" "$out_dir/benchmark_tf32.json" "$state" "$train_epochs" \
+    python3 - "$out_dir/benchmark.json" "$out_dir/benchmark_tf32.json" "$state/benchmark_bf16.json" "$state" \
+      "$train_epochs" \
       "${train_backends[@]}" <<'PY' || echo "(summary of benchmark and training failed)"
 import json, os, sys
 
-bench_paths, state, epochs = sys.argv[1:3], sys.argv[3], sys.argv[4]
-backends = sys.argv[5:]
+bench_paths, state, epochs = sys.argv[1:4], sys.argv[4], sys.argv[5]
+backends = sys.argv[6:]
 
 def fmt_ratio(r):
     return "-" if r is None else f"{r:.2f}x"
 
-for bench_path in bench_paths:  # cuda against cudnn and cudnn_tf32, then cuda_tf32 against cudnn_tf32
+for bench_path in bench_paths:  # cuda vs cudnn and cudnn_tf32, cuda_tf32 vs cudnn_tf32, cuda bf16 vs cudnn@bf16
     name = os.path.basename(bench_path)
     if not os.path.exists(bench_path) or os.path.getsize(bench_path) == 0:
         continue
@@ -656,7 +665,7 @@ for bench_path in bench_paths:  # cuda against cudnn and cudnn_tf32, then cuda_t
     except ValueError as e:
         print(f"{name} unreadable: {e}")
         continue
-    print(f"benchmark: {b['model']}, batch {b['batch_size']}, {b['backend']} vs "
+    print(f"benchmark: {b['model']}, batch {b['batch_size']}, {b['backend']} in {b.get('precision', 'fp32')} vs "
           f"{', '.join(b.get('compare_backends', [])) or 'nothing'} (ratio = their time / ours; > 1: ours faster)")
     conv = b["convolution"]
     for c in conv.get("compare", []):

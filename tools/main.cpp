@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   convnet evaluate runs/default/best.safetensors --tta flip_translate
   convnet benchmark configs/vgg11_bn.yaml --set train.batch_size=64
   convnet benchmark --backend cuda --compare cudnn,cudnn_tf32 --json
+  convnet benchmark --backend cuda --precision bf16 --compare cudnn@bf16
   convnet info runs/default/last.safetensors
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   app.require_subcommand(1);
@@ -80,9 +81,15 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
       bench_cmd
           ->add_option("--compare", bench.compare,
                        "Comma-separated backends to time the same passes and training step on, printing "
-                       "time_theirs / time_ours (> 1: ours is faster); 'none' for no comparison (default: "
-                       "cudnn,cudnn_tf32 when the backend is cuda, cudnn_tf32 when it is cuda_tf32, else none)")
+                       "time_theirs / time_ours (> 1: ours is faster), each NAME or NAME@PRECISION (e.g. "
+                       "cudnn@bf16); 'none' for no comparison (default for cuda: cuDNN in the same precision, "
+                       "cudnn,cudnn_tf32 in fp32, cudnn_tf32 in tf32, cudnn@bf16 in bf16; else none)")
           ->delimiter(',');
+  bench_cmd
+      ->add_option("--precision", bench.precision,
+                   "train.precision of the main backend's convolutions and linear layers (as --set "
+                   "train.precision=P)")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   bench_cmd->add_flag("--json", bench.json, "Print one JSON object");
 
   InfoOptions info;

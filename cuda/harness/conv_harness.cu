@@ -15,7 +15,8 @@
 //           absolute values. rel.err is the relative L2 error against that reference; the plan
 //           column ends with the largest error as a share of the bound. Plans are made for this
 //           device's SM count.
-// cuDNN is not run here; `convnet benchmark --backend cuda_tf32` times v4 TF32 against cuDNN TF32.
+// cuDNN is not run here; `convnet benchmark --backend cuda_tf32` times v4 TF32 against cuDNN TF32
+// and `convnet benchmark --backend cuda --precision bf16` v4 BF16 against cuDNN BF16 (cudnn@bf16).
 //
 // Usage: conv_harness [--quick] [--reps N] [--cpu-reference]
 //   --quick          small problems only, 3 repetitions

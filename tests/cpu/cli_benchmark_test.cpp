@@ -135,6 +135,44 @@ TEST_F(CliBenchmark, TableShowsRatioColumnsAndPerLayerTotals) {
   EXPECT_EQ(r.out.find("device-to-device copy"), std::string::npos) << "copy bandwidth is for GPU backends";
 }
 
+// --precision sets the main backend's train.precision; NAME@PRECISION runs a comparison backend in
+// that precision (cudnn@bf16 on a GPU): both are named in the JSON, per comparison and per step.
+TEST_F(CliBenchmark, PrecisionOfTheMainAndEachComparisonBackend) {
+  const RunResult r = bench("--precision bf16 --compare cpu@bf16,cpu --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("precision"), "bf16");
+  EXPECT_EQ(j.at("compare_backends"), nlohmann::json::array({"cpu@bf16", "cpu"}));
+  EXPECT_EQ(j.at("compare_precisions"), nlohmann::json::array({"bf16", "fp32"}));
+  for (const auto& row : j.at("layers")) {
+    ASSERT_EQ(row.at("compare").size(), 2u);
+    EXPECT_EQ(row.at("compare").at(0).at("precision"), "bf16");
+    EXPECT_EQ(row.at("compare").at(1).at("precision"), "fp32");
+  }
+  EXPECT_EQ(j.at("convolution").at("compare").at(0).at("precision"), "bf16");
+  const auto& steps = j.at("train_steps");
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0].at("backend"), "cpu");
+  EXPECT_EQ(steps[0].at("precision"), "bf16");
+  EXPECT_EQ(steps[1].at("backend"), "cpu@bf16");
+  EXPECT_EQ(steps[1].at("precision"), "bf16");
+  EXPECT_EQ(steps[2].at("precision"), "fp32");
+  EXPECT_EQ(j.at("train_step").at("precision"), "bf16");
+
+  const RunResult table = bench("--precision bf16 --compare cpu@bf16");
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  for (const char* text : {"on cpu in bf16", "xcpu@bf16", "training step on cpu@bf16 in bf16"})
+    EXPECT_NE(table.out.find(text), std::string::npos) << text << "\n" << table.out;
+}
+
+TEST_F(CliBenchmark, UnknownComparePrecisionIsAnErrorNamingIt) {
+  const RunResult r = bench("--compare cpu@fp16 --json");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("fp16"), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << "fails before printing any result: " << r.out;
+  EXPECT_NE(bench("--precision fp16 --json").exit_code, 0);
+}
+
 TEST_F(CliBenchmark, UnknownCompareBackendIsAUsageErrorNamingIt) {
   const RunResult r = bench("--compare cpu,warpdrive --json");
   EXPECT_EQ(r.exit_code, 2);

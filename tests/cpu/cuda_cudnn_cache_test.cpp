@@ -221,6 +221,50 @@ TEST(CudnnAlgoChoice, MathTypeFollowsTheMode) {
   EXPECT_EQ(tf32->math_type, CUDNN_TENSOR_OP_MATH) << "the candidate's math type goes back on the descriptor";
 }
 
+// BF16 data (the cudnn backend in train.precision bf16): tensor cores whatever the mode, never
+// ALLOW_CONVERSION; the rejection names the data type.
+TEST(CudnnAlgoChoice, Bf16DataAllowsTensorCoresInEitherMode) {
+  for (const MathMode mode : {MathMode::fp32, MathMode::tf32}) {
+    EXPECT_TRUE(math_type_allowed(CUDNN_FMA_MATH, mode, DType::bf16));
+    EXPECT_TRUE(math_type_allowed(CUDNN_DEFAULT_MATH, mode, DType::bf16));
+    EXPECT_TRUE(math_type_allowed(CUDNN_TENSOR_OP_MATH, mode, DType::bf16));
+    EXPECT_FALSE(math_type_allowed(CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, mode, DType::bf16));
+  }
+  const std::vector<AlgoCandidate> ranked = {
+      candidate(6, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION),
+      candidate(1, CUDNN_TENSOR_OP_MATH),
+      candidate(0, CUDNN_FMA_MATH),
+  };
+  const AlgoPolicy policy;
+  const std::optional<AlgoChoice> bf16 = choose_algorithm(ranked, policy, MathMode::fp32, DType::bf16);
+  ASSERT_TRUE(bf16.has_value());
+  EXPECT_EQ(bf16->algo, 1);
+  EXPECT_EQ(bf16->math_type, CUDNN_TENSOR_OP_MATH);
+  EXPECT_EQ(choose_algorithm(ranked, policy, MathMode::fp32)->algo, 0) << "f32 data stays strict";
+  const std::string why = describe_rejections(ConvPass::forward, ranked, policy, MathMode::fp32, DType::bf16);
+  EXPECT_TRUE(contains(why, "math type TENSOR_OP_ALLOW_CONVERSION not allowed on BF16 data")) << why;
+  // The cache keeps bf16 and f32 choices for one problem apart.
+  const ConvAlgoKey f32 = ConvAlgoKey::make(ConvPass::forward, vgg_shape(), MathMode::fp32);
+  const ConvAlgoKey b16 = ConvAlgoKey::make(ConvPass::forward, vgg_shape(), MathMode::fp32, DType::bf16);
+  EXPECT_NE(f32, b16);
+  ConvAlgoCache cache;
+  cache.insert(f32, AlgoChoice{0, CUDNN_FMA_MATH, 0, -1.0f});
+  cache.insert(b16, AlgoChoice{1, CUDNN_TENSOR_OP_MATH, 0, -1.0f});
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_EQ(cache.find(b16)->algo, 1);
+  EXPECT_TRUE(contains(to_string(b16), "BF16 fp32")) << to_string(b16);
+}
+
+// train.precision bf16 runs on `cudnn` (issue 11); `cudnn_tf32` stays tf32 only.
+TEST(CudnnPrecision, CudnnComputesFp32AndBf16AndCudnnTf32OnlyTf32) {
+  EXPECT_TRUE(cudnn_supports_precision(MathMode::fp32, Precision::fp32));
+  EXPECT_TRUE(cudnn_supports_precision(MathMode::fp32, Precision::bf16));
+  EXPECT_FALSE(cudnn_supports_precision(MathMode::fp32, Precision::tf32));
+  EXPECT_TRUE(cudnn_supports_precision(MathMode::tf32, Precision::tf32));
+  EXPECT_FALSE(cudnn_supports_precision(MathMode::tf32, Precision::fp32));
+  EXPECT_FALSE(cudnn_supports_precision(MathMode::tf32, Precision::bf16));
+}
+
 TEST(CudnnAlgoChoice, WorkspaceLimit) {
   AlgoPolicy policy;
   policy.workspace_limit = 1000;

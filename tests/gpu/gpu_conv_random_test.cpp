@@ -135,7 +135,13 @@ double tf32_tolerance(int64_t terms) {
   return 1.5 * (2 * u + u * u + gamma * (1 + u) * (1 + u));
 }
 
-enum class Precision { fp32, tf32 };
+enum class Precision { fp32, tf32, bf16 };
+
+// BF16 (train.precision bf16): both backends round the operands to bf16 and y, dx to their bf16
+// storage, so they differ by the summation order, amplified to a bf16 ulp (2^-8 relative) where
+// it crosses a rounding boundary; cudnn also rounds dw to bf16 and rounds y before the bias and
+// again after it (cuda/cudnn_backend.h). 1e-2 relative L2 covers all of it.
+constexpr double kBf16Tolerance = 1e-2;
 
 // Runs every `stride`-th of `problems` on the named backend and compares each pass with
 // `reference` (the cpu backend, or another GPU backend): fp32 within 1e-5 relative L2, tf32 within
@@ -146,6 +152,10 @@ void check_problems(const std::vector<ConvProblem>& problems, const std::string&
   std::unique_ptr<Backend> gpu = testing::make_gpu_backend(name);
   const bool cpu_reference = reference == "cpu";
   std::unique_ptr<Backend> ref = cpu_reference ? make_cpu_backend() : testing::make_gpu_backend(reference);
+  if (precision == Precision::bf16) {
+    gpu->set_precision(convnet::Precision::bf16);
+    ref->set_precision(convnet::Precision::bf16);
+  }
   const double both = cpu_reference ? 1.0 : 2.0;
   const int count = testing::problems_to_run();
   double worst[4] = {0, 0, 0, 0}, worst_ratio[4] = {0, 0, 0, 0};  // error, and error / tolerance
@@ -163,7 +173,9 @@ void check_problems(const std::vector<ConvProblem>& problems, const std::string&
     bool ok = true;
     for (int pass = 0; pass < 4; ++pass) {
       if ((pass == 3 && !q.bias) || !pairs[pass][0]->defined() || !pairs[pass][1]->defined()) continue;
-      const double tolerance = precision == Precision::fp32 ? 1e-5 : both * tf32_tolerance(q.reduction_length(pass));
+      const double tolerance = precision == Precision::fp32   ? 1e-5
+                               : precision == Precision::bf16 ? kBf16Tolerance
+                                                              : both * tf32_tolerance(q.reduction_length(pass));
       const double err = testing::relative_l2_error(*pairs[pass][0], *pairs[pass][1]);
       worst[pass] = std::max(worst[pass], err);
       worst_ratio[pass] = std::max(worst_ratio[pass], err / tolerance);
@@ -183,7 +195,9 @@ void check_problems(const std::vector<ConvProblem>& problems, const std::string&
   for (int pass = 0; pass < 4; ++pass)
     std::cout << (pass ? ", " : "") << pass_names[pass] << " " << worst[pass] << " (" << 100 * worst_ratio[pass]
               << "%)";
-  std::cout << (precision == Precision::fp32 ? "; tolerance 1e-5\n" : "; tolerance from each pass's length\n");
+  std::cout << (precision == Precision::fp32   ? "; tolerance 1e-5\n"
+                : precision == Precision::bf16 ? "; tolerance 1e-2 (bf16)\n"
+                                               : "; tolerance from each pass's length\n");
   if (!unsupported.empty()) {
     std::cout << name << ": " << unsupported.size()
               << " passes skipped, cuDNN has no algorithm the policy accepts (reported, not failed):\n";
@@ -275,6 +289,53 @@ TEST_F(GpuConvRandom, CudnnMatchesCpuOnGroupedProblems) {
 
 TEST_F(GpuConvRandom, CudnnTf32MatchesCpuOnGroupedProblems) {
   check_problems(make_grouped_problems(), "cudnn_tf32", 2, Precision::tf32);
+}
+
+// train.precision bf16 on cuDNN (bf16 NHWC tensors, FP32 compute) against the cpu reference in
+// bf16, every 2nd problem, and the grouped ones; and our v4 BF16 against cuDNN BF16.
+TEST_F(GpuConvRandom, CudnnBf16MatchesCpuBf16OnASubset) {
+  check_backend("cudnn", 2, Precision::bf16);
+}
+
+TEST_F(GpuConvRandom, CudnnBf16MatchesCpuBf16OnGroupedProblems) {
+  check_problems(make_grouped_problems(), "cudnn", 2, Precision::bf16);
+}
+
+TEST_F(GpuConvRandom, CudaBf16MatchesCudnnBf16) {
+  check_backend("cuda", 1, Precision::bf16, "cudnn");
+}
+
+// Linear layers in bf16 on cudnn (cublasGemmEx, bf16 inputs, FP32 compute) against the cpu
+// reference in bf16: y, dx, dw and dbias, every output NaN-poisoned first.
+TEST_F(GpuConvRandom, CudnnBf16LinearMatchesCpuBf16) {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  std::unique_ptr<Backend> gpu = testing::make_gpu_backend("cudnn");
+  cpu->set_precision(convnet::Precision::bf16);
+  gpu->set_precision(convnet::Precision::bf16);
+  struct Size {
+    int64_t n, in, out;
+  };
+  for (const Size sz : {Size{1, 1, 1}, Size{7, 33, 10}, Size{64, 512, 10}, Size{128, 300, 257}}) {
+    Rng rng(static_cast<uint64_t>(sz.n * 1000003 + sz.in * 101 + sz.out));
+    const Tensor x = random_tensor({sz.n, sz.in}, rng), w = random_tensor({sz.out, sz.in}, rng);
+    const Tensor bias = random_tensor({sz.out}, rng), dy = random_tensor({sz.n, sz.out}, rng);
+    Tensor y = testing::poisoned({sz.n, sz.out}), dx = testing::poisoned({sz.n, sz.in});
+    Tensor dw = testing::poisoned({sz.out, sz.in}), dbias = testing::poisoned({sz.out});
+    cpu->linear_forward(x, w, &bias, y);
+    cpu->linear_backward(x, w, dy, &dx, dw, &dbias);
+    const Tensor gx = to_device(*gpu, x), gw = to_device(*gpu, w), gb = to_device(*gpu, bias),
+                 gdy = to_device(*gpu, dy);
+    Tensor gy = poisoned_device(*gpu, {sz.n, sz.out}), gdx = poisoned_device(*gpu, {sz.n, sz.in});
+    Tensor gdw = poisoned_device(*gpu, {sz.out, sz.in}), gdbias = poisoned_device(*gpu, {sz.out});
+    gpu->linear_forward(gx, gw, &gb, gy);
+    gpu->linear_backward(gx, gw, gdy, &gdx, gdw, &gdbias);
+    const std::string what =
+        "linear n " + std::to_string(sz.n) + " in " + std::to_string(sz.in) + " out " + std::to_string(sz.out);
+    EXPECT_TRUE(testing::close_l2(to_host(*gpu, gy), y, kBf16Tolerance)) << what << " y";
+    EXPECT_TRUE(testing::close_l2(to_host(*gpu, gdx), dx, kBf16Tolerance)) << what << " dx";
+    EXPECT_TRUE(testing::close_l2(to_host(*gpu, gdw), dw, kBf16Tolerance)) << what << " dw";
+    EXPECT_TRUE(testing::close_l2(to_host(*gpu, gdbias), dbias, kBf16Tolerance)) << what << " dbias";
+  }
 }
 
 TEST(GpuConvGroupedProblems, CoverGroupedAndDepthwiseShapes) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -142,6 +143,34 @@ TEST_P(GpuTrainingPrecision, CudaFollowsTheCpuInTheSamePrecision) {
 
 INSTANTIATE_TEST_SUITE_P(Precisions, GpuTrainingPrecision, ::testing::Values(Precision::tf32, Precision::bf16),
                          [](const auto& param_info) { return std::string(precision_name(param_info.param)); });
+
+// train.precision bf16 on cudnn (bf16 copies into cuDNN and cuBLAS): its five steps follow the cpu
+// in bf16, and our cuda backend in bf16 follows cudnn in bf16. cudnn's conv dw is rounded to bf16
+// (the cpu's is fp32) and its y rounded before and after the bias: the bf16 bounds cover that.
+TEST(GpuTrainingBf16, CudnnFollowsTheCpuAndCudaFollowsCudnn) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  constexpr double kLossTol = 1e-2;
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  cpu->set_precision(Precision::bf16);
+  const TrainRun want = train_five_steps(*cpu);
+  std::unique_ptr<Backend> cudnn = testing::make_gpu_backend("cudnn");
+  cudnn->set_precision(Precision::bf16);
+  const TrainRun got = train_five_steps(*cudnn);
+  std::unique_ptr<Backend> cuda = testing::make_gpu_backend("cuda");
+  cuda->set_precision(Precision::bf16);
+  const TrainRun ours = train_five_steps(*cuda);
+  for (const auto& [run, ref, what] :
+       {std::tuple{&got, &want, "cudnn bf16 vs cpu bf16"}, std::tuple{&ours, &got, "cuda bf16 vs cudnn bf16"}}) {
+    ASSERT_EQ(run->losses.size(), ref->losses.size()) << what;
+    for (size_t i = 0; i < run->losses.size(); ++i)
+      EXPECT_LT(std::abs(run->losses[i] - ref->losses[i]), kLossTol * std::abs(ref->losses[i]))
+          << what << " step " << i + 1 << ": loss " << run->losses[i] << ", reference " << ref->losses[i];
+    ASSERT_EQ(run->parameters.size(), ref->parameters.size()) << what;
+    for (size_t i = 0; i < run->parameters.size(); ++i)
+      EXPECT_TRUE(testing::close_l2(run->parameters[i].second, ref->parameters[i].second, 10 * kLossTol))
+          << what << " " << run->parameters[i].first << " after " << kSteps << " steps";
+  }
+}
 
 // cuda for most layers, cudnn for the first convolution, a batch norm and the classifier: every
 // hand-over between the two (forward and backward) happens on the device's one compute stream.
