@@ -16,7 +16,7 @@ import json
 import statistics
 import sys
 
-RECIPE_ORDER = {"fast94": 0, "vgg11_bn": 1, "vgg16_bn": 2}
+RECIPE_ORDER = {"fast94": 0, "fast96": 1, "vgg11_bn": 2, "vgg16_bn": 3, "resnet20": 4, "resnet18": 5}
 RUNNER_ORDER = {"convnet:cuda": 0, "convnet:cudnn": 1, "convnet:cuda_tf32": 2, "convnet:cudnn_tf32": 3, "convnet:cpu": 4,
                 "torch:fp32": 5, "torch:tf32": 6}
 
@@ -85,7 +85,7 @@ def table(records):
         precision = next((r.get("precision") for r in runs if r.get("precision")), "-")
         tta = [r.get("test_accuracy_no_tta") for r in ok if r.get("tta", "flip_translate") != "none"
                or r.get("framework") == "convnet"]
-        with_tta = recipe == "fast94"
+        with_tta = recipe in ("fast94", "fast96")  # the recipes evaluated with TTA
         ips = [r.get("median_epoch_images_per_sec") or r.get("images_per_sec") for r in ok]
         lines.append("| " + " | ".join([
             recipe, runner, precision, str(len(ok)),
