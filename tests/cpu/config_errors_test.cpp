@@ -7,19 +7,12 @@
 
 #include "core/base/error.h"
 #include "core/config/config.h"
+#include "tests/common/config_error.h"
 
 namespace convnet {
 namespace {
 
-std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  try {
-    parse_config(yaml, "bad.yaml", overrides);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError for:\n" << yaml;
-  return "";
-}
+using testing::config_error_of;
 
 ::testing::AssertionResult contains(const std::string& message, const std::string& expected) {
   if (message.find(expected) != std::string::npos) return ::testing::AssertionSuccess();
@@ -35,7 +28,7 @@ struct BadConfig {
 class ConfigErrors : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(ConfigErrors, MessageNamesLineKeyAndProblem) {
-  EXPECT_TRUE(contains(error_of(GetParam().yaml), GetParam().expected));
+  EXPECT_TRUE(contains(config_error_of(GetParam().yaml), GetParam().expected));
 }
 
 const BadConfig kBadConfigs[] = {
@@ -187,7 +180,7 @@ TEST(ConfigErrors, ErrorsAreConfigErrors) {
 }
 
 TEST(ConfigErrors, WholeMessageFormat) {
-  EXPECT_EQ(error_of("train:\n  epochs: 3\n  backend: gpu\n"),
+  EXPECT_EQ(config_error_of("train:\n  epochs: 3\n  backend: gpu\n"),
             "bad.yaml:3: train.backend: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'");
 }
 
@@ -196,62 +189,63 @@ TEST(ConfigErrors, WholeMessageFormat) {
 const char* kValid = "train:\n  epochs: 3\n";
 
 TEST(ConfigOverrideErrors, UnknownKeySuggestsClosest) {
-  EXPECT_EQ(error_of(kValid, {"optimizer.lrr=0.1"}),
+  EXPECT_EQ(config_error_of(kValid, {"optimizer.lrr=0.1"}),
             "--set optimizer.lrr=0.1: unknown key optimizer.lrr (did you mean 'lr'?)");
 }
 
 TEST(ConfigOverrideErrors, UnknownSectionSuggestsClosest) {
-  EXPECT_TRUE(contains(error_of(kValid, {"trian.epochs=3"}),
+  EXPECT_TRUE(contains(config_error_of(kValid, {"trian.epochs=3"}),
                        "--set trian.epochs=3: unknown key trian.epochs (did you mean 'train'?)"));
 }
 
 TEST(ConfigOverrideErrors, UnknownKeyWithoutMatchListsKeys) {
-  EXPECT_TRUE(contains(error_of(kValid, {"output.colour=red"}),
+  EXPECT_TRUE(contains(config_error_of(kValid, {"output.colour=red"}),
                        "--set output.colour=red: unknown key output.colour (keys of output: dir, plot)"));
 }
 
 TEST(ConfigOverrideErrors, Malformed) {
-  EXPECT_EQ(error_of(kValid, {"foo"}), "--set foo: expected KEY=VALUE, e.g. train.epochs=20");
-  EXPECT_TRUE(contains(error_of(kValid, {"=3"}), "--set =3: expected KEY=VALUE"));
-  EXPECT_TRUE(contains(error_of(kValid, {"train..epochs=3"}), "--set train..epochs=3: expected KEY=VALUE"));
+  EXPECT_EQ(config_error_of(kValid, {"foo"}), "--set foo: expected KEY=VALUE, e.g. train.epochs=20");
+  EXPECT_TRUE(contains(config_error_of(kValid, {"=3"}), "--set =3: expected KEY=VALUE"));
+  EXPECT_TRUE(contains(config_error_of(kValid, {"train..epochs=3"}), "--set train..epochs=3: expected KEY=VALUE"));
 }
 
 TEST(ConfigOverrideErrors, KeyBelowAValueOrASection) {
-  EXPECT_TRUE(contains(error_of(kValid, {"train.epochs.x=1"}),
+  EXPECT_TRUE(contains(config_error_of(kValid, {"train.epochs.x=1"}),
                        "--set train.epochs.x=1: unknown key train.epochs.x (train.epochs is a value, not a section)"));
-  EXPECT_TRUE(contains(error_of(kValid, {"data.augment=1"}), "--set data.augment=1: data.augment is a section"));
+  EXPECT_TRUE(contains(config_error_of(kValid, {"data.augment=1"}), "--set data.augment=1: data.augment is a section"));
 }
 
 TEST(ConfigOverrideErrors, BadValueNamesTheOverride) {
-  EXPECT_EQ(error_of(kValid, {"train.epochs=ten"}),
+  EXPECT_EQ(config_error_of(kValid, {"train.epochs=ten"}),
             "--set train.epochs=ten: train.epochs: expected a number > 0, got 'ten'");
-  EXPECT_EQ(error_of(kValid, {"model.cfg=[64, X]", "model.name=vgg"}),
+  EXPECT_EQ(config_error_of(kValid, {"model.cfg=[64, X]", "model.name=vgg"}),
             "--set model.cfg=[64, X]: model.cfg[1]: expected a positive integer or M, got 'X'");
-  EXPECT_EQ(error_of(kValid, {"train.seed="}), "--set train.seed=: train.seed: expected an integer >= 0, got nothing");
+  EXPECT_EQ(config_error_of(kValid, {"train.seed="}),
+            "--set train.seed=: train.seed: expected an integer >= 0, got nothing");
 }
 
 TEST(ConfigOverrideErrors, LayerBackendEntry) {
-  EXPECT_EQ(error_of(kValid, {"train.layer_backends.fc=gpu"}),
+  EXPECT_EQ(config_error_of(kValid, {"train.layer_backends.fc=gpu"}),
             "--set train.layer_backends.fc=gpu: train.layer_backends.fc: expected one of cpu, cuda, cuda_tf32, cudnn, "
             "cudnn_tf32, "
             "auto, got "
             "'gpu'");
-  EXPECT_TRUE(contains(error_of(kValid, {"train.layer_backends.fc.x=cpu"}),
+  EXPECT_TRUE(contains(config_error_of(kValid, {"train.layer_backends.fc.x=cpu"}),
                        "--set train.layer_backends.fc.x=cpu: unknown key train.layer_backends.fc.x"));
 }
 
 TEST(ConfigOverrideErrors, InvalidYamlValue) {
-  EXPECT_TRUE(contains(error_of(kValid, {"model.cfg=[64, M"}), "--set model.cfg=[64, M: invalid YAML value: "));
+  EXPECT_TRUE(contains(config_error_of(kValid, {"model.cfg=[64, M"}), "--set model.cfg=[64, M: invalid YAML value: "));
 }
 
 TEST(ConfigOverrideErrors, RuleBetweenKeysNamesTheOverride) {
-  EXPECT_EQ(error_of(kValid, {"model.name=vgg"}),
+  EXPECT_EQ(config_error_of(kValid, {"model.name=vgg"}),
             "--set model.name=vgg: model.cfg: required (a non-empty list) when model.name is vgg");
 }
 
 TEST(ConfigOverrideErrors, FileErrorsStillReportedWithOverrides) {
   // The override fixes nothing in the file, so the file's own error (with its line) comes out.
-  EXPECT_EQ(error_of("train:\n  epochs: 3\noptimizer:\n  lr: -1\n", {"train.epochs=4"}),
+  EXPECT_EQ(config_error_of("train:\n  epochs: 3\noptimizer:\n  lr: -1\n", {"train.epochs=4"}),
             "bad.yaml:4: optimizer.lr: expected a number > 0, got -1");
   // An override can also repair a bad value from the file.
   EXPECT_EQ(parse_config("optimizer:\n  lr: -1\n", "bad.yaml", {"optimizer.lr=0.2"}).optimizer.lr, 0.2);

@@ -7,19 +7,12 @@
 
 #include "core/base/error.h"
 #include "core/config/config.h"
+#include "tests/common/config_error.h"
 
 namespace convnet {
 namespace {
 
-std::string error_of(const std::string& yaml, const std::vector<std::string>& overrides = {}) {
-  try {
-    parse_config(yaml, "bad.yaml", overrides);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no ConfigError for:\n" << yaml;
-  return "";
-}
+using testing::config_error_of;
 
 TEST(ConfigResNet, BlocksFormReadsAndRoundTrips) {
   const Config c = parse_config(
@@ -57,7 +50,7 @@ struct BadConfig {
 class ConfigResNetErrors : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(ConfigResNetErrors, MessageNamesLineKeyAndProblem) {
-  EXPECT_EQ(error_of(GetParam().yaml), GetParam().expected);
+  EXPECT_EQ(config_error_of(GetParam().yaml), GetParam().expected);
 }
 
 const BadConfig kBadConfigs[] = {
@@ -90,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(All, ConfigResNetErrors, ::testing::ValuesIn(kBadConfig
                          [](const ::testing::TestParamInfo<BadConfig>& p) { return std::string(p.param.name); });
 
 TEST(ConfigResNet, OverrideErrorsNameTheSet) {
-  EXPECT_EQ(error_of("model: {name: resnet}\n", {"model.widths=[8,16]", "model.blocks=[1]"}),
+  EXPECT_EQ(config_error_of("model: {name: resnet}\n", {"model.widths=[8,16]", "model.blocks=[1]"}),
             "--set model.blocks=[1]: model.blocks: expected one block count per stage of model.widths (2 widths), "
             "got 1");
 }
