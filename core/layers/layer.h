@@ -76,7 +76,6 @@ class Layer {
   virtual void forward_inputs(std::span<const Tensor* const> xs, Tensor& y, Mode mode);
   virtual void backward_inputs(std::span<const Tensor* const> xs, const Tensor& y, const Tensor& dy,
                                std::span<Tensor* const> dxs);
-  virtual bool is_merge() const { return false; }
 
   // --- receptive field (the dry-run summary) ---
   // How one output pixel sees the layer's input: a window spanning `span` input pixels (the

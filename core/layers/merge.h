@@ -20,7 +20,6 @@ namespace convnet {
 class MergeLayer : public Layer {
  public:
   using Layer::Layer;
-  bool is_merge() const override { return true; }
   // The single-input forms: a merge of one input (a ConfigError in configure_inputs).
   Shape configure(const Shape& input_shape) override { return configure_inputs({input_shape}); }
   void forward(const Tensor& x, Tensor& y, Mode mode) override;

@@ -190,11 +190,6 @@ const Shape& Graph::output_shape() const {
   return nodes_.back().layer->output_shape();
 }
 
-Backend& Graph::input_backend(const Node& n, size_t e) const {
-  const int input = n.inputs[e];
-  return input == kGraphInput ? *n.backend : *nodes_[static_cast<size_t>(input)].backend;
-}
-
 void Graph::allocate_activations(int64_t batch) {
   if (batch == batch_) return;
   for (GradSlot& slot : grad_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
@@ -390,12 +385,13 @@ Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
     const int64_t numel = shape_numel(n.layer->output_shape());
     m.outputs += bytes(numel);
     if (n.readers > 1) m.gradients += bytes(numel);  // grad_scratch
-    for (size_t e = 0; e < n.inputs.size(); ++e) {   // cross-device copies of inputs and their gradients
-      if (n.inputs[e] == kGraphInput) continue;
-      const Node& producer = nodes_[static_cast<size_t>(n.inputs[e])];
+    for (int input : n.inputs) {  // cross-device copies of inputs and their gradients: the producer's size
+      if (input == kGraphInput) continue;
+      const Node& producer = nodes_[static_cast<size_t>(input)];
       if (producer.backend->device() == n.backend->device()) continue;
-      m.outputs += bytes(numel);
-      m.gradients += bytes(numel);
+      const int64_t producer_numel = shape_numel(producer.layer->output_shape());
+      m.outputs += bytes(producer_numel);
+      m.gradients += bytes(producer_numel);
     }
   }
   for (const GradSlot& slot : grad_slots_) m.gradients += bytes(slot.example_numel);

@@ -130,8 +130,7 @@ class Graph {
   void assign_gradient_slots();
   void allocate_activations(int64_t batch);
   void log_backends() const;
-  std::string where(const Node& n) const;                 // "layer 'x' (config line 12)"
-  Backend& input_backend(const Node& n, size_t e) const;  // the backend the e-th input lives on
+  std::string where(const Node& n) const;  // "layer 'x' (config line 12)"
   // The e-th input of node i: the producing output, or a copy of it on this layer's device.
   const Tensor& input_for(size_t i, size_t e, const Tensor& graph_input);
   // Moves node i's input gradients (written by its backward) into the producers' gradients: a
