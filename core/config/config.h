@@ -72,6 +72,9 @@ struct ModelConfig {
   std::string shortcut = "auto";
   int num_classes = 10;
   std::vector<LayerSpec> layers;  // sequential
+  // Data-parallel runs: every batchnorm normalizes with the statistics of the whole global batch
+  // (sums over the ranks, as torch.nn.SyncBatchNorm) instead of its rank's shard (DDP's default).
+  bool sync_batch_norm = false;
 };
 
 struct AugmentConfig {
@@ -163,6 +166,11 @@ struct TrainConfig {
   int64_t init_images = 5000;  // images (first of the training set, unaugmented) for data-dependent init
   // Per-layer backend overrides, layer name -> backend, e.g. {conv1: cpu}; the rest use `backend`.
   std::map<std::string, std::string> layer_backends;
+  // Data parallelism (core/dist): auto: data-parallel over the processes of an MPI launch (mpirun,
+  // srun) when there is more than one; off: every process trains alone.
+  std::string distributed = "auto";
+  // Seconds a rank waits for the others in one collective before it stops the job (a peer died or hangs).
+  double distributed_timeout = 300;
 };
 
 struct OutputConfig {

@@ -55,6 +55,7 @@ const std::vector<Field>& field_table() {
       key("model.blocks", REF(model.blocks), Range::at_least(1)),
       choice("model.shortcut", REF(model.shortcut), {"auto", "projection", "pad"}),
       key("model.num_classes", REF(model.num_classes), Range::at_least(2)),
+      key("model.sync_batch_norm", REF(model.sync_batch_norm)),
       key("model.layers", REF(model.layers)),
 
       choice("data.dataset", REF(data.dataset), {"cifar10", "synthetic"}),
@@ -113,6 +114,8 @@ const std::vector<Field>& field_table() {
       key("train.max_steps", REF(train.max_steps), Range::at_least(0)),
       choice("train.tta", REF(train.tta), {"none", "flip", "flip_translate"}),
       key("train.init_images", REF(train.init_images), Range::at_least(1)),
+      choice("train.distributed", REF(train.distributed), {"auto", "off"}),
+      key("train.distributed_timeout", REF(train.distributed_timeout), Range::above(0)),
       choice("train.layer_backends", REF(train.layer_backends),
              {"cpu", "cuda", "cuda_tf32", "cudnn", "cudnn_tf32", "auto"}),
 
