@@ -116,6 +116,6 @@ class GpuBackend : public Backend {
 
 // Registers "cuda", "cuda_tf32", "cudnn" (strict fp32) and "cudnn_tf32" in core's backend registry. Creating
 // one without a CUDA device throws convnet::Error naming the reason (exit code 1).
-void register_backends();
+void register_backends(int device_index = 0);
 
 }  // namespace convnet::cuda

@@ -8,11 +8,11 @@
 
 namespace convnet::cuda {
 
-void register_backends() {
-  register_backend("cuda", [] { return make_cuda_backend(0, Precision::fp32); });
-  register_backend("cuda_tf32", [] { return make_cuda_backend(0, Precision::tf32); });
-  register_backend("cudnn", [] { return make_cudnn_backend(0, MathMode::fp32); });
-  register_backend("cudnn_tf32", [] { return make_cudnn_backend(0, MathMode::tf32); });
+void register_backends(int device_index) {
+  register_backend("cuda", [device_index] { return make_cuda_backend(device_index, Precision::fp32); });
+  register_backend("cuda_tf32", [device_index] { return make_cuda_backend(device_index, Precision::tf32); });
+  register_backend("cudnn", [device_index] { return make_cudnn_backend(device_index, MathMode::fp32); });
+  register_backend("cudnn_tf32", [device_index] { return make_cudnn_backend(device_index, MathMode::tf32); });
 }
 
 }  // namespace convnet::cuda

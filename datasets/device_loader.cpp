@@ -52,14 +52,13 @@ bool DeviceDataLoader::next(Batch& batch) {
   CONVNET_CHECK(started_, "DeviceDataLoader: start_epoch() was not called");
   if (next_ >= batches_) return false;
   const int64_t index = next_++;
-  const int64_t begin = index * options_.batch_size;
-  const int64_t n = std::min(options_.batch_size, data_->size - begin);
+  const auto [begin, n] = batch_shard(index, data_->size, options_);
 
   Tensor& out = outputs_[slot_];
   slot_ ^= 1;
   if (!out.defined() || out.dim(0) != n)  // the last partial batch of a test epoch
     out = backend_.empty({n, data_->height, data_->width, data_->channels});
-  backend_.augment_batch(images_, order_device_, begin, out, spec_);
+  if (n > 0) backend_.augment_batch(images_, order_device_, begin, out, spec_);  // a shard can be empty
 
   Tensor labels({n}, DType::i32);
   int32_t* dst = labels.data<int32_t>();

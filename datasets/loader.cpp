@@ -47,11 +47,26 @@ std::vector<int64_t> epoch_permutation(int64_t size, bool shuffle, uint64_t seed
 int64_t count_batches(int64_t size, const LoaderOptions& options, const std::string& source) {
   const int64_t bs = options.batch_size;
   if (bs <= 0) throw ConfigError(fmt::format("train.batch_size: expected a positive batch size, got {}", bs));
+  if (options.shard_count < 1 || options.shard_rank < 0 || options.shard_rank >= options.shard_count)
+    throw Error(fmt::format("data shard {} of {}: no such rank", options.shard_rank, options.shard_count));
+  if (options.drop_last && bs % options.shard_count != 0)
+    throw ConfigError(
+        fmt::format("train.batch_size {} does not split evenly over {} ranks (it is the global batch: "
+                    "use a multiple of {})",
+                    bs, options.shard_count, options.shard_count));
   const int64_t batches = options.drop_last ? size / bs : (size + bs - 1) / bs;
   if (batches == 0)
     throw ConfigError(fmt::format("{}: {} images make no {}batch of {} (train.batch_size)", source, size,
                                   options.drop_last ? "full " : "", bs));
   return batches;
+}
+
+BatchRows batch_shard(int64_t index, int64_t dataset_size, const LoaderOptions& options) {
+  const int64_t begin = index * options.batch_size;
+  const int64_t n = std::min(options.batch_size, dataset_size - begin);
+  const int64_t r = options.shard_rank, count = options.shard_count;
+  const int64_t first = n * r / count, end = n * (r + 1) / count;
+  return {begin + first, end - first};
 }
 
 ImageTransform loader_transform(const std::shared_ptr<const ImageDataset>& data, const LoaderOptions& options) {
@@ -130,9 +145,7 @@ void DataLoader::worker_loop() {
 void DataLoader::make_batch(int64_t index, Batch& batch) const {
   CONVNET_CHECK(started_, "DataLoader: start_epoch() was not called");
   CONVNET_CHECK(index >= 0 && index < batches_, "batch {} outside [0, {})", index, batches_);
-  const int64_t bs = options_.batch_size;
-  const int64_t begin = index * bs;
-  const int64_t n = std::min(bs, data_->size - begin);
+  const auto [begin, n] = batch_shard(index, data_->size, options_);
   const int64_t image_floats = data_->image_bytes();
   batch.images = Tensor({n, data_->height, data_->width, data_->channels});
   batch.labels = Tensor({n}, DType::i32);

@@ -32,6 +32,12 @@ struct LoaderOptions {
   int workers = 0;         // background threads; 0 prepares each batch inside next()
   int prefetch = 3;        // batches prepared ahead of the consumer (at least `workers`)
   uint64_t seed = 0;
+  // Data-parallel training (issue 13): each of shard_count ranks takes rows
+  // [n * r / count, n * (r + 1) / count) of every global batch of n rows (batch_shard()), so the
+  // ranks together see exactly the batches one process would. A training batch_size must be a
+  // multiple of shard_count (equal shards: the mean of the ranks' mean losses is the global mean).
+  int shard_rank = 0;
+  int shard_count = 1;
   AugmentConfig augment_config;
   std::vector<float> mean = {0.4914f, 0.4822f, 0.4465f};
   std::vector<float> std = {0.2470f, 0.2435f, 0.2616f};
@@ -47,9 +53,17 @@ struct LoaderOptions {
 std::vector<int64_t> epoch_permutation(int64_t size, bool shuffle, uint64_t seed, int64_t epoch);
 
 // Batches per epoch of `size` examples under `options` (drop_last drops a partial last batch).
-// Throws ConfigError for a non-positive batch size or when there would be no batch at all
-// (`source` names the data in the message).
+// Throws ConfigError for a non-positive batch size, when there would be no batch at all (`source`
+// names the data in the message), or when a drop_last (training) batch does not split evenly
+// over shard_count ranks.
 int64_t count_batches(int64_t size, const LoaderOptions& options, const std::string& source);
+
+// Rows [begin, begin + size) of the epoch order that batch `index` holds on this rank
+// (LoaderOptions::shard_rank of shard_count); `size` may be 0 for a short last test batch.
+struct BatchRows {
+  int64_t begin = 0, size = 0;
+};
+BatchRows batch_shard(int64_t index, int64_t dataset_size, const LoaderOptions& options);
 
 // The transform `options` ask for on images of `data` (seeded by options.seed); ConfigError as
 // ImageTransform. Validates `data` first (convnet::Error when it is null or inconsistent).

@@ -10,6 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libopenblas-dev libjpeg-dev libpng-dev
+  libopenmpi-dev openmpi-bin
 )
 
 missing=()

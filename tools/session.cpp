@@ -14,6 +14,8 @@
 #include "cuda/device.h"
 #include "cuda/gpu_backend.h"
 #endif
+#include "core/dist/open_group.h"
+#include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
 #include "datasets/device_loader.h"
@@ -23,10 +25,12 @@
 
 namespace convnet::cli {
 
-void register_all_backends() {
+void register_all_backends(int gpu_index) {
   register_cpu_backend();
 #ifdef CONVNET_WITH_CUDA
-  cuda::register_backends();
+  cuda::register_backends(gpu_index);
+#else
+  (void)gpu_index;
 #endif
 }
 
@@ -52,8 +56,8 @@ void apply_precision(Backend& backend, Precision precision) {
 
 }  // namespace
 
-Backends::Backends(const TrainConfig& train) {
-  register_all_backends();
+Backends::Backends(const TrainConfig& train, int gpu_index) {
+  register_all_backends(gpu_index);
   set_cpu_threads(train.threads);
   const Precision precision = parse_precision(train.precision, "train.precision");
   const std::string main_name = resolve_backend_name(train.backend);
@@ -115,10 +119,34 @@ std::unique_ptr<BatchSource> make_loader(bool on_device, ImageDataset data, Load
   return std::make_unique<DataLoader>(std::move(shared), std::move(options));
 }
 
+// The GPU of a data-parallel rank: its local rank's, round robin over the machine's GPUs.
+int gpu_of_rank(const LaunchInfo& launch) {
+#ifdef CONVNET_WITH_CUDA
+  const int count = cuda::gpu_count();
+  if (launch.size <= 1 || count <= 0) return 0;
+  if (launch.local_rank >= count)
+    spdlog::warn("local rank {} shares a GPU: this machine has {} GPU{} for more ranks", launch.local_rank, count,
+                 count == 1 ? "" : "s");
+  return launch.local_rank % count;
+#else
+  (void)launch;
+  return 0;
+#endif
+}
+
+// The loaders of rank `group.rank()`: its shard of every batch.
+LoaderOptions sharded(LoaderOptions options, const ReplicaGroup& group) {
+  options.shard_rank = group.rank();
+  options.shard_count = group.size();
+  return options;
+}
+
 }  // namespace
 
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume) {
-  Backends backends(config.train);
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
+                         ReplicaGroup& group, int gpu_index) {
+  check_same_on_all_ranks(group, "config", config_yaml);
+  Backends backends(config.train, gpu_index);
   DataSplits data = load_data(config.data, config.train.seed, config.train.threads);
   spdlog::info("data: {} training and {} test images of {}x{}x{} from {}", data.train.size, data.test.size,
                data.train.height, data.train.width, data.train.channels, data.train.source);
@@ -142,21 +170,37 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
     graph.initialize_from_data(normalized_images(sample, count, config.data.mean, config.data.std));
   }
 
+  if (config.model.sync_batch_norm && group.size() > 1)
+    spdlog::info("model.sync_batch_norm: {} batchnorm layers use the statistics of all {} ranks",
+                 use_sync_batch_norm(graph, group), group.size());
   Backend& input = graph.layer_backend(0);
   const bool on_device = use_device_loader(config.data.loader, input);
   const std::unique_ptr<BatchSource> train =
       make_loader(on_device, std::move(data.train),
-                  LoaderOptions::train(config.data, config.train.batch_size, config.train.seed), input);
+                  sharded(LoaderOptions::train(config.data, config.train.batch_size, config.train.seed), group), input);
   const std::unique_ptr<BatchSource> test =
-      make_loader(on_device, std::move(data.test), LoaderOptions::test(config.data, config.train.batch_size), input);
+      make_loader(on_device, std::move(data.test),
+                  sharded(LoaderOptions::test(config.data, config.train.batch_size), group), input);
+  check_same_on_all_ranks(group, "training data (data.path)", train->fingerprint());
   if (on_device)
     spdlog::info("data loader: device (data.loader {}): images resident on {}, batches built by the {} backend",
                  config.data.loader, input.device().str(), input.name());
   else
     spdlog::info("data loader: host (data.loader {}): batches prepared by {} thread{}", config.data.loader,
                  config.data.workers, config.data.workers == 1 ? "" : "s");
-  Trainer trainer(config, config_yaml, graph, *train, test.get());
+  Trainer trainer(config, config_yaml, graph, *train, test.get(), &group);
   return trainer.run(resume);
+}
+
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume) {
+  const LaunchInfo launch = detect_launch();
+  const std::unique_ptr<ReplicaGroup> group = open_replica_group(config.train, launch);
+  try {
+    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch));
+  } catch (const std::exception& e) {
+    group->abort_job(e.what());  // several ranks: the others must not wait for this one
+    throw;
+  }
 }
 
 }  // namespace convnet::cli

@@ -7,20 +7,23 @@
 
 #include "core/base/backend.h"
 #include "core/config/config.h"
+#include "core/dist/replica_group.h"
 #include "core/train/graph.h"
 #include "core/train/trainer.h"
 #include "datasets/image_dataset.h"
 
 namespace convnet::cli {
 
-// Registers the backends this build has ("cpu", plus the GPU ones in a CUDA build).
-void register_all_backends();
+// Registers the backends this build has ("cpu", plus the GPU ones in a CUDA build, on GPU
+// `gpu_index`).
+void register_all_backends(int gpu_index = 0);
 
 // The backends of a run: the graph-wide one (train.backend, "auto" resolved) and any named in
 // train.layer_backends, each created once.
 class Backends {
  public:
-  Backends(const TrainConfig& train);
+  // `gpu_index`: the GPU the GPU backends use (a data-parallel rank's own).
+  explicit Backends(const TrainConfig& train, int gpu_index = 0);
   Backend& main() { return *main_; }
   std::map<std::string, Backend*> layer_overrides() const { return overrides_; }
 
@@ -43,7 +46,14 @@ void build_graph(const Config& config, const Shape& example, Backends& backends,
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads);
 
 // Everything `convnet train` does after parsing: data, loaders, graph, Trainer::run.
-// `config_yaml` is the effective config saved with the run.
+// `config_yaml` is the effective config saved with the run. Under an MPI launcher (train.distributed:
+// auto) this process is one rank of a data-parallel job (core/dist/open_group.h): it takes its
+// shard of every batch and the GPU of its local rank; the ranks' configs and data must match; an
+// error on any rank ends every rank.
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "");
+// The same as one rank of `group` (tests run ranks as threads, tests/common/thread_group.h), with
+// the GPU backends on GPU `gpu_index`.
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
+                         ReplicaGroup& group, int gpu_index = 0);
 
 }  // namespace convnet::cli

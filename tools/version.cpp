@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <spdlog/version.h>
 
+#include "core/dist/mpi_group.h"
 #include "tools/commands.h"
 
 #ifdef CONVNET_WITH_CUDA
@@ -22,6 +23,8 @@ std::string version_text() {
 #else
   text += "\nbuilt without CUDA";
 #endif
+  const std::string mpi = mpi_library_version();
+  text += mpi.empty() ? "\ndata-parallel: built without MPI" : "\ndata-parallel: MPI (" + mpi + ")";
   return text;
 }
 

@@ -27,6 +27,9 @@ class PendingSum {
  public:
   virtual ~PendingSum() = default;
   virtual void wait() = 0;
+  // Lets the transport advance without waiting (MPI moves non-blocking collectives on only inside
+  // MPI calls; the gradient reducer calls this between layers' backward).
+  virtual void progress() {}
 };
 
 class ReplicaGroup {
@@ -48,6 +51,10 @@ class ReplicaGroup {
   virtual void broadcast(std::span<float> values) = 0;
   // Waits for every rank.
   virtual void barrier() = 0;
+  // The error path of one rank: ends every rank now, so that none waits in a collective for this
+  // one. MpiGroup logs `reason` and calls MPI_Abort; the others do nothing (the caller's exception
+  // ends the process or the test).
+  virtual void abort_job(const std::string& /*reason*/) {}
 };
 
 // The group of one process alone.

@@ -2,6 +2,7 @@
 // both images [N, H, W, C] (PyTorch BatchNorm2d) and flat features [N, C] (BatchNorm1d).
 #pragma once
 
+#include "core/dist/replica_group.h"
 #include "core/layers/layer.h"
 
 namespace convnet {
@@ -35,6 +36,17 @@ class BatchNorm2d final : public Layer {
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   std::vector<Buffer*> buffers() override { return {&running_mean_, &running_var_, &num_batches_tracked_}; }
 
+  // Synchronized batchnorm (model.sync_batch_norm) for data-parallel training: with a group, a
+  // train forward normalizes with the statistics of the rows of every rank (each rank's mean and
+  // M2 from Backend::batch_norm_local_stats, combined with Chan's formula: two group sums in
+  // double, so no cancellation and a fixed order), and updates the running statistics with them
+  // (unbiased variance over all rows, as PyTorch's SyncBatchNorm). Backward uses the ranks' sums of
+  // dy and dy * xhat for dx; dgamma and dbeta stay this rank's sums, for the gradient reducer to
+  // average (each rank's loss is the mean over its shard, so the average is the one-process
+  // gradient). With every rank's rows, the result equals one process's batchnorm on the whole
+  // batch. Null: this rank's statistics only (the default, as DDP). `group` must outlive the layer.
+  void set_replica_group(ReplicaGroup* group) { group_ = group; }
+
   int64_t channels() const { return channels_; }
   float eps() const { return eps_; }
   float momentum() const { return momentum_; }
@@ -47,6 +59,14 @@ class BatchNorm2d final : public Layer {
   Tensor saved_mean_, saved_invstd_;
   bool last_forward_train_ = false;
   Tensor dx_scratch_;  // backend needs a dx even when the caller does not want one
+
+  // Synchronized batchnorm: the group, the global row count and variance of the last forward,
+  // and [C] scratch on the device.
+  void forward_synchronized(const Tensor& x, Tensor& y);
+  void backward_synchronized(const Tensor& x, const Tensor& dy, Tensor& dx);
+  ReplicaGroup* group_ = nullptr;
+  double global_rows_ = 0;
+  Tensor global_var_, scratch_a_, scratch_b_;
 };
 
 }  // namespace convnet

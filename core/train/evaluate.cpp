@@ -50,7 +50,24 @@ std::vector<TtaView> tta_views(Tta tta) {
   return {{view(0, false), 1.0}};
 }
 
-EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta) {
+namespace {
+
+// Sums loss_sum, the example count and the confusion matrix over the ranks.
+void combine_over_ranks(ReplicaGroup& group, double& loss_sum, EvalResult& r) {
+  std::vector<double> values = {loss_sum, static_cast<double>(r.num_examples)};
+  for (const std::vector<int64_t>& row : r.confusion)
+    for (int64_t v : row) values.push_back(static_cast<double>(v));
+  group.sum(values);
+  loss_sum = values[0];
+  r.num_examples = static_cast<int64_t>(values[1]);
+  size_t i = 2;
+  for (std::vector<int64_t>& row : r.confusion)
+    for (int64_t& v : row) v = static_cast<int64_t>(values[i++]);
+}
+
+}  // namespace
+
+EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta, ReplicaGroup* group) {
   const int k = data.num_classes();
   const std::vector<TtaView> views = tta_views(tta);
   Backend& backend = graph.output_backend();
@@ -67,6 +84,7 @@ EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta) {
   Batch batch;
   data.start_epoch(0);
   while (data.next(batch)) {
+    if (batch.labels.numel() == 0) continue;  // this rank's shard of a short last batch
     const Tensor* logits = nullptr;
     if (views.size() == 1) {
       logits = &graph.forward(batch.images, Mode::eval);
@@ -104,6 +122,7 @@ EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta) {
     count_predictions(host_logits, batch.labels, r.confusion);
     r.num_examples += n;
   }
+  if (group && group->size() > 1) combine_over_ranks(*group, loss_sum, r);
   if (r.num_examples == 0) throw Error("evaluation data set is empty");
   int64_t correct = 0;
   r.per_class_accuracy.assign(static_cast<size_t>(k), 0.0);

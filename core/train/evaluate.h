@@ -9,6 +9,7 @@
 #include "core/base/backend.h"
 #include "core/base/batch.h"
 #include "core/base/top1.h"
+#include "core/dist/replica_group.h"
 #include "core/train/graph.h"
 
 namespace convnet {
@@ -42,7 +43,9 @@ std::vector<TtaView> tta_views(Tta tta);  // weights sum to 1; the identity view
 // Runs every batch of `data` (epoch 0, in order) through `graph` in eval mode, averaging the
 // logits of the TTA views; loss, accuracy and confusion come from the averaged logits. Batch
 // images may be on the host or already on a device; views are built on the first layer's device.
-EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta = Tta::none);
+// Data-parallel (`group` of several ranks): `data` gives this rank's shard of every batch (possibly
+// empty), the sums are combined over the ranks, and every rank returns the whole split's result.
+EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta = Tta::none, ReplicaGroup* group = nullptr);
 
 // Adds the top-1 predictions (core/base/top1.h) of host logits [N, K] to confusion[label][predicted].
 void count_predictions(const Tensor& host_logits, const Tensor& host_labels,

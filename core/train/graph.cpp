@@ -264,6 +264,7 @@ void Graph::backward(const Tensor& dout) {
     }
     n.layer->backward_inputs(n.read, n.output, i + 1 == nodes_.size() ? dout : n.grad_output, dxs);
     deliver_gradients(i, written);
+    if (backward_hook_) backward_hook_(i);
   }
 }
 

@@ -15,6 +15,7 @@
 // crossing from one device to another are copied by the receiving layer's backend.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -43,6 +44,9 @@ class Graph {
   // dout: gradient of the loss w.r.t. forward()'s result, on the last layer's device.
   // Writes every parameter gradient; the input gradient is not computed.
   void backward(const Tensor& dout);
+  // Called by backward() after layer i's backward has written its parameter gradients (in reverse
+  // layer order), e.g. to start all-reducing them while earlier layers still run. Empty: none.
+  void set_backward_hook(std::function<void(size_t layer)> hook) { backward_hook_ = std::move(hook); }
   void set_step_seed(uint64_t seed);
 
   // Data-dependent initialisation (Layer::wants_data_init, e.g. conv init: whitening), after build().
@@ -150,6 +154,7 @@ class Graph {
   };
   std::vector<GradSlot> grad_slots_;
   Shape example_shape_;
+  std::function<void(size_t)> backward_hook_;
   int64_t batch_ = -1;
   bool built_ = false;
 };

@@ -1,7 +1,12 @@
 #include "core/train/train_step.h"
 
+#include <array>
+#include <cmath>
+#include <limits>
+
 #include "core/base/error.h"
 #include "core/base/rng.h"
+#include "core/train/gradient_reducer.h"
 
 namespace convnet {
 
@@ -20,7 +25,8 @@ void TrainStep::ensure_buffers(const Shape& logits_shape) {
 }
 
 void TrainStep::forward(const Tensor& images, const Tensor& labels, int64_t step) {
-  graph_.set_step_seed(hash64(seed_, static_cast<uint64_t>(step - 1)));
+  const uint64_t step_seed = hash64(seed_, static_cast<uint64_t>(step - 1));
+  graph_.set_step_seed(rank_ == 0 ? step_seed : hash64(step_seed, static_cast<uint64_t>(rank_)));
   // The first consumer of an upload queued ahead (Backend::copy_async): wait for it only now.
   graph_.layer_backend(0).await_uploads();
   const Tensor& logits = graph_.forward(images, Mode::train);
@@ -34,7 +40,33 @@ void TrainStep::backward_and_update(double lr, int64_t epoch) {
   CONVNET_CHECK(probs_.defined(), "TrainStep: backward before forward");
   loss_backend_.softmax_cross_entropy_backward(probs_, labels_, smoothing_, dlogits_);
   graph_.backward(dlogits_);
+  if (reducer_) reducer_->finish();
   sgd_.step(lr, epoch);
+}
+
+TrainStats combine_over_ranks(const TrainStats& mine, ReplicaGroup& group) {
+  if (group.size() == 1) return mine;
+  std::array<double, 2> sums = {mine.loss_sum, static_cast<double>(mine.correct)};
+  group.sum(sums);
+  // The lowest bad step as the max of -step; -infinity where a rank saw none.
+  std::array<double, 1> bad = {mine.finite() ? -std::numeric_limits<double>::infinity()
+                                             : -static_cast<double>(mine.first_nonfinite_step)};
+  group.max(bad);
+  TrainStats out;
+  out.loss_sum = sums[0] / group.size();
+  out.correct = static_cast<int64_t>(sums[1]);
+  if (std::isinf(bad[0])) return out;
+  out.first_nonfinite_step = static_cast<int64_t>(-bad[0]);
+  // That step's loss, from the ranks that saw it (a sum of NaN and infinities stays non-finite).
+  std::array<double, 1> loss = {mine.first_nonfinite_step == out.first_nonfinite_step ? mine.nonfinite_loss : 0.0};
+  group.sum(loss);
+  out.nonfinite_loss = loss[0];
+  return out;
+}
+
+void TrainStep::set_data_parallel(GradientReducer* reducer, int rank) {
+  reducer_ = reducer;
+  rank_ = rank;
 }
 
 TrainStats TrainStep::read_stats() {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "core/dist/replica_group.h"
 #include "core/optim/sgd.h"
 #include "core/train/graph.h"
 
@@ -23,6 +24,13 @@ struct TrainStats {
   bool finite() const { return first_nonfinite_step < 0; }
 };
 
+// Data-parallel: the statistics of the whole global batches from each rank's (identical on every
+// rank): loss_sum is the mean of the ranks' sums of per-step mean losses (equal shards: the global
+// mean loss), correct their sum, and the first non-finite step the lowest any rank saw.
+TrainStats combine_over_ranks(const TrainStats& mine, ReplicaGroup& group);
+
+class GradientReducer;
+
 class TrainStep {
  public:
   // Dropout masks of step s come from hash64(seed, s - 1), so a resumed run draws what an
@@ -34,7 +42,12 @@ class TrainStep {
   // i32 [N]. `step` numbers the step (1 = the run's first) in the statistics.
   void forward(const Tensor& images, const Tensor& labels, int64_t step);
   // Backward and SGD update (lr, the epoch for per-parameter train_epochs) of the last forward().
+  // With a gradient reducer (data-parallel), the gradients are averaged over the ranks first.
   void backward_and_update(double lr, int64_t epoch);
+  // Data-parallel training: `reducer` (null: none) averages the gradients, and the dropout masks
+  // of rank r > 0 are drawn from hash64(hash64(seed, s - 1), r), so ranks do not repeat each
+  // other's masks while rank 0 draws a single process's.
+  void set_data_parallel(GradientReducer* reducer, int rank);
 
   // The sums since the last reset_stats(): waits for the queued steps.
   TrainStats read_stats();
@@ -48,6 +61,8 @@ class TrainStep {
   Backend& loss_backend_;  // the last layer's
   float smoothing_;
   uint64_t seed_;
+  GradientReducer* reducer_ = nullptr;
+  int rank_ = 0;
   Tensor loss_, probs_, dlogits_, labels_;  // on loss_backend_, sized for the batch
   Tensor stats_;                            // f64 [4] on loss_backend_ (Backend::accumulate_train_stats)
   Tensor host_stats_{Shape{4}, DType::f64};

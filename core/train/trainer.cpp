@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -16,6 +17,7 @@
 #include "core/optim/sgd.h"
 #include "core/optim/weight_average.h"
 #include "core/train/checkpoint.h"
+#include "core/train/gradient_reducer.h"
 #include "core/train/metrics_log.h"
 #include "core/train/plot_svg.h"
 #include "core/train/progress.h"
@@ -78,8 +80,8 @@ class BatchStager {
 // One call of Trainer::run: the loop over epochs and steps, with everything a run keeps.
 class TrainingRun {
  public:
-  TrainingRun(const Config& config, const std::string& config_yaml, Graph& graph, BatchSource& train,
-              BatchSource* test);
+  TrainingRun(const Config& config, const std::string& config_yaml, Graph& graph, BatchSource& train, BatchSource* test,
+              ReplicaGroup& group);
   TrainResult run(const std::string& resume_path);
 
  private:
@@ -94,12 +96,18 @@ class TrainingRun {
   void resume(const std::string& path);
   void save_last();
   void write_plot();
+  // Data-parallel: the highest signal any rank received (the ranks stop at the same step), and
+  // rank 0's buffers (batchnorm running statistics) on every rank before an evaluation.
+  int agreed_signal();
+  void broadcast_buffers();
 
   const Config& config_;
   const TrainConfig& tc_;
   Graph& graph_;
   BatchSource& train_;
   BatchSource* test_;
+  ReplicaGroup& group_;
+  const bool root_;  // rank 0 alone writes files and reports progress
   const fs::path out_dir_;
   const std::string last_path_, best_path_;
   int64_t steps_per_epoch_ = 0, num_epochs_ = 0, total_steps_ = 0, step_limit_ = 0;
@@ -109,12 +117,13 @@ class TrainingRun {
   std::optional<WeightAverage> average_storage_;
   WeightAverage* average_ = nullptr;
   TrainingState state_;
-  int64_t last_saved_step_ = -1;  // step of the last checkpoint written or resumed from
-  std::optional<MetricsLog> metrics_;
-  std::optional<Progress> progress_;
+  int64_t last_saved_step_ = -1;       // step of the last checkpoint written or resumed from
+  std::optional<MetricsLog> metrics_;  // rank 0's
+  std::optional<Progress> progress_;   // rank 0's
   TrainStep step_;
-  BatchStager stager_;         // its two device buffers live for the run, not one epoch
-  const StopSignals signals_;  // installed for the whole run, evaluations included
+  std::unique_ptr<GradientReducer> reducer_;  // with several ranks
+  BatchStager stager_;                        // its two device buffers live for the run, not one epoch
+  const StopSignals signals_;                 // installed for the whole run, evaluations included
   TrainResult result_;
 };
 
@@ -135,12 +144,14 @@ int64_t total_steps_of(const TrainConfig& tc, int64_t steps_per_epoch) {
 }
 
 TrainingRun::TrainingRun(const Config& config, const std::string& config_yaml, Graph& graph, BatchSource& train,
-                         BatchSource* test)
+                         BatchSource* test, ReplicaGroup& group)
     : config_(config),
       tc_(config.train),
       graph_(graph),
       train_(train),
       test_(test),
+      group_(group),
+      root_(group.rank() == 0),
       out_dir_(config.output.dir),
       last_path_((out_dir_ / "last.safetensors").string()),
       best_path_((out_dir_ / "best.safetensors").string()),
@@ -154,10 +165,19 @@ TrainingRun::TrainingRun(const Config& config, const std::string& config_yaml, G
       schedule_(config.schedule, config.optimizer.lr, steps_per_epoch_, total_steps_),
       step_(graph, sgd_, static_cast<float>(config.train.label_smoothing), config.train.seed),
       stager_(graph.layer_backend(0)) {
-  std::error_code ec;
-  fs::create_directories(out_dir_, ec);
-  if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir_.string(), ec.message()));
-  write_file_atomic((out_dir_ / "config.yaml").string(), config_yaml);
+  if (root_) {
+    std::error_code ec;
+    fs::create_directories(out_dir_, ec);
+    if (ec) throw Error(fmt::format("output.dir '{}': cannot create: {}", out_dir_.string(), ec.message()));
+    write_file_atomic((out_dir_ / "config.yaml").string(), config_yaml);
+  }
+  if (group.size() > 1) {
+    reducer_ = std::make_unique<GradientReducer>(graph, group);
+    step_.set_data_parallel(reducer_.get(), group.rank());
+    spdlog::info("gradients: {:.1f} MB per step in {} bucket{}, averaged over {} ranks",
+                 static_cast<double>(reducer_->bytes()) / 1e6, reducer_->num_buckets(),
+                 reducer_->num_buckets() == 1 ? "" : "s", group.size());
+  }
   // Starts as a copy of the initial weights; a resume overwrites it with the saved average.
   if (config.ema.mode != "none") {
     average_storage_.emplace(config.ema, weight_average_targets(graph));
@@ -182,12 +202,33 @@ void TrainingRun::resume(const std::string& path) {
 }
 
 void TrainingRun::save_last() {
-  save_checkpoint(last_path_, graph_, &sgd_, state_, average_);
+  if (root_) save_checkpoint(last_path_, graph_, &sgd_, state_, average_);
   last_saved_step_ = state_.step;
 }
 
+int TrainingRun::agreed_signal() {
+  const int mine = signals_.received();
+  if (group_.size() == 1) return mine;
+  std::array<double, 1> sig = {static_cast<double>(mine)};
+  group_.max(sig);
+  return static_cast<int>(sig[0]);
+}
+
+void TrainingRun::broadcast_buffers() {
+  if (group_.size() == 1) return;
+  for (size_t i = 0; i < graph_.size(); ++i)
+    for (Buffer* b : graph_.layer(i).buffers()) {
+      if (b->value.dtype() != DType::f32) continue;  // counters: the same on every rank
+      Tensor host(b->value.shape());
+      Backend& backend = graph_.layer_backend(i);
+      backend.copy(host, b->value);
+      group_.broadcast(host.span());
+      backend.copy(b->value, host);
+    }
+}
+
 void TrainingRun::write_plot() {
-  if (config_.output.plot == "svg")
+  if (root_ && config_.output.plot == "svg")
     write_file_atomic((out_dir_ / "curves.svg").string(),
                       render_metrics_svg(read_metrics((out_dir_ / "metrics.jsonl").string()), out_dir_.string()));
 }
@@ -198,8 +239,10 @@ TrainResult TrainingRun::run(const std::string& resume_path) {
   if (!resume_path.empty()) resume(resume_path);
   state_.config_yaml = config_yaml;
   state_.data_fingerprint = train_.fingerprint();
-  metrics_.emplace((out_dir_ / "metrics.jsonl").string());
-  progress_.emplace(step_limit_, tc_.log_every, state_.step);
+  if (root_) {
+    metrics_.emplace((out_dir_ / "metrics.jsonl").string());
+    progress_.emplace(step_limit_, tc_.log_every, state_.step);
+  }
   result_.best_test_accuracy = state_.best_accuracy;
 
   for (int64_t epoch = state_.epoch; epoch < num_epochs_; ++epoch) {
@@ -242,16 +285,16 @@ bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
     if (average_) average_->after_step(state_.step, total_steps_, steps_per_epoch_);
     state_.batch_in_epoch = batch.index + 1;
     state_.lr = lr;
-    stats.seen += batch.labels.numel();
+    stats.seen += batch.labels.numel() * group_.size();  // equal shards of the global batch
     ++stats.steps;
 
     const bool log_due = state_.step % tc_.log_every == 0;
     const bool checkpoint_due = tc_.checkpoint_every > 0 && state_.step % tc_.checkpoint_every == 0;
-    const int sig = signals_.received();
+    const int sig = agreed_signal();
     if (log_due || checkpoint_due || sig || !have_next) read_stats(epoch, batch.index, stats, log_due);
     if (checkpoint_due) save_last();
     if (sig) {
-      progress_->finish_line();
+      if (progress_) progress_->finish_line();
       spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path_, state_.step);
       save_last();
       result_.interrupted = true;
@@ -272,11 +315,11 @@ bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
 }
 
 void TrainingRun::read_stats(int64_t epoch, int64_t batch_index, EpochStats& stats, bool metrics_line) {
-  stats.sums = step_.read_stats();
+  stats.sums = combine_over_ranks(step_.read_stats(), group_);
   const int64_t first_unread = stats.read_through + 1;
   stats.read_through = state_.step;
   if (!stats.sums.finite()) {
-    progress_->finish_line();
+    if (progress_) progress_->finish_line();
     const int64_t bad = stats.sums.first_nonfinite_step;
     std::string checkpoint = last_path_;
     if (!fs::exists(last_path_))
@@ -289,15 +332,16 @@ void TrainingRun::read_stats(int64_t epoch, int64_t batch_index, EpochStats& sta
         bad, (bad - 1) / steps_per_epoch_ + 1, (bad - 1) % steps_per_epoch_ + 1, stats.sums.nonfinite_loss,
         first_unread, state_.step, checkpoint));
   }
-  progress_->update(state_.step, epoch, batch_index, steps_per_epoch_, stats.loss(), stats.accuracy(),
-                    stats.images_per_sec());
-  if (metrics_line)
+  if (progress_)
+    progress_->update(state_.step, epoch, batch_index, steps_per_epoch_, stats.loss(), stats.accuracy(),
+                      stats.images_per_sec());
+  if (metrics_ && metrics_line)
     metrics_->write({"train", state_.step, epoch_position(epoch, batch_index + 1, steps_per_epoch_), state_.lr,
                      stats.loss(), stats.accuracy(), stats.images_per_sec()});
 }
 
 void TrainingRun::end_epoch(int64_t epoch, const EpochStats& stats, bool finished) {
-  progress_->finish_line();
+  if (progress_) progress_->finish_line();
   if (average_) average_->end_epoch(state_.step, steps_per_epoch_);
   const int64_t batches_done = state_.batch_in_epoch;
   const double position = epoch_position(epoch, batches_done, steps_per_epoch_);
@@ -314,17 +358,18 @@ void TrainingRun::end_epoch(int64_t epoch, const EpochStats& stats, bool finishe
     EvalResult eval;
     {
       const AverageSwapGuard use_average(average_);  // ema: evaluate the averaged weights
-      eval = evaluate(graph_, *test_, tta_);
+      broadcast_buffers();
+      eval = evaluate(graph_, *test_, tta_, &group_);
     }
     result_.final_test_accuracy = eval.accuracy;
-    metrics_->write({"test", state_.step, position, state_.lr, eval.loss, eval.accuracy, 0});
+    if (metrics_) metrics_->write({"test", state_.step, position, state_.lr, eval.loss, eval.accuracy, 0});
     improved = eval.accuracy > state_.best_accuracy;
     if (improved) state_.best_accuracy = eval.accuracy;
     spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
                  100 * state_.best_accuracy, tta_ == Tta::none ? "" : ", TTA " + tta_name(tta_));
   }
   if (tc_.save_each_epoch || finished) save_last();
-  if (improved) save_checkpoint(best_path_, graph_, &sgd_, state_, average_);
+  if (improved && root_) save_checkpoint(best_path_, graph_, &sgd_, state_, average_);
   write_plot();
 }
 
@@ -344,11 +389,17 @@ std::vector<AveragedTensor> weight_average_targets(Graph& graph) {
   return out;
 }
 
-Trainer::Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test)
-    : config_(config), config_yaml_(std::move(config_yaml)), graph_(graph), train_(train), test_(test) {}
+Trainer::Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test,
+                 ReplicaGroup* group)
+    : config_(config),
+      config_yaml_(std::move(config_yaml)),
+      graph_(graph),
+      train_(train),
+      test_(test),
+      group_(group ? group : &single_) {}
 
 TrainResult Trainer::run(const std::string& resume_path) {
-  TrainingRun run(config_, config_yaml_, graph_, train_, test_);
+  TrainingRun run(config_, config_yaml_, graph_, train_, test_, *group_);
   return run.run(resume_path);
 }
 

@@ -19,6 +19,14 @@
 // - ema.mode ema | lookahead: a WeightAverage follows the schedule of EmaConfig; with ema the test
 //   evaluations and the saved model use the average (see checkpoint.h for the file layout).
 // - Test evaluations use train.tta.
+// - Data-parallel (a ReplicaGroup of N ranks, core/dist): every rank runs this loop on its shard of
+//   each global batch; GradientReducer averages the gradients, so the ranks keep identical weights
+//   and optimizer state. The statistics, the NaN check, signals and evaluations are combined over
+//   the ranks, so every rank takes the same decisions at the same step. Rank 0 alone writes
+//   config.yaml, metrics, the plot and checkpoints, and shows progress; images/s are global.
+//   Before an evaluation every rank takes rank 0's batchnorm running statistics (as DDP's
+//   broadcast_buffers), so evaluating and saving see rank 0's model. A checkpoint resumes on any
+//   number of ranks that divides train.batch_size.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +35,7 @@
 
 #include "core/base/batch.h"
 #include "core/config/config.h"
+#include "core/dist/replica_group.h"
 #include "core/optim/weight_average.h"
 #include "core/train/evaluate.h"
 #include "core/train/graph.h"
@@ -50,8 +59,10 @@ std::vector<AveragedTensor> weight_average_targets(Graph& graph);
 class Trainer {
  public:
   // `graph` must be built; `test` may be null (no evaluation). `config_yaml` is saved in
-  // checkpoints and in output.dir/config.yaml.
-  Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test);
+  // checkpoints and in output.dir/config.yaml. `group` (null: this process alone): data-parallel
+  // training, with `train` and `test` giving this rank's shard of every batch (see "Data-parallel").
+  Trainer(const Config& config, std::string config_yaml, Graph& graph, BatchSource& train, BatchSource* test,
+          ReplicaGroup* group = nullptr);
   TrainResult run(const std::string& resume_path = "");
 
  private:
@@ -60,6 +71,8 @@ class Trainer {
   Graph& graph_;
   BatchSource& train_;
   BatchSource* test_;
+  SingleProcess single_;
+  ReplicaGroup* group_;
 };
 
 }  // namespace convnet
