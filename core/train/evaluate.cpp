@@ -53,7 +53,7 @@ std::vector<TtaView> tta_views(Tta tta) {
 namespace {
 
 // Sums loss_sum, the example count and the confusion matrix over the ranks.
-void combine_over_ranks(ReplicaGroup& group, double& loss_sum, EvalResult& r) {
+void sum_over_ranks(ReplicaGroup& group, double& loss_sum, EvalResult& r) {
   std::vector<double> values = {loss_sum, static_cast<double>(r.num_examples)};
   for (const std::vector<int64_t>& row : r.confusion)
     for (int64_t v : row) values.push_back(static_cast<double>(v));
@@ -122,7 +122,7 @@ EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta, ReplicaGroup* grou
     count_predictions(host_logits, batch.labels, r.confusion);
     r.num_examples += n;
   }
-  if (group && group->size() > 1) combine_over_ranks(*group, loss_sum, r);
+  if (group && group->size() > 1) sum_over_ranks(*group, loss_sum, r);
   if (r.num_examples == 0) throw Error("evaluation data set is empty");
   int64_t correct = 0;
   r.per_class_accuracy.assign(static_cast<size_t>(k), 0.0);
