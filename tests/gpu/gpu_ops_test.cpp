@@ -263,6 +263,41 @@ TEST_P(GpuOps, BatchNormBackwardMatchesCpu) {
   }
 }
 
+// The synchronized pieces (local stats, backward reduce and apply) on random saved statistics and
+// means, one row and empty shards included (a data-parallel rank may hold either).
+TEST_P(GpuOps, BatchNormSyncPiecesMatchCpu) {
+  Rng rng(10);
+  std::vector<Shape> shapes = bn_shapes();
+  shapes.insert(shapes.end(), {Shape{1, 7}, Shape{0, 5}, Shape{300, 33}});
+  for (const Shape& shape : shapes) {
+    SCOPED_TRACE(GetParam() + " batchnorm sync pieces on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    const Shape c{shape.back()};
+    const Tensor dy = random_tensor(shape, rng), mean = random_tensor(c, rng, -1.0f, 2.0f);
+    const Tensor invstd = random_tensor(c, rng, 0.5f, 2.0f), mean_dy = random_tensor(c, rng, -0.3f, 0.3f);
+    const Tensor mean_dy_xhat = random_tensor(c, rng, -0.3f, 0.3f);
+    Tensor lmean = poisoned(c), m2 = poisoned(c), sdy = poisoned(c), sdyx = poisoned(c), dx = poisoned(shape);
+    cpu().batch_norm_local_stats(in.x, lmean, m2);
+    cpu().batch_norm_backward_reduce(in.x, dy, mean, invstd, sdy, sdyx);
+    cpu().batch_norm_backward_apply(in.x, dy, in.gamma, mean, invstd, mean_dy, mean_dy_xhat, dx);
+
+    const Tensor gx = up(in.x), gdy = up(dy), ggamma = up(in.gamma), gmean = up(mean), ginvstd = up(invstd);
+    const Tensor gmdy = up(mean_dy), gmdyx = up(mean_dy_xhat);
+    Tensor glmean = poison(c), gm2 = poison(c), gsdy = poison(c), gsdyx = poison(c), gdx = poison(shape);
+    gpu().batch_norm_local_stats(gx, glmean, gm2);
+    gpu().batch_norm_backward_reduce(gx, gdy, gmean, ginvstd, gsdy, gsdyx);
+    gpu().batch_norm_backward_apply(gx, gdy, ggamma, gmean, ginvstd, gmdy, gmdyx, gdx);
+    EXPECT_TRUE(close_l2(down(glmean), lmean, 1e-5)) << "mean";
+    EXPECT_TRUE(close_l2(down(gm2), m2, 1e-5)) << "m2";
+    EXPECT_TRUE(close_l2(down(gsdy), sdy, 1e-5)) << "sum_dy";
+    EXPECT_TRUE(close_l2(down(gsdyx), sdyx, 1e-5)) << "sum_dy_xhat";
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-5)) << "dx";
+    Tensor inplace = up(dy);
+    gpu().batch_norm_backward_apply(gx, inplace, ggamma, gmean, ginvstd, gmdy, gmdyx, inplace);
+    EXPECT_TRUE(bitwise_equal(down(inplace), down(gdx))) << "dx in place";
+  }
+}
+
 // ---------------------------------------------------------------- dropout
 
 TEST_P(GpuOps, DropoutMaskEqualsCpuMaskExactly) {
