@@ -60,13 +60,18 @@ void BatchNorm2d::initialize(Rng& /*rng*/) {
 void BatchNorm2d::forward(const Tensor& x, Tensor& y, Mode mode) {
   layer_util::check_io(*this, x, y);
   last_forward_train_ = mode == Mode::train;
-  if (last_forward_train_) {
+  if (!last_forward_train_) {
+    backend().batch_norm_forward_eval(x, gamma_.value, beta_.value, running_mean_.value, running_var_.value, eps_, y);
+    return;
+  }
+  if (group_) {
+    forward_synchronized(x, y);
+  } else {
+    synced_rows_ = 0;
     backend().batch_norm_forward_train(x, gamma_.value, beta_.value, y, saved_mean_, saved_invstd_, running_mean_.value,
                                        running_var_.value, momentum_, eps_);
-    num_batches_tracked_.value.data<int32_t>()[0] += 1;
-  } else {
-    backend().batch_norm_forward_eval(x, gamma_.value, beta_.value, running_mean_.value, running_var_.value, eps_, y);
   }
+  num_batches_tracked_.value.data<int32_t>()[0] += 1;
 }
 
 void BatchNorm2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
@@ -77,7 +82,10 @@ void BatchNorm2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& d
     layer_util::ensure_tensor(backend(), dx_scratch_, x.shape());
     out = &dx_scratch_;
   }
-  backend().batch_norm_backward(x, dy, gamma_.value, saved_mean_, saved_invstd_, *out, gamma_.grad, beta_.grad);
+  if (group_)
+    backward_synchronized(x, dy, *out);
+  else
+    backend().batch_norm_backward(x, dy, gamma_.value, saved_mean_, saved_invstd_, *out, gamma_.grad, beta_.grad);
 }
 
 }  // namespace convnet

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
@@ -16,6 +17,8 @@
 #include "core/base/backend.h"
 #include "core/base/rng.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/dist/replica_group.h"
+#include "core/layers/batch_norm.h"
 #include "cuda/device.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
@@ -296,6 +299,38 @@ TEST_P(GpuOps, BatchNormSyncPiecesMatchCpu) {
     gpu().batch_norm_backward_apply(gx, inplace, ggamma, gmean, ginvstd, gmdy, gmdyx, inplace);
     EXPECT_TRUE(bitwise_equal(down(inplace), down(gdx))) << "dx in place";
   }
+}
+
+// The synchronized layer with one rank on the device (statistics through the host and back)
+// against the fused layer on the same backend.
+TEST_P(GpuOps, SyncBatchNormLayerWithOneRankMatchesFusedLayer) {
+  Rng rng(11);
+  const Shape example{5, 7, 13}, xs{4, 5, 7, 13};
+  const Tensor x = up(random_tensor(xs, rng, 1.0f, 3.0f)), dy = up(random_tensor(xs, rng));
+  SingleProcess single;
+  Tensor y[2], dx[2];
+  std::vector<Tensor> grads[2];
+  for (int synced = 0; synced < 2; ++synced) {
+    BatchNorm2d bn("bn");
+    bn.configure(example);
+    bn.set_backend(gpu());
+    bn.allocate_parameters();
+    Rng init(0);
+    bn.initialize(init);
+    if (synced) bn.set_replica_group(&single);
+    y[synced] = poison(xs);
+    dx[synced] = poison(xs);
+    bn.forward(x, y[synced], Mode::train);
+    bn.backward(x, y[synced], dy, &dx[synced]);
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&bn.parameters()[0]->grad, &bn.parameters()[1]->grad,
+                                                                &bn.buffers()[0]->value, &bn.buffers()[1]->value,
+                                                                &bn.saved_mean(), &bn.saved_invstd()})
+      grads[synced].push_back(down(*t));
+  }
+  EXPECT_TRUE(close_l2(down(y[1]), down(y[0]), 1e-5)) << "y";
+  EXPECT_TRUE(close_l2(down(dx[1]), down(dx[0]), 1e-5)) << "dx";
+  const char* names[] = {"dgamma", "dbeta", "running mean", "running var", "saved mean", "saved invstd"};
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(close_l2(grads[1][i], grads[0][i], 1e-5)) << names[i];
 }
 
 // ---------------------------------------------------------------- dropout
