@@ -46,11 +46,12 @@ class BatchNorm2d final : public Layer {
   //    PyTorch's SyncBatchNorm; num_batches_tracked counts the step. Ranks may hold different
   //    numbers of rows (0 too), but n must be >= 2 (else convnet::Error on every rank).
   //  - backward: sum dy and sum dy * xhat over the ranks (one group.sum) give dx; gamma.grad and
-  //    beta.grad stay THIS rank's sums. With each rank's loss the mean over its shard, the
-  //    gradient reducer's average of the ranks' gradients is then the one-process gradient.
-  // Every rank must call forward and backward in the same order (they are collectives). With all
-  // ranks' rows, y, dx, the running statistics and the ranks' summed gradients equal one process's
-  // batchnorm of the whole batch. `group` must outlive the layer's use of it.
+  //    beta.grad stay THIS rank's sums. With equal shards and each rank's loss the mean over its
+  //    shard, the gradient reducer's average of the ranks' gradients is the one-process gradient.
+  // Every rank must call forward and backward in the same order (they are collectives). Given each
+  // rank's rows of one batch and of one upstream gradient, y and dx are those rows of one
+  // process's batchnorm of the whole batch, the running statistics are its, and the ranks' SUM of
+  // gamma.grad and beta.grad is its gradient. `group` must outlive the layer's use of it.
   void set_replica_group(ReplicaGroup* group) { group_ = group; }
   ReplicaGroup* replica_group() const { return group_; }
 
