@@ -163,6 +163,23 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Synchronized pieces: first = sums[0, C) / divisor and second = sums[C, 2C), as floats.
+__global__ void __launch_bounds__(kThreads)
+    split_sums_kernel(const double* __restrict__ sums, int64_t channels, double divisor, float* __restrict__ first,
+                      float* __restrict__ second) {
+  for (int64_t c = thread_index(); c < channels; c += grid_stride()) {
+    first[c] = static_cast<float>(sums[c] / divisor);
+    second[c] = static_cast<float>(sums[channels + c]);
+  }
+}
+
+// coef = gamma * invstd in float, as backward_coefficients_kernel.
+__global__ void __launch_bounds__(kThreads)
+    dx_coefficient_kernel(const float* __restrict__ gamma, const float* __restrict__ saved_invstd, int64_t channels,
+                          float* __restrict__ coef) {
+  for (int64_t c = thread_index(); c < channels; c += grid_stride()) coef[c] = gamma[c] * saved_invstd[c];
+}
+
 // dx = coef * (dy - mean_dy - xhat * mean_dyx), xhat = (x - mean) * invstd in float. dx may alias dy.
 template <int Vec>
 __global__ void __launch_bounds__(kThreads)
@@ -195,6 +212,52 @@ void launch_normalize(const float* x, const float* mean, const float* scale, con
   CONVNET_CUDA_CHECK_LAUNCH("normalize_kernel");
 }
 
+// The two passes of training statistics: s.sums[0, C) = sum x, s.sums[C, 2C) = sum (x - mean)^2
+// (the partials are reused: the stream orders pass 2 after pass 1's combine). rows == 0: zeros.
+void launch_mean_and_m2(const float* x, int64_t rows, int64_t channels, const Scratch& s, cudaStream_t stream) {
+  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 1);
+  launch_column_sums(x, rows, channels, s.partials, s.sums, stream);
+  if (plan.chunks > 0) {
+    squared_deviation_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, s.sums, plan,
+                                                                                             s.partials);
+    CONVNET_CUDA_CHECK_LAUNCH("squared_deviation_partials_kernel");
+  }
+  launch_combine_partials(plan, s.partials, s.sums + channels, stream);
+}
+
+// Backward's one pass: s.sums[0, C) = sum dy, s.sums[C, 2C) = sum dy * xhat.
+void launch_backward_sums(const float* x, const float* dy, const float* saved_mean, const float* saved_invstd,
+                          int64_t rows, int64_t channels, const Scratch& s, cudaStream_t stream) {
+  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 2);
+  if (plan.chunks > 0) {
+    backward_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, dy, saved_mean, saved_invstd,
+                                                                                    plan, s.partials);
+    CONVNET_CUDA_CHECK_LAUNCH("backward_partials_kernel");
+  }
+  launch_combine_partials(plan, s.partials, s.sums, stream);
+}
+
+void launch_split_sums(const Scratch& s, int64_t channels, double divisor, float* first, float* second,
+                       cudaStream_t stream) {
+  split_sums_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(s.sums, channels, divisor, first, second);
+  CONVNET_CUDA_CHECK_LAUNCH("split_sums_kernel");
+}
+
+void launch_backward_dx(const float* x, const float* dy, const float* saved_mean, const float* saved_invstd,
+                        const float* coef, const float* mean_dy, const float* mean_dyx, int64_t rows, int64_t channels,
+                        float* dx, cudaStream_t stream) {
+  const int64_t n = rows * channels;
+  if (n == 0) return;
+  if (channels % 4 == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
+    backward_dx_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                       mean_dyx, channels, n, dx);
+  } else {
+    backward_dx_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
+                                                                   mean_dyx, channels, n, dx);
+  }
+  CONVNET_CUDA_CHECK_LAUNCH("backward_dx_kernel");
+}
+
 }  // namespace
 
 size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels) {
@@ -205,16 +268,7 @@ void launch_batch_norm_forward_train(const float* x, const float* gamma, const f
                                      float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
                                      int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
-  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 1);
-  // Pass 1: sums[0, C) = sum x. Pass 2: sums[C, 2C) = sum (x - mean)^2 (the partials are reused:
-  // the stream orders pass 2 after pass 1's combine).
-  launch_column_sums(x, rows, channels, s.partials, s.sums, stream);
-  if (plan.chunks > 0) {
-    squared_deviation_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, s.sums, plan,
-                                                                                             s.partials);
-    CONVNET_CUDA_CHECK_LAUNCH("squared_deviation_partials_kernel");
-  }
-  launch_combine_partials(plan, s.partials, s.sums + channels, stream);
+  launch_mean_and_m2(x, rows, channels, s, stream);
   float* scale = s.coef[0];
   train_statistics_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(
       s.sums, gamma, rows, channels, momentum, eps, scale, saved_mean, saved_invstd, running_mean, running_var);
@@ -236,29 +290,39 @@ void launch_batch_norm_backward(const float* x, const float* dy, const float* ga
                                 const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
                                 float* dbeta, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
-  const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 2);
-  if (plan.chunks > 0) {
-    backward_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, dy, saved_mean, saved_invstd,
-                                                                                    plan, s.partials);
-    CONVNET_CUDA_CHECK_LAUNCH("backward_partials_kernel");
-  }
-  launch_combine_partials(plan, s.partials, s.sums, stream);
+  launch_backward_sums(x, dy, saved_mean, saved_invstd, rows, channels, s, stream);
   float* coef = s.coef[0];
   float* mean_dy = s.coef[1];
   float* mean_dyx = s.coef[2];
   backward_coefficients_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(
       s.sums, gamma, saved_invstd, rows, channels, dgamma, dbeta, coef, mean_dy, mean_dyx);
   CONVNET_CUDA_CHECK_LAUNCH("backward_coefficients_kernel");
-  const int64_t n = rows * channels;
-  if (n == 0) return;
-  if (channels % 4 == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
-    backward_dx_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                       mean_dyx, channels, n, dx);
-  } else {
-    backward_dx_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                   mean_dyx, channels, n, dx);
-  }
-  CONVNET_CUDA_CHECK_LAUNCH("backward_dx_kernel");
+  launch_backward_dx(x, dy, saved_mean, saved_invstd, coef, mean_dy, mean_dyx, rows, channels, dx, stream);
+}
+
+void launch_batch_norm_local_stats(const float* x, int64_t rows, int64_t channels, float* mean, float* m2,
+                                   void* scratch, cudaStream_t stream) {
+  const Scratch s = carve(scratch, rows, channels);
+  launch_mean_and_m2(x, rows, channels, s, stream);
+  // rows == 0: the sums are zeros, and so are mean and m2.
+  launch_split_sums(s, channels, rows > 0 ? static_cast<double>(rows) : 1.0, mean, m2, stream);
+}
+
+void launch_batch_norm_backward_reduce(const float* x, const float* dy, const float* saved_mean,
+                                       const float* saved_invstd, int64_t rows, int64_t channels, float* sum_dy,
+                                       float* sum_dy_xhat, void* scratch, cudaStream_t stream) {
+  const Scratch s = carve(scratch, rows, channels);
+  launch_backward_sums(x, dy, saved_mean, saved_invstd, rows, channels, s, stream);
+  launch_split_sums(s, channels, 1.0, sum_dy, sum_dy_xhat, stream);
+}
+
+void launch_batch_norm_backward_apply(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+                                      const float* saved_invstd, const float* mean_dy, const float* mean_dy_xhat,
+                                      int64_t rows, int64_t channels, float* dx, void* scratch, cudaStream_t stream) {
+  float* coef = carve(scratch, rows, channels).coef[0];
+  dx_coefficient_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(gamma, saved_invstd, channels, coef);
+  CONVNET_CUDA_CHECK_LAUNCH("dx_coefficient_kernel");
+  launch_backward_dx(x, dy, saved_mean, saved_invstd, coef, mean_dy, mean_dy_xhat, rows, channels, dx, stream);
 }
 
 }  // namespace convnet::cuda

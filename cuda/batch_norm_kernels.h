@@ -39,4 +39,18 @@ void launch_batch_norm_backward(const float* x, const float* dy, const float* ga
                                 const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
                                 float* dbeta, void* scratch, cudaStream_t stream);
 
+// The pieces of synchronized batchnorm (Backend::batch_norm_local_stats etc.), from the same
+// reductions as above. local_stats: mean = sum x / rows and m2 = sum (x - mean)^2 (zeros when rows
+// == 0). backward_reduce: sum_dy = sum dy and sum_dy_xhat = sum dy * xhat. backward_apply: dx as
+// launch_batch_norm_backward's with the given means (dx may alias dy); scratch is used for the
+// per-channel gamma * invstd.
+void launch_batch_norm_local_stats(const float* x, int64_t rows, int64_t channels, float* mean, float* m2,
+                                   void* scratch, cudaStream_t stream);
+void launch_batch_norm_backward_reduce(const float* x, const float* dy, const float* saved_mean,
+                                       const float* saved_invstd, int64_t rows, int64_t channels, float* sum_dy,
+                                       float* sum_dy_xhat, void* scratch, cudaStream_t stream);
+void launch_batch_norm_backward_apply(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+                                      const float* saved_invstd, const float* mean_dy, const float* mean_dy_xhat,
+                                      int64_t rows, int64_t channels, float* dx, void* scratch, cudaStream_t stream);
+
 }  // namespace convnet::cuda

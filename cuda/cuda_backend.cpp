@@ -12,7 +12,6 @@
 #include "cuda/conv_tc_kernels.h"
 #include "cuda/device.h"
 #include "cuda/pool_kernels.h"
-#include "cuda/reduce_kernels.h"
 
 namespace convnet::cuda {
 
@@ -46,18 +45,6 @@ ConvShape conv_shape(const OpChecks& check, const ConvGeometry& g) {
                          to_int(check, g.w, "input width"), to_int(check, g.c, "input channels"),
                          to_int(check, g.k, "output channels"), to_int(check, g.r, "kernel height"),
                          to_int(check, g.s, "kernel width"), g.params);
-}
-
-// The batch-norm kernels' column reductions take at most kReduceMaxCols channels.
-void check_reducible(const OpChecks& check, int64_t channels) {
-  CONVNET_CHECK(channels <= kReduceMaxCols, "{}: x has {} channels, the cuda kernels reduce at most {}", check.op(),
-                channels, kReduceMaxCols);
-}
-
-// Device scratch for the batch-norm kernels, which read it as doubles.
-void* batch_norm_scratch(void* ws) {
-  CONVNET_CHECK(reinterpret_cast<uintptr_t>(ws) % alignof(double) == 0, "batch norm scratch {} is misaligned", ws);
-  return ws;
 }
 
 // A linear layer as a 1x1 convolution: x [N, in] is the NHWC image [N, 1, 1, in], w [out, in] the
@@ -286,11 +273,10 @@ void CudaBackend::batch_norm_forward_train(const Tensor& x, const Tensor& gamma,
   const OpChecks check = checks("batch_norm_forward_train");
   const int64_t channels = check.batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean,
                                                           running_var, momentum, eps);
-  check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
   // The only scratch user in this call (partial sums, per-channel sums and coefficients).
-  void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
+  void* ws = batch_norm_scratch(check, rows, channels);
   launch_batch_norm_forward_train(fp(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd), fp(running_mean),
                                   fp(running_var), rows, channels, momentum, eps, ws, stream());
 }
@@ -299,10 +285,9 @@ void CudaBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, 
                                           const Tensor& running_mean, const Tensor& running_var, float eps, Tensor& y) {
   const OpChecks check = checks("batch_norm_forward_eval");
   const int64_t channels = check.batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
-  check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
-  void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
+  void* ws = batch_norm_scratch(check, rows, channels);
   launch_batch_norm_forward_eval(fp(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), rows, channels, eps,
                                  fp(y), ws, stream());
 }
@@ -311,10 +296,9 @@ void CudaBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const T
                                       const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) {
   const OpChecks check = checks("batch_norm_backward");
   const int64_t channels = check.batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
-  check_reducible(check, channels);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
-  void* ws = batch_norm_scratch(scratch(batch_norm_scratch_bytes(rows, channels)));
+  void* ws = batch_norm_scratch(check, rows, channels);
   launch_batch_norm_backward(fp(x), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), rows, channels, fp(dx),
                              fp(dgamma), fp(dbeta), ws, stream());
 }

@@ -3,16 +3,19 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <utility>
 
 #include "core/base/error.h"
 #include "cuda/activity.h"
+#include "cuda/batch_norm_kernels.h"
 #include "cuda/bf16_kernels.h"
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 #include "cuda/data_kernels.h"
 #include "cuda/device.h"
+#include "cuda/reduce_kernels.h"
 
 namespace convnet::cuda {
 
@@ -152,6 +155,15 @@ Tensor GpuBackend::bf16_copy(const Tensor& t) {
   Tensor out = empty(t.shape(), DType::bf16);
   launch_to_bf16(static_cast<const float*>(t.raw()), static_cast<uint16_t*>(out.raw()), t.numel(), stream());
   return out;
+}
+
+void* GpuBackend::batch_norm_scratch(const OpChecks& check, int64_t rows, int64_t channels) {
+  CONVNET_CHECK(channels <= kReduceMaxCols, "{}: x has {} channels, the cuda kernels reduce at most {}", check.op(),
+                channels, kReduceMaxCols);
+  void* ws = scratch(batch_norm_scratch_bytes(rows, channels));
+  // The kernels read it as doubles.
+  CONVNET_CHECK(reinterpret_cast<uintptr_t>(ws) % alignof(double) == 0, "batch norm scratch {} is misaligned", ws);
+  return ws;
 }
 
 void* GpuBackend::reserve_staging(size_t bytes) {
@@ -358,6 +370,43 @@ void GpuBackend::image_view(const Tensor& x, Tensor& y, const ImageView& view) {
   check.image_view(x, y, view);
   const OpScope in_op = scope(check);
   launch_image_view(device_ptr<float>(x), device_ptr<float>(y), x.dim(0), x.dim(1), x.dim(2), x.dim(3), view, stream());
+}
+
+// --- synchronized batchnorm's pieces (cuda/batch_norm_kernels.h) ---
+
+void GpuBackend::batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) {
+  const OpChecks check = checks("batch_norm_local_stats");
+  const int64_t channels = check.batch_norm_local_stats(x, mean, m2);
+  const int64_t rows = x.numel() / channels;
+  const OpScope in_op = scope(check);
+  launch_batch_norm_local_stats(device_ptr<float>(x), rows, channels, device_ptr<float>(mean), device_ptr<float>(m2),
+                                batch_norm_scratch(check, rows, channels), stream());
+}
+
+void GpuBackend::batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                            const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) {
+  const OpChecks check = checks("batch_norm_backward_reduce");
+  const int64_t channels = check.batch_norm_backward_reduce(x, dy, saved_mean, saved_invstd, sum_dy, sum_dy_xhat);
+  const int64_t rows = x.numel() / channels;
+  const OpScope in_op = scope(check);
+  launch_batch_norm_backward_reduce(device_ptr<float>(x), device_ptr<float>(dy), device_ptr<float>(saved_mean),
+                                    device_ptr<float>(saved_invstd), rows, channels, device_ptr<float>(sum_dy),
+                                    device_ptr<float>(sum_dy_xhat), batch_norm_scratch(check, rows, channels),
+                                    stream());
+}
+
+void GpuBackend::batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                           const Tensor& saved_mean, const Tensor& saved_invstd, const Tensor& mean_dy,
+                                           const Tensor& mean_dy_xhat, Tensor& dx) {
+  const OpChecks check = checks("batch_norm_backward_apply");
+  const int64_t channels =
+      check.batch_norm_backward_apply(x, dy, gamma, saved_mean, saved_invstd, mean_dy, mean_dy_xhat, dx);
+  const int64_t rows = x.numel() / channels;
+  const OpScope in_op = scope(check);
+  launch_batch_norm_backward_apply(device_ptr<float>(x), device_ptr<float>(dy), device_ptr<float>(gamma),
+                                   device_ptr<float>(saved_mean), device_ptr<float>(saved_invstd),
+                                   device_ptr<float>(mean_dy), device_ptr<float>(mean_dy_xhat), rows, channels,
+                                   device_ptr<float>(dx), batch_norm_scratch(check, rows, channels), stream());
 }
 
 }  // namespace convnet::cuda

@@ -14,6 +14,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,10 +73,21 @@ class GpuBackend : public Backend {
   void augment_batch(const Tensor& images, const Tensor& order, int64_t first, Tensor& out,
                      const AugmentBatchSpec& spec) override;
   void image_view(const Tensor& x, Tensor& y, const ImageView& view) override;
+  // Synchronized batchnorm's pieces, on our kernels (cuda/batch_norm_kernels.h) for both backends:
+  // cuDNN has no op that stops between the statistics and the normalization.
+  void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) override;
+  void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                  const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) override;
+  void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                                 const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
+                                 Tensor& dx) override;
 
  protected:
   // Device scratch of at least `bytes`, reused across calls on this backend (grow-only).
   void* scratch(size_t bytes);
+  // scratch() for the batch-norm kernels on [rows, channels] (batch_norm_scratch_bytes), inside
+  // `check`'s OpScope; throws convnet::Error when channels exceed what their reductions take.
+  void* batch_norm_scratch(const OpChecks& check, int64_t rows, int64_t channels);
   // A new device tensor of t's shape holding the f32 tensor t rounded to bf16 (to nearest even,
   // launch_to_bf16), for the bf16 operands of cuDNN and cuBLAS. From the caching allocator, so a
   // temporary costs no cudaMalloc after the first step and never competes with scratch().

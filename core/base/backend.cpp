@@ -32,26 +32,4 @@ double Backend::elapsed_ms(const std::function<void()>& work) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
 }
 
-namespace {
-
-[[noreturn]] void sync_batch_norm_missing(const Backend& b, const char* op) {
-  throw Error(
-      fmt::format("{}: the {} backend has no {} yet, so model.sync_batch_norm runs on cpu only; set it to "
-                  "false (per-rank statistics)",
-                  op, b.name(), op));
-}
-
-}  // namespace
-
-void Backend::batch_norm_local_stats(const Tensor&, Tensor&, Tensor&) {
-  sync_batch_norm_missing(*this, "batch_norm_local_stats");
-}
-void Backend::batch_norm_backward_reduce(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&, Tensor&) {
-  sync_batch_norm_missing(*this, "batch_norm_backward_reduce");
-}
-void Backend::batch_norm_backward_apply(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                        const Tensor&, const Tensor&, Tensor&) {
-  sync_batch_norm_missing(*this, "batch_norm_backward_apply");
-}
-
 }  // namespace convnet

@@ -166,19 +166,20 @@ class Backend {
                                        const Tensor& running_mean, const Tensor& running_var, float eps, Tensor& y) = 0;
   virtual void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                                    const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) = 0;
-  // The parts of training-mode batchnorm that synchronized batchnorm (model.sync_batch_norm)
-  // combines across data-parallel ranks between calls (BatchNorm2d::set_replica_group), [C] f32:
-  //   local_stats:     mean and M2 = sum (x - mean)^2 of this rank's rows;
-  //   backward_reduce: sum_dy = sum dy and sum_dy_xhat = sum dy * (x - mean) * invstd;
-  //   backward_apply:  dx = gamma * invstd * (dy - mean_dy - xhat * mean_dy_xhat), with the
-  //                    means over every rank's rows (dx may not alias dy).
-  // Implemented on cpu; the GPU backends throw convnet::Error naming the op (not written yet).
-  virtual void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2);
-  virtual void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd,
-                                          Tensor& sum_dy, Tensor& sum_dy_xhat);
-  virtual void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                                         const Tensor& invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
-                                         Tensor& dx);
+  // The pieces of training-mode batchnorm that synchronized batchnorm (BatchNorm2d::set_replica_group)
+  // combines across data-parallel ranks between calls; x and dy are [rows, C], the rest [C]:
+  //   local_stats:     mean and M2 = sum (x - mean)^2 of these rows (both 0 when rows == 0);
+  //   backward_reduce: sum_dy = sum dy and sum_dy_xhat = sum dy * xhat, xhat = (x - mean) * invstd;
+  //   backward_apply:  dx = gamma * invstd * (dy - mean_dy - xhat * mean_dy_xhat), with mean_dy and
+  //                    mean_dy_xhat the means over every rank's rows. dx may alias dy.
+  // Reductions are deterministic (a fixed order, in double). batch_norm_backward is reduce, then
+  // apply with the sums divided by rows.
+  virtual void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) = 0;
+  virtual void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                          const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) = 0;
+  virtual void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                         const Tensor& saved_mean, const Tensor& saved_invstd, const Tensor& mean_dy,
+                                         const Tensor& mean_dy_xhat, Tensor& dx) = 0;
 
   // --- dropout: keep element i iff hash_uniform(seed, i) >= p; y = x * keep / (1 - p) ---
   // mask (u8, same shape as x) records keep for backward.

@@ -184,6 +184,15 @@ int64_t OpChecks::channels(const Tensor& x) const {
   return x.dim(-1);
 }
 
+int64_t OpChecks::batch_norm_saved(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                   const Tensor& saved_invstd) const {
+  const int64_t c = channels(x);
+  shape(dy, x.shape(), "dy");
+  shape(saved_mean, {c}, "saved_mean");
+  shape(saved_invstd, {c}, "saved_invstd");
+  return c;
+}
+
 int64_t OpChecks::batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& y,
                                            const Tensor& saved_mean, const Tensor& saved_invstd,
                                            const Tensor& running_mean, const Tensor& running_var, float momentum,
@@ -223,15 +232,41 @@ int64_t OpChecks::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, 
 int64_t OpChecks::batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                                       const Tensor& saved_invstd, const Tensor& dx, const Tensor& dgamma,
                                       const Tensor& dbeta) const {
-  const int64_t c = channels(x);
+  const int64_t c = batch_norm_saved(x, dy, saved_mean, saved_invstd);
   const Shape cshape{c};
-  shape(dy, x.shape(), "dy");
   shape(gamma, cshape, "gamma");
-  shape(saved_mean, cshape, "saved_mean");
-  shape(saved_invstd, cshape, "saved_invstd");
   shape(dx, x.shape(), "dx");
   shape(dgamma, cshape, "dgamma");
   shape(dbeta, cshape, "dbeta");
+  return c;
+}
+
+int64_t OpChecks::batch_norm_local_stats(const Tensor& x, const Tensor& mean, const Tensor& m2) const {
+  const int64_t c = channels(x);
+  shape(mean, {c}, "mean");
+  shape(m2, {c}, "m2");
+  return c;
+}
+
+int64_t OpChecks::batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                             const Tensor& saved_invstd, const Tensor& sum_dy,
+                                             const Tensor& sum_dy_xhat) const {
+  const int64_t c = batch_norm_saved(x, dy, saved_mean, saved_invstd);
+  const Shape cshape{c};
+  shape(sum_dy, cshape, "sum_dy");
+  shape(sum_dy_xhat, cshape, "sum_dy_xhat");
+  return c;
+}
+
+int64_t OpChecks::batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                            const Tensor& saved_mean, const Tensor& saved_invstd, const Tensor& mean_dy,
+                                            const Tensor& mean_dy_xhat, const Tensor& dx) const {
+  const int64_t c = batch_norm_saved(x, dy, saved_mean, saved_invstd);
+  const Shape cshape{c};
+  shape(gamma, cshape, "gamma");
+  shape(mean_dy, cshape, "mean_dy");
+  shape(mean_dy_xhat, cshape, "mean_dy_xhat");
+  shape(dx, x.shape(), "dx");
   return c;
 }
 

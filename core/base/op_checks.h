@@ -23,8 +23,8 @@ struct ConvGeometry {
   int64_t p = 0, q = 0;                // output
   int64_t groups = 1;
   Conv2dParams params;
-  int64_t group_c() const { return c / groups; }        // input channels of one group (the filters' last axis)
-  int64_t group_k() const { return k / groups; }        // output channels of one group
+  int64_t group_c() const { return c / groups; }       // input channels of one group (the filters' last axis)
+  int64_t group_k() const { return k / groups; }       // output channels of one group
   int64_t patch() const { return r * s * group_c(); }  // the input values one output pixel sees
   Shape output_shape() const { return {n, p, q, k}; }
 };
@@ -115,6 +115,13 @@ class OpChecks {
   int64_t batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                               const Tensor& saved_invstd, const Tensor& dx, const Tensor& dgamma,
                               const Tensor& dbeta) const;
+  // The synchronized pieces: x [..., C] with any number of rows (0 too), dy and dx of x's shape.
+  int64_t batch_norm_local_stats(const Tensor& x, const Tensor& mean, const Tensor& m2) const;
+  int64_t batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                     const Tensor& saved_invstd, const Tensor& sum_dy, const Tensor& sum_dy_xhat) const;
+  int64_t batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                                    const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
+                                    const Tensor& dx) const;
 
   // x [N, in], w [out, in], y / dy [N, out], dx [N, in], dw [out, in], bias / dbias [out].
   LinearGeometry linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y) const;
@@ -157,6 +164,9 @@ class OpChecks {
   bool on_device(const Tensor& t) const;
   // x is [..., C] with C >= 1; returns C.
   int64_t channels(const Tensor& x) const;
+  // Backward's common arguments: channels(x), dy of x's shape, the saved statistics [C]; returns C.
+  int64_t batch_norm_saved(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                           const Tensor& saved_invstd) const;
   PoolGeometry pool2d(const Tensor& image, const char* image_name, const Tensor& pooled, const char* pooled_name,
                       const Tensor* argmax, const Pool2dParams& p) const;
   LinearGeometry linear(const Tensor& x, const Tensor& w) const;

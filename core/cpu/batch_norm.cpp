@@ -1,10 +1,8 @@
 #include "core/cpu/batch_norm.h"
 
 #include <cmath>
-#include <initializer_list>
 #include <vector>
 
-#include "core/base/error.h"
 #include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 #include "core/cpu/reduce.h"
@@ -30,27 +28,33 @@ void normalize(const float* x, int64_t rows, int64_t channels, const std::vector
   });
 }
 
-// Per-channel mean and M2 = sum (x - mean)^2, in double: a second pass around the mean, so no
-// catastrophic cancellation for large offsets.
-void mean_and_m2(const float* xp, int64_t rows, int64_t channels, std::vector<double>& mean, std::vector<double>& m2) {
+// Per-channel mean and M2 = sum (x - mean)^2 in double: the mean first, then the squares around it
+// (two passes, so no catastrophic cancellation for large offsets). rows == 0 gives zeros.
+struct ChannelMoments {
+  std::vector<double> mean, m2;
+};
+ChannelMoments channel_moments(const float* xp, int64_t rows, int64_t channels) {
   const auto cn = static_cast<size_t>(channels);
-  column_sums(xp, rows, channels, mean.data());
-  for (double& m : mean) m /= static_cast<double>(rows);
+  ChannelMoments mo{std::vector<double>(cn), std::vector<double>(cn)};
+  column_sums(xp, rows, channels, mo.mean.data());
+  if (rows > 0)
+    for (double& m : mo.mean) m /= static_cast<double>(rows);
   column_reduce(
       rows, channels,
       [&](int64_t r0, int64_t r1, double* acc) {
         for (int64_t r = r0; r < r1; ++r) {
           const float* xr = xp + r * channels;
           for (size_t c = 0; c < cn; ++c) {
-            const double d = static_cast<double>(xr[c]) - mean[c];
+            const double d = static_cast<double>(xr[c]) - mo.mean[c];
             acc[c] += d * d;
           }
         }
       },
-      m2.data());
+      mo.m2.data());
+  return mo;
 }
 
-// sums[c] = sum dy, sums[C + c] = sum dy * xhat, in double.
+// sums[c] = sum dy, sums[C + c] = sum dy * xhat, xhat = (x - mean) * invstd in double.
 std::vector<double> backward_sums(const float* xp, const float* dyp, const float* mp, const float* ip, int64_t rows,
                                   int64_t channels) {
   const auto cn = static_cast<size_t>(channels);
@@ -72,15 +76,19 @@ std::vector<double> backward_sums(const float* xp, const float* dyp, const float
   return sums;
 }
 
-// dx = coef * (dy - mean_dy - xhat * mean_dyx) per channel.
-void apply_dx(const float* xp, const float* dyp, const float* mp, const float* ip, int64_t rows, int64_t channels,
-              const float* coef, const float* mean_dy, const float* mean_dyx, float* dxp) {
+// dx = gamma * invstd * (dy - mean_dy - xhat * mean_dyx), xhat in float. Each element reads its
+// own x and dy before writing dx, so dx may alias dy.
+void apply_dx(const float* xp, const float* dyp, const float* gp, const float* mp, const float* ip,
+              const float* mean_dy, const float* mean_dyx, int64_t rows, int64_t channels, float* dxp) {
+  const auto cn = static_cast<size_t>(channels);
+  std::vector<float> coef(cn);
+  for (size_t c = 0; c < cn; ++c) coef[c] = gp[c] * ip[c];
   parallel_for(0, rows, kRowGrain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = xp + r * channels;
       const float* dr = dyp + r * channels;
       float* out = dxp + r * channels;
-      for (int64_t c = 0; c < channels; ++c) {
+      for (size_t c = 0; c < cn; ++c) {
         const float xhat = (xr[c] - mp[c]) * ip[c];
         out[c] = coef[c] * (dr[c] - mean_dy[c] - xhat * mean_dyx[c]);
       }
@@ -100,8 +108,9 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
 
   const float* xp = x.f32();
   const auto cn = static_cast<size_t>(channels);
-  std::vector<double> mean(cn), var(cn);
-  mean_and_m2(xp, rows, channels, mean, var);
+  const ChannelMoments mo = channel_moments(xp, rows, channels);
+  const std::vector<double>& mean = mo.mean;
+  std::vector<double> var = mo.m2;
   for (double& v : var) v /= static_cast<double>(rows);
 
   std::vector<float> mean_f(cn), scale(cn), shift(cn);
@@ -157,73 +166,53 @@ void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma,
   const float* gp = gamma.f32();
 
   const std::vector<double> sums = backward_sums(xp, dyp, mp, ip, rows, channels);
-
-  std::vector<float> coef(cn), mean_dy(cn), mean_dyx(cn);
+  std::vector<float> mean_dy(cn), mean_dyx(cn);
   float* dgp = dgamma.f32();
   float* dbp = dbeta.f32();
   const double inv_rows = rows > 0 ? 1.0 / static_cast<double>(rows) : 0.0;
   for (size_t c = 0; c < cn; ++c) {
     dbp[c] = static_cast<float>(sums[c]);
     dgp[c] = static_cast<float>(sums[cn + c]);
-    coef[c] = gp[c] * ip[c];
     mean_dy[c] = static_cast<float>(sums[c] * inv_rows);
     mean_dyx[c] = static_cast<float>(sums[cn + c] * inv_rows);
   }
-  apply_dx(xp, dyp, mp, ip, rows, channels, coef.data(), mean_dy.data(), mean_dyx.data(), dx.f32());
+  apply_dx(xp, dyp, gp, mp, ip, mean_dy.data(), mean_dyx.data(), rows, channels, dx.f32());
 }
-
-namespace {
-
-// The shapes: x (and dy, dx) [..., C] with C the channel count of the [C] vectors.
-int64_t checked_channels(const char* op, const Tensor& x, std::initializer_list<const Tensor*> same_as_x,
-                         std::initializer_list<const Tensor*> per_channel) {
-  CONVNET_CHECK(x.rank() >= 1 && x.dtype() == DType::f32 && x.is_cpu(), "{}: x must be a host f32 [..., C]", op);
-  const int64_t channels = x.dim(-1);
-  for (const Tensor* t : same_as_x)
-    CONVNET_CHECK(t->shape() == x.shape() && t->dtype() == DType::f32 && t->is_cpu(), "{}: expected {} like x", op,
-                  shape_str(x.shape()));
-  for (const Tensor* t : per_channel)
-    CONVNET_CHECK(t->shape() == Shape{channels} && t->dtype() == DType::f32 && t->is_cpu(), "{}: expected [{}]", op,
-                  channels);
-  return channels;
-}
-
-}  // namespace
 
 void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) {
-  const int64_t channels = checked_channels("batch_norm_local_stats", x, {}, {&mean, &m2});
-  const auto cn = static_cast<size_t>(channels);
-  std::vector<double> m(cn), s(cn);
-  const int64_t rows = x.numel() / channels;
-  if (rows > 0) mean_and_m2(x.f32(), rows, channels, m, s);
-  for (size_t c = 0; c < cn; ++c) {
-    mean.f32()[c] = static_cast<float>(m[c]);
-    m2.f32()[c] = static_cast<float>(s[c]);
+  const int64_t channels = OpChecks::cpu("batch_norm_local_stats").batch_norm_local_stats(x, mean, m2);
+  const ChannelMoments mo = channel_moments(x.f32(), x.numel() / channels, channels);
+  float* mp = mean.f32();
+  float* m2p = m2.f32();
+  for (size_t c = 0; c < mo.mean.size(); ++c) {
+    mp[c] = static_cast<float>(mo.mean[c]);
+    m2p[c] = static_cast<float>(mo.m2[c]);
   }
 }
 
-void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd,
+void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean, const Tensor& saved_invstd,
                                 Tensor& sum_dy, Tensor& sum_dy_xhat) {
-  const int64_t channels =
-      checked_channels("batch_norm_backward_reduce", x, {&dy}, {&mean, &invstd, &sum_dy, &sum_dy_xhat});
+  const int64_t channels = OpChecks::cpu("batch_norm_backward_reduce")
+                               .batch_norm_backward_reduce(x, dy, saved_mean, saved_invstd, sum_dy, sum_dy_xhat);
   const auto cn = static_cast<size_t>(channels);
   const std::vector<double> sums =
-      backward_sums(x.f32(), dy.f32(), mean.f32(), invstd.f32(), x.numel() / channels, channels);
+      backward_sums(x.f32(), dy.f32(), saved_mean.f32(), saved_invstd.f32(), x.numel() / channels, channels);
+  float* sp = sum_dy.f32();
+  float* sxp = sum_dy_xhat.f32();
   for (size_t c = 0; c < cn; ++c) {
-    sum_dy.f32()[c] = static_cast<float>(sums[c]);
-    sum_dy_xhat.f32()[c] = static_cast<float>(sums[cn + c]);
+    sp[c] = static_cast<float>(sums[c]);
+    sxp[c] = static_cast<float>(sums[cn + c]);
   }
 }
 
-void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                               const Tensor& invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat, Tensor& dx) {
+void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                               const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
+                               Tensor& dx) {
   const int64_t channels =
-      checked_channels("batch_norm_backward_apply", x, {&dy, &dx}, {&gamma, &mean, &invstd, &mean_dy, &mean_dy_xhat});
-  CONVNET_CHECK(dx.raw() != dy.raw(), "batch_norm_backward_apply: dx may not alias dy");
-  std::vector<float> coef(static_cast<size_t>(channels));
-  for (size_t c = 0; c < coef.size(); ++c) coef[c] = gamma.f32()[c] * invstd.f32()[c];
-  apply_dx(x.f32(), dy.f32(), mean.f32(), invstd.f32(), x.numel() / channels, channels, coef.data(), mean_dy.f32(),
-           mean_dy_xhat.f32(), dx.f32());
+      OpChecks::cpu("batch_norm_backward_apply")
+          .batch_norm_backward_apply(x, dy, gamma, saved_mean, saved_invstd, mean_dy, mean_dy_xhat, dx);
+  apply_dx(x.f32(), dy.f32(), gamma.f32(), saved_mean.f32(), saved_invstd.f32(), mean_dy.f32(), mean_dy_xhat.f32(),
+           x.numel() / channels, channels, dx.f32());
 }
 
 }  // namespace convnet::cpu

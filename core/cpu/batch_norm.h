@@ -17,11 +17,13 @@ void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor&
 void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                          const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta);
 
-// The parts synchronized batchnorm combines across ranks (Backend::batch_norm_local_stats etc.).
+// The pieces synchronized batchnorm combines across ranks (Backend::batch_norm_local_stats,
+// batch_norm_backward_reduce, batch_norm_backward_apply): the same reductions and formulas as above.
 void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2);
-void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd,
+void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean, const Tensor& saved_invstd,
                                 Tensor& sum_dy, Tensor& sum_dy_xhat);
-void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                               const Tensor& invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat, Tensor& dx);
+void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                               const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
+                               Tensor& dx);
 
 }  // namespace convnet::cpu

@@ -101,14 +101,14 @@ class CpuBackend final : public Backend {
   void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) override {
     cpu::batch_norm_local_stats(x, mean, m2);
   }
-  void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd,
-                                  Tensor& sum_dy, Tensor& sum_dy_xhat) override {
-    cpu::batch_norm_backward_reduce(x, dy, mean, invstd, sum_dy, sum_dy_xhat);
+  void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
+                                  const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) override {
+    cpu::batch_norm_backward_reduce(x, dy, saved_mean, saved_invstd, sum_dy, sum_dy_xhat);
   }
-  void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& mean,
-                                 const Tensor& invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
+  void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
+                                 const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
                                  Tensor& dx) override {
-    cpu::batch_norm_backward_apply(x, dy, gamma, mean, invstd, mean_dy, mean_dy_xhat, dx);
+    cpu::batch_norm_backward_apply(x, dy, gamma, saved_mean, saved_invstd, mean_dy, mean_dy_xhat, dx);
   }
 
   void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override {

@@ -36,16 +36,28 @@ class BatchNorm2d final : public Layer {
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   std::vector<Buffer*> buffers() override { return {&running_mean_, &running_var_, &num_batches_tracked_}; }
 
-  // Synchronized batchnorm (model.sync_batch_norm) for data-parallel training: with a group, a
-  // train forward normalizes with the statistics of the rows of every rank (each rank's mean and
-  // M2 from Backend::batch_norm_local_stats, combined with Chan's formula: two group sums in
-  // double, so no cancellation and a fixed order), and updates the running statistics with them
-  // (unbiased variance over all rows, as PyTorch's SyncBatchNorm). Backward uses the ranks' sums of
-  // dy and dy * xhat for dx; dgamma and dbeta stay this rank's sums, for the gradient reducer to
-  // average (each rank's loss is the mean over its shard, so the average is the one-process
-  // gradient). With every rank's rows, the result equals one process's batchnorm on the whole
-  // batch. Null: this rank's statistics only (the default, as DDP). `group` must outlive the layer.
+  // Synchronized batchnorm (model.sync_batch_norm) for data-parallel training; core/layers/batch_norm_sync.cpp.
+  // Null (the default): every statistic is this rank's, through the fused ops above. With a group:
+  //  - train forward: this rank's per-channel mean and M2 (Backend::batch_norm_local_stats) are
+  //    combined over the ranks with Chan et al.'s parallel formula, in double on the host, in two
+  //    group.sum calls: n = sum n_r, mean = sum n_r mean_r / n, M2 = sum M2_r + n_r (mean_r - mean)^2
+  //    (a fixed order and no cancellation). x is normalized with that mean and the biased variance
+  //    M2 / n; running_mean and running_var move towards the mean and the unbiased M2 / (n - 1), as
+  //    PyTorch's SyncBatchNorm; num_batches_tracked counts the step. Ranks may hold different
+  //    numbers of rows (0 too), but n must be >= 2 (else convnet::Error on every rank).
+  //  - backward: sum dy and sum dy * xhat over the ranks (one group.sum) give dx; gamma.grad and
+  //    beta.grad stay THIS rank's sums. With equal shards and each rank's loss the mean over its
+  //    shard, the gradient reducer's average of the ranks' gradients is the one-process gradient.
+  // Every rank must call forward and backward in the same order (they are collectives). Given each
+  // rank's rows of one batch and of one upstream gradient, y and dx are those rows of one
+  // process's batchnorm of the whole batch, the running statistics are its, and the ranks' SUM of
+  // gamma.grad and beta.grad is its gradient. `group` must outlive the layer's use of it.
   void set_replica_group(ReplicaGroup* group) { group_ = group; }
+  ReplicaGroup* replica_group() const { return group_; }
+
+  // The mean and 1 / sqrt(var + eps) of the last train forward, which backward uses ([C], on the device).
+  const Tensor& saved_mean() const { return saved_mean_; }
+  const Tensor& saved_invstd() const { return saved_invstd_; }
 
   int64_t channels() const { return channels_; }
   float eps() const { return eps_; }
@@ -60,13 +72,13 @@ class BatchNorm2d final : public Layer {
   bool last_forward_train_ = false;
   Tensor dx_scratch_;  // backend needs a dx even when the caller does not want one
 
-  // Synchronized batchnorm: the group, the global row count and variance of the last forward,
-  // and [C] scratch on the device.
+  // Synchronized batchnorm: the group, the number of rows over all ranks of the last train
+  // forward (0: that forward was not synchronized), and [C] device scratch for the statistics.
   void forward_synchronized(const Tensor& x, Tensor& y);
   void backward_synchronized(const Tensor& x, const Tensor& dy, Tensor& dx);
   ReplicaGroup* group_ = nullptr;
-  double global_rows_ = 0;
-  Tensor global_var_, scratch_a_, scratch_b_;
+  double synced_rows_ = 0;
+  Tensor sync_a_, sync_b_;
 };
 
 }  // namespace convnet

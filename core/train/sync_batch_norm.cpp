@@ -1,5 +1,7 @@
 #include "core/train/sync_batch_norm.h"
 
+#include <cstddef>
+
 #include "core/layers/batch_norm.h"
 
 namespace convnet {

@@ -7,7 +7,9 @@
 
 namespace convnet {
 
-// Sets `group` on every BatchNorm2d of the built `graph`; returns how many there are.
+// Sets `group` on every BatchNorm2d of the built `graph` and returns how many there are. `group`
+// must outlive the graph's training; every rank must call this alike (the layers' forward and
+// backward become collectives).
 int use_sync_batch_norm(Graph& graph, ReplicaGroup& group);
 
 }  // namespace convnet

@@ -20,6 +20,7 @@
 #include "cuda/device.h"
 #include "cuda/gpu_backend.h"
 #include "tests/common/gpu_skip.h"
+#include "tests/common/test_util.h"  // bitwise_equal
 
 namespace convnet::testing {
 
@@ -65,36 +66,6 @@ inline Tensor poisoned_device_bytes(Backend& backend, const Shape& shape, DType 
   Tensor host(shape, dtype);
   if (host.bytes() > 0) std::memset(host.raw(), 0xA5, host.bytes());
   return to_device(backend, host);
-}
-
-// Host tensors with the same dtype, element count and bytes; reports the first differing elements.
-inline ::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected) {
-  if (actual.dtype() != expected.dtype() || actual.numel() != expected.numel())
-    return ::testing::AssertionFailure() << "got " << dtype_name(actual.dtype()) << " " << shape_str(actual.shape())
-                                         << ", expected " << dtype_name(expected.dtype()) << " "
-                                         << shape_str(expected.shape());
-  const size_t size = dtype_size(actual.dtype());
-  const auto* a = static_cast<const unsigned char*>(actual.raw());
-  const auto* b = static_cast<const unsigned char*>(expected.raw());
-  int64_t mismatches = 0;
-  std::ostringstream detail;
-  for (int64_t i = 0; i < actual.numel(); ++i) {
-    const size_t offset = static_cast<size_t>(i) * size;
-    if (std::memcmp(a + offset, b + offset, size) == 0) continue;
-    if (++mismatches <= 5) {
-      detail << "\n  [" << i << "] got ";
-      if (actual.dtype() == DType::f32)
-        detail << actual.f32()[i] << " expected " << expected.f32()[i];
-      else if (actual.dtype() == DType::i32)
-        detail << actual.data<int32_t>()[i] << " expected " << expected.data<int32_t>()[i];
-      else if (actual.dtype() == DType::u8)
-        detail << int{actual.data<uint8_t>()[i]} << " expected " << int{expected.data<uint8_t>()[i]};
-      else
-        detail << "different bytes";
-    }
-  }
-  if (mismatches == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << mismatches << " of " << actual.numel() << " elements differ" << detail.str();
 }
 
 // Host f32 tensors with equal values element by element (-0 equals +0, NaN equals nothing): for

@@ -309,6 +309,39 @@ BatchNormGrads batch_norm_backward(const Tensor& x, const Tensor& dy, const Tens
   return g;
 }
 
+BatchNormLocalStats batch_norm_local_stats(const Tensor& x) {
+  const int64_t c = x.dim(-1), rows = x.numel() / c;
+  if (rows == 0) return {std::vector<double>(at(c), 0.0), std::vector<double>(at(c), 0.0)};
+  const Moments m = channel_moments(x);
+  BatchNormLocalStats out{m.mean, m.var};
+  for (double& v : out.m2) v *= static_cast<double>(rows);
+  return out;
+}
+
+BatchNormSums batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd) {
+  const int64_t c = x.dim(-1);
+  BatchNormSums s{std::vector<double>(at(c), 0.0), std::vector<double>(at(c), 0.0)};
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int64_t j = i % c;
+    s.sum_dy[at(j)] += value(dy, i);
+    s.sum_dy_xhat[at(j)] += value(dy, i) * (value(x, i) - value(mean, j)) * value(invstd, j);
+  }
+  return s;
+}
+
+std::vector<double> batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                              const Tensor& mean, const Tensor& invstd, const Tensor& mean_dy,
+                                              const Tensor& mean_dy_xhat) {
+  const int64_t c = x.dim(-1);
+  std::vector<double> dx(at(x.numel()));
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const int64_t j = i % c;
+    const double xhat = (value(x, i) - value(mean, j)) * value(invstd, j);
+    dx[at(i)] = value(gamma, j) * value(invstd, j) * (value(dy, i) - value(mean_dy, j) - xhat * value(mean_dy_xhat, j));
+  }
+  return dx;
+}
+
 DropoutResult dropout_forward(const Tensor& x, double p, uint64_t seed) {
   DropoutResult out;
   for (int64_t i = 0; i < x.numel(); ++i) {

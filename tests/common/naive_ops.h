@@ -57,6 +57,18 @@ struct BatchNormGrads {
 };
 // Gradients of the training forward, with batch statistics recomputed from x.
 BatchNormGrads batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, double eps);
+// Synchronized batchnorm's pieces (Backend::batch_norm_local_stats etc.), with the given statistics.
+struct BatchNormLocalStats {
+  std::vector<double> mean, m2;  // m2 = sum (x - mean)^2; both 0 for no rows
+};
+BatchNormLocalStats batch_norm_local_stats(const Tensor& x);
+struct BatchNormSums {
+  std::vector<double> sum_dy, sum_dy_xhat;
+};
+BatchNormSums batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& mean, const Tensor& invstd);
+std::vector<double> batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma,
+                                              const Tensor& mean, const Tensor& invstd, const Tensor& mean_dy,
+                                              const Tensor& mean_dy_xhat);
 
 // --- dropout ---
 struct DropoutResult {

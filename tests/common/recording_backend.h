@@ -69,6 +69,15 @@ class RecordingBackend final : public Backend {
                            Tensor&) override {
     record("batch_norm_backward");
   }
+  void batch_norm_local_stats(const Tensor&, Tensor&, Tensor&) override { record("batch_norm_local_stats"); }
+  void batch_norm_backward_reduce(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
+                                  Tensor&) override {
+    record("batch_norm_backward_reduce");
+  }
+  void batch_norm_backward_apply(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, const Tensor&, Tensor&) override {
+    record("batch_norm_backward_apply");
+  }
   void dropout_forward(const Tensor&, Tensor&, Tensor&, float, uint64_t) override { record("dropout_forward"); }
   void dropout_backward(const Tensor&, const Tensor&, float, Tensor&) override { record("dropout_backward"); }
   void linear_forward(const Tensor&, const Tensor&, const Tensor*, Tensor&) override { record("linear_forward"); }

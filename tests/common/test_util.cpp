@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -73,6 +74,35 @@ double relative_l2_error(const Tensor& a, const Tensor& b) {
 
 ::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance) {
   return close_l2(actual, to_double(expected), tolerance);
+}
+
+::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected) {
+  if (actual.dtype() != expected.dtype() || actual.numel() != expected.numel())
+    return ::testing::AssertionFailure() << "got " << dtype_name(actual.dtype()) << " " << shape_str(actual.shape())
+                                         << ", expected " << dtype_name(expected.dtype()) << " "
+                                         << shape_str(expected.shape());
+  const size_t size = dtype_size(actual.dtype());
+  const auto* a = static_cast<const unsigned char*>(actual.raw());
+  const auto* b = static_cast<const unsigned char*>(expected.raw());
+  int64_t mismatches = 0;
+  std::ostringstream detail;
+  for (int64_t i = 0; i < actual.numel(); ++i) {
+    const size_t offset = static_cast<size_t>(i) * size;
+    if (std::memcmp(a + offset, b + offset, size) == 0) continue;
+    if (++mismatches <= 5) {
+      detail << "\n  [" << i << "] got ";
+      if (actual.dtype() == DType::f32)
+        detail << actual.f32()[i] << " expected " << expected.f32()[i];
+      else if (actual.dtype() == DType::i32)
+        detail << actual.data<int32_t>()[i] << " expected " << expected.data<int32_t>()[i];
+      else if (actual.dtype() == DType::u8)
+        detail << int{actual.data<uint8_t>()[i]} << " expected " << int{expected.data<uint8_t>()[i]};
+      else
+        detail << "different bytes";
+    }
+  }
+  if (mismatches == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << mismatches << " of " << actual.numel() << " elements differ" << detail.str();
 }
 
 std::string read_file(const std::string& path) {

@@ -41,6 +41,9 @@ double relative_l2_error(const Tensor& a, const Tensor& b);
 // gtest assertion: relative L2 error below `tolerance`, printing the first mismatching elements.
 ::testing::AssertionResult close_l2(const Tensor& actual, const std::vector<double>& expected, double tolerance);
 ::testing::AssertionResult close_l2(const Tensor& actual, const Tensor& expected, double tolerance);
+// gtest assertion: host tensors with the same dtype, element count and bytes (deterministic
+// results, aliasing variants of one op); reports the first differing elements.
+::testing::AssertionResult bitwise_equal(const Tensor& actual, const Tensor& expected);
 
 // The what() of the E that fn() throws, or "" when it returns normally (other exceptions pass).
 template <class E = Error, class Fn>

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/base/error.h"
@@ -140,6 +142,111 @@ TEST(OpsBatchNorm, RejectsSingleValuePerChannelAndBadShapes) {
   Tensor y2({2, 4});
   EXPECT_THROW(be->batch_norm_forward_train(x2, g_wrong, b, y2, m, s, rm, rv, 0.1f, 1e-5f), Error);
   EXPECT_THROW(be->batch_norm_forward_eval(x2, g, b, rm, rv, 1e-5f, y), Error);  // y has the wrong shape
+}
+
+// --- the synchronized pieces (Backend::batch_norm_local_stats, _backward_reduce, _backward_apply) ---
+
+TEST(OpsBatchNormSync, LocalStatsMatchNaive) {
+  auto be = make_cpu_backend();
+  Rng rng(35);
+  // An offset mean (1000) must not cost M2 its precision; one row gives M2 = 0, none gives zeros.
+  for (const auto& [xs, offset] : std::vector<std::pair<Shape, float>>{
+           {{3, 5, 4, 6}, 2.0f}, {{7, 10}, 1000.0f}, {{1, 4}, 0.0f}, {{0, 3}, 0.0f}, {{600, 3}, -5.0f}}) {
+    SCOPED_TRACE(shape_str(xs));
+    const int64_t c = xs.back();
+    const Tensor x = random_tensor(xs, rng, offset, offset + 1.0f);
+    Tensor mean = poisoned({c}), m2 = poisoned({c});
+    be->batch_norm_local_stats(x, mean, m2);
+    const naive::BatchNormLocalStats ref = naive::batch_norm_local_stats(x);
+    EXPECT_TRUE(close_l2(mean, ref.mean, 1e-6));
+    if (xs[0] > 1) {
+      EXPECT_TRUE(close_l2(m2, ref.m2, 1e-6));
+    } else {  // exactly zero, which a relative error cannot check
+      for (int64_t j = 0; j < c; ++j) EXPECT_EQ(m2.f32()[j], 0.0f);
+    }
+  }
+}
+
+// Random statistics and means (not a forward's), so every input of the formulas matters.
+struct SyncBackwardInputs {
+  Tensor x, dy, gamma, mean, invstd, mean_dy, mean_dy_xhat;
+  SyncBackwardInputs(const Shape& xs, Rng& rng) {
+    const Shape c{xs.back()};
+    x = random_tensor(xs, rng, -1.0f, 3.0f);
+    dy = random_tensor(xs, rng);
+    gamma = random_tensor(c, rng, 0.5f, 1.5f);
+    mean = random_tensor(c, rng, 0.0f, 2.0f);
+    invstd = random_tensor(c, rng, 0.5f, 2.0f);
+    mean_dy = random_tensor(c, rng, -0.3f, 0.3f);
+    mean_dy_xhat = random_tensor(c, rng, -0.3f, 0.3f);
+  }
+};
+
+TEST(OpsBatchNormSync, BackwardReduceAndApplyMatchNaive) {
+  auto be = make_cpu_backend();
+  Rng rng(36);
+  for (const Shape& xs : {Shape{3, 5, 4, 6}, Shape{9, 12}, Shape{1100, 3}}) {
+    SCOPED_TRACE(shape_str(xs));
+    const int64_t c = xs.back();
+    const SyncBackwardInputs in(xs, rng);
+    Tensor sum_dy = poisoned({c}), sum_dy_xhat = poisoned({c}), dx = poisoned(xs);
+    be->batch_norm_backward_reduce(in.x, in.dy, in.mean, in.invstd, sum_dy, sum_dy_xhat);
+    const naive::BatchNormSums ref = naive::batch_norm_backward_reduce(in.x, in.dy, in.mean, in.invstd);
+    EXPECT_TRUE(close_l2(sum_dy, ref.sum_dy, kTol));
+    EXPECT_TRUE(close_l2(sum_dy_xhat, ref.sum_dy_xhat, kTol));
+    be->batch_norm_backward_apply(in.x, in.dy, in.gamma, in.mean, in.invstd, in.mean_dy, in.mean_dy_xhat, dx);
+    EXPECT_TRUE(close_l2(
+        dx, naive::batch_norm_backward_apply(in.x, in.dy, in.gamma, in.mean, in.invstd, in.mean_dy, in.mean_dy_xhat),
+        kTol));
+    // dx may alias dy.
+    Tensor inplace = in.dy.clone();
+    be->batch_norm_backward_apply(in.x, inplace, in.gamma, in.mean, in.invstd, in.mean_dy, in.mean_dy_xhat, inplace);
+    EXPECT_TRUE(bitwise_equal(inplace, dx));
+  }
+}
+
+// On one process the pieces compose to the fused ops: local_stats gives forward_train's mean and
+// variance, reduce then apply (with the sums / rows) gives batch_norm_backward.
+TEST(OpsBatchNormSync, PiecesComposeToTheFusedOps) {
+  auto be = make_cpu_backend();
+  Rng rng(37);
+  const Shape xs{5, 3, 4, 7};
+  const int64_t c = 7, rows = 60;
+  const Tensor x = random_tensor(xs, rng, 1.0f, 3.0f), dy = random_tensor(xs, rng);
+  BnState st = random_state(c, rng);
+  Tensor y(xs), mean({c}), invstd({c});
+  be->batch_norm_forward_train(x, st.gamma, st.beta, y, mean, invstd, st.running_mean, st.running_var, kMomentum, kEps);
+  Tensor local_mean({c}), m2({c});
+  be->batch_norm_local_stats(x, local_mean, m2);
+  EXPECT_TRUE(bitwise_equal(local_mean, mean));
+  for (int64_t j = 0; j < c; ++j)
+    EXPECT_NEAR(1.0 / std::sqrt(m2.f32()[j] / rows + kEps), invstd.f32()[j], 1e-6 * invstd.f32()[j]);
+
+  Tensor dx(xs), dgamma({c}), dbeta({c});
+  be->batch_norm_backward(x, dy, st.gamma, mean, invstd, dx, dgamma, dbeta);
+  Tensor sum_dy({c}), sum_dy_xhat({c}), mean_dy({c}), mean_dy_xhat({c}), dx2 = poisoned(xs);
+  be->batch_norm_backward_reduce(x, dy, mean, invstd, sum_dy, sum_dy_xhat);
+  EXPECT_TRUE(bitwise_equal(sum_dy, dbeta));
+  EXPECT_TRUE(bitwise_equal(sum_dy_xhat, dgamma));
+  for (int64_t j = 0; j < c; ++j) {
+    mean_dy.f32()[j] = static_cast<float>(static_cast<double>(sum_dy.f32()[j]) / rows);
+    mean_dy_xhat.f32()[j] = static_cast<float>(static_cast<double>(sum_dy_xhat.f32()[j]) / rows);
+  }
+  be->batch_norm_backward_apply(x, dy, st.gamma, mean, invstd, mean_dy, mean_dy_xhat, dx2);
+  EXPECT_TRUE(close_l2(dx2, dx, 1e-6));
+}
+
+TEST(OpsBatchNormSync, RejectBadShapes) {
+  auto be = make_cpu_backend();
+  const Tensor x = Tensor::full({3, 4}, 1.0f), c4 = Tensor::full({4}, 1.0f);
+  Tensor out4({4}), out3({3}), dx({3, 4}), dx_wrong({4, 4});
+  EXPECT_NE(error_of([&] { be->batch_norm_local_stats(x, out3, out4); }).find("mean"), std::string::npos);
+  EXPECT_THROW(be->batch_norm_backward_reduce(x, dx_wrong, c4, c4, out4, out4), Error);  // dy is not x's shape
+  EXPECT_NE(error_of([&] { be->batch_norm_backward_reduce(x, x, c4, c4, out4, out3); }).find("sum_dy_xhat"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { be->batch_norm_backward_apply(x, x, c4, c4, c4, c4, out3, dx); }).find("mean_dy_xhat"),
+            std::string::npos);
+  EXPECT_THROW(be->batch_norm_backward_apply(x, x, c4, c4, c4, c4, c4, dx_wrong), Error);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/base/backend.h"
@@ -277,6 +278,145 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormEmulation,
                                            std::make_tuple(int64_t{300}, int64_t{8}, false),
                                            std::make_tuple(int64_t{300}, int64_t{8}, true),
                                            std::make_tuple(int64_t{600}, int64_t{36}, false)));
+
+// ---------------------------------------------------------------------------------------------
+// Synchronized batch normalization's pieces: local statistics, backward reduce and apply
+
+struct BnSyncCase {
+  int64_t rows, channels;
+  bool misaligned;
+};
+std::ostream& operator<<(std::ostream& o, const BnSyncCase& c) {
+  return o << c.rows << "x" << c.channels << (c.misaligned ? "_misaligned" : "");
+}
+std::string bn_sync_name(const ::testing::TestParamInfo<BnSyncCase>& info) {
+  std::ostringstream o;
+  o << info.param;
+  return o.str();
+}
+
+// Random saved statistics and means (not a forward's), so every input of the formulas matters.
+struct BnSyncInputs {
+  Tensor x, dy, gamma, mean, invstd, mean_dy, mean_dy_xhat;
+  explicit BnSyncInputs(const BnSyncCase& c) {
+    Rng rng(static_cast<uint64_t>(c.rows * 1000 + c.channels));
+    const Shape xs{c.rows, c.channels}, cs{c.channels};
+    x = random_tensor(xs, rng, 2.0f, 5.0f);  // an offset: M2 must not cancel
+    dy = random_tensor(xs, rng, -1.0f, 1.0f);
+    gamma = random_tensor(cs, rng, 0.5f, 1.5f);
+    mean = random_tensor(cs, rng, 2.0f, 5.0f);
+    invstd = random_tensor(cs, rng, 0.5f, 2.0f);
+    mean_dy = random_tensor(cs, rng, -0.3f, 0.3f);
+    mean_dy_xhat = random_tensor(cs, rng, -0.3f, 0.3f);
+  }
+};
+
+struct BnSyncOutputs {
+  Tensor mean, m2, sum_dy, sum_dy_xhat, dx;
+};
+
+BnSyncOutputs cpu_bn_sync(const BnSyncInputs& in) {
+  const Shape cs{in.x.dim(-1)};
+  BnSyncOutputs o{convnet::testing::poisoned(cs), convnet::testing::poisoned(cs), convnet::testing::poisoned(cs),
+                  convnet::testing::poisoned(cs), convnet::testing::poisoned(in.x.shape())};
+  cpu().batch_norm_local_stats(in.x, o.mean, o.m2);
+  cpu().batch_norm_backward_reduce(in.x, in.dy, in.mean, in.invstd, o.sum_dy, o.sum_dy_xhat);
+  cpu().batch_norm_backward_apply(in.x, in.dy, in.gamma, in.mean, in.invstd, in.mean_dy, in.mean_dy_xhat, o.dx);
+  return o;
+}
+
+// Launch mistakes the comparison must catch: a tail row left out of every launch (stale sums, an
+// unwritten dx row), the saved mean and invstd exchanged, the two dx means exchanged.
+enum class BnSyncBug { none, last_row_dropped, saved_stats_swapped, means_swapped };
+
+// The three launchers on poisoned "device" buffers (0xff: NaN), with `bug` planted.
+BnSyncOutputs emulated_bn_sync(const BnSyncInputs& in, bool mis, BnSyncBug bug) {
+  const int64_t channels = in.x.dim(-1), rows = in.x.dim(0);
+  const int64_t launch_rows = bug == BnSyncBug::last_row_dropped ? rows - 1 : rows;
+  const Shape xs = in.x.shape(), cs{channels};
+  DeviceBuf gx = DeviceBuf::of(in.x, mis), gdy = DeviceBuf::of(in.dy, mis), ggamma = DeviceBuf::of(in.gamma);
+  DeviceBuf gmean = DeviceBuf::of(in.mean), ginvstd = DeviceBuf::of(in.invstd);
+  DeviceBuf gmdy = DeviceBuf::of(in.mean_dy), gmdyx = DeviceBuf::of(in.mean_dy_xhat);
+  const size_t cbytes = in.gamma.bytes();
+  DeviceBuf lmean(cbytes), lm2(cbytes), sdy(cbytes), sdyx(cbytes), gdx(in.x.bytes(), mis);
+  DeviceBuf scratch(batch_norm_scratch_bytes(rows, channels));
+  float* saved_mean = bug == BnSyncBug::saved_stats_swapped ? ginvstd.f() : gmean.f();
+  float* saved_invstd = bug == BnSyncBug::saved_stats_swapped ? gmean.f() : ginvstd.f();
+  float* mean_dy = bug == BnSyncBug::means_swapped ? gmdyx.f() : gmdy.f();
+  float* mean_dy_xhat = bug == BnSyncBug::means_swapped ? gmdy.f() : gmdyx.f();
+  launch_batch_norm_local_stats(gx.f(), launch_rows, channels, lmean.f(), lm2.f(), scratch.raw(), nullptr);
+  launch_batch_norm_backward_reduce(gx.f(), gdy.f(), saved_mean, saved_invstd, launch_rows, channels, sdy.f(), sdyx.f(),
+                                    scratch.raw(), nullptr);
+  launch_batch_norm_backward_apply(gx.f(), gdy.f(), ggamma.f(), saved_mean, saved_invstd, mean_dy, mean_dy_xhat,
+                                   launch_rows, channels, gdx.f(), scratch.raw(), nullptr);
+  for (DeviceBuf* b : {&gx, &gdy, &ggamma, &gmean, &ginvstd, &gmdy, &gmdyx, &lmean, &lm2, &sdy, &sdyx, &gdx, &scratch})
+    EXPECT_TRUE(b->guards_intact());
+  return {lmean.download(cs), lm2.download(cs), sdy.download(cs), sdyx.download(cs), gdx.download(xs)};
+}
+
+::testing::AssertionResult bn_sync_matches(const BnSyncOutputs& got, const BnSyncOutputs& want) {
+  const std::pair<const char*, std::pair<const Tensor*, const Tensor*>> pairs[] = {
+      {"mean", {&got.mean, &want.mean}},
+      {"m2", {&got.m2, &want.m2}},
+      {"sum_dy", {&got.sum_dy, &want.sum_dy}},
+      {"sum_dy_xhat", {&got.sum_dy_xhat, &want.sum_dy_xhat}},
+      {"dx", {&got.dx, &want.dx}}};
+  for (const auto& [name, tensors] : pairs) {
+    const ::testing::AssertionResult r = close_l2(*tensors.first, *tensors.second, kTol);
+    if (!r) return ::testing::AssertionFailure() << name << ": " << r.message();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class BatchNormSyncEmulation : public ::testing::TestWithParam<BnSyncCase> {};
+
+TEST_P(BatchNormSyncEmulation, MatchesCpu) {
+  const BnSyncCase& c = GetParam();
+  const BnSyncInputs in(c);
+  const BnSyncOutputs want = cpu_bn_sync(in);
+  emu::reset_stats();
+  const BnSyncOutputs got = emulated_bn_sync(in, c.misaligned, BnSyncBug::none);
+  EXPECT_TRUE(bn_sync_matches(got, want));
+  EXPECT_EQ(emu::stats().vector_accesses > 0, c.channels % 4 == 0 && !c.misaligned && c.rows > 0)
+      << "the 128-bit dx path";
+  // The reductions' order is fixed: blocks run in the other order give the same bits.
+  emu::set_order(emu::Order::reverse);
+  const BnSyncOutputs reversed = emulated_bn_sync(in, c.misaligned, BnSyncBug::none);
+  emu::set_order(emu::Order::forward);
+  EXPECT_TRUE(bits_equal(reversed.mean, got.mean) && bits_equal(reversed.m2, got.m2)) << "local stats";
+  EXPECT_TRUE(bits_equal(reversed.sum_dy, got.sum_dy) && bits_equal(reversed.sum_dy_xhat, got.sum_dy_xhat));
+  // dx may alias dy.
+  if (c.rows == 0) return;
+  DeviceBuf gx = DeviceBuf::of(in.x, c.misaligned), inplace = DeviceBuf::of(in.dy, c.misaligned);
+  DeviceBuf ggamma = DeviceBuf::of(in.gamma), gmean = DeviceBuf::of(in.mean), ginvstd = DeviceBuf::of(in.invstd);
+  DeviceBuf gmdy = DeviceBuf::of(in.mean_dy), gmdyx = DeviceBuf::of(in.mean_dy_xhat);
+  DeviceBuf scratch(batch_norm_scratch_bytes(c.rows, c.channels));
+  launch_batch_norm_backward_apply(gx.f(), inplace.f(), ggamma.f(), gmean.f(), ginvstd.f(), gmdy.f(), gmdyx.f(), c.rows,
+                                   c.channels, inplace.f(), scratch.raw(), nullptr);
+  EXPECT_TRUE(bits_equal(inplace.download(in.x.shape()), got.dx)) << "dx in place";
+  EXPECT_TRUE(inplace.guards_intact());
+}
+
+// (rows, channels, misaligned): no rows, one row, rows within one chunk and over several (not a
+// multiple of the 256-row chunk), channels under and over one 32-column tile (not a multiple of
+// 32), the vector and scalar dx paths.
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormSyncEmulation,
+                         ::testing::Values(BnSyncCase{0, 3, false}, BnSyncCase{1, 5, false}, BnSyncCase{2, 3, false},
+                                           BnSyncCase{37, 5, false}, BnSyncCase{300, 33, false},
+                                           BnSyncCase{300, 8, true}, BnSyncCase{600, 36, false},
+                                           BnSyncCase{513, 64, false}),
+                         bn_sync_name);
+
+TEST(BatchNormSyncPlantedBugs, AreCaughtByTheComparison) {
+  const BnSyncCase c{300, 33, false};
+  const BnSyncInputs in(c);
+  const BnSyncOutputs want = cpu_bn_sync(in);
+  for (const BnSyncBug bug : {BnSyncBug::last_row_dropped, BnSyncBug::saved_stats_swapped, BnSyncBug::means_swapped})
+    EXPECT_FALSE(bn_sync_matches(emulated_bn_sync(in, c.misaligned, bug), want)) << "bug " << static_cast<int>(bug);
+  // The dropped row's dx is never written: the poison shows it.
+  const BnSyncOutputs dropped = emulated_bn_sync(in, c.misaligned, BnSyncBug::last_row_dropped);
+  EXPECT_TRUE(std::isnan(dropped.dx.f32()[dropped.dx.numel() - 1]));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Fill, dropout

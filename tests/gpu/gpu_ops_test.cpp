@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <string>
@@ -16,6 +17,8 @@
 #include "core/base/backend.h"
 #include "core/base/rng.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/dist/replica_group.h"
+#include "core/layers/batch_norm.h"
 #include "cuda/device.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
@@ -261,6 +264,73 @@ TEST_P(GpuOps, BatchNormBackwardMatchesCpu) {
     EXPECT_TRUE(close_l2(down(gdgamma), dgamma, 1e-5)) << "dgamma";
     EXPECT_TRUE(close_l2(down(gdbeta), dbeta, 1e-5)) << "dbeta";
   }
+}
+
+// The synchronized pieces (local stats, backward reduce and apply) on random saved statistics and
+// means, one row and empty shards included (a data-parallel rank may hold either).
+TEST_P(GpuOps, BatchNormSyncPiecesMatchCpu) {
+  Rng rng(10);
+  std::vector<Shape> shapes = bn_shapes();
+  shapes.insert(shapes.end(), {Shape{1, 7}, Shape{0, 5}, Shape{300, 33}});
+  for (const Shape& shape : shapes) {
+    SCOPED_TRACE(GetParam() + " batchnorm sync pieces on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    const Shape c{shape.back()};
+    const Tensor dy = random_tensor(shape, rng), mean = random_tensor(c, rng, -1.0f, 2.0f);
+    const Tensor invstd = random_tensor(c, rng, 0.5f, 2.0f), mean_dy = random_tensor(c, rng, -0.3f, 0.3f);
+    const Tensor mean_dy_xhat = random_tensor(c, rng, -0.3f, 0.3f);
+    Tensor lmean = poisoned(c), m2 = poisoned(c), sdy = poisoned(c), sdyx = poisoned(c), dx = poisoned(shape);
+    cpu().batch_norm_local_stats(in.x, lmean, m2);
+    cpu().batch_norm_backward_reduce(in.x, dy, mean, invstd, sdy, sdyx);
+    cpu().batch_norm_backward_apply(in.x, dy, in.gamma, mean, invstd, mean_dy, mean_dy_xhat, dx);
+
+    const Tensor gx = up(in.x), gdy = up(dy), ggamma = up(in.gamma), gmean = up(mean), ginvstd = up(invstd);
+    const Tensor gmdy = up(mean_dy), gmdyx = up(mean_dy_xhat);
+    Tensor glmean = poison(c), gm2 = poison(c), gsdy = poison(c), gsdyx = poison(c), gdx = poison(shape);
+    gpu().batch_norm_local_stats(gx, glmean, gm2);
+    gpu().batch_norm_backward_reduce(gx, gdy, gmean, ginvstd, gsdy, gsdyx);
+    gpu().batch_norm_backward_apply(gx, gdy, ggamma, gmean, ginvstd, gmdy, gmdyx, gdx);
+    EXPECT_TRUE(close_l2(down(glmean), lmean, 1e-5)) << "mean";
+    EXPECT_TRUE(close_l2(down(gm2), m2, 1e-5)) << "m2";
+    EXPECT_TRUE(close_l2(down(gsdy), sdy, 1e-5)) << "sum_dy";
+    EXPECT_TRUE(close_l2(down(gsdyx), sdyx, 1e-5)) << "sum_dy_xhat";
+    EXPECT_TRUE(close_l2(down(gdx), dx, 1e-5)) << "dx";
+    Tensor inplace = up(dy);
+    gpu().batch_norm_backward_apply(gx, inplace, ggamma, gmean, ginvstd, gmdy, gmdyx, inplace);
+    EXPECT_TRUE(bitwise_equal(down(inplace), down(gdx))) << "dx in place";
+  }
+}
+
+// The synchronized layer with one rank on the device (statistics through the host and back)
+// against the fused layer on the same backend.
+TEST_P(GpuOps, SyncBatchNormLayerWithOneRankMatchesFusedLayer) {
+  Rng rng(11);
+  const Shape example{5, 7, 13}, xs{4, 5, 7, 13};
+  const Tensor x = up(random_tensor(xs, rng, 1.0f, 3.0f)), dy = up(random_tensor(xs, rng));
+  SingleProcess single;
+  Tensor y[2], dx[2];
+  std::vector<Tensor> grads[2];
+  for (int synced = 0; synced < 2; ++synced) {
+    BatchNorm2d bn("bn");
+    bn.configure(example);
+    bn.set_backend(gpu());
+    bn.allocate_parameters();
+    Rng init(0);
+    bn.initialize(init);
+    if (synced) bn.set_replica_group(&single);
+    y[synced] = poison(xs);
+    dx[synced] = poison(xs);
+    bn.forward(x, y[synced], Mode::train);
+    bn.backward(x, y[synced], dy, &dx[synced]);
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&bn.parameters()[0]->grad, &bn.parameters()[1]->grad,
+                                                                &bn.buffers()[0]->value, &bn.buffers()[1]->value,
+                                                                &bn.saved_mean(), &bn.saved_invstd()})
+      grads[synced].push_back(down(*t));
+  }
+  EXPECT_TRUE(close_l2(down(y[1]), down(y[0]), 1e-5)) << "y";
+  EXPECT_TRUE(close_l2(down(dx[1]), down(dx[0]), 1e-5)) << "dx";
+  const char* names[] = {"dgamma", "dbeta", "running mean", "running var", "saved mean", "saved invstd"};
+  for (size_t i = 0; i < grads[0].size(); ++i) EXPECT_TRUE(close_l2(grads[1][i], grads[0][i], 1e-5)) << names[i];
 }
 
 // ---------------------------------------------------------------- dropout
