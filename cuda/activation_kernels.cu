@@ -2,6 +2,7 @@
 #include <cstdint>
 #include <numbers>
 
+#include "core/base/activation_math.h"
 #include "cuda/activation_kernels.h"
 #include "cuda/check.h"
 #include "cuda/grid_stride.h"
@@ -15,10 +16,10 @@ constexpr auto kInvSqrt2Pi = static_cast<float>(std::numbers::inv_sqrtpi / std::
 
 // The per-element formulas, identical to core/cpu/activation.cpp.
 struct Relu {
-  __device__ float operator()(float x) const { return x > 0.0f ? x : 0.0f; }
+  __device__ float operator()(float x) const { return relu(x); }
 };
 struct ReluGrad {  // (y, dy)
-  __device__ float operator()(float y, float dy) const { return y > 0.0f ? dy : 0.0f; }
+  __device__ float operator()(float y, float dy) const { return relu_grad(y, dy); }
 };
 struct Gelu {
   __device__ float operator()(float x) const { return 0.5f * x * (1.0f + erff(x * kInvSqrt2)); }

@@ -25,6 +25,7 @@
 
 #include <cstdint>
 
+#include "core/base/activation_math.h"
 #include "cuda/check.h"
 #include "cuda/conv_gemm_common.cuh"
 #include "cuda/conv_tc_kernels.h"
@@ -281,7 +282,7 @@ __device__ __forceinline__ void for_each_pair(const Accumulators<T>& acc, Out&& 
 __device__ __forceinline__ float activate(float v, ConvActivation act) {
   switch (act) {
     case ConvActivation::relu:
-      return v > 0.0f ? v : 0.0f;
+      return relu(v);
     case ConvActivation::gelu:
       return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
     case ConvActivation::none:

@@ -108,9 +108,8 @@ CudnnLegacy::CudnnLegacy(cudnnHandle_t handle, MathMode mode, AlgoPolicy policy,
       d_(std::make_unique<Descriptors>()) {
   CONVNET_CHECK(handle_ != nullptr, "cudnn: no cuDNN handle");
   CONVNET_CHECK(static_cast<bool>(workspace_), "cudnn: no workspace provider");
-  // ReLU exactly like the cpu backend: x > 0 ? x : 0, so NaN maps to 0 (not propagated).
-  CONVNET_CUDNN_CHECK(
-      cudnnSetActivationDescriptor(d_->relu.get(), CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+  // ReLU like the cpu backend (core/base/activation_math.h): NaN propagates, as in PyTorch.
+  CONVNET_CUDNN_CHECK(cudnnSetActivationDescriptor(d_->relu.get(), CUDNN_ACTIVATION_RELU, CUDNN_PROPAGATE_NAN, 0.0));
 }
 
 CudnnLegacy::~CudnnLegacy() = default;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "core/base/activation_math.h"
 #include "core/base/op_checks.h"
 #include "core/cpu/parallel.h"
 
@@ -23,7 +24,7 @@ void relu_forward(const Tensor& x, Tensor& y) {
   OpChecks::cpu("relu_forward").activation_forward(x, y);
   const float* xp = x.f32();
   float* yp = y.f32();
-  elementwise(x.numel(), [&](int64_t i) { yp[i] = xp[i] > 0.0f ? xp[i] : 0.0f; });
+  elementwise(x.numel(), [&](int64_t i) { yp[i] = relu(xp[i]); });
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
@@ -34,7 +35,7 @@ void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   // Load dy unconditionally: a conditional load keeps the compiler from vectorising the select.
   elementwise(y.numel(), [&](int64_t i) {
     const float g = dyp[i];
-    dxp[i] = yp[i] > 0.0f ? g : 0.0f;
+    dxp[i] = relu_grad(yp[i], g);
   });
 }
 

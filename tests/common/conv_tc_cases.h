@@ -165,7 +165,7 @@ inline Tensor absolute(const Tensor& t) {
 }
 
 inline double tc_activate(double v, cuda::ConvActivation act) {
-  if (act == cuda::ConvActivation::relu) return v > 0 ? v : 0;
+  if (act == cuda::ConvActivation::relu) return v < 0 ? 0 : v;  // NaN propagates
   if (act == cuda::ConvActivation::gelu) return naive::gelu(v);
   return v;
 }

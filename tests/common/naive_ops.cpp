@@ -203,13 +203,13 @@ std::vector<double> avg_pool2d_backward(const Tensor& dy, const Shape& x_shape, 
 
 std::vector<double> relu_forward(const Tensor& x) {
   std::vector<double> y(at(x.numel()));
-  for (int64_t i = 0; i < x.numel(); ++i) y[at(i)] = std::max(0.0, value(x, i));
+  for (int64_t i = 0; i < x.numel(); ++i) y[at(i)] = value(x, i) < 0.0 ? 0.0 : value(x, i);  // NaN propagates
   return y;
 }
 
 std::vector<double> relu_backward(const Tensor& y, const Tensor& dy) {
   std::vector<double> dx(at(y.numel()));
-  for (int64_t i = 0; i < y.numel(); ++i) dx[at(i)] = value(y, i) > 0.0 ? value(dy, i) : 0.0;
+  for (int64_t i = 0; i < y.numel(); ++i) dx[at(i)] = value(y, i) <= 0.0 ? 0.0 : value(dy, i);
   return dx;
 }
 

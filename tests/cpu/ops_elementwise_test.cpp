@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "core/base/error.h"
@@ -29,6 +30,30 @@ TEST(OpsElementwise, ReluHandComputedBackwardUsesOutput) {
   be->relu_backward(y, dy, dx);
   EXPECT_EQ(dx.to_vector(), (std::vector<float>{0, 0, 3, 0, 5}));
   EXPECT_EQ(naive::relu_backward(y, dy), (std::vector<double>{0, 0, 3, 0, 5}));
+}
+
+// NaN passes through ReLU (torch.relu(nan) = nan), so a NaN born in an early layer reaches the
+// loss and the trainer's NaN guard fires; `x > 0 ? x : 0` would silently turn it into 0.
+TEST(OpsElementwise, ReluPropagatesNanAndInfinityAsPyTorchDoes) {
+  auto be = make_cpu_backend();
+  constexpr float nan = std::numeric_limits<float>::quiet_NaN();
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const Tensor x = Tensor::from_vector({5}, {nan, -1, inf, -inf, 2});
+  Tensor y = poisoned({5});
+  be->relu_forward(x, y);
+  EXPECT_TRUE(std::isnan(y.f32()[0]));
+  EXPECT_EQ((std::vector<float>(y.f32() + 1, y.f32() + 5)), (std::vector<float>{0, inf, 0, 2}));
+  const std::vector<double> naive_y = naive::relu_forward(x);
+  EXPECT_TRUE(std::isnan(naive_y[0]));
+  // Backward from y: the gradient flows where y is NaN (as where y > 0), and a NaN dy flows too.
+  const Tensor dy = Tensor::from_vector({5}, {1, 2, 3, 4, nan});
+  Tensor dx = poisoned({5});
+  be->relu_backward(y, dy, dx);
+  EXPECT_EQ((std::vector<float>(dx.f32(), dx.f32() + 4)), (std::vector<float>{1, 0, 3, 0}));
+  EXPECT_TRUE(std::isnan(dx.f32()[4]));
+  const std::vector<double> naive_dx = naive::relu_backward(y, dy);
+  EXPECT_EQ(naive_dx[0], 1.0);
+  EXPECT_TRUE(std::isnan(naive_dx[4]));
 }
 
 TEST(OpsElementwise, ReluMatchesNaiveWithAliasedGradient) {

@@ -6,6 +6,7 @@
 //
 // The queue order is checked on a RecordingBackend (a stand-in GPU backend that records calls);
 // the NaN handling on the cpu backend, with a data set whose batch k holds a NaN pixel.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -63,22 +64,24 @@ class HostBatches final : public BatchSource {
   int64_t epoch_ = 0, next_ = 0;
 };
 
-Config small_config(const std::string& out_dir, const std::vector<std::string>& extra = {}) {
+// No batch norm between the input and the loss: a NaN pixel reaches the logits. With `relu`, a
+// ReLU after the convolution, which must let the NaN through (as torch.relu does).
+Config small_config(const std::string& out_dir, const std::vector<std::string>& extra = {}, bool relu = false) {
   std::vector<std::string> overrides = {"output.dir=" + out_dir};
   overrides.insert(overrides.end(), extra.begin(), extra.end());
-  return parse_config(R"(
-# No ReLU or batch norm between the input and the loss: a NaN pixel reaches the logits.
+  return parse_config(fmt::format(R"(
 model:
   name: sequential
   layers:
-    - {type: conv, out_channels: 4, kernel: 3, padding: 1}
-    - {type: max_pool, kernel: 2}
-    - {type: flatten}
-    - {type: linear, out_features: 10}
-optimizer: {lr: 0.05, momentum: 0.9}
-train: {epochs: 1, batch_size: 8, seed: 3, log_every: 4, threads: 1}
-output: {plot: none}
+    - {{type: conv, out_channels: 4, kernel: 3, padding: 1}}{}
+    - {{type: max_pool, kernel: 2}}
+    - {{type: flatten}}
+    - {{type: linear, out_features: 10}}
+optimizer: {{lr: 0.05, momentum: 0.9}}
+train: {{epochs: 1, batch_size: 8, seed: 3, log_every: 4, threads: 1}}
+output: {{plot: none}}
 )",
+                                  relu ? "\n    - {type: relu}" : ""),
                       "deferred.yaml", overrides);
 }
 
@@ -175,6 +178,18 @@ TEST(TrainDeferredStats, NanAtStepKStopsAtTheNextReadNamingTheStepAndKeepsTheLas
     if (t.tensor.dtype() != DType::f32) continue;
     const std::span<const float> values = t.tensor.span();
     EXPECT_TRUE(std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); })) << t.name;
+  }
+}
+
+TEST(TrainDeferredStats, NanPixelBeforeAReluStillStopsTheRun) {
+  TempDir dir;
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  HostBatches data(/*nan_batch=*/1);
+  try {
+    train_on(*cpu, small_config(dir.path(), {}, /*relu=*/true), data);
+    FAIL() << "expected a NaN loss error: the ReLU swallowed the NaN";
+  } catch (const Error& e) {
+    EXPECT_TRUE(has(e.what(), "step 2 (epoch 1, batch 2): the loss is nan"));
   }
 }
 

@@ -101,6 +101,38 @@ TEST_P(ActivationEmulation, MatchesCpu) {
 INSTANTIATE_TEST_SUITE_P(Sizes, ActivationEmulation,
                          ::testing::Combine(::testing::Values<int64_t>(1, 3, 4, 7, 1029), ::testing::Bool()));
 
+// NaN and infinities through the ReLU kernels, on the vector path and the scalar tail. NaN inputs
+// carry a payload unlike the poison's, so a kernel that skipped an element cannot pass by luck; a
+// kernel computing `x > 0 ? x : 0` (NaN to 0) fails the isnan checks.
+TEST(ActivationEmulation, ReluPropagatesNanAndInfinityLikeCpu) {
+  const int64_t n = 37;
+  const Shape shape{n};
+  Rng rng(37);
+  Tensor x = random_tensor(shape, rng, -4.0f, 4.0f);
+  Tensor dy = random_tensor(shape, rng, -1.0f, 1.0f);
+  const float payload_nan = std::bit_cast<float>(0x7fc0beefu);
+  const std::vector<int64_t> nan_at = {0, 5, 6, 35};  // vector lanes and the tail
+  for (int64_t i : nan_at) x.f32()[i] = payload_nan;
+  x.f32()[9] = std::numeric_limits<float>::infinity();
+  x.f32()[10] = -std::numeric_limits<float>::infinity();
+  dy.f32()[9] = payload_nan;  // a NaN gradient where y > 0 flows on
+  Tensor y = convnet::testing::poisoned(shape), dx = convnet::testing::poisoned(shape);
+  cpu().relu_forward(x, y);
+  cpu().relu_backward(y, dy, dx);
+  for (int64_t i : nan_at) {
+    ASSERT_TRUE(std::isnan(y.f32()[i])) << i;
+    ASSERT_EQ(dx.f32()[i], dy.f32()[i]) << i;
+  }
+  ASSERT_TRUE(std::isnan(dx.f32()[9]));
+
+  DeviceBuf gx = DeviceBuf::of(x, false), gdy = DeviceBuf::of(dy, false);
+  DeviceBuf gy(x.bytes(), false), gdx(x.bytes(), false);
+  launch_relu_forward(gx.f(), gy.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gy.download(shape), y)) << "relu forward";
+  launch_relu_backward(gy.f(), gdy.f(), gdx.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gdx.download(shape), dx)) << "relu backward";
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pooling
 

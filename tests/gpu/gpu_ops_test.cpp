@@ -160,6 +160,32 @@ TEST_P(GpuOps, ReluForwardAndBackwardMatchCpu) {
   }
 }
 
+// NaN passes through ReLU on every backend (cudnn with CUDNN_PROPAGATE_NAN), as on the cpu.
+TEST_P(GpuOps, ReluPropagatesNanAndInfinityLikeCpu) {
+  Rng rng(14);
+  const Shape shape{3, 5, 5, 8};
+  Tensor x = random_tensor(shape, rng);
+  const Tensor dy = random_tensor(shape, rng);
+  for (int64_t i = 0; i < x.numel(); i += 7) x.f32()[i] = std::numeric_limits<float>::quiet_NaN();
+  x.f32()[1] = std::numeric_limits<float>::infinity();
+  x.f32()[2] = -std::numeric_limits<float>::infinity();
+  Tensor y = poisoned(shape), dx = poisoned(shape);
+  cpu().relu_forward(x, y);
+  cpu().relu_backward(y, dy, dx);
+  Tensor gy = poison(shape), gdx = poison(shape);
+  gpu().relu_forward(up(x), gy);
+  const Tensor hy = down(gy);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    if (i % 7 == 0)
+      ASSERT_TRUE(std::isnan(hy.f32()[i])) << GetParam() << " relu(NaN) at " << i << " gave " << hy.f32()[i];
+    else
+      ASSERT_EQ(hy.f32()[i], y.f32()[i]) << GetParam() << " at " << i;
+  }
+  // Backward from the cpu's y, so both see the same NaN positions: dx = dy there.
+  gpu().relu_backward(up(y), up(dy), gdx);
+  EXPECT_TRUE(values_equal(down(gdx), dx));
+}
+
 TEST_P(GpuOps, GeluForwardAndBackwardMatchCpu) {
   Rng rng(5);
   for (const Shape& shape : activation_shapes()) {
