@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "core/base/backend_registry.h"
@@ -13,8 +14,10 @@
 #ifdef CONVNET_WITH_CUDA
 #include "cuda/device.h"
 #include "cuda/gpu_backend.h"
+#include "cuda/nccl_collectives.h"
 #endif
 #include "core/dist/open_group.h"
+#include "core/dist/with_device_collectives.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
@@ -119,6 +122,15 @@ std::unique_ptr<BatchSource> make_loader(bool on_device, ImageDataset data, Load
   return std::make_unique<DataLoader>(std::move(shared), std::move(options));
 }
 
+// The loaders of rank `group.rank()`: its shard of every batch.
+LoaderOptions sharded(LoaderOptions options, const ReplicaGroup& group) {
+  options.shard_rank = group.rank();
+  options.shard_count = group.size();
+  return options;
+}
+
+}  // namespace
+
 // The GPU of a data-parallel rank: its local rank's, round robin over the machine's GPUs.
 int gpu_of_rank(const LaunchInfo& launch) {
 #ifdef CONVNET_WITH_CUDA
@@ -134,14 +146,25 @@ int gpu_of_rank(const LaunchInfo& launch) {
 #endif
 }
 
-// The loaders of rank `group.rank()`: its shard of every batch.
-LoaderOptions sharded(LoaderOptions options, const ReplicaGroup& group) {
-  options.shard_rank = group.rank();
-  options.shard_count = group.size();
-  return options;
+// The device transport for a data-parallel run whose parameters are on GPU `gpu_index`: NCCL when
+// built in. Null with one rank, on the cpu, or without NCCL (gradients then go through host
+// memory). A collective: every rank decides the same (the config and the backends are the same).
+std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& train, Graph& graph, ReplicaGroup& group,
+                                                         int gpu_index) {
+  if (group.size() == 1 || graph.layer_backend(0).device().kind != DeviceKind::cuda) return nullptr;
+#ifdef CONVNET_WITH_CUDA
+  if (!cuda::nccl_version().empty()) {
+    std::unique_ptr<DeviceCollectives> nccl = cuda::open_nccl(group, gpu_index, train.distributed_timeout);
+    spdlog::info("data-parallel: gradients averaged on the GPUs with {}", nccl->name());
+    return nccl;
+  }
+  spdlog::warn("data-parallel: this build has no NCCL; GPU gradients go through host memory over MPI (slower)");
+#else
+  (void)train;
+  (void)gpu_index;
+#endif
+  return nullptr;
 }
-
-}  // namespace
 
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
                          ReplicaGroup& group, int gpu_index) {
@@ -188,7 +211,13 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   else
     spdlog::info("data loader: host (data.loader {}): batches prepared by {} thread{}", config.data.loader,
                  config.data.workers, config.data.workers == 1 ? "" : "s");
-  Trainer trainer(config, config_yaml, graph, *train, test.get(), &group);
+  // Every rank must have put its layers on the same kind of backend (train.backend auto picks per
+  // machine), or the ranks would disagree on the transport below.
+  check_same_on_all_ranks(group, "backend of the first layer", graph.layer_backend(0).name());
+  const std::unique_ptr<DeviceCollectives> transport = open_device_transport(config.train, graph, group, gpu_index);
+  std::optional<WithDeviceCollectives> with_transport;
+  if (transport) with_transport.emplace(group, *transport);
+  Trainer trainer(config, config_yaml, graph, *train, test.get(), with_transport ? &*with_transport : &group);
   return trainer.run(resume);
 }
 

@@ -7,6 +7,8 @@
 
 #include "core/base/backend.h"
 #include "core/config/config.h"
+#include "core/dist/device_collectives.h"
+#include "core/dist/launch.h"
 #include "core/dist/replica_group.h"
 #include "core/train/graph.h"
 #include "core/train/trainer.h"
@@ -44,6 +46,14 @@ void build_graph(const Config& config, const Shape& example, Backends& backends,
 
 // The test split alone (evaluation needs no training images), with data.test_limit applied.
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads);
+
+// The GPU of a data-parallel rank: its local rank's, round robin over the machine's GPUs (0 alone).
+int gpu_of_rank(const LaunchInfo& launch);
+
+// The device transport of a data-parallel run whose parameters are on GPU `gpu_index` (NCCL when
+// built in); null with one rank, on the cpu, or without NCCL. A collective.
+std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& train, Graph& graph, ReplicaGroup& group,
+                                                         int gpu_index);
 
 // Everything `convnet train` does after parsing: data, loaders, graph, Trainer::run.
 // `config_yaml` is the effective config saved with the run. Under an MPI launcher (train.distributed:

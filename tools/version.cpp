@@ -7,6 +7,7 @@
 
 #ifdef CONVNET_WITH_CUDA
 #include "cuda/device.h"
+#include "cuda/nccl_collectives.h"
 #endif
 
 #ifndef CONVNET_VERSION
@@ -25,6 +26,10 @@ std::string version_text() {
 #endif
   const std::string mpi = mpi_library_version();
   text += mpi.empty() ? "\ndata-parallel: built without MPI" : "\ndata-parallel: MPI (" + mpi + ")";
+#ifdef CONVNET_WITH_CUDA
+  const std::string nccl = cuda::nccl_version();
+  text += nccl.empty() ? ", GPU gradients through the host (built without NCCL)" : ", NCCL " + nccl;
+#endif
   return text;
 }
 

@@ -21,6 +21,8 @@
 
 namespace convnet {
 
+class DeviceCollectives;  // core/dist/device_collectives.h
+
 // A non-blocking sum in flight (ReplicaGroup::start_sum). wait() returns once the buffer holds the
 // sum; destroying a PendingSum that was not waited for waits.
 class PendingSum {
@@ -55,6 +57,9 @@ class ReplicaGroup {
   // one. MpiGroup logs `reason` and calls MPI_Abort; the others do nothing (the caller's exception
   // ends the process or the test).
   virtual void abort_job(const std::string& /*reason*/) {}
+  // The transport for gradients in GPU memory (NCCL), or none: device gradients then go through the
+  // host collectives above by staging copies.
+  virtual DeviceCollectives* device_collectives() { return nullptr; }
 };
 
 // The group of one process alone.

@@ -9,29 +9,58 @@ namespace convnet {
 
 GradientReducer::GradientReducer(Graph& graph, ReplicaGroup& group, size_t bucket_bytes)
     : graph_(graph), group_(group) {
-  Bucket bucket;
-  size_t floats = 0;
+  add_buckets(graph, bucket_bytes);
+  graph_.set_backward_hook([this](size_t layer) { layer_done(layer); });
+}
+
+std::vector<GradientBucketPlan> plan_gradient_buckets(Graph& graph, size_t bucket_bytes,
+                                                      const std::function<bool(const Tensor&)>& on_device) {
+  std::vector<GradientBucketPlan> plan;
+  GradientBucketPlan bucket;
   auto close = [&] {
-    bucket.buffer.resize(floats);
-    buckets_.push_back(std::move(bucket));
-    bucket = Bucket();
-    floats = 0;
+    if (!bucket.parameters.empty()) plan.push_back(std::move(bucket));
+    bucket = GradientBucketPlan();
   };
   for (size_t i = graph.size(); i-- > 0;) {
     for (Parameter* p : graph.layer(i).parameters()) {
       if (p->frozen) continue;
       CONVNET_CHECK(p->grad.defined() && p->grad.dtype() == DType::f32, "{}.{}: expected an f32 gradient",
                     graph.module(i), p->name);
-      Backend& backend = graph.layer_backend(i);
-      Entry entry{p, &backend, floats, p->grad.is_cpu() ? Tensor() : Tensor(p->grad.shape())};
-      bucket.entries.push_back(std::move(entry));
+      const bool device = on_device(p->grad);
+      if (device != bucket.on_device) close();
+      bucket.on_device = device;
+      bucket.parameters.emplace_back(i, p);
       bucket.first_layer = i;
-      floats += static_cast<size_t>(p->grad.numel());
+      bucket.floats += static_cast<size_t>(p->grad.numel());
     }
-    if (floats > 0 && floats * sizeof(float) >= bucket_bytes) close();
+    if (bucket.floats * sizeof(float) >= bucket_bytes) close();
   }
-  if (floats > 0) close();
-  graph_.set_backward_hook([this](size_t layer) { layer_done(layer); });
+  close();
+  return plan;
+}
+
+void GradientReducer::add_buckets(Graph& graph, size_t bucket_bytes) {
+  DeviceCollectives* transport = group_.device_collectives();
+  const auto served = [&](const Tensor& t) { return transport != nullptr && transport->serves(t); };
+  for (GradientBucketPlan& plan : plan_gradient_buckets(graph, bucket_bytes, served)) {
+    Bucket bucket;
+    bucket.first_layer = plan.first_layer;
+    bucket.floats = plan.floats;
+    std::vector<Tensor*> gradients;
+    size_t offset = 0;
+    for (auto [layer, p] : plan.parameters) {
+      const bool staged = !plan.on_device && !p->grad.is_cpu();
+      bucket.entries.push_back(
+          Entry{p, &graph.layer_backend(layer), offset, staged ? Tensor(p->grad.shape()) : Tensor()});
+      gradients.push_back(&p->grad);
+      offset += static_cast<size_t>(p->grad.numel());
+    }
+    if (plan.on_device)
+      bucket.device = transport->make_bucket(std::move(gradients));
+    else
+      bucket.buffer.resize(bucket.floats);
+    buckets_.push_back(std::move(bucket));
+  }
 }
 
 GradientReducer::~GradientReducer() {
@@ -40,11 +69,20 @@ GradientReducer::~GradientReducer() {
 
 size_t GradientReducer::bytes() const {
   size_t total = 0;
-  for (const Bucket& b : buckets_) total += b.buffer.size() * sizeof(float);
+  for (const Bucket& b : buckets_) total += b.floats * sizeof(float);
   return total;
 }
 
+size_t GradientReducer::num_device_buckets() const {
+  return static_cast<size_t>(
+      std::count_if(buckets_.begin(), buckets_.end(), [](const Bucket& b) { return b.device != nullptr; }));
+}
+
 void GradientReducer::start(Bucket& bucket) {
+  if (bucket.device) {
+    bucket.device->start();
+    return;
+  }
   for (Entry& e : bucket.entries) {
     const Tensor* host = &e.parameter->grad;
     if (e.staging.defined()) {
@@ -58,10 +96,15 @@ void GradientReducer::start(Bucket& bucket) {
 
 void GradientReducer::layer_done(size_t layer) {
   for (; next_ < buckets_.size() && buckets_[next_].first_layer == layer; ++next_) start(buckets_[next_]);
-  for (size_t b = 0; b < next_; ++b) buckets_[b].pending->progress();
+  for (size_t b = 0; b < next_; ++b)
+    if (buckets_[b].pending) buckets_[b].pending->progress();
 }
 
 void GradientReducer::write_back(Bucket& bucket) {
+  if (bucket.device) {
+    bucket.device->finish();
+    return;
+  }
   bucket.pending->wait();
   bucket.pending.reset();
   const float scale = 1.0f / static_cast<float>(group_.size());

@@ -8,20 +8,38 @@
 // starts a bucket's sum (ReplicaGroup::start_sum) as soon as the backward of its lowest layer has
 // run, so the transfer overlaps with the backward of the earlier layers (PyTorch DDP's scheme);
 // finish() waits for the buckets in order and writes the means back. Gradients on a device go
-// through a host staging copy (the MPI transport sums host memory).
+// through the group's device transport when it has one that serves them (NCCL:
+// ReplicaGroup::device_collectives, a DeviceBucket per bucket, no host copies), else through a host
+// staging copy (the MPI transport sums host memory). A bucket holds gradients of one kind only.
 //
 // Determinism: the buckets, their order and their contents are fixed by the graph, and every sum
 // is the group's fixed-order reduction, so the result never depends on timing.
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
+#include "core/dist/device_collectives.h"
 #include "core/dist/replica_group.h"
 #include "core/train/graph.h"
 
 namespace convnet {
+
+// How the trainable parameters of a graph fall into buckets: in reverse layer order, a bucket
+// closing once it holds `bucket_bytes` or when the next gradient is of the other kind
+// (`on_device`: served by the device transport). Each bucket is complete once backward has run its
+// lowest layer, `first_layer`. Used by GradientReducer and by `convnet benchmark --ranks`.
+struct GradientBucketPlan {
+  size_t first_layer = 0;
+  size_t floats = 0;
+  bool on_device = false;
+  std::vector<std::pair<size_t, Parameter*>> parameters;  // (layer, parameter), in backward order
+};
+std::vector<GradientBucketPlan> plan_gradient_buckets(Graph& graph, size_t bucket_bytes,
+                                                      const std::function<bool(const Tensor&)>& on_device);
 
 class GradientReducer {
  public:
@@ -38,7 +56,8 @@ class GradientReducer {
   void finish();
 
   size_t num_buckets() const { return buckets_.size(); }
-  size_t bytes() const;  // gradient bytes summed per step
+  size_t num_device_buckets() const;  // those summed by the device transport
+  size_t bytes() const;               // gradient bytes summed per step
 
  private:
   struct Entry {
@@ -49,10 +68,13 @@ class GradientReducer {
   };
   struct Bucket {
     size_t first_layer = 0;  // the lowest layer with a parameter here: the bucket is complete after it
+    size_t floats = 0;
     std::vector<Entry> entries;
-    std::vector<float> buffer;
-    std::unique_ptr<PendingSum> pending;
+    std::vector<float> buffer;             // host transport: the gradients, packed
+    std::unique_ptr<PendingSum> pending;   // host transport: the sum in flight
+    std::unique_ptr<DeviceBucket> device;  // device transport (then buffer and pending stay empty)
   };
+  void add_buckets(Graph& graph, size_t bucket_bytes);
   void layer_done(size_t layer);
   void start(Bucket& bucket);
   void write_back(Bucket& bucket);

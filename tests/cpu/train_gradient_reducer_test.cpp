@@ -1,14 +1,17 @@
 // GradientReducer: every rank ends backward with the mean of the ranks' gradients (checked on
 // thread-ranks against the mean computed here), the buckets start during backward in reverse
 // layer order (the last layers' first), bucket sizes follow bucket_bytes, and frozen parameters
-// are left out.
+// are left out. With a device transport (ReplicaGroup::device_collectives; NCCL on a GPU), the
+// buckets it serves go through it, and the others through the host sums.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/dist/with_device_collectives.h"
 #include "core/train/gradient_reducer.h"
 #include "tests/common/test_util.h"
 #include "tests/common/thread_group.h"
@@ -100,6 +103,94 @@ TEST(GradientReducer, BucketsStartDuringBackwardLastLayersFirstAndSkipFrozenPara
   reducer.finish();
   backward_of(graph, 8);  // the next step starts the same buckets again
   EXPECT_EQ(group.started.size(), 6u);
+  reducer.finish();
+}
+
+// A device transport for cpu tensors: serves the gradients of the given parameters, sums them over
+// the host group (so results can be compared bit for bit with the host path) and records the size
+// of each bucket it starts.
+class StandInTransport final : public DeviceCollectives {
+ public:
+  StandInTransport(ReplicaGroup& group, std::set<const Tensor*> served) : group_(group), served_(std::move(served)) {}
+  std::string name() const override { return "stand-in"; }
+  bool serves(const Tensor& t) const override { return served_.contains(&t); }
+  std::unique_ptr<DeviceBucket> make_bucket(std::vector<Tensor*> gradients) override {
+    for (const Tensor* g : gradients) EXPECT_TRUE(serves(*g));
+    return std::make_unique<Bucket>(*this, std::move(gradients));
+  }
+  std::vector<size_t> started;
+
+ private:
+  struct Bucket final : DeviceBucket {
+    Bucket(StandInTransport& t, std::vector<Tensor*> g) : transport(t), gradients(std::move(g)) {}
+    void start() override {
+      packed.clear();
+      for (const Tensor* g : gradients) packed.insert(packed.end(), g->f32(), g->f32() + g->numel());
+      transport.started.push_back(packed.size());
+    }
+    void finish() override {
+      transport.group_.sum(std::span<float>(packed));
+      const float scale = 1.0f / static_cast<float>(transport.group_.size());
+      size_t at = 0;
+      for (Tensor* g : gradients)
+        for (float& v : g->span()) v = packed[at++] * scale;
+    }
+    StandInTransport& transport;
+    std::vector<Tensor*> gradients;
+    std::vector<float> packed;
+  };
+  ReplicaGroup& group_;
+  std::set<const Tensor*> served_;
+};
+
+std::set<const Tensor*> gradients_of_layer(Graph& graph, size_t layer) {
+  std::set<const Tensor*> out;
+  for (Parameter* p : graph.layer(layer).parameters()) out.insert(&p->grad);
+  return out;
+}
+
+TEST(GradientReducer, DeviceTransportSumsTheBucketsItServesWithTheSameResult) {
+  constexpr int kRanks = 3;
+  std::vector<std::vector<std::vector<float>>> host_only(kRanks), mixed(kRanks);
+  for (const bool with_transport : {false, true}) {
+    testing::run_ranks(kRanks, [&](ReplicaGroup& host) {
+      std::unique_ptr<Backend> cpu = make_cpu_backend();
+      Graph graph;
+      testing::build_tiny_graph(graph, *cpu, 1, true);
+      StandInTransport transport(host, gradients_of_layer(graph, graph.size() - 1));  // the linear layer's
+      WithDeviceCollectives group(host, transport);
+      GradientReducer reducer(graph, with_transport ? group : host, size_t{1} << 20);
+      // The served linear layer in a bucket of its own, then batchnorm and conv together on the host.
+      EXPECT_EQ(reducer.num_buckets(), with_transport ? 2u : 1u);
+      EXPECT_EQ(reducer.num_device_buckets(), with_transport ? 1u : 0u);
+      backward_of(graph, 100 + static_cast<uint64_t>(host.rank()));
+      if (with_transport) {
+        EXPECT_EQ(transport.started, (std::vector<size_t>{5 * 64 + 5}));  // during backward
+      }
+      reducer.finish();
+      (with_transport ? mixed : host_only)[static_cast<size_t>(host.rank())] = gradients(graph);
+    });
+  }
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_EQ(mixed[static_cast<size_t>(r)], host_only[static_cast<size_t>(r)]) << "rank " << r;
+    EXPECT_EQ(mixed[static_cast<size_t>(r)], mixed[0]) << "rank " << r;
+  }
+}
+
+TEST(GradientReducer, DeviceTransportServingEverythingLeavesTheHostSumsUnused) {
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  Graph graph;
+  testing::build_tiny_graph(graph, *cpu, 1, true);
+  RecordingGroup host;
+  std::set<const Tensor*> all;
+  for (size_t i = 0; i < graph.size(); ++i) all.merge(gradients_of_layer(graph, i));
+  StandInTransport transport(host, all);
+  WithDeviceCollectives group(host, transport);
+  GradientReducer reducer(graph, group, 1);
+  EXPECT_EQ(reducer.num_device_buckets(), 3u);
+  backward_of(graph, 7);
+  EXPECT_EQ(transport.started, (std::vector<size_t>{5 * 64 + 5, 4 + 4, 4 * 27 + 4}));
+  EXPECT_TRUE(host.started.empty());
   reducer.finish();
 }
 
