@@ -324,6 +324,8 @@ bool on_gpu(Backend& backend) {
   return backend.device().kind == DeviceKind::cuda;
 }
 
+}  // namespace
+
 // The benchmark's config: the file, or the default model for the main backend (resolved here so
 // that "auto" is resolved, and warned about, once).
 Config benchmark_config(const BenchmarkOptions& options) {
@@ -342,6 +344,8 @@ Config benchmark_config(const BenchmarkOptions& options) {
   config.train.backend = backend;
   return config;
 }
+
+namespace {
 
 // --compare as given (without "none" and empty entries, duplicates dropped), or the default.
 // The default: cuDNN in the precision our cuda backend computes in.
@@ -411,6 +415,7 @@ std::string ratio_text(double r) {
 }  // namespace
 
 int benchmark_command(const BenchmarkOptions& options) {
+  if (!options.ranks.empty()) return scaling_benchmark(options);
   const Config config = benchmark_config(options);
   const int64_t batch = config.train.batch_size;
   Backends backends(config.train);

@@ -5,6 +5,10 @@
 #include <string>
 #include <vector>
 
+namespace convnet {
+struct Config;  // core/config/config.h
+}
+
 namespace convnet::cli {
 
 struct TrainOptions {
@@ -43,8 +47,16 @@ struct BenchmarkOptions {
   bool compare_given = false;
   // train.precision of the main backend (fp32, tf32, bf16); empty: the config's.
   std::string precision;
+  // --ranks: the data-parallel sizes to model instead of the per-layer report (scaling_benchmark).
+  std::vector<int> ranks;
+  double nvlink_gbps = 450, network_gbps = 45;  // all-reduce bus bandwidths, inside / across nodes
+  int gpus_per_node = 8;
 };
 int benchmark_command(const BenchmarkOptions& options);
+// The options' config with --set, --backend, --batch-size and --precision applied, "auto" resolved.
+Config benchmark_config(const BenchmarkOptions& options);
+// convnet benchmark --ranks: data-parallel scaling (tools/scaling_benchmark.cpp).
+int scaling_benchmark(const BenchmarkOptions& options);
 
 struct InfoOptions {
   std::string checkpoint;

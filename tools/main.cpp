@@ -91,6 +91,20 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
                    "train.precision=P)")
       ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
   bench_cmd->add_flag("--json", bench.json, "Print one JSON object");
+  bench_cmd
+      ->add_option("--ranks", bench.ranks,
+                   "Data-parallel sizes to model instead of the per-layer report (e.g. 1,2,4,8,16,64): gradient "
+                   "buckets, backward timeline, all-reduce measured under mpirun, modelled step time")
+      ->delimiter(',');
+  bench_cmd->add_option("--nvlink-gbps", bench.nvlink_gbps, "With --ranks: all-reduce bus bandwidth inside a node")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_cmd->add_option("--network-gbps", bench.network_gbps, "With --ranks: all-reduce bus bandwidth across nodes")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  bench_cmd->add_option("--gpus-per-node", bench.gpus_per_node, "With --ranks: GPUs sharing the in-node link")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
 
   InfoOptions info;
   CLI::App* info_cmd = app.add_subcommand("info", "Describe a checkpoint");
