@@ -1,8 +1,9 @@
 // NCCL as the device transport (cuda/nccl_collectives.h): a communicator of one rank (the average
 // of one is the identity, so every gradient comes back bit for bit through the flat buffer), and
 // two ranks on two GPUs as threads of this process (the mean, exactly: a sum of two and a halving
-// are exact). Both also run through GradientReducer, which must hand every bucket to NCCL. Skipped
-// without a GPU, or without as many GPUs as ranks, or in a build without NCCL.
+// are exact), and GradientReducer handing a GPU graph's buckets to NCCL. Skipped without a GPU, or
+// in a build without NCCL; the tests named *OnTwoGpus skip without two GPUs (tools/gpu_check.sh
+// leaves them out on a one-GPU machine).
 #include "cuda/nccl_collectives.h"
 
 #include <gtest/gtest.h>
@@ -92,18 +93,30 @@ TEST(NcclCollectives, TwoRanksOnTwoGpusEndWithTheExactMean) {
   }
 }
 
+// One rank, so the mean is the rank's own gradient: GradientReducer must hand every bucket of a
+// GPU graph to NCCL and leave each gradient as backward made it, bit for bit.
 TEST(NcclCollectives, GradientReducerHandsEveryGpuBucketToNccl) {
-  SKIP_WITHOUT_NCCL_GPUS(2);
-  testing::run_ranks(2, [&](ReplicaGroup& host) {
-    std::unique_ptr<Backend> gpu = cuda::make_cuda_backend(host.rank());
-    const std::unique_ptr<DeviceCollectives> nccl = cuda::open_nccl(host, host.rank(), 60);
-    WithDeviceCollectives group(host, *nccl);
-    Graph graph;
-    testing::build_tiny_graph(graph, *gpu, 1, true);
-    GradientReducer reducer(graph, group, 1);
-    EXPECT_EQ(reducer.num_device_buckets(), reducer.num_buckets());
-    EXPECT_GT(reducer.num_buckets(), 1u);
-  });
+  SKIP_WITHOUT_NCCL_GPUS(1);
+  std::unique_ptr<Backend> gpu = cuda::make_cuda_backend(0);
+  SingleProcess host;
+  const std::unique_ptr<DeviceCollectives> nccl = cuda::open_nccl(host, 0, 60);
+  WithDeviceCollectives group(host, *nccl);
+  Graph graph;
+  testing::build_tiny_graph(graph, *gpu, 1, true);
+  GradientReducer reducer(graph, group, 1);
+  EXPECT_EQ(reducer.num_device_buckets(), reducer.num_buckets());
+  EXPECT_GT(reducer.num_buckets(), 1u);
+  Rng rng(3);
+  const Tensor x = to_device(*gpu, random_tensor({3, 4, 4, 3}, rng));
+  const Tensor& y = graph.forward(x, Mode::train);
+  const Tensor dy = to_device(*gpu, random_tensor(y.shape(), rng));
+  graph.backward(dy);
+  std::vector<Tensor> own;
+  for (auto& [name, p] : graph.named_parameters()) own.push_back(to_host(*gpu, p->grad));
+  reducer.finish();
+  size_t i = 0;
+  for (auto& [name, p] : graph.named_parameters())
+    EXPECT_TRUE(testing::bitwise_equal(to_host(*gpu, p->grad), own[i++])) << name;
 }
 
 }  // namespace
