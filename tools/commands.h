@@ -58,6 +58,14 @@ Config benchmark_config(const BenchmarkOptions& options);
 // convnet benchmark --ranks: data-parallel scaling (tools/scaling_benchmark.cpp).
 int scaling_benchmark(const BenchmarkOptions& options);
 
+struct ExportOptions {
+  std::string checkpoint;
+  std::string format = "onnx";
+  std::string output;  // empty: the checkpoint's path with .onnx for .safetensors
+  bool fold_batch_norm = false;
+};
+int export_command(const ExportOptions& options);
+
 struct InfoOptions {
   std::string checkpoint;
   bool json = false;
@@ -67,5 +75,6 @@ int info_command(const InfoOptions& options);
 int convert_data_command(const std::string& source, const std::string& destination);
 
 std::string version_text();
+std::string convnet_version();  // "0.1.0"
 
 }  // namespace convnet::cli

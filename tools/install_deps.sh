@@ -11,6 +11,7 @@ packages=(
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libopenblas-dev libjpeg-dev libpng-dev
   libopenmpi-dev openmpi-bin
+  libonnx-dev libprotobuf-dev python3-venv
 )
 
 missing=()

@@ -106,6 +106,16 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
 
+  ExportOptions exp;
+  CLI::App* export_cmd = app.add_subcommand("export", "Write a checkpoint's model for another runtime (ONNX)");
+  add_checkpoint_argument(export_cmd, exp.checkpoint);
+  export_cmd->add_option("--format", exp.format, "Output format")
+      ->check(CLI::IsMember({"onnx"}))
+      ->capture_default_str();
+  export_cmd->add_option("-o,--output", exp.output, "Output file (default: CHECKPOINT with .onnx)");
+  export_cmd->add_flag("--fold-batch-norm", exp.fold_batch_norm,
+                       "Fold each batchnorm into the convolution that alone feeds it");
+
   InfoOptions info;
   CLI::App* info_cmd = app.add_subcommand("info", "Describe a checkpoint");
   add_checkpoint_argument(info_cmd, info.checkpoint);
@@ -128,6 +138,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
     if (*train_cmd) return train_command(train);
     if (*eval_cmd) return evaluate_command(eval);
     if (*bench_cmd) return benchmark_command(bench);
+    if (*export_cmd) return export_command(exp);
     if (*info_cmd) return info_command(info);
     if (*convert_cmd) return convert_data_command(convert_src, convert_dst);
   } catch (const convnet::ConfigError& e) {

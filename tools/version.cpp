@@ -16,6 +16,10 @@
 
 namespace convnet::cli {
 
+std::string convnet_version() {
+  return CONVNET_VERSION;
+}
+
 std::string version_text() {
   std::string text = fmt::format("convnet {}\nbackends: cpu (OpenBLAS sgemm)", CONVNET_VERSION);
 #ifdef CONVNET_WITH_CUDA
