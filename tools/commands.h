@@ -11,6 +11,7 @@ struct TrainOptions {
   std::string config;
   std::vector<std::string> overrides;  // --set a.b=value
   std::string resume;
+  std::string init_from;  // weights to start from (a checkpoint, or PyTorch's with the model's names)
   bool dry_run = false;
   bool json = false;
 };
@@ -18,6 +19,7 @@ int train_command(const TrainOptions& options);
 
 struct EvaluateOptions {
   std::string checkpoint;
+  std::string config;     // the model and data to use instead of the checkpoint's (needed for foreign files)
   std::string data_path;  // overrides the checkpoint's data.path
   int batch_size = 0;     // 0: the checkpoint's train.batch_size
   std::string backend;    // overrides train.backend
@@ -48,6 +50,7 @@ int benchmark_command(const BenchmarkOptions& options);
 
 struct InfoOptions {
   std::string checkpoint;
+  std::string config;  // also check the tensors against this config's model
   bool json = false;
 };
 int info_command(const InfoOptions& options);
