@@ -15,6 +15,7 @@ struct TrainOptions {
   std::string config;
   std::vector<std::string> overrides;  // --set a.b=value
   std::string resume;
+  std::string init_from;  // weights to start from (a checkpoint, or PyTorch's with the model's names)
   bool dry_run = false;
   bool json = false;
 };
@@ -22,6 +23,7 @@ int train_command(const TrainOptions& options);
 
 struct EvaluateOptions {
   std::string checkpoint;
+  std::string config;     // the model and data to use instead of the checkpoint's (needed for foreign files)
   std::string data_path;  // overrides the checkpoint's data.path
   int batch_size = 0;     // 0: the checkpoint's train.batch_size
   std::string backend;    // overrides train.backend
@@ -68,6 +70,7 @@ int export_command(const ExportOptions& options);
 
 struct InfoOptions {
   std::string checkpoint;
+  std::string config;  // also check the tensors against this config's model
   bool json = false;
 };
 int info_command(const InfoOptions& options);

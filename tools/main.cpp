@@ -15,6 +15,9 @@ void add_checkpoint_argument(CLI::App* cmd, std::string& path) {
   cmd->add_option("checkpoint", path, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
 }
 // `source` names where the default comes from: "checkpoint" or "config".
+void add_config_option(CLI::App* cmd, std::string& config, const std::string& what) {
+  cmd->add_option("--config", config, "YAML config of the model " + what)->check(CLI::ExistingFile);
+}
 void add_backend_option(CLI::App* cmd, std::string& backend, const std::string& source) {
   cmd->add_option("--backend", backend, "cpu, cuda, cuda_tf32, cudnn or cudnn_tf32 (default: the " + source + "'s)");
 }
@@ -50,12 +53,19 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   train_cmd->add_option("--set", train.overrides, "Override a config key: --set optimizer.lr=0.05 (repeatable)");
   train_cmd->add_option("--resume", train.resume, "Continue from a checkpoint (e.g. OUTPUT_DIR/last.safetensors)")
       ->check(CLI::ExistingFile);
+  train_cmd
+      ->add_option("--init-from", train.init_from,
+                   "Start from these weights (a checkpoint, or a safetensors file with the model's tensor names)")
+      ->check(CLI::ExistingFile)
+      ->excludes("--resume");
   train_cmd->add_flag("--dry-run", train.dry_run, "Print the model summary and exit");
   train_cmd->add_flag("--json", train.json, "With --dry-run: print one JSON object");
 
   EvaluateOptions eval;
   CLI::App* eval_cmd = app.add_subcommand("evaluate", "Evaluate a checkpoint on the whole test set");
   add_checkpoint_argument(eval_cmd, eval.checkpoint);
+  add_config_option(eval_cmd, eval.config,
+                    "and data (default: the checkpoint's; needed for weights without convnet metadata)");
   eval_cmd->add_option("--data", eval.data_path, "Data folder (default: the checkpoint's data.path)");
   add_batch_size_option(eval_cmd, eval.batch_size, "checkpoint");
   add_backend_option(eval_cmd, eval.backend, "checkpoint");
@@ -119,6 +129,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   InfoOptions info;
   CLI::App* info_cmd = app.add_subcommand("info", "Describe a checkpoint");
   add_checkpoint_argument(info_cmd, info.checkpoint);
+  add_config_option(info_cmd, info.config, "to check the checkpoint's tensors against");
   info_cmd->add_flag("--json", info.json, "Print one JSON object");
 
   std::string convert_src, convert_dst;

@@ -18,6 +18,7 @@
 #endif
 #include "core/dist/open_group.h"
 #include "core/dist/with_device_collectives.h"
+#include "core/train/checkpoint.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
@@ -167,7 +168,7 @@ std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& trai
 }
 
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index) {
+                         ReplicaGroup& group, int gpu_index, const std::string& init_from) {
   check_same_on_all_ranks(group, "config", config_yaml);
   Backends backends(config.train, gpu_index);
   DataSplits data = load_data(config.data, config.train.seed, config.train.threads);
@@ -183,8 +184,9 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   // Data-dependent initialisation (conv init: whitening) sees train.init_images training images,
   // unaugmented, taken class-balanced (class_balanced_subset): image folders, and binary files
   // converted from them, list one class after another, so "the first N" could be all airplanes.
-  // A resumed run takes every weight from its checkpoint instead.
-  if (resume.empty() && graph.needs_data_init()) {
+  // A resumed run takes every weight from its checkpoint instead, --init-from from its file.
+  if (!init_from.empty()) load_model_weights(init_from, graph);
+  if (resume.empty() && init_from.empty() && graph.needs_data_init()) {
     const int64_t count = std::min(config.train.init_images, data.train.size);
     if (count < config.train.init_images)
       spdlog::warn("train.init_images {}: the training set has only {} images; using them all",
@@ -221,11 +223,12 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   return trainer.run(resume);
 }
 
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume) {
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
+                         const std::string& init_from) {
   const LaunchInfo launch = detect_launch();
   const std::unique_ptr<ReplicaGroup> group = open_replica_group(config.train, launch);
   try {
-    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch));
+    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch), init_from);
   } catch (const std::exception& e) {
     group->abort_job(e.what());  // several ranks: the others must not wait for this one
     throw;

@@ -59,11 +59,13 @@ std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& trai
 // `config_yaml` is the effective config saved with the run. Under an MPI launcher (train.distributed:
 // auto) this process is one rank of a data-parallel job (core/dist/open_group.h): it takes its
 // shard of every batch and the GPU of its local rank; the ranks' configs and data must match; an
-// error on any rank ends every rank.
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "");
+// error on any rank ends every rank. `init_from` (optional, not with `resume`): a file whose
+// weights the model starts from (load_model_weights) instead of its initialisation.
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "",
+                         const std::string& init_from = "");
 // The same as one rank of `group` (tests run ranks as threads, tests/common/thread_group.h), with
 // the GPU backends on GPU `gpu_index`.
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index = 0);
+                         ReplicaGroup& group, int gpu_index = 0, const std::string& init_from = "");
 
 }  // namespace convnet::cli

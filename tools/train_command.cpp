@@ -65,7 +65,7 @@ int train_command(const TrainOptions& options) {
     build_graph(config, example_shape(config.data), backends, graph);
     return print_dry_run(config, graph, backends.main().precision(), options.json);
   }
-  const TrainResult r = run_training(config, yaml, options.resume);
+  const TrainResult r = run_training(config, yaml, options.resume, options.init_from);
   if (r.interrupted) {
     spdlog::warn("interrupted after step {}; continue with: convnet train {} --resume {}/last.safetensors", r.steps,
                  options.config, config.output.dir);

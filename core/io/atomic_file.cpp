@@ -1,12 +1,16 @@
 #include "core/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <csignal>
 #include <cstring>
+#include <filesystem>
 
 #include "core/base/error.h"
 #include "core/io/safetensors.h"
@@ -22,6 +26,27 @@ std::string parent_directory(const std::string& path) {
   if (slash == std::string::npos) return ".";
   if (slash == 0) return "/";
   return path.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The pid of a temporary file name `base` + ".tmp.<pid>", or 0 when `name` is not one.
+pid_t temp_file_pid(const std::string& name, const std::string& base) {
+  const std::string prefix = base + ".tmp.";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return 0;
+  pid_t pid = 0;
+  const char* begin = name.data() + prefix.size();
+  const char* end = name.data() + name.size();
+  const auto [ptr, ec] = std::from_chars(begin, end, pid);
+  if (ec != std::errc() || ptr != end || pid <= 0) return 0;
+  return pid;
+}
+
+bool process_is_gone(pid_t pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;  // EPERM: alive, another user's
 }
 
 // Owns the temporary file until it has been renamed into place.
@@ -94,12 +119,33 @@ void sync_directory(const std::string& dir, const std::string& target) {
 
 }  // namespace
 
+int remove_stale_temp_files(const std::string& path) {
+  namespace fs = std::filesystem;
+  const std::string base = base_name(path);
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(parent_directory(path), ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const pid_t pid = temp_file_pid(name, base);
+    if (pid == 0 || pid == ::getpid() || !process_is_gone(pid)) continue;
+    std::error_code remove_error;
+    if (fs::remove(it->path(), remove_error)) {
+      spdlog::warn("removed '{}', left by a write of process {} that did not finish", it->path().string(), pid);
+      ++removed;
+    } else if (remove_error) {
+      spdlog::warn("cannot remove the stale temporary file '{}': {}", it->path().string(), remove_error.message());
+    }
+  }
+  return removed;
+}
+
 void set_atomic_write_fault_for_testing(AtomicWriteFault fault) {
   g_fault.store(fault);
 }
 
 void write_file_atomic(const std::string& path, std::span<const std::string_view> pieces) {
   if (path.empty() || path.back() == '/') throw Error(fmt::format("cannot write '{}': not a file path", path));
+  remove_stale_temp_files(path);
   TempFile temp(fmt::format("{}.tmp.{}", path, ::getpid()));
   temp.open();
   for (std::string_view piece : pieces) temp.write(piece);

@@ -25,7 +25,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;  // keeps the writer's key order and the file's entry order
 
-constexpr const char* kChecksumKey = "convnet.checksum";
+constexpr const char* kChecksumKey = "convnet.file_checksum";  // canonical header + data
+constexpr const char* kDataChecksumKey = "convnet.checksum";   // data only (before format 2)
 constexpr const char* kMetadataKey = "__metadata__";
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // anything larger is a corrupt length field
 
@@ -55,12 +56,40 @@ bool parse_dtype(const std::string& name, FileDType& out) {
   return false;
 }
 
+// One header entry as JSON (J: ordered_json for the file, json for the canonical form).
+template <class J>
+J entry_json(const HeaderEntry& e) {
+  return {{"dtype", e.dtype}, {"shape", e.shape}, {"data_offsets", {e.begin, e.end}}};
+}
+
+// `text` with every byte outside printable ASCII as \xNN: a parse error quotes the damaged bytes.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte >= 0x20 && byte < 0x7f)
+      out += c;
+    else
+      out += fmt::format("\\x{:02x}", byte);
+  }
+  return out;
+}
+
+bool is_checksum_key(const std::string& key) {
+  return key == kChecksumKey || key == kDataChecksumKey;
+}
+
+// The whole of a regular file: a FIFO or a device could be endless, a directory is no checkpoint.
 std::string read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(fmt::format("checkpoint '{}': cannot open: {}", path, std::strerror(errno)));
   std::string bytes;
   struct stat st {};
-  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) bytes.reserve(static_cast<size_t>(st.st_size));
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(fmt::format("checkpoint '{}': not a regular file (a directory, FIFO or device)", path));
+  }
+  bytes.reserve(static_cast<size_t>(st.st_size));
   char chunk[1 << 16];
   while (true) {
     const ssize_t n = ::read(fd, chunk, sizeof(chunk));
@@ -79,10 +108,8 @@ std::string read_whole_file(const std::string& path) {
 
 // One validated header entry.
 struct Entry {
-  std::string name;
+  HeaderEntry header;
   FileDType dtype;
-  Shape shape;
-  uint64_t begin, end;
 };
 
 class Reader {
@@ -114,13 +141,7 @@ class Reader {
       }
     }
     check_coverage(entries, data.size());
-
-    if (auto it = file.metadata.find(kChecksumKey); it != file.metadata.end()) {
-      const std::string actual = checksum_hex(fnv1a64(data.data(), data.size()));
-      if (it->second != actual) {
-        fail("checksum mismatch: data is corrupt (header says {}, data hashes to {})", it->second, actual);
-      }
-    }
+    file.checksum = verify_checksums(file.metadata, entries, data);
 
     file.tensors.reserve(entries.size());
     for (const Entry& e : entries) file.tensors.push_back(make_tensor(e, data));
@@ -136,6 +157,30 @@ class Reader {
   [[noreturn]] void fail_tensor(const std::string& name, fmt::format_string<Args...> f, Args&&... args) const {
     throw Error(
         fmt::format("checkpoint '{}': tensor '{}': {}", path_, name, fmt::format(f, std::forward<Args>(args)...)));
+  }
+
+  // Verifies the checksum keys present; returns what they covered.
+  ChecksumCoverage verify_checksums(const std::map<std::string, std::string>& metadata,
+                                    const std::vector<Entry>& entries, std::string_view data) const {
+    ChecksumCoverage coverage = ChecksumCoverage::none;
+    if (auto it = metadata.find(kDataChecksumKey); it != metadata.end()) {
+      const std::string actual = checksum_hex(fnv1a64(data.data(), data.size()));
+      if (it->second != actual)
+        fail("checksum mismatch: data is corrupt ({} says {}, data hashes to {})", kDataChecksumKey, it->second,
+             actual);
+      coverage = ChecksumCoverage::data;
+    }
+    if (auto it = metadata.find(kChecksumKey); it != metadata.end()) {
+      std::vector<HeaderEntry> header;
+      for (const Entry& e : entries) header.push_back(e.header);
+      const std::string canonical = canonical_header(metadata, header);
+      const uint64_t hash = fnv1a64(data.data(), data.size(), fnv1a64(canonical.data(), canonical.size()));
+      if (it->second != checksum_hex(hash))
+        fail("checksum mismatch: header or data is corrupt ({} says {}, the file hashes to {})", kChecksumKey,
+             it->second, checksum_hex(hash));
+      coverage = ChecksumCoverage::header_and_data;
+    }
+    return coverage;
   }
 
   Json parse_json(std::string_view text) const {
@@ -157,7 +202,7 @@ class Reader {
     try {
       header = Json::parse(text.begin(), text.end(), callback);
     } catch (const Json::exception& e) {
-      fail("header is not valid JSON: {}", e.what());
+      fail("header is not valid JSON: {}", printable(e.what()));
     }
     if (!header.is_object()) fail("header is a JSON {}, expected an object", header.type_name());
     if (!duplicate.empty()) fail("duplicate key '{}' in the header", duplicate);
@@ -188,7 +233,8 @@ class Reader {
   Entry read_entry(const std::string& name, const Json& value, size_t data_size) const {
     if (!value.is_object()) fail_tensor(name, "entry is a JSON {}, expected an object", value.type_name());
     Entry e;
-    e.name = name;
+    HeaderEntry& h = e.header;
+    h.name = name;
     for (const char* field : {"dtype", "shape", "data_offsets"}) {
       if (!value.contains(field)) fail_tensor(name, "missing '{}'", field);
     }
@@ -197,29 +243,30 @@ class Reader {
     if (!parse_dtype(dtype.get<std::string>(), e.dtype)) {
       fail_tensor(name, "unsupported dtype '{}' (expected F32, BF16, F16, I32, U8 or I64)", dtype.get<std::string>());
     }
+    h.dtype = dtype.get<std::string>();
     const Json& shape = value["shape"];
     if (!shape.is_array()) fail_tensor(name, "shape is a JSON {}, expected an array", shape.type_name());
     uint64_t numel = 1;
     for (const Json& d : shape) {
       const uint64_t dim = read_count(name, "shape dimension", d);
-      e.shape.push_back(static_cast<int64_t>(dim));
+      h.shape.push_back(static_cast<int64_t>(dim));
       if (__builtin_mul_overflow(numel, dim, &numel)) fail_tensor(name, "shape {} is too large", shape.dump());
     }
     const Json& offsets = value["data_offsets"];
     if (!offsets.is_array() || offsets.size() != 2) {
       fail_tensor(name, "data_offsets is {}, expected [begin, end]", offsets.dump());
     }
-    e.begin = read_count(name, "data_offsets begin", offsets[0]);
-    e.end = read_count(name, "data_offsets end", offsets[1]);
-    if (e.begin > e.end) fail_tensor(name, "data_offsets [{}, {}] has begin > end", e.begin, e.end);
-    if (e.end > data_size) {
-      fail_tensor(name, "data_offsets [{}, {}] extend past the {}-byte data section (truncated file?)", e.begin, e.end,
+    h.begin = read_count(name, "data_offsets begin", offsets[0]);
+    h.end = read_count(name, "data_offsets end", offsets[1]);
+    if (h.begin > h.end) fail_tensor(name, "data_offsets [{}, {}] has begin > end", h.begin, h.end);
+    if (h.end > data_size) {
+      fail_tensor(name, "data_offsets [{}, {}] extend past the {}-byte data section (truncated file?)", h.begin, h.end,
                   data_size);
     }
     uint64_t expected = 0;
-    if (__builtin_mul_overflow(numel, e.dtype.size, &expected) || expected != e.end - e.begin) {
-      fail_tensor(name, "data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {} x {} bytes", e.begin, e.end,
-                  e.end - e.begin, shape.dump(), dtype.get<std::string>(), numel, e.dtype.size);
+    if (__builtin_mul_overflow(numel, e.dtype.size, &expected) || expected != h.end - h.begin) {
+      fail_tensor(name, "data_offsets [{}, {}] hold {} bytes, but shape {} of {} needs {} x {} bytes", h.begin, h.end,
+                  h.end - h.begin, shape.dump(), h.dtype, numel, e.dtype.size);
     }
     return e;
   }
@@ -227,11 +274,12 @@ class Reader {
   // Sorts entries into file order and checks they tile the data section exactly.
   void check_coverage(std::vector<Entry>& entries, size_t data_size) const {
     std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
-      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+      return a.header.begin != b.header.begin ? a.header.begin < b.header.begin : a.header.end < b.header.end;
     });
     uint64_t expected = 0;
-    const Entry* previous = nullptr;
-    for (const Entry& e : entries) {
+    const HeaderEntry* previous = nullptr;
+    for (const Entry& entry : entries) {
+      const HeaderEntry& e = entry.header;
       if (e.begin < expected) {
         fail_tensor(e.name, "data_offsets [{}, {}] overlap tensor '{}' (which ends at {})", e.begin, e.end,
                     previous->name, expected);
@@ -246,10 +294,11 @@ class Reader {
     }
   }
 
-  NamedTensor make_tensor(const Entry& e, std::string_view data) const {
-    NamedTensor out{e.name, Tensor(e.shape, e.dtype.dtype), e.dtype.is_i64};
+  NamedTensor make_tensor(const Entry& entry, std::string_view data) const {
+    const HeaderEntry& e = entry.header;
+    NamedTensor out{e.name, Tensor(e.shape, entry.dtype.dtype), entry.dtype.is_i64};
     const char* src = data.data() + e.begin;
-    if (!e.dtype.is_i64) {
+    if (!entry.dtype.is_i64) {
       std::memcpy(out.tensor.raw(), src, out.tensor.bytes());
       return out;
     }
@@ -269,6 +318,17 @@ class Reader {
 };
 
 }  // namespace
+
+std::string canonical_header(const std::map<std::string, std::string>& metadata,
+                             const std::vector<HeaderEntry>& entries) {
+  nlohmann::json header = nlohmann::json::object();  // std::map underneath: keys sorted
+  nlohmann::json meta = nlohmann::json::object();
+  for (const auto& [key, value] : metadata)
+    if (!is_checksum_key(key)) meta[key] = value;
+  header[kMetadataKey] = std::move(meta);
+  for (const HeaderEntry& e : entries) header[e.name] = entry_json<nlohmann::json>(e);
+  return header.dump();
+}
 
 const Tensor* SafetensorsFile::find(const std::string& name) const {
   for (const NamedTensor& t : tensors) {
@@ -307,23 +367,27 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
     }
   }
 
-  uint64_t hash = fnv1a64(nullptr, 0);
-  for (std::string_view piece : data) hash = fnv1a64(piece.data(), piece.size(), hash);
-
-  Json header = Json::object();
-  Json meta = Json::object();
-  for (const auto& [key, value] : metadata) meta[key] = value;
-  meta[kChecksumKey] = checksum_hex(hash);
-  header[kMetadataKey] = std::move(meta);
+  std::vector<HeaderEntry> entries;
   uint64_t offset = 0;
   for (size_t i = 0; i < tensors.size(); ++i) {
     const NamedTensor& t = tensors[i];
     const uint64_t end = offset + data[i].size();
-    header[t.name] = {{"dtype", t.as_i64 ? "I64" : dtype_name(t.tensor.dtype())},
-                      {"shape", t.tensor.shape()},
-                      {"data_offsets", {offset, end}}};
+    entries.push_back({t.name, t.as_i64 ? "I64" : dtype_name(t.tensor.dtype()), t.tensor.shape(), offset, end});
     offset = end;
   }
+  std::map<std::string, std::string> meta_without_checksums = metadata;
+  meta_without_checksums.erase(kChecksumKey);  // a caller's value would be stale
+  meta_without_checksums.erase(kDataChecksumKey);
+  const std::string canonical = canonical_header(meta_without_checksums, entries);
+  uint64_t hash = fnv1a64(canonical.data(), canonical.size());
+  for (std::string_view piece : data) hash = fnv1a64(piece.data(), piece.size(), hash);
+
+  Json header = Json::object();
+  Json meta = Json::object();
+  for (const auto& [key, value] : meta_without_checksums) meta[key] = value;
+  meta[kChecksumKey] = checksum_hex(hash);
+  header[kMetadataKey] = std::move(meta);
+  for (const HeaderEntry& e : entries) header[e.name] = entry_json<Json>(e);
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
 

@@ -2,8 +2,12 @@
 // {dtype, shape, data_offsets} (plus an optional "__metadata__" object of string -> string), then
 // the raw little-endian tensor bytes. Readable by PyTorch, JAX and numpy users directly.
 //
-// convnet adds one metadata key, "convnet.checksum": the FNV-1a 64-bit hash of the whole data
-// section as 16 lowercase hex digits; read_safetensors verifies it when present.
+// convnet adds one metadata key, "convnet.file_checksum": the FNV-1a 64-bit hash, as 16 lowercase
+// hex digits, of the canonical header (canonical_header below: every metadata entry except the
+// checksum itself and every tensor entry, keys sorted, compact JSON) followed by the whole data
+// section, so a changed metadata value, name, shape or offset fails the check as much as a flipped
+// data byte. Files of convnet before checkpoint format 2 hold "convnet.checksum" instead: the hash
+// of the data section alone. read_safetensors verifies whichever is present and reports which.
 #pragma once
 
 #include <cstdint>
@@ -25,9 +29,17 @@ struct NamedTensor {
   bool as_i64 = false;
 };
 
+// What the verified checksum of a file covered.
+enum class ChecksumCoverage {
+  none,             // no checksum (a foreign writer)
+  data,             // "convnet.checksum": the data section only (convnet's format before 2)
+  header_and_data,  // "convnet.file_checksum": the canonical header and the data
+};
+
 struct SafetensorsFile {
   std::vector<NamedTensor> tensors;  // in file order (sorted by data offset)
   std::map<std::string, std::string> metadata;
+  ChecksumCoverage checksum = ChecksumCoverage::none;
   const Tensor* find(const std::string& name) const;  // nullptr when absent
 };
 
@@ -36,10 +48,23 @@ struct SafetensorsFile {
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors,
                        const std::map<std::string, std::string>& metadata);
 
-// Reads and validates everything (header length against file size, JSON syntax, dtypes, shapes,
-// offsets contiguous, in bounds and non-overlapping, byte counts matching shape x dtype,
-// checksum). Throws Error naming the file and the offending tensor or field.
+// Reads and validates everything (a regular file, header length against file size, JSON syntax,
+// dtypes, shapes, offsets contiguous, in bounds and non-overlapping, byte counts matching shape x
+// dtype, checksum). Nothing is allocated beyond the file's own size. Throws Error naming the file
+// and the offending tensor or field.
 SafetensorsFile read_safetensors(const std::string& path);
+
+// One tensor entry of a header, as written in the file.
+struct HeaderEntry {
+  std::string name;
+  std::string dtype;  // as in the file: "F32", "I64", ...
+  Shape shape;
+  uint64_t begin = 0, end = 0;
+};
+// The text "convnet.file_checksum" hashes before the data: the compact JSON dump, keys sorted, of
+// {"__metadata__": metadata without the checksum keys, name: {"data_offsets", "dtype", "shape"}...}.
+std::string canonical_header(const std::map<std::string, std::string>& metadata,
+                             const std::vector<HeaderEntry>& entries);
 
 // Writes `text` to `path` atomically (same steps as write_safetensors).
 void write_file_atomic(const std::string& path, const std::string& text);

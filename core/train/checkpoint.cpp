@@ -1,17 +1,17 @@
 #include "core/train/checkpoint.h"
 
-#include <charconv>
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
 #include "core/base/error.h"
 #include "core/io/safetensors.h"
+#include "core/train/checkpoint_metadata.h"
 
 namespace convnet {
 
 namespace {
-
-constexpr const char* kFormatVersion = "1";
 
 // How one of our tensors maps to its PyTorch layout.
 struct Layout {
@@ -154,123 +154,205 @@ std::vector<ModelTensor> model_tensors(Graph& graph, Sgd* optimizer, WeightAvera
   return out;
 }
 
-std::string rng_to_string(const Rng::State& s) {
-  return fmt::format("{:016x}{:016x}{:016x}{:016x}", s[0], s[1], s[2], s[3]);
+// The first NaN or Inf element of a host f32 tensor, or -1.
+int64_t first_non_finite(const Tensor& host) {
+  if (host.dtype() != DType::f32) return -1;
+  const float* v = host.f32();
+  for (int64_t i = 0; i < host.numel(); ++i)
+    if (!std::isfinite(v[i])) return i;
+  return -1;
 }
 
-template <class T>
-T parse_number(const std::map<std::string, std::string>& meta, const std::string& key, const std::string& path) {
-  auto it = meta.find(key);
-  if (it == meta.end()) throw Error(fmt::format("checkpoint '{}': metadata has no '{}'", path, key));
-  T value{};
-  const char* b = it->second.data();
-  const char* e = b + it->second.size();
-  auto [ptr, ec] = std::from_chars(b, e, value);
-  if (ec != std::errc() || ptr != e)
-    throw Error(fmt::format("checkpoint '{}': metadata '{}' = '{}' is not a number", path, key, it->second));
-  return value;
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-TrainingState state_from_metadata(const std::map<std::string, std::string>& meta, const std::string& path) {
-  auto version = meta.find("convnet.format_version");
-  if (version == meta.end())
-    throw Error(fmt::format("checkpoint '{}': not a convnet checkpoint (no convnet.format_version metadata)", path));
-  if (version->second != kFormatVersion)
-    throw Error(fmt::format("checkpoint '{}': format version {} is not supported (this build reads {})", path,
-                            version->second, kFormatVersion));
-  TrainingState s;
-  s.step = parse_number<int64_t>(meta, "convnet.step", path);
-  s.epoch = parse_number<int64_t>(meta, "convnet.epoch", path);
-  s.batch_in_epoch = parse_number<int64_t>(meta, "convnet.batch_in_epoch", path);
-  s.best_accuracy = parse_number<double>(meta, "convnet.best_accuracy", path);
-  s.lr = parse_number<double>(meta, "convnet.lr", path);
-  const std::string& rng = meta.count("convnet.rng") ? meta.at("convnet.rng") : std::string();
-  if (rng.size() != 64) throw Error(fmt::format("checkpoint '{}': metadata convnet.rng is malformed", path));
-  for (size_t i = 0; i < 4; ++i) {
-    auto [ptr, ec] = std::from_chars(rng.data() + 16 * i, rng.data() + 16 * (i + 1), s.rng[i], 16);
-    if (ec != std::errc() || ptr != rng.data() + 16 * (i + 1))
-      throw Error(fmt::format("checkpoint '{}': metadata convnet.rng is malformed", path));
+// Throws Error "{what}: tensor '{name}' ..." when a value of `host` is NaN or Inf, or a statistic
+// is impossible: a negative batchnorm running variance or num_batches_tracked.
+void check_values(const std::string& name, const Tensor& host, const std::string& what) {
+  if (const int64_t i = first_non_finite(host); i >= 0)
+    throw Error(
+        fmt::format("{}: tensor '{}' holds {} at index {} (values must be finite)", what, name, host.f32()[i], i));
+  if (ends_with(name, ".running_var") && host.dtype() == DType::f32) {
+    const float* v = host.f32();
+    for (int64_t i = 0; i < host.numel(); ++i)
+      if (v[i] < 0)
+        throw Error(
+            fmt::format("{}: tensor '{}' holds the variance {} at index {} (a variance is >= 0)", what, name, v[i], i));
   }
-  s.config_yaml = meta.count("convnet.config") ? meta.at("convnet.config") : "";
-  s.data_fingerprint = meta.count("convnet.data") ? meta.at("convnet.data") : "";
-  return s;
+  if (ends_with(name, ".num_batches_tracked") && host.dtype() == DType::i32) {
+    const int32_t* v = host.data<int32_t>();
+    for (int64_t i = 0; i < host.numel(); ++i)
+      if (v[i] < 0)
+        throw Error(
+            fmt::format("{}: tensor '{}' holds the count {} at index {} (a count is >= 0)", what, name, v[i], i));
+  }
+}
+
+std::string dtype_in_file(const NamedTensor& t) {
+  return t.as_i64 ? "I64" : dtype_name(t.tensor.dtype());
+}
+std::string dtype_in_file(const ModelTensor& t) {
+  return t.as_i64 ? "I64" : dtype_name(t.value->dtype());
+}
+
+// "a, b, c and 4 more": at most `shown` names.
+std::string name_list(const std::vector<std::string>& names, size_t shown = 6) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < shown; ++i) out += (i ? ", " : "") + names[i];
+  if (names.size() > shown) out += fmt::format(" and {} more", names.size() - shown);
+  return out;
+}
+
+// The file entries that a load may leave unused: a convnet file's optimizer state when no
+// optimizer loads it, its averaging state when no average does.
+struct UnusedAllowed {
+  bool optimizer = false;
+  bool average = false;
+  bool allows(const std::string& name) const {
+    if (name.rfind("optimizer.", 0) == 0) return optimizer;
+    if (name.rfind("raw.", 0) == 0 || name.rfind("ema.", 0) == 0) return average;
+    return false;
+  }
+};
+
+// Every model tensor in the file, no other (but the allowed unused ones): else an Error listing
+// what is missing and what is extra.
+void check_names(const std::map<std::string, const NamedTensor*>& in_file, const std::vector<ModelTensor>& tensors,
+                 UnusedAllowed unused, const std::string& path) {
+  std::set<std::string> expected;
+  std::vector<std::string> missing, extra;
+  for (const ModelTensor& t : tensors) {
+    expected.insert(t.name);
+    if (!in_file.count(t.name)) missing.push_back(t.name);
+  }
+  for (const auto& [name, t] : in_file)
+    if (!expected.count(name) && !unused.allows(name)) extra.push_back(name);
+  if (missing.empty() && extra.empty()) return;
+  std::string what;
+  if (!missing.empty())
+    what = fmt::format("{} tensor{} of the model {} missing ({})", missing.size(), missing.size() == 1 ? "" : "s",
+                       missing.size() == 1 ? "is" : "are", name_list(missing));
+  if (!extra.empty())
+    what += fmt::format("{}{} tensor{} of the file {} not in the model ({})", what.empty() ? "" : "; ", extra.size(),
+                        extra.size() == 1 ? "" : "s", extra.size() == 1 ? "is" : "are", name_list(extra));
+  const bool data_parallel_names =
+      !extra.empty() && std::all_of(extra.begin(), extra.end(), [&](const std::string& name) {
+        return name.rfind("module.", 0) == 0 && expected.count(name.substr(7));
+      });
+  throw Error(fmt::format("checkpoint '{}' does not fit the model: {} ({})", path, what,
+                          data_parallel_names ? "its names carry PyTorch DataParallel's 'module.' prefix: save "
+                                                "model.module.state_dict() instead"
+                                              : "a checkpoint of another model?"));
+}
+
+// Checks names, shapes, dtypes and values of every tensor first, then copies them into the model.
+void load_tensors(const SafetensorsFile& file, const std::string& path, const std::vector<ModelTensor>& tensors,
+                  UnusedAllowed unused) {
+  std::map<std::string, const NamedTensor*> in_file;
+  for (const NamedTensor& nt : file.tensors) in_file[nt.name] = &nt;
+  check_names(in_file, tensors, unused, path);
+  for (const ModelTensor& t : tensors) {
+    const NamedTensor& found = *in_file.at(t.name);
+    const Shape want = exported_shape(t.value->shape(), t.layout);
+    if (found.tensor.shape() != want)
+      throw Error(fmt::format("checkpoint '{}': tensor '{}' has shape {}, the model expects {}", path, t.name,
+                              shape_str(found.tensor.shape()), shape_str(want)));
+    if (dtype_in_file(found) != dtype_in_file(t))
+      throw Error(fmt::format("checkpoint '{}': tensor '{}' has dtype {}, the model expects {}", path, t.name,
+                              dtype_in_file(found), dtype_in_file(t)));
+    check_values(t.name, found.tensor, fmt::format("checkpoint '{}'", path));
+  }
+  for (const ModelTensor& t : tensors) import_tensor(in_file.at(t.name)->tensor, *t.value, *t.backend, t.layout);
+}
+
+// The model's classes must be as many as the checkpoint's class names (when it has them).
+void check_class_count(const TrainingState& state, const Graph& graph, const std::string& path) {
+  const Shape& out = graph.output_shape();
+  if (state.class_names.empty() || out.size() != 1 || out[0] == static_cast<int64_t>(state.class_names.size())) return;
+  throw Error(fmt::format("checkpoint '{}' was trained on {} classes ({}) but the model outputs {}", path,
+                          state.class_names.size(), name_list(state.class_names), out[0]));
+}
+
+void check_average_mode(const SafetensorsFile& file, const std::string& path, Sgd* optimizer, WeightAverage* average) {
+  const auto ema_meta = file.metadata.find("convnet.ema");
+  const std::string file_mode = ema_meta == file.metadata.end() ? "none" : ema_meta->second;
+  const std::string want_mode = average ? average->mode_name() : "none";
+  if (!(optimizer || average) || file_mode == want_mode) return;
+  if (file_mode == "none")
+    throw Error(
+        fmt::format("checkpoint '{}' has no weight-average state (it was written with ema.mode none), so it "
+                    "cannot resume a run with ema.mode {}; resume with ema.mode=none or start a new run",
+                    path, want_mode));
+  throw Error(
+      fmt::format("checkpoint '{}' holds ema.mode {} state, so it cannot resume a run with ema.mode {}; "
+                  "resume with ema.mode={} or start a new run",
+                  path, file_mode, want_mode, file_mode));
 }
 
 }  // namespace
 
+void check_finite_state(Graph& graph, Sgd* optimizer, WeightAverage* average, const std::string& what) {
+  for (const ModelTensor& t : model_tensors(graph, optimizer, average))
+    check_values(t.name, to_host(*t.value, *t.backend), what);
+}
+
 void save_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, const TrainingState& state,
                      WeightAverage* average) {
   std::vector<NamedTensor> tensors;
+  const std::string refusal = fmt::format("refusing to write checkpoint '{}' (did training diverge?)", path);
   for (const ModelTensor& t : model_tensors(graph, optimizer, average)) {
     NamedTensor nt{t.name, export_tensor(*t.value, *t.backend, t.layout)};
     nt.as_i64 = t.as_i64;
+    check_values(nt.name, nt.tensor, refusal);
     tensors.push_back(std::move(nt));
   }
-  std::map<std::string, std::string> meta = {
-      {"format", "pt"},
-      {"convnet.format_version", kFormatVersion},
-      {"convnet.step", std::to_string(state.step)},
-      {"convnet.epoch", std::to_string(state.epoch)},
-      {"convnet.batch_in_epoch", std::to_string(state.batch_in_epoch)},
-      {"convnet.rng", rng_to_string(state.rng)},
-      {"convnet.best_accuracy", fmt::format("{}", state.best_accuracy)},
-      {"convnet.lr", fmt::format("{}", state.lr)},
-      {"convnet.config", state.config_yaml},
-      {"convnet.data", state.data_fingerprint},
-  };
-  if (average) meta["convnet.ema"] = average->mode_name();
-  write_safetensors(path, tensors, meta);
+  write_safetensors(path, tensors,
+                    checkpoint_metadata(state, graph.example_shape(), average ? average->mode_name() : ""));
+}
+
+void check_resume_position(const TrainingState& state, int64_t steps_per_epoch, const std::string& path) {
+  if (state.batch_in_epoch > steps_per_epoch)
+    throw Error(
+        fmt::format("checkpoint '{}': metadata 'convnet.batch_in_epoch' = {} is past the end of an epoch of "
+                    "{} batches (expected 0 to {}): a damaged checkpoint, or other data",
+                    path, state.batch_in_epoch, steps_per_epoch, steps_per_epoch));
+  if (state.step > state.epoch * steps_per_epoch + state.batch_in_epoch)
+    throw Error(
+        fmt::format("checkpoint '{}': metadata 'convnet.step' = {} is more than epoch {} x {} batches + "
+                    "batch {} allow: a damaged checkpoint, or other data",
+                    path, state.step, state.epoch, steps_per_epoch, state.batch_in_epoch));
 }
 
 TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, WeightAverage* average) {
   const SafetensorsFile file = read_safetensors(path);
-  TrainingState state = state_from_metadata(file.metadata, path);
-  const auto ema_meta = file.metadata.find("convnet.ema");
-  const std::string file_mode = ema_meta == file.metadata.end() ? "none" : ema_meta->second;
-  const std::string want_mode = average ? average->mode_name() : "none";
-  if ((optimizer || average) && file_mode != want_mode) {
-    if (file_mode == "none")
-      throw Error(
-          fmt::format("checkpoint '{}' has no weight-average state (it was written with ema.mode none), so it "
-                      "cannot resume a run with ema.mode {}; resume with ema.mode=none or start a new run",
-                      path, want_mode));
-    throw Error(
-        fmt::format("checkpoint '{}' holds ema.mode {} state, so it cannot resume a run with ema.mode {}; "
-                    "resume with ema.mode={} or start a new run",
-                    path, file_mode, want_mode, file_mode));
-  }
-  std::set<std::string> expected;
-  for (const ModelTensor& t : model_tensors(graph, optimizer, average)) {
-    expected.insert(t.name);
-    const Tensor* found = file.find(t.name);
-    if (!found)
-      throw Error(fmt::format("checkpoint '{}': tensor '{}' is missing (does the model match?)", path, t.name));
-    const Shape want = exported_shape(t.value->shape(), t.layout);
-    if (found->shape() != want)
-      throw Error(fmt::format("checkpoint '{}': tensor '{}' has shape {}, the model expects {}", path, t.name,
-                              shape_str(found->shape()), shape_str(want)));
-    if (found->dtype() != t.value->dtype())
-      throw Error(fmt::format("checkpoint '{}': tensor '{}' has dtype {}, the model expects {}", path, t.name,
-                              dtype_name(found->dtype()), dtype_name(t.value->dtype())));
-    import_tensor(*found, *t.value, *t.backend, t.layout);
-  }
-  for (const NamedTensor& nt : file.tensors) {
-    const bool optimizer_state = nt.name.rfind("optimizer.", 0) == 0;
-    const bool average_state = nt.name.rfind("raw.", 0) == 0 || nt.name.rfind("ema.", 0) == 0;
-    const bool ignored = (optimizer_state && optimizer == nullptr) || (average_state && average == nullptr);
-    if (!expected.count(nt.name) && !ignored)
-      throw Error(fmt::format("checkpoint '{}': tensor '{}' does not belong to this model", path, nt.name));
-  }
+  TrainingState state = parse_checkpoint_metadata(file, path);
+  check_average_mode(file, path, optimizer, average);
+  check_class_count(state, graph, path);
+  load_tensors(file, path, model_tensors(graph, optimizer, average), {optimizer == nullptr, average == nullptr});
   return state;
 }
 
-CheckpointSummary read_checkpoint_summary(const std::string& path) {
+void load_model_weights(const std::string& path, Graph& graph) {
+  const SafetensorsFile file = read_safetensors(path);
+  const bool ours = has_convnet_metadata(file.metadata);
+  if (ours) check_class_count(parse_checkpoint_metadata(file, path), graph, path);
+  load_tensors(file, path, model_tensors(graph, nullptr, nullptr), {ours, ours});
+}
+
+CheckpointSummary read_checkpoint_summary(const std::string& path, bool allow_foreign) {
   const SafetensorsFile file = read_safetensors(path);
   CheckpointSummary s;
-  s.state = state_from_metadata(file.metadata, path);
+  s.has_training_state = has_convnet_metadata(file.metadata) || !allow_foreign;
+  if (s.has_training_state) {
+    s.state = parse_checkpoint_metadata(file, path);  // throws for a foreign file
+    s.input_shape = checkpoint_input_shape(file.metadata, path);
+  }
   s.metadata = file.metadata;
-  for (const NamedTensor& nt : file.tensors)  // I64 in the file is held as I32 in memory
-    s.tensors.push_back({nt.name, nt.as_i64 ? "I64" : dtype_name(nt.tensor.dtype()), nt.tensor.shape()});
+  for (const NamedTensor& nt : file.tensors) {
+    check_values(nt.name, nt.tensor, fmt::format("checkpoint '{}'", path));
+    s.tensors.push_back({nt.name, dtype_in_file(nt), nt.tensor.shape()});
+  }
   return s;
 }
 

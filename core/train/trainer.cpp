@@ -192,6 +192,7 @@ void TrainingRun::resume(const std::string& path) {
   if (state_.data_fingerprint != train_.fingerprint())
     throw Error(fmt::format("checkpoint '{}' was trained on different data ({}) than data.path now gives ({})", path,
                             state_.data_fingerprint, train_.fingerprint()));
+  check_resume_position(state_, steps_per_epoch_, path);
   std::error_code ec;
   if (fs::equivalent(path, last_path_, ec)) last_saved_step_ = state_.step;  // what last.safetensors holds
   if (state_.epoch >= num_epochs_)
@@ -239,6 +240,7 @@ TrainResult TrainingRun::run(const std::string& resume_path) {
   if (!resume_path.empty()) resume(resume_path);
   state_.config_yaml = config_yaml;
   state_.data_fingerprint = train_.fingerprint();
+  state_.class_names = train_.class_names();
   if (root_) {
     metrics_.emplace((out_dir_ / "metrics.jsonl").string());
     progress_.emplace(step_limit_, tc_.log_every, state_.step);

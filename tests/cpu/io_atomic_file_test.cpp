@@ -2,6 +2,7 @@
 // leaves no temporary file behind.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -120,6 +121,36 @@ TEST(AtomicFile, TargetThatIsADirectoryIsAnError) {
   EXPECT_THROW(write_file_atomic(target, std::string("x")), Error);
   EXPECT_TRUE(std::filesystem::is_directory(target));
   EXPECT_EQ(list_dir(dir.path()), std::vector<std::string>{"taken"});
+}
+
+}  // namespace
+}  // namespace convnet
+
+namespace convnet {
+namespace {
+
+// The pid of a child that has exited and been reaped: no process has it (until the kernel reuses it).
+pid_t dead_pid() {
+  const pid_t pid = ::fork();
+  if (pid == 0) ::_exit(0);
+  ::waitpid(pid, nullptr, 0);
+  return pid;
+}
+
+TEST(AtomicFile, WritingRemovesTemporaryFilesOfDeadWritersOnly) {
+  TempDir dir;
+  const std::string path = dir.file("last.safetensors");
+  const std::string dead = fmt::format("last.safetensors.tmp.{}", dead_pid());
+  const std::string live = fmt::format("last.safetensors.tmp.{}", ::getppid());       // another writer at work
+  const std::string other_file = fmt::format("best.safetensors.tmp.{}", dead_pid());  // not this file's
+  for (const std::string& name : {dead, live, other_file, std::string("last.safetensors.tmp.12x")})
+    testing::write_file(dir.file(name), "partial");
+  write_file_atomic(path, std::string("new"));
+  EXPECT_EQ(read_file(path), "new");
+  std::vector<std::string> expected = {"last.safetensors", live, other_file, "last.safetensors.tmp.12x"};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(list_dir(dir.path()), expected);
+  EXPECT_EQ(remove_stale_temp_files(dir.file("best.safetensors")), 1);
 }
 
 }  // namespace

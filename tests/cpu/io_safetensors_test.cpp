@@ -1,9 +1,11 @@
 // safetensors reader and writer: round trips, the on-disk layout, and rejection of damaged or
 // malformed files with messages that name the file and the tensor.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -102,8 +104,9 @@ TEST(Safetensors, RoundTripSeveralDtypes) {
   }
   EXPECT_EQ(file.metadata.at("epoch"), "3");
   EXPECT_EQ(file.metadata.at("config"), "model: vgg11\n");
-  EXPECT_EQ(file.metadata.at("convnet.checksum").size(), 16u);
+  EXPECT_EQ(file.metadata.at("convnet.file_checksum").size(), 16u);
   EXPECT_EQ(file.metadata.size(), 3u);
+  EXPECT_EQ(file.checksum, ChecksumCoverage::header_and_data);
   ASSERT_NE(file.find("scalar"), nullptr);
   EXPECT_EQ(file.find("scalar")->rank(), 0);
   EXPECT_EQ(file.find("scalar")->f32()[0], 2.5f);
@@ -137,7 +140,12 @@ TEST(Safetensors, ByteLayoutMatchesSpec) {
   EXPECT_EQ(header.size(), 4u);
   EXPECT_EQ(header["__metadata__"]["k"], "v");
   const std::string data = bytes.substr(8 + n);
-  EXPECT_EQ(header["__metadata__"]["convnet.checksum"], fmt::format("{:016x}", fnv1a64(data.data(), data.size())));
+  // The checksum: the canonical header (sorted keys, compact, without the checksum), then the data.
+  const std::string canonical =
+      R"({"__metadata__":{"k":"v"},"a":{"data_offsets":[12,17],"dtype":"U8","shape":[5]},)"
+      R"("m":{"data_offsets":[17,25],"dtype":"I32","shape":[2]},"z":{"data_offsets":[0,12],"dtype":"F32","shape":[3]}})";
+  EXPECT_EQ(header["__metadata__"]["convnet.file_checksum"],
+            fmt::format("{:016x}", fnv1a64(data.data(), data.size(), fnv1a64(canonical.data(), canonical.size()))));
 
   uint64_t offset = 0;
   for (const NamedTensor& t : tensors) {
@@ -212,9 +220,11 @@ TEST(Safetensors, CallerChecksumIsReplaced) {
   TempDir dir;
   Rng rng(3);
   const std::string path = dir.file("c.safetensors");
-  write_safetensors(path, {{"w", testing::random_tensor({4}, rng)}}, {{"convnet.checksum", "0000000000000000"}});
-  const SafetensorsFile file = read_safetensors(path);  // would throw if the bogus value were kept
-  EXPECT_NE(file.metadata.at("convnet.checksum"), "0000000000000000");
+  write_safetensors(path, {{"w", testing::random_tensor({4}, rng)}},
+                    {{"convnet.file_checksum", "0000000000000000"}, {"convnet.checksum", "0000000000000000"}});
+  const SafetensorsFile file = read_safetensors(path);  // would throw if a bogus value were kept
+  EXPECT_NE(file.metadata.at("convnet.file_checksum"), "0000000000000000");
+  EXPECT_EQ(file.metadata.count("convnet.checksum"), 0u);
 }
 
 TEST(Safetensors, OverwritesExistingFile) {
@@ -266,9 +276,89 @@ TEST(Safetensors, BitFlipInDataIsAChecksumError) {
       std::string flipped = bytes;
       flipped[pos] = static_cast<char>(flipped[pos] ^ (1 << bit));
       write_file(path, flipped);
-      expect_read_error(path, {"checkpoint '" + path + "'", "checksum mismatch: data is corrupt"});
+      expect_read_error(path, {"checkpoint '" + path + "'", "checksum mismatch: header or data is corrupt"});
     }
   }
+}
+
+// The header as JSON and the data section of a file.
+std::pair<nlohmann::ordered_json, std::string> split_file(const std::string& bytes) {
+  uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  return {nlohmann::ordered_json::parse(bytes.substr(8, n)), bytes.substr(8 + n)};
+}
+
+TEST(Safetensors, ChangedMetadataOrEntryIsAChecksumError) {
+  TempDir dir;
+  Rng rng(16);
+  const std::string path = dir.file("h.safetensors");
+  write_safetensors(path, {{"w", testing::random_tensor({4}, rng)}, {"v", testing::random_tensor({2, 2}, rng)}},
+                    {{"convnet.step", "10"}});
+  const auto [header, data] = split_file(read_file(path));
+  const auto edit_and_read = [&, &header = header,
+                              &data = data](const std::function<void(nlohmann::ordered_json&)>& edit) {
+    nlohmann::ordered_json h = header;
+    edit(h);
+    write_file(path, foreign_file(h.dump(), data));
+    expect_read_error(path, {path, "checksum mismatch: header or data is corrupt"});
+  };
+  edit_and_read([](auto& h) { h["__metadata__"]["convnet.step"] = "11"; });
+  edit_and_read([](auto& h) { h["__metadata__"]["added"] = "x"; });
+  edit_and_read([](auto& h) { h["__metadata__"].erase("convnet.step"); });
+  edit_and_read([](auto& h) { h["v"]["shape"] = {4}; });  // same bytes, other shape
+  edit_and_read([](auto& h) {                             // the two tensors swap names
+    std::swap(h["w"], h["v"]);
+    std::swap(h["w"]["shape"], h["v"]["shape"]);
+  });
+}
+
+TEST(Safetensors, ChecksumDoesNotDependOnHeaderFormatting) {
+  TempDir dir;
+  Rng rng(17);
+  const std::string path = dir.file("f.safetensors");
+  write_safetensors(path, {{"w", testing::random_tensor({4}, rng)}, {"v", testing::random_tensor({3}, rng)}},
+                    {{"b", "2"}, {"a", "1"}});
+  const auto [header, data] = split_file(read_file(path));
+  nlohmann::ordered_json reordered;  // entries before the metadata, in reverse order
+  reordered["v"] = header["v"];
+  reordered["w"] = header["w"];
+  reordered["__metadata__"] = header["__metadata__"];
+  write_file(path, foreign_file(reordered.dump(4), data));
+  EXPECT_EQ(read_safetensors(path).checksum, ChecksumCoverage::header_and_data);
+}
+
+TEST(Safetensors, PreviousFormatDataChecksumIsVerified) {
+  TempDir dir;
+  const std::string path = dir.file("old.safetensors");
+  const std::string data = raw<float>({1, 2});
+  const std::string header = fmt::format(
+      R"({{"__metadata__":{{"convnet.checksum":"{:016x}"}},"w":{{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}}})",
+      fnv1a64(data.data(), data.size()));
+  write_file(path, foreign_file(header, data));
+  EXPECT_EQ(read_safetensors(path).checksum, ChecksumCoverage::data);
+  write_file(path, foreign_file(header, raw<float>({1, 3})));
+  expect_read_error(path, {path, "checksum mismatch: data is corrupt"});
+  write_file(path, foreign_file(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data));
+  EXPECT_EQ(read_safetensors(path).checksum, ChecksumCoverage::none);
+}
+
+TEST(Safetensors, OnlyRegularFilesAreRead) {
+  TempDir dir;
+  expect_read_error(dir.path(), {dir.path(), "not a regular file"});
+  expect_read_error("/dev/zero", {"/dev/zero", "not a regular file"});  // endless: must not be read
+  const std::string fifo = dir.file("fifo");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  expect_read_error(fifo, {fifo, "not a regular file"});  // no writer: must not block either
+}
+
+TEST(Safetensors, ParseErrorQuotesDamagedBytesPrintably) {
+  TempDir dir;
+  const std::string path = dir.file("bytes.safetensors");
+  write_file(path, foreign_file("\xff\xfe", ""));
+  const std::string message = testing::error_of([&] { read_safetensors(path); });
+  EXPECT_NE(message.find("\\xff"), std::string::npos) << message;
+  for (const char c : message)
+    EXPECT_TRUE(c >= 0x20 && c < 0x7f) << "byte " << static_cast<int>(c) << " in " << message;
 }
 
 TEST(Safetensors, MissingFileNamesThePathAndReason) {
