@@ -60,6 +60,17 @@ Config benchmark_config(const BenchmarkOptions& options);
 // convnet benchmark --ranks: data-parallel scaling (tools/scaling_benchmark.cpp).
 int scaling_benchmark(const BenchmarkOptions& options);
 
+struct PredictOptions {
+  std::string checkpoint;
+  std::vector<std::string> inputs;  // image files, folders, "-" (paths on stdin)
+  int top = 5;
+  int batch_size = 64;
+  bool json = false;    // one JSON object per line
+  std::string backend;  // overrides train.backend
+  std::string tta;      // none | flip | flip_translate; empty: none
+};
+int predict_command(const PredictOptions& options);
+
 struct ExportOptions {
   std::string checkpoint;
   std::string format = "onnx";

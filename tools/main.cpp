@@ -116,6 +116,22 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
       ->check(CLI::Range(1, 1024))
       ->capture_default_str();
 
+  PredictOptions pred;
+  CLI::App* predict_cmd = app.add_subcommand("predict", "Classify image files with a checkpoint's model");
+  add_checkpoint_argument(predict_cmd, pred.checkpoint);
+  predict_cmd->add_option("images", pred.inputs, "JPEG/PNG files, folders, or - for paths on stdin")->required();
+  predict_cmd->add_option("--top", pred.top, "Classes to print per image")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  predict_cmd->add_option("--batch-size", pred.batch_size, "Images per forward pass")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  predict_cmd->add_option("--backend", pred.backend,
+                          "cpu, cuda, cuda_tf32, cudnn or cudnn_tf32 (default: the checkpoint's)");
+  predict_cmd->add_option("--tta", pred.tta, "Test-time augmentation")
+      ->check(CLI::IsMember({"none", "flip", "flip_translate"}));
+  predict_cmd->add_flag("--json", pred.json, "One JSON object per image and line");
+
   ExportOptions exp;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a checkpoint's model for another runtime (ONNX)");
   add_checkpoint_argument(export_cmd, exp.checkpoint);
@@ -150,6 +166,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
     if (*eval_cmd) return evaluate_command(eval);
     if (*bench_cmd) return benchmark_command(bench);
     if (*export_cmd) return export_command(exp);
+    if (*predict_cmd) return predict_command(pred);
     if (*info_cmd) return info_command(info);
     if (*convert_cmd) return convert_data_command(convert_src, convert_dst);
   } catch (const convnet::ConfigError& e) {

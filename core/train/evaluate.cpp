@@ -1,6 +1,7 @@
 #include "core/train/evaluate.h"
 
 #include "core/base/error.h"
+#include "core/train/tta_logits.h"
 
 namespace convnet {
 
@@ -69,44 +70,19 @@ void sum_over_ranks(ReplicaGroup& group, double& loss_sum, EvalResult& r) {
 
 EvalResult evaluate(Graph& graph, BatchSource& data, Tta tta, ReplicaGroup* group) {
   const int k = data.num_classes();
-  const std::vector<TtaView> views = tta_views(tta);
   Backend& backend = graph.output_backend();
-  Backend& input_backend = graph.layer_backend(0);
+  TtaLogits tta_logits(graph, tta);
   EvalResult r;
   r.confusion.assign(static_cast<size_t>(k), std::vector<int64_t>(static_cast<size_t>(k), 0));
   double loss_sum = 0;
   Tensor loss = backend.empty({1}), host_loss({1});
   // Reallocated only when the batch size changes.
-  Tensor probs, labels_dev, host_logits, staged, view_images, mean_logits;
-  auto ensure = [](Tensor& t, Backend& b, const Shape& shape) {
-    if (!t.defined() || t.shape() != shape) t = b.empty(shape);
-  };
+  Tensor probs, labels_dev, host_logits;
   Batch batch;
   data.start_epoch(0);
   while (data.next(batch)) {
     if (batch.labels.numel() == 0) continue;  // this rank's shard of a short last batch
-    const Tensor* logits = nullptr;
-    if (views.size() == 1) {
-      logits = &graph.forward(batch.images, Mode::eval);
-    } else {
-      // The views are made where the first layer reads its input.
-      const Tensor* images = &batch.images;
-      if (batch.images.device() != input_backend.device()) {
-        ensure(staged, input_backend, batch.images.shape());
-        input_backend.copy(staged, batch.images);
-        images = &staged;
-      }
-      ensure(view_images, input_backend, images->shape());
-      for (size_t v = 0; v < views.size(); ++v) {
-        const ImageView& view = views[v].view;
-        const bool identity = view.shift_y == 0 && view.shift_x == 0 && !view.flip;
-        if (!identity) input_backend.image_view(*images, view_images, view);
-        const Tensor& out = graph.forward(identity ? *images : view_images, Mode::eval);
-        ensure(mean_logits, backend, out.shape());
-        backend.axpby(static_cast<float>(views[v].weight), out, v == 0 ? 0.0f : 1.0f, mean_logits);
-      }
-      logits = &mean_logits;
-    }
+    const Tensor* logits = &tta_logits(batch.images);
     const int64_t n = logits->dim(0);
     if (!probs.defined() || probs.dim(0) != n) {
       probs = backend.empty(logits->shape());

@@ -1,11 +1,6 @@
 // Image-folder trees (JPEG and PNG decoding, ordering, every error), format detection for
 // load_cifar10, the train/test limits and the folder -> binary converter.
 #include <gtest/gtest.h>
-// clang-format off
-#include <cstdio>  // jpeglib.h needs size_t and FILE declared first
-#include <jpeglib.h>
-// clang-format on
-#include <png.h>
 
 #include <cmath>
 #include <cstdio>
@@ -23,6 +18,7 @@
 #include "datasets/convert.h"
 #include "datasets/image_codec.h"
 #include "datasets/image_folder.h"
+#include "tests/common/image_files.h"
 #include "tests/common/test_util.h"
 
 namespace convnet {
@@ -30,6 +26,8 @@ namespace {
 
 using testing::error_of;
 using testing::TempDir;
+using testing::write_jpeg;
+using testing::write_png;
 namespace fs = std::filesystem;
 
 std::vector<uint8_t> random_pixels(int h, int w, int c, Rng& rng) {
@@ -48,47 +46,6 @@ std::vector<uint8_t> smooth_pixels(int h, int w, Rng& rng) {
         p[static_cast<size_t>((y * w + x) * 3 + c)] =
             static_cast<uint8_t>(128 + 90 * std::sin(a + 0.2 * x + 0.13 * y * (c + 1)));
   return p;
-}
-
-// Written with libpng directly (not through the code under test).
-void write_png(const std::string& path, int h, int w, const std::vector<uint8_t>& pixels, bool gray = false) {
-  fs::create_directories(fs::path(path).parent_path());
-  png_image image;
-  std::memset(&image, 0, sizeof image);
-  image.version = PNG_IMAGE_VERSION;
-  image.width = static_cast<png_uint_32>(w);
-  image.height = static_cast<png_uint_32>(h);
-  image.format = gray ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-  ASSERT_TRUE(png_image_write_to_file(&image, path.c_str(), 0, pixels.data(), 0, nullptr)) << image.message;
-}
-
-// Written with libjpeg directly: quality 100, no chroma subsampling.
-void write_jpeg(const std::string& path, int h, int w, const std::vector<uint8_t>& pixels, bool gray = false) {
-  fs::create_directories(fs::path(path).parent_path());
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr);
-  jpeg_compress_struct cinfo;
-  jpeg_error_mgr jerr;
-  cinfo.err = jpeg_std_error(&jerr);
-  jpeg_create_compress(&cinfo);
-  jpeg_stdio_dest(&cinfo, f);
-  cinfo.image_width = static_cast<JDIMENSION>(w);
-  cinfo.image_height = static_cast<JDIMENSION>(h);
-  cinfo.input_components = gray ? 1 : 3;
-  cinfo.in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
-  jpeg_set_defaults(&cinfo);
-  jpeg_set_quality(&cinfo, 100, TRUE);
-  cinfo.comp_info[0].h_samp_factor = cinfo.comp_info[0].v_samp_factor = 1;
-  jpeg_start_compress(&cinfo, TRUE);
-  const int comps = gray ? 1 : 3;
-  while (cinfo.next_scanline < cinfo.image_height) {
-    JSAMPROW row =
-        const_cast<uint8_t*>(pixels.data()) + static_cast<size_t>(cinfo.next_scanline) * static_cast<size_t>(w * comps);
-    jpeg_write_scanlines(&cinfo, &row, 1);
-  }
-  jpeg_finish_compress(&cinfo);
-  jpeg_destroy_compress(&cinfo);
-  std::fclose(f);
 }
 
 // A PNG tree root/<split>/<class>/<i>.png; returns the pixels of each split in load order
