@@ -11,6 +11,8 @@
 #include <cstring>
 #include <limits>
 #include <numbers>
+#include <optional>
+#include <set>
 #include <vector>
 
 #include "core/base/error.h"
@@ -153,7 +155,7 @@ class OnnxBuilder {
     const Layer& layer = graph_.layer(i);
     const std::string& type = layer.type();
     const std::string out = layer.name();
-    if (!folded_into_.contains(i)) output_names_[i] = out;  // else its conv's output (add_conv)
+    if (!folded_.contains(i)) output_names_[i] = out;  // else its conv's output (add_conv)
     if (type == "conv2d") return add_conv(i, dynamic_cast<const Conv2d&>(layer));
     if (type == "batch_norm") return add_batch_norm(i, dynamic_cast<const BatchNorm2d&>(layer));
     if (type == "relu") return (void)node("Relu", {input_of(i)}, out);
@@ -175,22 +177,18 @@ class OnnxBuilder {
     throw Error(fmt::format("ONNX export: layer {} ({}) has no ONNX form yet", layer.name(), layer.description()));
   }
 
-  // The batchnorm that alone reads conv layer i's output, when folding is asked for.
-  const BatchNorm2d* foldable_batch_norm(size_t i) const {
-    if (!options_.fold_batch_norm || consumers_[i] != 1 || i + 1 >= graph_.size()) return nullptr;
+  // The batchnorm layer that alone reads conv layer i's output, when folding is asked for; it is
+  // recorded as folded, so add_batch_norm leaves it out.
+  std::optional<size_t> fold_target(size_t i) {
+    if (!options_.fold_batch_norm || consumers_[i] != 1) return std::nullopt;
     for (size_t k = i + 1; k < graph_.size(); ++k) {
       const std::vector<int>& in = graph_.layer_inputs(k);
       if (std::find(in.begin(), in.end(), static_cast<int>(i)) == in.end()) continue;
-      if (graph_.layer(k).type() != "batch_norm" || in.size() != 1) return nullptr;
-      folded_into_.emplace(k, i);
-      return &dynamic_cast<const BatchNorm2d&>(graph_.layer(k));
+      if (graph_.layer(k).type() != "batch_norm" || in.size() != 1) return std::nullopt;
+      folded_.insert(k);
+      return k;
     }
-    return nullptr;
-  }
-  size_t consumer_of(size_t i) const {
-    for (auto [bn, conv] : folded_into_)
-      if (conv == i) return bn;
-    return 0;
+    return std::nullopt;
   }
 
   void add_conv(size_t i, const Conv2d& conv) {
@@ -198,9 +196,10 @@ class OnnxBuilder {
     const int64_t k = conv.out_channels(), c = conv.in_channels() / conv.groups(), r = conv.kernel();
     const Shape w_shape = {k, c, r, r};
     std::vector<std::string> inputs = {input_of(i)};
-    if (const BatchNorm2d* bn = foldable_batch_norm(i)) {
+    if (const std::optional<size_t> target = fold_target(i)) {
       // W' = W * s, b' = (b - mean) * s + beta with s = gamma / sqrt(var + eps), per output channel.
-      const size_t b = consumer_of(i);
+      const size_t b = *target;
+      const auto* bn = &dynamic_cast<const BatchNorm2d&>(graph_.layer(b));
       const Tensor& w = weight(i, "weight", shape_numel(w_shape));
       const Tensor& gamma = weight(b, "weight", k);
       const Tensor& beta = weight(b, "bias", k);
@@ -232,7 +231,7 @@ class OnnxBuilder {
   }
 
   void add_batch_norm(size_t i, const BatchNorm2d& bn) {
-    if (folded_into_.contains(i)) return;  // its conv computes it (output_names_[i] set there)
+    if (folded_.contains(i)) return;  // its conv computes it (output_names_[i] set there)
     const int64_t c = bn.channels();
     onnx::NodeProto* n = node("BatchNormalization",
                               {input_of(i), tensor_initializer(i, "weight", {c}), tensor_initializer(i, "bias", {c}),
@@ -285,7 +284,7 @@ class OnnxBuilder {
   const std::map<std::string, Tensor>& tensors_;
   const OnnxExportOptions& options_;
   std::vector<int> consumers_;
-  mutable std::map<size_t, size_t> folded_into_;  // batchnorm layer -> the conv it is folded into
+  std::set<size_t> folded_;  // batchnorm layers computed by the conv before them
   std::vector<std::string> output_names_;
   onnx::ModelProto model_;
   onnx::GraphProto* g_ = nullptr;
