@@ -8,9 +8,10 @@
 namespace convnet::cli {
 
 struct TrainOptions {
-  std::string config;
+  std::string config;                  // may be empty with `resume`: the checkpoint's config is used
   std::vector<std::string> overrides;  // --set a.b=value
   std::string resume;
+  bool overwrite = false;  // a fresh run may replace the run already in output.dir
   bool dry_run = false;
   bool json = false;
 };

@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "core/base/backend_registry.h"
@@ -15,6 +17,7 @@
 #include "cuda/gpu_backend.h"
 #endif
 #include "core/dist/open_group.h"
+#include "core/train/run_folder.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
@@ -143,9 +146,23 @@ LoaderOptions sharded(LoaderOptions options, const ReplicaGroup& group) {
 
 }  // namespace
 
+std::string program_path() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "convnet" : self.string();
+}
+
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index) {
+                         ReplicaGroup& group, int gpu_index, bool overwrite) {
   check_same_on_all_ranks(group, "config", config_yaml);
+  // Before the data is loaded, so a refused folder is reported at once.
+  std::optional<RunFolder> folder;
+  if (group.rank() == 0)
+    folder.emplace(config.output.dir,
+                   !resume.empty() ? RunStart::resume
+                   : overwrite     ? RunStart::overwrite
+                                   : RunStart::fresh,
+                   program_path());
   Backends backends(config.train, gpu_index);
   DataSplits data = load_data(config.data, config.train.seed, config.train.threads);
   spdlog::info("data: {} training and {} test images of {}x{}x{} from {}", data.train.size, data.test.size,
@@ -192,11 +209,12 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   return trainer.run(resume);
 }
 
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume) {
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
+                         bool overwrite) {
   const LaunchInfo launch = detect_launch();
   const std::unique_ptr<ReplicaGroup> group = open_replica_group(config.train, launch);
   try {
-    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch));
+    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch), overwrite);
   } catch (const std::exception& e) {
     group->abort_job(e.what());  // several ranks: the others must not wait for this one
     throw;

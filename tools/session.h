@@ -45,15 +45,21 @@ void build_graph(const Config& config, const Shape& example, Backends& backends,
 // The test split alone (evaluation needs no training images), with data.test_limit applied.
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads);
 
-// Everything `convnet train` does after parsing: data, loaders, graph, Trainer::run.
+// How to spell this convnet executable in a command printed for the user to run: its absolute
+// path (/proc/self/exe), or "convnet" where that is unknown.
+std::string program_path();
+
+// Everything `convnet train` does after parsing: the output folder (RunFolder: locked; a fresh
+// run refuses a folder holding a run unless `overwrite`), data, loaders, graph, Trainer::run.
 // `config_yaml` is the effective config saved with the run. Under an MPI launcher (train.distributed:
 // auto) this process is one rank of a data-parallel job (core/dist/open_group.h): it takes its
 // shard of every batch and the GPU of its local rank; the ranks' configs and data must match; an
-// error on any rank ends every rank.
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "");
+// error on any rank ends every rank. Rank 0 alone prepares and locks the folder.
+TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "",
+                         bool overwrite = false);
 // The same as one rank of `group` (tests run ranks as threads, tests/common/thread_group.h), with
 // the GPU backends on GPU `gpu_index`.
 TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index = 0);
+                         ReplicaGroup& group, int gpu_index = 0, bool overwrite = false);
 
 }  // namespace convnet::cli
