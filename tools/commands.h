@@ -12,10 +12,11 @@ struct Config;  // core/config/config.h
 namespace convnet::cli {
 
 struct TrainOptions {
-  std::string config;
+  std::string config;                  // may be empty with `resume`: the checkpoint's config is used
   std::vector<std::string> overrides;  // --set a.b=value
   std::string resume;
-  std::string init_from;  // weights to start from (a checkpoint, or PyTorch's with the model's names)
+  std::string init_from;   // weights to start from (a checkpoint, or PyTorch's with the model's names)
+  bool overwrite = false;  // a fresh run may replace the run already in output.dir
   bool dry_run = false;
   bool json = false;
 };

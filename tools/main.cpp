@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   convnet train configs/default.yaml
   convnet train configs/vgg11_bn.yaml --set train.epochs=30 --set optimizer.lr=0.05
   convnet train configs/vgg16_bn.yaml --dry-run --json
-  convnet train configs/default.yaml --resume runs/default/last.safetensors
+  convnet train --resume runs/default/last.safetensors --set train.epochs=12
   convnet evaluate runs/default/best.safetensors --json
   convnet evaluate runs/default/best.safetensors --tta flip_translate
   convnet benchmark configs/vgg11_bn.yaml --set train.batch_size=64
@@ -49,7 +49,8 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
 
   TrainOptions train;
   CLI::App* train_cmd = app.add_subcommand("train", "Train a model from a YAML config");
-  train_cmd->add_option("config", train.config, "YAML config file")->required()->check(CLI::ExistingFile);
+  train_cmd->add_option("config", train.config, "YAML config file (with --resume: default the checkpoint's config)")
+      ->check(CLI::ExistingFile);
   train_cmd->add_option("--set", train.overrides, "Override a config key: --set optimizer.lr=0.05 (repeatable)");
   train_cmd->add_option("--resume", train.resume, "Continue from a checkpoint (e.g. OUTPUT_DIR/last.safetensors)")
       ->check(CLI::ExistingFile);
@@ -58,6 +59,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
                    "Start from these weights (a checkpoint, or a safetensors file with the model's tensor names)")
       ->check(CLI::ExistingFile)
       ->excludes("--resume");
+  train_cmd->add_flag("--overwrite", train.overwrite, "Delete the run already in output.dir and start a new one");
   train_cmd->add_flag("--dry-run", train.dry_run, "Print the model summary and exit");
   train_cmd->add_flag("--json", train.json, "With --dry-run: print one JSON object");
 

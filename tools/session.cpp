@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -19,6 +20,7 @@
 #include "core/dist/open_group.h"
 #include "core/dist/with_device_collectives.h"
 #include "core/train/checkpoint.h"
+#include "core/train/run_folder.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
 #include "datasets/cifar_binary.h"
@@ -167,9 +169,23 @@ std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& trai
   return nullptr;
 }
 
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index, const std::string& init_from) {
+std::string program_path() {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? "convnet" : self.string();
+}
+
+TrainResult run_training(const Config& config, const std::string& config_yaml, const TrainStart& start,
+                         ReplicaGroup& group, int gpu_index) {
   check_same_on_all_ranks(group, "config", config_yaml);
+  // Before the data is loaded, so a refused folder is reported at once.
+  std::optional<RunFolder> folder;
+  if (group.rank() == 0)
+    folder.emplace(config.output.dir,
+                   !start.resume.empty() ? RunStart::resume
+                   : start.overwrite     ? RunStart::overwrite
+                                         : RunStart::fresh,
+                   program_path());
   Backends backends(config.train, gpu_index);
   DataSplits data = load_data(config.data, config.train.seed, config.train.threads);
   spdlog::info("data: {} training and {} test images of {}x{}x{} from {}", data.train.size, data.test.size,
@@ -185,8 +201,8 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   // unaugmented, taken class-balanced (class_balanced_subset): image folders, and binary files
   // converted from them, list one class after another, so "the first N" could be all airplanes.
   // A resumed run takes every weight from its checkpoint instead, --init-from from its file.
-  if (!init_from.empty()) load_model_weights(init_from, graph);
-  if (resume.empty() && init_from.empty() && graph.needs_data_init()) {
+  if (!start.init_from.empty()) load_model_weights(start.init_from, graph);
+  if (start.resume.empty() && start.init_from.empty() && graph.needs_data_init()) {
     const int64_t count = std::min(config.train.init_images, data.train.size);
     if (count < config.train.init_images)
       spdlog::warn("train.init_images {}: the training set has only {} images; using them all",
@@ -220,15 +236,14 @@ TrainResult run_training(const Config& config, const std::string& config_yaml, c
   std::optional<WithDeviceCollectives> with_transport;
   if (transport) with_transport.emplace(group, *transport);
   Trainer trainer(config, config_yaml, graph, *train, test.get(), with_transport ? &*with_transport : &group);
-  return trainer.run(resume);
+  return trainer.run(start.resume);
 }
 
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         const std::string& init_from) {
+TrainResult run_training(const Config& config, const std::string& config_yaml, const TrainStart& start) {
   const LaunchInfo launch = detect_launch();
   const std::unique_ptr<ReplicaGroup> group = open_replica_group(config.train, launch);
   try {
-    return run_training(config, config_yaml, resume, *group, gpu_of_rank(launch), init_from);
+    return run_training(config, config_yaml, start, *group, gpu_of_rank(launch));
   } catch (const std::exception& e) {
     group->abort_job(e.what());  // several ranks: the others must not wait for this one
     throw;

@@ -55,17 +55,28 @@ int gpu_of_rank(const LaunchInfo& launch);
 std::unique_ptr<DeviceCollectives> open_device_transport(const TrainConfig& train, Graph& graph, ReplicaGroup& group,
                                                          int gpu_index);
 
-// Everything `convnet train` does after parsing: data, loaders, graph, Trainer::run.
+// How to spell this convnet executable in a command printed for the user to run: its absolute
+// path (/proc/self/exe), or "convnet" where that is unknown.
+std::string program_path();
+
+// How a run starts: fresh (the default), from a checkpoint (`resume`), or fresh from another
+// file's weights (`init_from`, not with `resume`: load_model_weights instead of the initialisation).
+struct TrainStart {
+  std::string resume;
+  std::string init_from;
+  bool overwrite = false;  // a fresh run may replace the run already in output.dir
+};
+
+// Everything `convnet train` does after parsing: the output folder (RunFolder: locked; a fresh
+// run refuses a folder holding a run unless `overwrite`), data, loaders, graph, Trainer::run.
 // `config_yaml` is the effective config saved with the run. Under an MPI launcher (train.distributed:
 // auto) this process is one rank of a data-parallel job (core/dist/open_group.h): it takes its
 // shard of every batch and the GPU of its local rank; the ranks' configs and data must match; an
-// error on any rank ends every rank. `init_from` (optional, not with `resume`): a file whose
-// weights the model starts from (load_model_weights) instead of its initialisation.
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume = "",
-                         const std::string& init_from = "");
+// error on any rank ends every rank. Rank 0 alone prepares and locks the folder.
+TrainResult run_training(const Config& config, const std::string& config_yaml, const TrainStart& start = {});
 // The same as one rank of `group` (tests run ranks as threads, tests/common/thread_group.h), with
 // the GPU backends on GPU `gpu_index`.
-TrainResult run_training(const Config& config, const std::string& config_yaml, const std::string& resume,
-                         ReplicaGroup& group, int gpu_index = 0, const std::string& init_from = "");
+TrainResult run_training(const Config& config, const std::string& config_yaml, const TrainStart& start,
+                         ReplicaGroup& group, int gpu_index = 0);
 
 }  // namespace convnet::cli

@@ -85,16 +85,33 @@ class TrainingRun {
   TrainResult run(const std::string& resume_path);
 
  private:
+  // Loads the checkpoint (if any) and opens the metrics log and progress.
+  void start(const std::string& resume_path);
+  // The epochs from the current position until the run ends or stops.
+  void train_epochs();
   // One epoch's steps; false when the run stops inside it (a signal, max_steps) without the
   // epoch's ending.
   bool train_epoch(int64_t epoch, EpochStats& stats);
+  // One optimizer step on `batch` (staged in `slot`), fetching and staging `next` meanwhile;
+  // returns whether there is a next batch to train on in this epoch.
+  bool train_step(int64_t epoch, const Batch& batch, Batch& next, size_t slot, EpochStats& stats);
+  // After a step: reads the statistics when due (a metrics line every log_every steps and at the
+  // epoch's or the run's last step), checkpoints when due, and on a signal saves and returns true.
+  bool report_and_checkpoint(int64_t epoch, int64_t batch_index, EpochStats& stats, bool have_next);
   // Reads the statistics of the steps since the last read and reports them (progress, metrics);
   // throws when a step's loss was not finite. Every checkpoint is written after such a read.
   void read_stats(int64_t epoch, int64_t batch_index, EpochStats& stats, bool metrics_line);
   // The epoch's ending: averaging, the summary line, evaluation, checkpoints and the plot.
   void end_epoch(int64_t epoch, const EpochStats& stats, bool finished);
+  // The test evaluation of an epoch's end: a metrics line; returns whether it is the best so far.
+  bool evaluate_epoch(const std::string& label, double position);
   void resume(const std::string& path);
+  // Drops the metrics lines the resumed run writes again: those after its step, and the test
+  // lines of its step when the epoch's ending is still to come.
+  void forget_metrics_after_resume();
   void save_last();
+  // save_checkpoint, with an error that says the previous file at `path` is intact.
+  void save_to(const std::string& path);
   void write_plot();
   // Data-parallel: the highest signal any rank received (the ranks stop at the same step), and
   // rank 0's buffers (batchnorm running statistics) on every rank before an evaluation.
@@ -195,6 +212,7 @@ void TrainingRun::resume(const std::string& path) {
   check_resume_position(state_, steps_per_epoch_, path);
   std::error_code ec;
   if (fs::equivalent(path, last_path_, ec)) last_saved_step_ = state_.step;  // what last.safetensors holds
+  if (root_) forget_metrics_after_resume();
   if (state_.epoch >= num_epochs_)
     spdlog::info("resumed from {}: the run is already complete ({} steps)", path, state_.step);
   else
@@ -202,8 +220,37 @@ void TrainingRun::resume(const std::string& path) {
                  state_.batch_in_epoch);
 }
 
+void TrainingRun::forget_metrics_after_resume() {
+  // A checkpoint written at an epoch's last step but before that epoch's ending (evaluation)
+  // finished: the resumed run evaluates again. (Its training line was written before the checkpoint.)
+  const bool ending_pending = state_.epoch < num_epochs_ && state_.batch_in_epoch > 0 &&
+                              (state_.batch_in_epoch >= steps_per_epoch_ || state_.step >= total_steps_);
+  const int64_t step = state_.step;
+  const std::string path = (out_dir_ / "metrics.jsonl").string();
+  const size_t dropped = keep_metrics(path, [&](const MetricsRecord& r) {
+    return r.step < step || (r.step == step && !(ending_pending && r.split == "test"));
+  });
+  if (dropped > 0)
+    spdlog::info("{}: dropped {} line{} logged after step {} (the checkpoint's), which this run writes again", path,
+                 dropped, dropped == 1 ? "" : "s", step);
+}
+
+void TrainingRun::save_to(const std::string& path) {
+  try {
+    save_checkpoint(path, graph_, &sgd_, state_, average_);
+  } catch (const Error& e) {
+    std::error_code ec;
+    const std::string previous = !fs::exists(path, ec) ? "there was none before"
+                                 : path == last_path_ && last_saved_step_ >= 0
+                                     ? fmt::format("the previous one there (step {}) is intact", last_saved_step_)
+                                     : "the previous one there is intact";
+    throw Error(
+        fmt::format("cannot save the checkpoint '{}' at step {} ({}): {}", path, state_.step, previous, e.what()));
+  }
+}
+
 void TrainingRun::save_last() {
-  if (root_) save_checkpoint(last_path_, graph_, &sgd_, state_, average_);
+  if (root_) save_to(last_path_);
   last_saved_step_ = state_.step;
 }
 
@@ -236,6 +283,16 @@ void TrainingRun::write_plot() {
 
 TrainResult TrainingRun::run(const std::string& resume_path) {
   const Clock::time_point run_start = Clock::now();
+  start(resume_path);
+  train_epochs();
+  if (state_.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
+  result_.steps = state_.step;
+  result_.best_test_accuracy = state_.best_accuracy;
+  result_.seconds = seconds_since(run_start);
+  return result_;
+}
+
+void TrainingRun::start(const std::string& resume_path) {
   const std::string config_yaml = state_.config_yaml;
   if (!resume_path.empty()) resume(resume_path);
   state_.config_yaml = config_yaml;
@@ -246,23 +303,20 @@ TrainResult TrainingRun::run(const std::string& resume_path) {
     progress_.emplace(step_limit_, tc_.log_every, state_.step);
   }
   result_.best_test_accuracy = state_.best_accuracy;
+}
 
+void TrainingRun::train_epochs() {
   for (int64_t epoch = state_.epoch; epoch < num_epochs_; ++epoch) {
     EpochStats stats;
     const bool epoch_ends = train_epoch(epoch, stats);
     if (stats.steps > 0) result_.last_train_loss = stats.loss();
-    if (!epoch_ends) break;
+    if (!epoch_ends) return;
     const bool finished = state_.step >= total_steps_;
     end_epoch(epoch, stats, finished);
     // max_steps reached at this epoch's end. (An ending left over from a resume ran no step:
     // the next epoch saves and stops.)
-    if (finished || (stats.steps > 0 && state_.step >= step_limit_)) break;
+    if (finished || (stats.steps > 0 && state_.step >= step_limit_)) return;
   }
-  if (state_.batch_in_epoch != 0) write_plot();  // stopped inside an epoch
-  result_.steps = state_.step;
-  result_.best_test_accuracy = state_.best_accuracy;
-  result_.seconds = seconds_since(run_start);
-  return result_;
 }
 
 bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
@@ -277,32 +331,8 @@ bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
   }
   if (have) stager_.stage(batch, slot);
   while (have) {
-    const double lr = schedule_.lr_at(state_.step);
-    step_.forward(stager_.images(batch, slot), batch.labels, state_.step + 1);
-    // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
-    const bool have_next = state_.step + 1 < step_limit_ && train_.next(next);
-    if (have_next) stager_.stage(next, slot ^ 1);
-    step_.backward_and_update(lr, epoch);
-    ++state_.step;
-    if (average_) average_->after_step(state_.step, total_steps_, steps_per_epoch_);
-    state_.batch_in_epoch = batch.index + 1;
-    state_.lr = lr;
-    stats.seen += batch.labels.numel() * group_.size();  // equal shards of the global batch
-    ++stats.steps;
-
-    const bool log_due = state_.step % tc_.log_every == 0;
-    const bool checkpoint_due = tc_.checkpoint_every > 0 && state_.step % tc_.checkpoint_every == 0;
-    const int sig = agreed_signal();
-    if (log_due || checkpoint_due || sig || !have_next) read_stats(epoch, batch.index, stats, log_due);
-    if (checkpoint_due) save_last();
-    if (sig) {
-      if (progress_) progress_->finish_line();
-      spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path_, state_.step);
-      save_last();
-      result_.interrupted = true;
-      result_.signal = sig;
-      return false;
-    }
+    const bool have_next = train_step(epoch, batch, next, slot, stats);
+    if (report_and_checkpoint(epoch, batch.index, stats, have_next)) return false;
     std::swap(batch, next);
     slot ^= 1;
     have = have_next;
@@ -313,6 +343,39 @@ bool TrainingRun::train_epoch(int64_t epoch, EpochStats& stats) {
     save_last();
     return false;
   }
+  return true;
+}
+
+bool TrainingRun::train_step(int64_t epoch, const Batch& batch, Batch& next, size_t slot, EpochStats& stats) {
+  const double lr = schedule_.lr_at(state_.step);
+  step_.forward(stager_.images(batch, slot), batch.labels, state_.step + 1);
+  // Prepared by the loader's threads meanwhile; nothing is fetched past the last step.
+  const bool have_next = state_.step + 1 < step_limit_ && train_.next(next);
+  if (have_next) stager_.stage(next, slot ^ 1);
+  step_.backward_and_update(lr, epoch);
+  ++state_.step;
+  if (average_) average_->after_step(state_.step, total_steps_, steps_per_epoch_);
+  state_.batch_in_epoch = batch.index + 1;
+  state_.lr = lr;
+  stats.seen += batch.labels.numel() * group_.size();  // equal shards of the global batch
+  ++stats.steps;
+  return have_next;
+}
+
+bool TrainingRun::report_and_checkpoint(int64_t epoch, int64_t batch_index, EpochStats& stats, bool have_next) {
+  const bool log_due = state_.step % tc_.log_every == 0;
+  const bool checkpoint_due = tc_.checkpoint_every > 0 && state_.step % tc_.checkpoint_every == 0;
+  const int sig = agreed_signal();
+  // The epoch's (or the run's) last step always gets a training line, written before any
+  // checkpoint of that step, so a resume from that checkpoint keeps it.
+  if (log_due || checkpoint_due || sig || !have_next) read_stats(epoch, batch_index, stats, log_due || !have_next);
+  if (checkpoint_due) save_last();
+  if (!sig) return false;
+  if (progress_) progress_->finish_line();
+  spdlog::warn("signal {} received: writing {} and stopping after step {}", sig, last_path_, state_.step);
+  save_last();
+  result_.interrupted = true;
+  result_.signal = sig;
   return true;
 }
 
@@ -355,24 +418,28 @@ void TrainingRun::end_epoch(int64_t epoch, const EpochStats& stats, bool finishe
   if (stats.steps > 0)
     spdlog::info("{}: train loss {:.4f}, accuracy {:.2f}%, {:.0f} images/s", label, stats.loss(),
                  100 * stats.accuracy(), stats.images_per_sec());
-  bool improved = false;
-  if (test_ && ((epoch + 1) % tc_.eval_every == 0 || epoch + 1 == num_epochs_ || finished)) {
-    EvalResult eval;
-    {
-      const AverageSwapGuard use_average(average_);  // ema: evaluate the averaged weights
-      broadcast_buffers();
-      eval = evaluate(graph_, *test_, tta_, &group_);
-    }
-    result_.final_test_accuracy = eval.accuracy;
-    if (metrics_) metrics_->write({"test", state_.step, position, state_.lr, eval.loss, eval.accuracy, 0});
-    improved = eval.accuracy > state_.best_accuracy;
-    if (improved) state_.best_accuracy = eval.accuracy;
-    spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
-                 100 * state_.best_accuracy, tta_ == Tta::none ? "" : ", TTA " + tta_name(tta_));
-  }
+  const bool improved = test_ && ((epoch + 1) % tc_.eval_every == 0 || epoch + 1 == num_epochs_ || finished) &&
+                        evaluate_epoch(label, position);
+  // best before last: a run killed in between resumes before this ending and writes both again.
+  if (improved && root_) save_to(best_path_);
   if (tc_.save_each_epoch || finished) save_last();
-  if (improved && root_) save_checkpoint(best_path_, graph_, &sgd_, state_, average_);
   write_plot();
+}
+
+bool TrainingRun::evaluate_epoch(const std::string& label, double position) {
+  EvalResult eval;
+  {
+    const AverageSwapGuard use_average(average_);  // ema: evaluate the averaged weights
+    broadcast_buffers();
+    eval = evaluate(graph_, *test_, tta_, &group_);
+  }
+  result_.final_test_accuracy = eval.accuracy;
+  if (metrics_) metrics_->write({"test", state_.step, position, state_.lr, eval.loss, eval.accuracy, 0});
+  const bool improved = eval.accuracy > state_.best_accuracy;
+  if (improved) state_.best_accuracy = eval.accuracy;
+  spdlog::info("{}: test loss {:.4f}, accuracy {:.2f}% (best {:.2f}%){}", label, eval.loss, 100 * eval.accuracy,
+               100 * state_.best_accuracy, tta_ == Tta::none ? "" : ", TTA " + tta_name(tta_));
+  return improved;
 }
 
 }  // namespace

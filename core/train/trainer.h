@@ -13,6 +13,16 @@
 //   found every loss finite, so the last good checkpoint is left untouched.
 // - SIGINT / SIGTERM: the current step finishes, last.safetensors is written, run() returns with
 //   `interrupted` set.
+// - metrics.jsonl gets a training line every train.log_every steps and at every epoch's (and the
+//   run's) last step, written before that step's checkpoint, and a test line per evaluation,
+//   written before the checkpoint of the epoch's end. A resume drops the lines after the
+//   checkpoint's step (a killed run's) and, when the checkpoint was written before its epoch's
+//   ending, that step's test lines, so every line appears once whatever moment a run was killed.
+// - A checkpoint that cannot be written (full disk, unwritable folder) is an Error naming it and
+//   saying the previous file there is intact (writes are atomic). best.safetensors is written
+//   before last.safetensors at an epoch's end, so a run killed in between redoes both.
+// - The folder itself (lock, a fresh run refusing an existing one) is RunFolder's
+//   (core/train/run_folder.h), taken by the CLI's run_training before the data is loaded.
 // - train.epochs may be fractional: the run is ceil(epochs * steps per epoch) steps, and the last
 //   (partial) epoch ends after that step with the same final evaluation, checkpoints and plot as a
 //   full epoch. train.max_steps and signals stop without that ending (a resume finishes the run).

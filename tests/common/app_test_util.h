@@ -16,7 +16,9 @@ namespace convnet::testing {
 
 // Trains `c` exactly as `convnet train` would (optionally resuming).
 inline TrainResult train(const Config& c, const std::string& resume = "") {
-  return cli::run_training(c, to_yaml(c), resume);
+  cli::TrainStart start;
+  start.resume = resume;
+  return cli::run_training(c, to_yaml(c), start);
 }
 
 // Every tensor and the position metadata of two checkpoints, byte for byte.

@@ -35,7 +35,9 @@ Config dp_config(const std::string& out_dir, const std::vector<std::string>& ext
 TrainResult train_on_ranks(int ranks, const Config& config, const std::string& resume = "") {
   TrainResult root;
   run_ranks(ranks, [&](ReplicaGroup& group) {
-    const TrainResult r = cli::run_training(config, to_yaml(config), resume, group);
+    cli::TrainStart start;
+    start.resume = resume;
+    const TrainResult r = cli::run_training(config, to_yaml(config), start, group);
     if (group.rank() == 0) root = r;
   });
   return root;
@@ -128,7 +130,7 @@ TEST(AppDataParallel, AConfigThatDiffersBetweenRanksStopsEveryRankNamingTheLine)
   TempDir dir;
   const std::vector<std::string> errors = config_errors_on_ranks(3, [&](ReplicaGroup& group) {
     const Config c = dp_config(dir.path(), {group.rank() == 2 ? "train.seed=6" : "train.seed=5"});
-    cli::run_training(c, to_yaml(c), "", group);
+    cli::run_training(c, to_yaml(c), {}, group);
   });
   EXPECT_NE(errors[0].find("the config of rank 2 differs from rank 0's"), std::string::npos) << errors[0];
   EXPECT_NE(errors[1].find("rank 2"), std::string::npos) << errors[1];
@@ -140,7 +142,7 @@ TEST(AppDataParallel, AGlobalBatchThatDoesNotSplitEvenlyIsAConfigError) {
   TempDir dir;
   const std::vector<std::string> errors = config_errors_on_ranks(3, [&](ReplicaGroup& group) {
     const Config c = dp_config(dir.path());  // batch 16 over 3 ranks
-    cli::run_training(c, to_yaml(c), "", group);
+    cli::run_training(c, to_yaml(c), {}, group);
   });
   for (const std::string& e : errors)
     EXPECT_NE(e.find("train.batch_size 16 does not split evenly over 3 ranks"), std::string::npos) << e;

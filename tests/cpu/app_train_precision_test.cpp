@@ -47,14 +47,15 @@ output: {plot: none}
        "train.log_every=" + std::to_string(kLogEvery), "train.eval_every=100"});
 }
 
-// The train loss records of metrics.jsonl: the mean loss of each log interval.
+// The train loss records of metrics.jsonl every kLogEvery steps (the epoch ends have lines too).
 std::vector<double> train_losses(const std::string& path) {
   std::vector<double> out;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
     const auto j = nlohmann::json::parse(line);
-    if (j.at("split") == "train") out.push_back(j.at("loss").get<double>());
+    if (j.at("split") == "train" && j.at("step").get<int64_t>() % kLogEvery == 0)
+      out.push_back(j.at("loss").get<double>());
   }
   return out;
 }
