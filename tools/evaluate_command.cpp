@@ -23,8 +23,8 @@ int evaluate_command(const EvaluateOptions& options) {
   if (!options.data_path.empty()) overrides.push_back("data.path=" + options.data_path);
   if (options.batch_size > 0) overrides.push_back(fmt::format("train.batch_size={}", options.batch_size));
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
-  if (!options.tta.empty()) overrides.push_back("train.tta=" + options.tta);
-  const Config config = parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
+  Config config = parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
+  config.train.tta = evaluate_tta(options, config.train.tta);
 
   Backends backends(config.train);
   ImageDataset test_set = load_test_split(config.data, config.train.seed, config.train.threads);
