@@ -147,11 +147,11 @@ const BadConfig kBadConfigs[] = {
     {"BatchNormEpsZero", "model:\n  name: sequential\n  layers:\n    - type: batch_norm\n      eps: 0\n",
      "bad.yaml:5: model.layers[0].eps: expected a number > 0, got 0"},
     {"ConvStrideZero", "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4, stride: 0}\n",
-     "bad.yaml:4: model.layers[0].stride: expected an integer >= 1, got 0"},
+     "bad.yaml:4: model.layers[0].stride: expected an integer in [1, 1024], got 0"},
     {"ConvGroupsZero",
      "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4}\n    - {type: conv, out_channels: 4, "
      "groups: 0}\n",
-     "bad.yaml:5: model.layers[1].groups: expected an integer >= 1, got 0"},
+     "bad.yaml:5: model.layers[1].groups: expected an integer in [1, 65536], got 0"},
     {"GroupsOnAPool", "model:\n  name: sequential\n  layers:\n    - {type: max_pool, groups: 2}\n",
      "bad.yaml:4: model.layers[0].groups: not a key of a max_pool layer"},
     {"LayerDuplicateKey",
