@@ -8,8 +8,10 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "core/base/error.h"
+#include "core/base/regular_file.h"
 
 namespace convnet {
 
@@ -18,24 +20,13 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int64_t kPlane = kCifarImageSide * kCifarImageSide;
+// Read limits, far above the real sizes (30 MB per batch file, a hundred bytes of names).
+constexpr uint64_t kMaxCifarBatchFileBytes = uint64_t{4} << 30;
+constexpr uint64_t kMaxMetaFileBytes = uint64_t{1} << 20;
 
 struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
-
-std::vector<uint8_t> read_whole_file(const std::string& path) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw Error(fmt::format("{}: {}", path, std::strerror(errno)));
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw Error(fmt::format("{}: is a directory, expected a file", path));
-  const auto size = fs::file_size(path, ec);
-  if (ec) throw Error(fmt::format("{}: {}", path, ec.message()));
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  if (size > 0 && std::fread(bytes.data(), 1, bytes.size(), file.get()) != bytes.size())
-    throw Error(
-        fmt::format("{}: read failed: {}", path, std::ferror(file.get()) ? std::strerror(errno) : "file shrank"));
-  return bytes;
-}
 
 bool has_batch_files(const fs::path& dir) {
   std::error_code ec;
@@ -45,7 +36,7 @@ bool has_batch_files(const fs::path& dir) {
 }  // namespace
 
 ImageDataset read_cifar10_binary_file(const std::string& path) {
-  const std::vector<uint8_t> bytes = read_whole_file(path);
+  const std::vector<uint8_t> bytes = read_regular_file(path, kMaxCifarBatchFileBytes, "CIFAR-10 batch file");
   const auto total = static_cast<int64_t>(bytes.size());
   if (total == 0)
     throw Error(fmt::format("{}: empty file, expected {}-byte CIFAR-10 records", path, kCifarRecordBytes));
@@ -146,8 +137,7 @@ void write_cifar10_binary(const ImageDataset& data, const std::string& path) {
 }
 
 std::vector<std::string> read_cifar10_meta(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw Error(fmt::format("{}: {}", path, std::strerror(errno)));
+  std::istringstream in(read_regular_file_text(path, kMaxMetaFileBytes, "class-name file"));
   std::vector<std::string> names;
   std::string line;
   while (std::getline(in, line)) {

@@ -8,7 +8,6 @@
 #include <png.h>
 
 #include <cctype>
-#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +15,7 @@
 #include <memory>
 
 #include "core/base/error.h"
+#include "core/base/regular_file.h"
 
 namespace convnet {
 
@@ -87,18 +87,8 @@ int decode_jpeg_into(const uint8_t* data, size_t size, JpegErrorManager& err, st
 }  // namespace
 
 std::vector<uint8_t> read_file_bytes(const std::string& path) {
-  struct Closer {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  std::unique_ptr<std::FILE, Closer> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw Error(fmt::format("{}: {}", path, std::strerror(errno)));
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec) throw Error(fmt::format("{}: {}", path, ec.message()));
-  std::vector<uint8_t> bytes(static_cast<size_t>(size));
-  if (size > 0 && std::fread(bytes.data(), 1, bytes.size(), file.get()) != bytes.size())
-    throw Error(fmt::format("{}: read failed", path));
-  return bytes;
+  constexpr uint64_t kMaxImageFileBytes = uint64_t{256} << 20;  // a CIFAR image is about a kilobyte
+  return read_regular_file(path, kMaxImageFileBytes, "image file");
 }
 
 DecodedImage decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {

@@ -25,7 +25,8 @@ DecodedImage decode_image_file(const std::string& path);
 DecodedImage decode_jpeg(const uint8_t* data, size_t size, const std::string& name);
 DecodedImage decode_png(const uint8_t* data, size_t size, const std::string& name);
 
-// Reads a whole file; throws convnet::Error "PATH: <strerror>" when it cannot.
+// Reads a whole image file (read_regular_file: a FIFO, a device or a directory is refused, and
+// anything over 256 MiB); throws convnet::Error naming the path when it cannot.
 std::vector<uint8_t> read_file_bytes(const std::string& path);
 
 }  // namespace convnet

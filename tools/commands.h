@@ -24,14 +24,17 @@ int train_command(const TrainOptions& options);
 
 struct EvaluateOptions {
   std::string checkpoint;
-  std::string config;     // the model and data to use instead of the checkpoint's (needed for foreign files)
-  std::string data_path;  // overrides the checkpoint's data.path
-  int batch_size = 0;     // 0: the checkpoint's train.batch_size
-  std::string backend;    // overrides train.backend
-  std::string tta;        // none | flip | flip_translate; empty: the checkpoint's train.tta
+  std::string config;      // the model and data to use instead of the checkpoint's (needed for foreign files)
+  std::string data_path;   // overrides the checkpoint's data.path
+  int batch_size = 0;      // 0: the checkpoint's train.batch_size
+  std::string backend;     // overrides train.backend
+  std::string tta;         // none | flip | flip_translate; empty: see tta_given
+  bool tta_given = false;  // --tta without a value: the checkpoint's train.tta, or flip_translate when that is none
   bool json = false;
 };
 int evaluate_command(const EvaluateOptions& options);
+// The test-time augmentation `convnet evaluate` applies to a checkpoint trained with `checkpoint_tta`.
+std::string evaluate_tta(const EvaluateOptions& options, const std::string& checkpoint_tta);
 
 struct BenchmarkOptions {
   // Empty: VGG-16 BN at batch 128 when the backend is a GPU one, VGG-11 BN at batch 64 on cpu.

@@ -31,9 +31,11 @@ Config evaluation_config(const EvaluateOptions& options, const CheckpointSummary
   if (!options.data_path.empty()) overrides.push_back("data.path=" + options.data_path);
   if (options.batch_size > 0) overrides.push_back(fmt::format("train.batch_size={}", options.batch_size));
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
-  if (!options.tta.empty()) overrides.push_back("train.tta=" + options.tta);
-  if (!options.config.empty()) return load_config(options.config, overrides);
-  return parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
+  Config config = options.config.empty()
+                      ? parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides)
+                      : load_config(options.config, overrides);
+  config.train.tta = evaluate_tta(options, config.train.tta);
+  return config;
 }
 
 // The images must be the size the model was trained on (convnet does not resize).

@@ -6,6 +6,7 @@
 
 #include "core/base/error.h"
 #include "core/base/log.h"
+#include "core/config/schema.h"
 #include "tools/commands.h"
 
 namespace {
@@ -14,15 +15,24 @@ namespace {
 void add_checkpoint_argument(CLI::App* cmd, std::string& path) {
   cmd->add_option("checkpoint", path, "Checkpoint (.safetensors)")->required()->check(CLI::ExistingFile);
 }
+// The values the config schema allows for `key` (a string key with a fixed set of values), so a
+// flag that sets that key is checked against them and a mistake names the flag the user typed.
+std::vector<std::string> schema_choices(std::string_view key) {
+  const convnet::config_schema::Field* field = convnet::config_schema::find_field(key);
+  return field == nullptr ? std::vector<std::string>{}
+                          : std::vector<std::string>(field->choices.begin(), field->choices.end());
+}
 // `source` names where the default comes from: "checkpoint" or "config".
 void add_config_option(CLI::App* cmd, std::string& config, const std::string& what) {
   cmd->add_option("--config", config, "YAML config of the model " + what)->check(CLI::ExistingFile);
 }
 void add_backend_option(CLI::App* cmd, std::string& backend, const std::string& source) {
-  cmd->add_option("--backend", backend, "cpu, cuda, cuda_tf32, cudnn or cudnn_tf32 (default: the " + source + "'s)");
+  cmd->add_option("--backend", backend, "cpu, cuda, cuda_tf32, cudnn or cudnn_tf32 (default: the " + source + "'s)")
+      ->check(CLI::IsMember(schema_choices("train.backend")));
 }
 void add_batch_size_option(CLI::App* cmd, int& batch_size, const std::string& source) {
-  cmd->add_option("--batch-size", batch_size, "Batch size (default: the " + source + "'s)")->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", batch_size, "Batch size (default: the " + source + "'s)")
+      ->check(CLI::Range(1, convnet::config_schema::kMaxBatchSize));
 }
 
 }  // namespace
@@ -44,7 +54,9 @@ int main(int argc, char** argv) {
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   app.require_subcommand(1);
   std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   app.set_version_flag("--version", version_text());
 
   TrainOptions train;
@@ -60,8 +72,8 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
       ->check(CLI::ExistingFile)
       ->excludes("--resume");
   train_cmd->add_flag("--overwrite", train.overwrite, "Delete the run already in output.dir and start a new one");
-  train_cmd->add_flag("--dry-run", train.dry_run, "Print the model summary and exit");
-  train_cmd->add_flag("--json", train.json, "With --dry-run: print one JSON object");
+  CLI::Option* dry_run_flag = train_cmd->add_flag("--dry-run", train.dry_run, "Print the model summary and exit");
+  train_cmd->add_flag("--json", train.json, "With --dry-run: print one JSON object")->needs(dry_run_flag);
 
   EvaluateOptions eval;
   CLI::App* eval_cmd = app.add_subcommand("evaluate", "Evaluate a checkpoint on the whole test set");
@@ -71,10 +83,13 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
   eval_cmd->add_option("--data", eval.data_path, "Data folder (default: the checkpoint's data.path)");
   add_batch_size_option(eval_cmd, eval.batch_size, "checkpoint");
   add_backend_option(eval_cmd, eval.backend, "checkpoint");
-  eval_cmd
-      ->add_option("--tta", eval.tta,
-                   "Test-time augmentation: none, flip or flip_translate (default: the checkpoint's train.tta)")
-      ->check(CLI::IsMember({"none", "flip", "flip_translate"}));
+  CLI::Option* tta_opt =
+      eval_cmd
+          ->add_option("--tta", eval.tta,
+                       "Test-time augmentation: none, flip or flip_translate (not given: the checkpoint's train.tta; "
+                       "--tta alone: the checkpoint's train.tta, or flip_translate when that is none)")
+          ->expected(0, 1)
+          ->check(CLI::IsMember(schema_choices("train.tta")));
   eval_cmd->add_flag("--json", eval.json, "Print one JSON object");
 
   BenchmarkOptions bench;
@@ -162,6 +177,7 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.)");
     return app.exit(e) == 0 ? 0 : 2;
   }
   bench.compare_given = compare_opt->count() > 0;
+  eval.tta_given = tta_opt->count() > 0;
   convnet::configure_logging(log_level);
   try {
     if (*train_cmd) return train_command(train);

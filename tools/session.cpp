@@ -20,6 +20,7 @@
 #include "core/dist/open_group.h"
 #include "core/dist/with_device_collectives.h"
 #include "core/train/checkpoint.h"
+#include "core/train/memory_estimate.h"
 #include "core/train/run_folder.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
@@ -92,8 +93,10 @@ Shape example_shape(const DataConfig& data) {
 void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph) {
   try {
     add_model_layers(config.model, example, graph);
+    graph.plan(example, backends.main(), backends.layer_overrides());
+    check_host_memory(graph, config);  // before any of it is allocated
     Rng rng(config.train.seed);
-    graph.build(example, backends.main(), rng, backends.layer_overrides());
+    graph.allocate_parameters(rng);
   } catch (const ConfigError& e) {
     if (config.source.empty()) throw;
     throw ConfigError(fmt::format("{}: {}", config.source, e.what()));  // the model's problems name the file too

@@ -6,18 +6,18 @@
 #include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
 #include <map>
 #include <optional>
 #include <set>
 #include <type_traits>
 
 #include "core/base/error.h"
+#include "core/base/regular_file.h"
+#include "core/config/printable.h"
 #include "core/config/schema.h"
+#include "core/config/yaml_guard.h"
 
 namespace convnet {
 
@@ -58,7 +58,8 @@ std::string describe(const YAML::Node& node) {
   if (node.IsSequence()) return "a list";
   if (node.IsMap()) return "a mapping";
   const std::string& text = node.Scalar();
-  return looks_numeric(text) ? text : fmt::format("'{}'", text);
+  if (text.empty()) return "an empty string";
+  return looks_numeric(text) ? text : fmt::format("'{}'", printable(text));
 }
 
 std::string list_of(const std::vector<std::string_view>& items) {
@@ -79,7 +80,7 @@ class Reader {
     try {
       documents = YAML::LoadAll(text);
     } catch (const YAML::Exception& e) {
-      throw ConfigError(fmt::format("{}: invalid YAML: {}", at(e.mark), e.msg));
+      throw ConfigError(fmt::format("{}: invalid YAML: {}", at(e.mark), config_yaml::parse_problem(e)));
     }
     if (documents.empty() || documents[0].IsNull())
       throw ConfigError(fmt::format("{}:1: the configuration is empty; expected a mapping with the sections {}",
@@ -88,6 +89,8 @@ class Reader {
       throw ConfigError(fmt::format("{}: a second YAML document starts here; a configuration is one document",
                                     at(documents[1].Mark())));
     const YAML::Node& root = documents[0];
+    if (const auto problem = config_yaml::find_problem(root))
+      throw ConfigError(fmt::format("{}: {}", at(problem->mark), problem->message));
     if (!root.IsMap())
       throw ConfigError(fmt::format("{}: expected a mapping with the sections {} at the top level, got {}",
                                     at(root.Mark()), config_schema::join(config_schema::section_keys("")),
@@ -109,8 +112,10 @@ class Reader {
       try {
         value = YAML::Load(text.substr(eq + 1));
       } catch (const YAML::Exception& e) {
-        throw ConfigError(fmt::format("--set {}: invalid YAML value: {}", text, e.msg));
+        throw ConfigError(fmt::format("--set {}: invalid YAML value: {}", text, config_yaml::parse_problem(e)));
       }
+      if (const auto problem = config_yaml::find_problem(value))
+        throw ConfigError(fmt::format("--set {}: {}", text, problem->message));
       set_in_document(root, names, value);
       overrides_[key] = text;
     }
@@ -214,7 +219,8 @@ class Reader {
   // Key names of a mapping, checked for being plain names and for duplicates.
   std::string key_name(const YAML::Node& key, const std::string& parent, std::map<std::string, int>& seen_lines) const {
     const std::string shown = parent.empty() ? "(top level)" : parent;
-    if (!key.IsScalar()) fail(shown, key.Mark(), fmt::format("expected a key name, got {}", describe(key)));
+    if (!key.IsScalar() || key.Scalar().empty() || !is_printable_utf8(key.Scalar()))
+      fail(shown, key.Mark(), fmt::format("expected a key name, got {}", describe(key)));
     const std::string& name = key.Scalar();
     const std::string path = parent.empty() ? name : parent + "." + name;
     const auto [it, inserted] = seen_lines.emplace(name, key.Mark().line + 1);
@@ -228,7 +234,8 @@ class Reader {
       const std::string name = key_name(it->first, section, seen);
       const std::string path = section.empty() ? name : section + "." + name;
       const YAML::Mark mark = it->first.Mark();
-      const YAML::Node& value = it->second;
+      // A copy: the iterator hands out a temporary pair, so a reference to it->second dangles.
+      const YAML::Node value = it->second;
       if (config_schema::is_section(path)) {
         if (value.IsNull()) continue;  // "train:" with nothing under it: all defaults
         if (!value.IsMap()) fail(path, mark, fmt::format("expected a mapping of keys, got {}", describe(value)));
@@ -244,6 +251,7 @@ class Reader {
 
   [[noreturn]] void unknown_key(const Item& item, const std::string& name, const std::vector<std::string>& candidates,
                                 const std::string& of) const {
+    if (name == "<<") fail(item, "YAML merge keys (<<) are not supported; write the keys out");
     const std::string guess = config_schema::closest_match(name, candidates);
     if (!guess.empty()) fail(item, fmt::format("unknown key (did you mean '{}'?)", guess));
     fail(item, fmt::format("unknown key (the keys{} are {})", of, config_schema::join(candidates)));
@@ -252,6 +260,9 @@ class Reader {
   // ---- values ---------------------------------------------------------------------------
 
   void read_field(const Field& field, const Item& item, const YAML::Node& value, Config& config) {
+    if (value.IsSequence() && value.size() > static_cast<size_t>(config_schema::kMaxListItems))
+      fail(item,
+           fmt::format("expected a list of at most {} entries, got {}", config_schema::kMaxListItems, value.size()));
     const auto& ref = field.ref;
     if (auto get = std::get_if<int& (*)(Config&)>(&ref)) {
       (*get)(config) = read_integer<int>(value, item, field.range);
@@ -399,18 +410,21 @@ class Reader {
       fail(item, fmt::format("expected a list of channel counts and M, e.g. [64, M, 128, M], got {}", describe(value)));
     std::vector<std::string> out;
     for (size_t i = 0; i < value.size(); ++i) {
-      const YAML::Node& entry = value[i];
+      const YAML::Node entry = value[i];
       const Item at_entry{fmt::format("{}[{}]", item.path, i), entry.Mark()};
       if (entry.IsScalar() && entry.Scalar() == "M") {
         out.emplace_back("M");
         continue;
       }
-      const std::string problem = fmt::format("expected a positive integer or M, got {}", describe(entry));
+      const std::string problem =
+          fmt::format("expected a channel count in [1, {}] or M, got {}", config_schema::kMaxChannels, describe(entry));
       if (!entry.IsScalar()) fail(at_entry, problem);
       const std::string_view text = without_plus(entry.Scalar());
       int count = 0;
       const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), count);
-      if (text.empty() || ec != std::errc() || end != text.data() + text.size() || count < 1) fail(at_entry, problem);
+      if (text.empty() || ec != std::errc() || end != text.data() + text.size() || count < 1 ||
+          count > config_schema::kMaxChannels)
+        fail(at_entry, problem);
       out.push_back(std::to_string(count));
     }
     return out;
@@ -547,6 +561,7 @@ class Reader {
   }
 
   void check_combinations(const Config& config) const {
+    check_synthetic_size(config.data);
     check_list_for_name("model.cfg", !config.model.cfg.empty(), "vgg", config.model.name);
     check_list_for_name("model.layers", !config.model.layers.empty(), "sequential", config.model.name);
     check_resnet(config.model);
@@ -555,6 +570,21 @@ class Reader {
           fmt::format("{}: schedule.milestones: required (a non-empty list) when schedule.name is "
                       "multistep",
                       written_at("schedule.milestones", "schedule.name")));
+  }
+
+  // Each synthetic size is bounded by the schema; their product, the bytes generated, is bounded too.
+  void check_synthetic_size(const DataConfig& data) const {
+    if (data.dataset != "synthetic") return;
+    const int64_t side = data.synthetic_image_size;
+    const int64_t bytes = (data.synthetic_train_size + data.synthetic_test_size) * side * side * 3;
+    if (bytes <= config_schema::kMaxSyntheticBytes) return;
+    throw ConfigError(
+        fmt::format("{}: data.synthetic_*: the synthetic images take (synthetic_train_size {} + synthetic_test_size "
+                    "{}) x {} x {} x "
+                    "3 bytes = {:.1f} GiB, more than the limit of {}",
+                    written_at("data.synthetic_image_size", "data.synthetic_train_size"), data.synthetic_train_size,
+                    data.synthetic_test_size, side, side, static_cast<double>(bytes) / (1 << 30),
+                    byte_count_text(config_schema::kMaxSyntheticBytes)));
   }
 
   // model.widths, model.blocks and model.shortcut (models/resnet.h).
@@ -604,16 +634,12 @@ Config parse_config(const std::string& yaml_text, const std::string& source_name
 }
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) throw ConfigError(fmt::format("cannot open config file '{}': {}", path, std::strerror(errno)));
   std::string text;
-  char buffer[1 << 14];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  const int read_errno = errno;
-  std::fclose(file);
-  if (failed) throw ConfigError(fmt::format("cannot read config file '{}': {}", path, std::strerror(read_errno)));
+  try {
+    text = read_regular_file_text(path, kMaxConfigBytes, "config file");
+  } catch (const Error& e) {
+    throw ConfigError(e.what());  // a bad config file is the user's to fix: exit code 2
+  }
   return parse_config(text, path, overrides);
 }
 

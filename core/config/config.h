@@ -189,7 +189,11 @@ struct Config {
   std::string source;  // the file it was read from ("" when built in code)
 };
 
-// Reads `path`, applies `overrides` ("a.b=value", parsed as YAML scalars or flow sequences,
+// The largest config file load_config() reads; a real one is a few kilobytes.
+inline constexpr uint64_t kMaxConfigBytes = uint64_t{1} << 20;
+
+// Reads `path` (a regular file of at most kMaxConfigBytes: a FIFO, a device or a directory is
+// refused), applies `overrides` ("a.b=value", parsed as YAML scalars or flow sequences,
 // e.g. "model.cfg=[64,M,128,M]") and validates. Throws ConfigError on any problem.
 Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
 // Same, from YAML text; `source_name` is used in messages.

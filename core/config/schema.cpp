@@ -16,11 +16,20 @@ bool Range::contains(double v) const {
   return true;
 }
 
+namespace {
+// A bound as people write it: 1000000, not 1e+06.
+std::string bound_text(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return fmt::format("{}", static_cast<int64_t>(v));
+  return fmt::format("{}", v);
+}
+}  // namespace
+
 std::string Range::describe() const {
   const bool has_lo = std::isfinite(lo), has_hi = std::isfinite(hi);
-  if (has_lo && has_hi) return fmt::format(" in {}{}, {}{}", lo_open ? '(' : '[', lo, hi, hi_open ? ')' : ']');
-  if (has_lo) return fmt::format(" {} {}", lo_open ? ">" : ">=", lo);
-  if (has_hi) return fmt::format(" {} {}", hi_open ? "<" : "<=", hi);
+  if (has_lo && has_hi)
+    return fmt::format(" in {}{}, {}{}", lo_open ? '(' : '[', bound_text(lo), bound_text(hi), hi_open ? ')' : ']');
+  if (has_lo) return fmt::format(" {} {}", lo_open ? ">" : ">=", bound_text(lo));
+  if (has_hi) return fmt::format(" {} {}", hi_open ? "<" : "<=", bound_text(hi));
   return "";
 }
 
@@ -51,10 +60,10 @@ const std::vector<Field>& field_table() {
       choice("model.activation", REF(model.activation), {"relu", "gelu"}),
       choice("model.pool", REF(model.pool), {"none", "max", "avg"}),
       key("model.dropout", REF(model.dropout), Range::closed_open(0, 1)),
-      key("model.widths", REF(model.widths), Range::at_least(1)),
-      key("model.blocks", REF(model.blocks), Range::at_least(1)),
+      key("model.widths", REF(model.widths), Range::closed(1, kMaxChannels)),
+      key("model.blocks", REF(model.blocks), Range::closed(1, kMaxBlocks)),
       choice("model.shortcut", REF(model.shortcut), {"auto", "projection", "pad"}),
-      key("model.num_classes", REF(model.num_classes), Range::at_least(2)),
+      key("model.num_classes", REF(model.num_classes), Range::closed(2, kMaxChannels)),
       key("model.sync_batch_norm", REF(model.sync_batch_norm)),
       key("model.layers", REF(model.layers)),
 
@@ -63,18 +72,18 @@ const std::vector<Field>& field_table() {
       choice("data.format", REF(data.format), {"auto", "binary", "folder"}),
       fixed_list("data.mean", REF(data.mean), Range::any(), 3),
       fixed_list("data.std", REF(data.std), Range::above(0), 3),
-      key("data.augment.crop_padding", REF(data.augment.crop_padding), Range::at_least(0)),
+      key("data.augment.crop_padding", REF(data.augment.crop_padding), Range::closed(0, kMaxCropPadding)),
       choice("data.augment.padding_mode", REF(data.augment.padding_mode), {"zero", "reflect"}),
       key("data.augment.flip", REF(data.augment.flip)),
       choice("data.augment.flip_mode", REF(data.augment.flip_mode), {"random", "alternating"}),
-      key("data.augment.cutout", REF(data.augment.cutout), Range::at_least(0)),
-      key("data.workers", REF(data.workers), Range::at_least(0)),
+      key("data.augment.cutout", REF(data.augment.cutout), Range::closed(0, kMaxCutout)),
+      key("data.workers", REF(data.workers), Range::closed(0, kMaxWorkers)),
       choice("data.loader", REF(data.loader), {"auto", "host", "device"}),
       key("data.train_limit", REF(data.train_limit), Range::at_least(0)),
       key("data.test_limit", REF(data.test_limit), Range::at_least(0)),
-      key("data.synthetic_train_size", REF(data.synthetic_train_size), Range::at_least(1)),
-      key("data.synthetic_test_size", REF(data.synthetic_test_size), Range::at_least(1)),
-      key("data.synthetic_image_size", REF(data.synthetic_image_size), Range::at_least(1)),
+      key("data.synthetic_train_size", REF(data.synthetic_train_size), Range::closed(1, kMaxSyntheticImages)),
+      key("data.synthetic_test_size", REF(data.synthetic_test_size), Range::closed(1, kMaxSyntheticImages)),
+      key("data.synthetic_image_size", REF(data.synthetic_image_size), Range::closed(1, kMaxSyntheticImageSize)),
 
       choice("optimizer.name", REF(optimizer.name), {"sgd"}),
       key("optimizer.lr", REF(optimizer.lr), Range::above(0)),
@@ -88,25 +97,25 @@ const std::vector<Field>& field_table() {
       key("optimizer.decay_scales_with_lr_mult", REF(optimizer.decay_scales_with_lr_mult)),
 
       choice("schedule.name", REF(schedule.name), {"constant", "multistep", "cosine", "linear"}),
-      key("schedule.warmup_epochs", REF(schedule.warmup_epochs), Range::at_least(0)),
+      key("schedule.warmup_epochs", REF(schedule.warmup_epochs), Range::closed(0, kMaxEpochs)),
       key("schedule.warmup_start_factor", REF(schedule.warmup_start_factor), Range::closed(0, 1)),
-      key("schedule.milestones", REF(schedule.milestones), Range::above(0)),
+      key("schedule.milestones", REF(schedule.milestones), Range::open_closed(0, kMaxEpochs)),
       key("schedule.gamma", REF(schedule.gamma), Range::open_closed(0, 1)),
       key("schedule.final_lr_factor", REF(schedule.final_lr_factor), Range::closed(0, 1)),
 
       choice("ema.mode", REF(ema.mode), {"none", "ema", "lookahead"}),
       key("ema.every", REF(ema.every), Range::at_least(1)),
-      key("ema.start_epochs", REF(ema.start_epochs), Range::at_least(0)),
+      key("ema.start_epochs", REF(ema.start_epochs), Range::closed(0, kMaxEpochs)),
       key("ema.decay", REF(ema.decay), Range::closed_open(0, 1)),
       key("ema.decay_power", REF(ema.decay_power), Range::at_least(0)),
 
-      key("train.epochs", REF(train.epochs), Range::above(0)),
-      key("train.batch_size", REF(train.batch_size), Range::at_least(1)),
+      key("train.epochs", REF(train.epochs), Range::open_closed(0, kMaxEpochs)),
+      key("train.batch_size", REF(train.batch_size), Range::closed(1, kMaxBatchSize)),
       choice("train.backend", REF(train.backend), {"cpu", "cuda", "cuda_tf32", "cudnn", "cudnn_tf32", "auto"}),
       choice("train.precision", REF(train.precision), {"fp32", "tf32", "bf16"}),
       key("train.seed", REF(train.seed), Range::at_least(0)),
       key("train.label_smoothing", REF(train.label_smoothing), Range::closed_open(0, 1)),
-      key("train.threads", REF(train.threads), Range::at_least(0)),
+      key("train.threads", REF(train.threads), Range::closed(0, kMaxThreads)),
       key("train.eval_every", REF(train.eval_every), Range::at_least(1)),
       key("train.log_every", REF(train.log_every), Range::at_least(1)),
       key("train.checkpoint_every", REF(train.checkpoint_every), Range::at_least(0)),
@@ -154,14 +163,16 @@ LayerKey layer_key(std::string_view name, decltype(LayerKey::member) member, Ran
 
 const std::vector<LayerType>& layer_table() {
   const LayerKey name = layer_key("name", &LayerSpec::name);
-  const LayerKey out_channels = layer_key("out_channels", &LayerSpec::out_channels, Range::at_least(1), true);
-  const LayerKey kernel = layer_key("kernel", &LayerSpec::kernel, Range::at_least(1));
-  const LayerKey stride = layer_key("stride", &LayerSpec::stride, Range::at_least(1));
-  const LayerKey padding = layer_key("padding", &LayerSpec::padding, Range::at_least(0));
-  const LayerKey dilation = layer_key("dilation", &LayerSpec::dilation, Range::at_least(1));
-  const LayerKey groups = layer_key("groups", &LayerSpec::groups, Range::at_least(1));
+  const LayerKey out_channels =
+      layer_key("out_channels", &LayerSpec::out_channels, Range::closed(1, kMaxChannels), true);
+  const LayerKey kernel = layer_key("kernel", &LayerSpec::kernel, Range::closed(1, kMaxWindow));
+  const LayerKey stride = layer_key("stride", &LayerSpec::stride, Range::closed(1, kMaxWindow));
+  const LayerKey padding = layer_key("padding", &LayerSpec::padding, Range::closed(0, kMaxWindow));
+  const LayerKey dilation = layer_key("dilation", &LayerSpec::dilation, Range::closed(1, kMaxWindow));
+  const LayerKey groups = layer_key("groups", &LayerSpec::groups, Range::closed(1, kMaxChannels));
   const LayerKey bias = layer_key("bias", &LayerSpec::bias);
-  const LayerKey out_features = layer_key("out_features", &LayerSpec::out_features, Range::at_least(1), true);
+  const LayerKey out_features =
+      layer_key("out_features", &LayerSpec::out_features, Range::closed(1, kMaxChannels), true);
   const LayerKey p = layer_key("p", &LayerSpec::p, Range::closed_open(0, 1));
   const LayerKey eps = layer_key("eps", &LayerSpec::eps, Range::above(0));
   const LayerKey momentum = layer_key("momentum", &LayerSpec::momentum, Range::closed(0, 1));
@@ -170,7 +181,8 @@ const std::vector<LayerType>& layer_table() {
   const LayerKey init = layer_key("init", &LayerSpec::init);
   const LayerKey whitening_eps = layer_key("whitening_eps", &LayerSpec::whitening_eps, Range::above(0));
   const LayerKey freeze_weight = layer_key("freeze_weight", &LayerSpec::freeze_weight);
-  const LayerKey bias_train_epochs = layer_key("bias_train_epochs", &LayerSpec::bias_train_epochs, Range::at_least(0));
+  const LayerKey bias_train_epochs =
+      layer_key("bias_train_epochs", &LayerSpec::bias_train_epochs, Range::closed(0, kMaxEpochs));
   const LayerKey factor = layer_key("factor", &LayerSpec::factor);
   // Every layer type takes `from` (Graph: the layers it reads), written right after `name`.
   static const std::vector<LayerType> table = [&] {

@@ -16,6 +16,24 @@
 
 namespace convnet::config_schema {
 
+// Upper bounds on the numbers that size an allocation, a thread pool or a loop, each far above
+// any real use, so that a slip such as synthetic_image_size: 30000 is a config error stating the
+// bound instead of std::bad_alloc, a hang or the kernel's OOM killer. Whether a model within
+// them fits the machine is checked once it is built (core/train/memory_estimate.h).
+inline constexpr int kMaxChannels = 65536;  // model.cfg counts, widths, out_channels, out_features, num_classes, groups
+inline constexpr int kMaxBatchSize = 65536;              // train.batch_size
+inline constexpr int kMaxWindow = 1024;                  // a layer's kernel, stride, padding, dilation
+inline constexpr int kMaxListItems = 1024;               // entries of model.cfg, widths, blocks, layers, milestones
+inline constexpr int kMaxBlocks = 1024;                  // BasicBlocks in one ResNet stage
+inline constexpr int kMaxSyntheticImageSize = 512;       // data.synthetic_image_size
+inline constexpr int64_t kMaxSyntheticImages = 1000000;  // data.synthetic_train_size, synthetic_test_size
+inline constexpr int64_t kMaxSyntheticBytes = int64_t{4} << 30;  // all synthetic images: (train + test) * side^2 * 3
+inline constexpr int kMaxCropPadding = 256;                      // data.augment.crop_padding
+inline constexpr int kMaxCutout = 1024;                          // data.augment.cutout
+inline constexpr int kMaxWorkers = 256;                          // data.workers
+inline constexpr int kMaxThreads = 1024;                         // train.threads
+inline constexpr double kMaxEpochs = 1e6;  // epochs, warmup_epochs, milestones, ema.start_epochs, bias_train_epochs
+
 // An interval of allowed numbers; each end open or closed, infinite when unbounded.
 struct Range {
   double lo = -std::numeric_limits<double>::infinity();

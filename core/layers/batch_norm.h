@@ -24,7 +24,8 @@ class BatchNorm2d final : public Layer {
   // "running_var" [C] on the device and "num_batches_tracked": an i32 scalar (shape {}) kept on
   // the host (PyTorch stores int64; the checkpoint writer converts).
   void allocate_parameters() override;
-  void initialize(Rng& rng) override;  // gamma 1, beta 0, running mean 0, var 1, count 0
+  int64_t parameter_numel() const override { return 2 * channels_; }  // gamma, beta
+  void initialize(Rng& rng) override;                                 // gamma 1, beta 0, running mean 0, var 1, count 0
 
   // train: batch statistics, updates the running statistics and num_batches_tracked, saves the
   // batch mean and 1/sqrt(var + eps) for backward. eval: running statistics, no state change.

@@ -103,8 +103,16 @@ Shape Conv2d::configure(const Shape& in) {
 
 void Conv2d::allocate_parameters() {
   CONVNET_CHECK(in_channels_ > 0, "{}: allocate_parameters() before configure()", name());
-  layer_util::allocate_parameter(backend(), weight_, {out_channels_, kernel_, kernel_, in_channels_ / groups_});
+  layer_util::allocate_parameter(backend(), weight_, weight_shape());
   if (bias_) layer_util::allocate_parameter(backend(), bias_param_, {out_channels_});
+}
+
+Shape Conv2d::weight_shape() const {
+  return {out_channels_, kernel_, kernel_, in_channels_ / groups_};
+}
+
+int64_t Conv2d::parameter_numel() const {
+  return shape_numel(weight_shape()) + (bias_ ? out_channels_ : 0);
 }
 
 void Conv2d::initialize(Rng& rng) {

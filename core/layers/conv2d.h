@@ -57,6 +57,7 @@ class Conv2d final : public Layer {
   // "weight" [K, R, S, C / groups] (exported as PyTorch's [O, I / groups, kH, kW]), "bias" [K]
   // (no weight decay).
   void allocate_parameters() override;
+  int64_t parameter_numel() const override;
   // Weight as ConvInit says (kaiming_normal draws exactly what it always did); bias zero.
   void initialize(Rng& rng) override;
   // Whitening only: inputs host f32 [N, H, W, C]; the weight becomes whitening_filters() of every
@@ -83,6 +84,7 @@ class Conv2d final : public Layer {
   Conv2dParams conv_params() const;
 
  private:
+  Shape weight_shape() const;  // [K, R, S, C / groups]
   int out_channels_, kernel_, stride_, padding_, dilation_, groups_;
   bool bias_;
   ConvInit init_ = ConvInit::kaiming_normal;

@@ -94,6 +94,9 @@ class Layer {
     return *backend_;
   }
   virtual void allocate_parameters() {}
+  // Elements of the parameters allocate_parameters() will create, known once configure() has run,
+  // so that the memory a net needs can be checked before any of it is allocated.
+  virtual int64_t parameter_numel() const { return 0; }
   virtual void initialize(Rng& /*rng*/) {}
   // Data-dependent initialisation (conv init: whitening): when wants_data_init(), the graph calls
   // initialize_from_data() after initialize() with the layer's input for the first

@@ -26,6 +26,7 @@ class Linear final : public Layer {
   Shape configure(const Shape& input_shape) override;
   // "weight" [out, in], "bias" [out] (no weight decay).
   void allocate_parameters() override;
+  int64_t parameter_numel() const override { return out_features_ * in_features_ + (bias_ ? out_features_ : 0); }
   // PyTorch default: weight and bias uniform in [-1/sqrt(in), 1/sqrt(in)) (weight first).
   void initialize(Rng& rng) override;
 

@@ -21,7 +21,7 @@ Backend& bridge(Backend& a, Backend& b) {
 }  // namespace
 
 void Graph::add(std::unique_ptr<Layer> layer, std::string module, std::vector<std::string> from, int line) {
-  CONVNET_CHECK(!built_, "cannot add layer {} to a built graph", layer->name());
+  CONVNET_CHECK(!planned_, "cannot add layer {} to a built graph", layer->name());
   for (const Node& n : nodes_)
     if (n.layer->name() == layer->name()) throw ConfigError(fmt::format("two layers are named '{}'", layer->name()));
   if (layer->name() == "input") throw ConfigError("a layer cannot be named 'input' (it names the net's input)");
@@ -112,7 +112,6 @@ void Graph::configure_layers(Backend& backend, const std::map<std::string, Backe
     auto it = layer_backends.find(n.layer->name());
     n.backend = it != layer_backends.end() ? it->second : &backend;
     n.layer->set_backend(*n.backend);
-    n.layer->allocate_parameters();
     spdlog::debug("{:<12} {:<40} -> {:<16} on {}{}", n.layer->name(), n.layer->description(), shape_str(shape),
                   n.backend->name(), it != layer_backends.end() ? " (per-layer override)" : "");
   }
@@ -156,7 +155,12 @@ void Graph::assign_gradient_slots() {
 
 void Graph::build(const Shape& example_shape, Backend& backend, Rng& rng,
                   const std::map<std::string, Backend*>& layer_backends) {
-  CONVNET_CHECK(!built_, "graph built twice");
+  plan(example_shape, backend, layer_backends);
+  allocate_parameters(rng);
+}
+
+void Graph::plan(const Shape& example_shape, Backend& backend, const std::map<std::string, Backend*>& layer_backends) {
+  CONVNET_CHECK(!planned_, "graph built twice");
   if (nodes_.empty()) throw ConfigError("the model has no layers");
   for (const auto& [name, b] : layer_backends) {
     bool found = false;
@@ -168,6 +172,12 @@ void Graph::build(const Shape& example_shape, Backend& backend, Rng& rng,
   configure_layers(backend, layer_backends);
   assign_gradient_slots();
   log_backends();
+  planned_ = true;
+}
+
+void Graph::allocate_parameters(Rng& rng) {
+  CONVNET_CHECK(planned_ && !built_, "allocate_parameters() needs a planned graph, once");
+  for (Node& n : nodes_) n.layer->allocate_parameters();
   for (Node& n : nodes_) n.layer->initialize(rng);
   built_ = true;
 }
@@ -379,7 +389,7 @@ int64_t Graph::forward_flops() const {
 }
 
 Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
-  CONVNET_CHECK(built_, "graph not built");
+  CONVNET_CHECK(planned_, "graph not planned");
   ActivationMemory m;
   const auto bytes = [&](int64_t example_numel) { return batch * example_numel * int64_t{sizeof(float)}; };
   for (const Node& n : nodes_) {

@@ -38,6 +38,13 @@ class Graph {
   // `layer_backends` maps layer names to backends that override `backend` for that layer.
   void build(const Shape& example_shape, Backend& backend, Rng& rng,
              const std::map<std::string, Backend*>& layer_backends = {});
+  // build() in two steps, so that a caller can check what the net needs (core/train/
+  // memory_estimate.h) before any of it is allocated: plan() resolves the inputs, infers every
+  // shape and assigns the backends and gradient slots (activation_memory() and each layer's
+  // parameter_numel() are then known); allocate_parameters() allocates and initializes the
+  // parameters, after which the graph is built.
+  void plan(const Shape& example_shape, Backend& backend, const std::map<std::string, Backend*>& layer_backends = {});
+  void allocate_parameters(Rng& rng);
 
   // input: [N, example_shape...] on any device. Returns the last layer's output (on its device).
   const Tensor& forward(const Tensor& input, Mode mode);
@@ -156,7 +163,7 @@ class Graph {
   Shape example_shape_;
   std::function<void(size_t)> backward_hook_;
   int64_t batch_ = -1;
-  bool built_ = false;
+  bool planned_ = false, built_ = false;
 };
 
 }  // namespace convnet

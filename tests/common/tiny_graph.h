@@ -19,7 +19,8 @@ inline LayerSpec layer_spec(const std::string& type) {
   return s;
 }
 
-inline void build_tiny_graph(Graph& graph, Backend& backend, uint64_t seed, bool batch_norm) {
+// The tiny net planned (Graph::plan: shapes known, nothing allocated).
+inline void plan_tiny_graph(Graph& graph, Backend& backend, bool batch_norm) {
   ModelConfig m;
   m.name = "sequential";
   LayerSpec conv = layer_spec("conv");
@@ -32,8 +33,13 @@ inline void build_tiny_graph(Graph& graph, Backend& backend, uint64_t seed, bool
   if (batch_norm) m.layers.push_back(layer_spec("batch_norm"));
   m.layers.insert(m.layers.end(), {layer_spec("relu"), layer_spec("flatten"), fc});
   add_model_layers(m, {4, 4, 3}, graph);
+  graph.plan({4, 4, 3}, backend);
+}
+
+inline void build_tiny_graph(Graph& graph, Backend& backend, uint64_t seed, bool batch_norm) {
+  plan_tiny_graph(graph, backend, batch_norm);
   Rng rng(seed);
-  graph.build({4, 4, 3}, backend, rng);
+  graph.allocate_parameters(rng);
 }
 
 }  // namespace convnet::testing

@@ -40,17 +40,17 @@ const BadConfig kBadConfigs[] = {
     {"UnknownNestedKey", "data:\n  augment:\n    flipp: true\n",
      "bad.yaml:3: data.augment.flipp: unknown key (did you mean 'flip'?)"},
     {"IntegerNotANumber", "train:\n  epochs: 8\n  batch_size: ten\n",
-     "bad.yaml:3: train.batch_size: expected an integer >= 1, got 'ten'"},
+     "bad.yaml:3: train.batch_size: expected an integer in [1, 65536], got 'ten'"},
     {"IntegerFractional", "train:\n  batch_size: 2.5\n",
-     "bad.yaml:2: train.batch_size: expected an integer >= 1, got 2.5"},
+     "bad.yaml:2: train.batch_size: expected an integer in [1, 65536], got 2.5"},
     {"IntegerBelowRange", "train:\n\n  batch_size: 0\n",
-     "bad.yaml:3: train.batch_size: expected an integer >= 1, got 0"},
+     "bad.yaml:3: train.batch_size: expected an integer in [1, 65536], got 0"},
     {"IntegerOutOfIntRange", "train:\n  log_every: 3000000000\n",
      "bad.yaml:2: train.log_every: expected an integer >= 1, got 3000000000 (too large)"},
     {"Int64OutOfRange", "train:\n  max_steps: 99999999999999999999\n",
      "bad.yaml:2: train.max_steps: expected an integer >= 0, got 99999999999999999999 (too large)"},
     {"NegativeSeed", "train:\n  seed: -1\n", "bad.yaml:2: train.seed: expected an integer >= 0, got -1"},
-    {"NegativeThreads", "train:\n  threads: -2\n", "bad.yaml:2: train.threads: expected an integer >= 0, got -2"},
+    {"NegativeThreads", "train:\n  threads: -2\n", "bad.yaml:2: train.threads: expected an integer in [0, 1024], got -2"},
     {"BackendNotInList", "model: {}\ndata: {}\n\ntrain:\n  backend: gpu\n",
      "bad.yaml:5: train.backend: expected one of cpu, cuda, cuda_tf32, cudnn, cudnn_tf32, auto, got 'gpu'"},
     {"NegativeLearningRate", "optimizer:\n  lr: -0.1\n", "bad.yaml:2: optimizer.lr: expected a number > 0, got -0.1"},
@@ -66,7 +66,7 @@ const BadConfig kBadConfigs[] = {
      "bad.yaml:2: train.label_smoothing: expected a number in [0, 1), got 1.0"},
     {"ModelDropoutNegative", "model:\n  dropout: -0.5\n",
      "bad.yaml:2: model.dropout: expected a number in [0, 1), got -0.5"},
-    {"OneClass", "model:\n  num_classes: 1\n", "bad.yaml:2: model.num_classes: expected an integer >= 2, got 1"},
+    {"OneClass", "model:\n  num_classes: 1\n", "bad.yaml:2: model.num_classes: expected an integer in [2, 65536], got 1"},
     {"InfinityIsNotANumber", "optimizer:\n  lr: .inf\n", "bad.yaml:2: optimizer.lr: expected a number > 0, got '.inf'"},
     {"MissingValue", "optimizer:\n  lr:\n  momentum: 0.9\n",
      "bad.yaml:2: optimizer.lr: expected a number > 0, got nothing"},
@@ -100,7 +100,7 @@ const BadConfig kBadConfigs[] = {
     {"MilestonesNotIncreasing", "schedule:\n  name: multistep\n  milestones: [30, 20]\n",
      "bad.yaml:3: schedule.milestones[1]: expected a number > 30 (the list must increase), got 20"},
     {"MilestoneNotPositive", "schedule:\n  milestones:\n    - 0\n",
-     "bad.yaml:3: schedule.milestones[0]: expected a number > 0, got 0"},
+     "bad.yaml:3: schedule.milestones[0]: expected a number in (0, 1000000], got 0"},
     {"MultistepWithoutMilestones", "schedule:\n  gamma: 0.5\n  name: multistep\n",
      "bad.yaml:3: schedule.milestones: required (a non-empty list) when schedule.name is multistep"},
     {"VggWithoutCfg", "model:\n  batch_norm: true\n  name: vgg\n",
@@ -108,9 +108,9 @@ const BadConfig kBadConfigs[] = {
     {"CfgWithAnotherName", "model:\n  name: vgg11\n  cfg: [64, M]\n",
      "bad.yaml:3: model.cfg: only used when model.name is vgg (model.name is vgg11)"},
     {"CfgBadItem", "model:\n  name: vgg\n  cfg: [64, m]\n",
-     "bad.yaml:3: model.cfg[1]: expected a positive integer or M, got 'm'"},
+     "bad.yaml:3: model.cfg[1]: expected a channel count in [1, 65536] or M, got 'm'"},
     {"CfgZeroChannels", "model:\n  name: vgg\n  cfg:\n    - 64\n    - 0\n",
-     "bad.yaml:5: model.cfg[1]: expected a positive integer or M, got 0"},
+     "bad.yaml:5: model.cfg[1]: expected a channel count in [1, 65536] or M, got 0"},
     {"SequentialWithoutLayers", "model:\n  name: sequential\n",
      "bad.yaml:2: model.layers: required (a non-empty list) when model.name is sequential"},
     {"LayersWithVgg", "model:\n  layers:\n    - {type: relu}\n",
@@ -147,11 +147,11 @@ const BadConfig kBadConfigs[] = {
     {"BatchNormEpsZero", "model:\n  name: sequential\n  layers:\n    - type: batch_norm\n      eps: 0\n",
      "bad.yaml:5: model.layers[0].eps: expected a number > 0, got 0"},
     {"ConvStrideZero", "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4, stride: 0}\n",
-     "bad.yaml:4: model.layers[0].stride: expected an integer >= 1, got 0"},
+     "bad.yaml:4: model.layers[0].stride: expected an integer in [1, 1024], got 0"},
     {"ConvGroupsZero",
      "model:\n  name: sequential\n  layers:\n    - {type: conv, out_channels: 4}\n    - {type: conv, out_channels: 4, "
      "groups: 0}\n",
-     "bad.yaml:5: model.layers[1].groups: expected an integer >= 1, got 0"},
+     "bad.yaml:5: model.layers[1].groups: expected an integer in [1, 65536], got 0"},
     {"GroupsOnAPool", "model:\n  name: sequential\n  layers:\n    - {type: max_pool, groups: 2}\n",
      "bad.yaml:4: model.layers[0].groups: not a key of a max_pool layer"},
     {"LayerDuplicateKey",
@@ -217,9 +217,9 @@ TEST(ConfigOverrideErrors, KeyBelowAValueOrASection) {
 
 TEST(ConfigOverrideErrors, BadValueNamesTheOverride) {
   EXPECT_EQ(config_error_of(kValid, {"train.epochs=ten"}),
-            "--set train.epochs=ten: train.epochs: expected a number > 0, got 'ten'");
+            "--set train.epochs=ten: train.epochs: expected a number in (0, 1000000], got 'ten'");
   EXPECT_EQ(config_error_of(kValid, {"model.cfg=[64, X]", "model.name=vgg"}),
-            "--set model.cfg=[64, X]: model.cfg[1]: expected a positive integer or M, got 'X'");
+            "--set model.cfg=[64, X]: model.cfg[1]: expected a channel count in [1, 65536] or M, got 'X'");
   EXPECT_EQ(config_error_of(kValid, {"train.seed="}),
             "--set train.seed=: train.seed: expected an integer >= 0, got nothing");
 }

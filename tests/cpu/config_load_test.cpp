@@ -376,7 +376,7 @@ TEST(ConfigLoadFile, ErrorsNameTheFilePath) {
     load_config(path);
     FAIL() << "expected a ConfigError";
   } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()), path + ":2: train.epochs: expected a number > 0, got 0");
+    EXPECT_EQ(std::string(e.what()), path + ":2: train.epochs: expected a number in (0, 1000000], got 0");
   }
 }
 

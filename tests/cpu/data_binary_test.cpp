@@ -128,7 +128,7 @@ TEST(CifarBinary, LabelOutsideRangeIsAnError) {
 TEST(CifarBinary, MissingFileIsAnError) {
   TempDir dir;
   const std::string msg = error_of([&] { read_cifar10_binary_file(dir.file("nope.bin")); });
-  EXPECT_NE(msg.find(dir.file("nope.bin") + ": No such file or directory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("nope.bin") + "': No such file or directory"), std::string::npos) << msg;
 }
 
 // Writes a fake CIFAR-10 binary release into `dir` with `counts` train records per file and
@@ -169,7 +169,7 @@ TEST(CifarBinary, MissingBatchFileIsNamed) {
   write_release(dir.path(), {1, 1, 1, 1, 1}, 1, rng);
   fs::remove(dir.file("data_batch_3.bin"));
   const std::string msg = error_of([&] { load_cifar10_binary(dir.path(), Split::train); });
-  EXPECT_NE(msg.find(dir.file("data_batch_3.bin") + ": No such file or directory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("data_batch_3.bin") + "': No such file or directory"), std::string::npos) << msg;
   EXPECT_EQ(load_cifar10_binary(dir.path(), Split::test).size, 1);  // the test split is complete
 }
 

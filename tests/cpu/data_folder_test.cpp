@@ -281,7 +281,7 @@ TEST(Cifar10Load, ForcedFormatThatIsAbsentIsAnError) {
   config.path = dir.path();
   config.format = "binary";
   std::string msg = error_of([&] { load_cifar10(config); });
-  EXPECT_NE(msg.find(dir.file("data_batch_1.bin") + ": No such file or directory"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("data_batch_1.bin") + "': No such file or directory"), std::string::npos) << msg;
   config.format = "auto";
   EXPECT_EQ(load_cifar10(config).train.size, 2);
 
