@@ -11,6 +11,7 @@ packages=(
   libyaml-cpp-dev libcli11-dev nlohmann-json3-dev
   libopenblas-dev libjpeg-dev libpng-dev
   libopenmpi-dev openmpi-bin
+  clang libclang-rt-dev llvm  # tools/sanitize.sh and tools/fuzz.sh: clang's sanitizers, libFuzzer, llvm-symbolizer
 )
 
 missing=()
