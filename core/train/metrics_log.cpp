@@ -43,7 +43,10 @@ std::vector<MetricsRecord> read_metrics(const std::string& path) {
       const auto j = nlohmann::json::parse(line);
       MetricsRecord r;
       r.split = j.at("split").get<std::string>();
-      r.step = j.at("step").get<int64_t>();
+      const auto& step = j.at("step");  // get<int64_t>() of a float would be a cast out of range (UB) for 1e300
+      if (!step.is_number_integer())
+        throw Error(fmt::format("{}:{}: not a metrics record: step {} is not an integer", path, line_no, step.dump()));
+      r.step = step.get<int64_t>();
       r.epoch = j.at("epoch").get<double>();
       r.loss = j.at("loss").get<double>();
       r.accuracy = j.at("accuracy").get<double>();
