@@ -21,6 +21,21 @@ namespace convnet {
 
 namespace {
 
+// Decoding allocates height x width x 3 bytes before reading any pixel data, so a corrupt or
+// hostile header (JPEG allows 65500 x 65500, PNG 10^6 x 10^6) must not decide it unchecked.
+constexpr uint64_t kMaxImagePixels = uint64_t{1} << 25;  // 33.5 Mpx (8192 x 4096): 100 MB of RGB
+
+bool too_many_pixels(uint64_t height, uint64_t width) {
+  return height * width > kMaxImagePixels;  // both at most 2^32 - 1: no overflow
+}
+
+// The message for too_many_pixels, into a C buffer (the JPEG decoder may not hold a std::string).
+void describe_too_many_pixels(char* out, size_t capacity, uint64_t height, uint64_t width) {
+  std::snprintf(out, capacity, "%llux%llu pixels is more than the %llu this reader decodes (corrupt header?)",
+                static_cast<unsigned long long>(width), static_cast<unsigned long long>(height),
+                static_cast<unsigned long long>(kMaxImagePixels));
+}
+
 // libjpeg reports fatal errors through error_exit, which must not return. Exceptions cannot
 // safely cross the C library, so it longjmps back to decode_jpeg_into, which only has trivially
 // destructible locals between setjmp and the libjpeg calls.
@@ -59,6 +74,11 @@ int decode_jpeg_into(const uint8_t* data, size_t size, JpegErrorManager& err, st
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
   jpeg_read_header(&cinfo, TRUE);
+  if (too_many_pixels(cinfo.image_height, cinfo.image_width)) {  // before libjpeg allocates for it
+    describe_too_many_pixels(err.message, sizeof err.message, cinfo.image_height, cinfo.image_width);
+    jpeg_destroy_decompress(&cinfo);
+    return 1;
+  }
   cinfo.out_color_space = JCS_RGB;  // libjpeg-turbo converts grayscale and YCbCr to RGB
   jpeg_start_decompress(&cinfo);
   height = static_cast<int>(cinfo.output_height);
@@ -106,6 +126,12 @@ DecodedImage decode_png(const uint8_t* data, size_t size, const std::string& nam
   image.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_memory(&image, data, size))
     throw Error(fmt::format("{}: not a valid PNG ({})", name, image.message));
+  if (too_many_pixels(image.height, image.width)) {
+    char message[160];
+    describe_too_many_pixels(message, sizeof message, image.height, image.width);
+    png_image_free(&image);
+    throw Error(fmt::format("{}: not a valid PNG ({})", name, message));
+  }
   image.format = PNG_FORMAT_RGB;  // gray is expanded, alpha composited onto black
   DecodedImage img;
   img.height = static_cast<int>(image.height);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <charconv>
@@ -11,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <type_traits>
 
 #include "core/base/error.h"
@@ -71,24 +73,59 @@ struct Item {
   YAML::Mark mark;
 };
 
+// The mark of the first node of the second YAML document in `text`, if there is one. yaml-cpp
+// 0.7's LoadAll never returns for a stray ',' at the top level (every call yields another empty
+// document without consuming it), so documents are counted here, at most two.
+class SecondDocument : public YAML::EventHandler {
+ public:
+  static std::optional<YAML::Mark> find(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    SecondDocument handler;
+    if (!parser.HandleNextDocument(handler) || !parser.HandleNextDocument(handler)) return std::nullopt;
+    return handler.node_;
+  }
+
+ private:
+  void OnDocumentStart(const YAML::Mark&) override { ++documents_; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override { node(mark); }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+  void node(const YAML::Mark& mark) {
+    if (documents_ == 2 && !node_) node_ = mark;
+  }
+  int documents_ = 0;
+  std::optional<YAML::Mark> node_;
+};
+
 class Reader {
  public:
   explicit Reader(std::string source) : source_(std::move(source)) {}
 
   YAML::Node load(const std::string& text) const {
-    std::vector<YAML::Node> documents;
+    YAML::Node root;
+    std::optional<YAML::Mark> second;
     try {
-      documents = YAML::LoadAll(text);
+      root = YAML::Load(text);  // the first document
+      second = SecondDocument::find(text);
     } catch (const YAML::Exception& e) {
       throw ConfigError(fmt::format("{}: invalid YAML: {}", at(e.mark), config_yaml::parse_problem(e)));
     }
-    if (documents.empty() || documents[0].IsNull())
+    if (root.IsNull())
       throw ConfigError(fmt::format("{}:1: the configuration is empty; expected a mapping with the sections {}",
                                     source_, config_schema::join(config_schema::section_keys(""))));
-    if (documents.size() > 1)
-      throw ConfigError(fmt::format("{}: a second YAML document starts here; a configuration is one document",
-                                    at(documents[1].Mark())));
-    const YAML::Node& root = documents[0];
+    if (second)
+      throw ConfigError(
+          fmt::format("{}: a second YAML document starts here; a configuration is one document", at(*second)));
     if (const auto problem = config_yaml::find_problem(root))
       throw ConfigError(fmt::format("{}: {}", at(problem->mark), problem->message));
     if (!root.IsMap())

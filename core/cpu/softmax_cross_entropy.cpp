@@ -27,7 +27,7 @@ void softmax_cross_entropy_forward(const Tensor& logits, const Tensor& labels, f
   const char* op = "softmax_cross_entropy_forward";
   const LossGeometry g = OpChecks::cpu(op).softmax_cross_entropy_forward(logits, labels, smoothing, loss, probs);
   check_labels(labels, g, op);
-  const auto [n, k] = g;
+  const int64_t n = g.n, k = g.k;  // not a structured binding: clang 14 cannot capture those in lambdas
   const float* zp = logits.f32();
   const int32_t* lp = labels.data<int32_t>();
   float* pp = probs.f32();
@@ -59,7 +59,7 @@ void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, f
   const char* op = "softmax_cross_entropy_backward";
   const LossGeometry g = OpChecks::cpu(op).softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
   check_labels(labels, g, op);
-  const auto [n, k] = g;
+  const int64_t n = g.n, k = g.k;  // not a structured binding: clang 14 cannot capture those in lambdas
   const float* pp = probs.f32();
   const int32_t* lp = labels.data<int32_t>();
   float* dp = dlogits.f32();

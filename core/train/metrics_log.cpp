@@ -8,6 +8,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/base/error.h"
 #include "core/io/safetensors.h"
@@ -21,11 +22,18 @@ struct MetricsLine {
   MetricsRecord record;
 };
 
+// A line that is JSON but not a record.
+struct NotARecord : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 MetricsRecord parse_record(const std::string& line) {
   const auto j = nlohmann::json::parse(line);
   MetricsRecord r;
   r.split = j.at("split").get<std::string>();
-  r.step = j.at("step").get<int64_t>();
+  const auto& step = j.at("step");  // get<int64_t>() of a float would be a cast out of range (UB) for 1e300
+  if (!step.is_number_integer()) throw NotARecord(fmt::format("step {} is not an integer", step.dump()));
+  r.step = step.get<int64_t>();
   r.epoch = j.at("epoch").get<double>();
   r.loss = j.at("loss").get<double>();
   r.accuracy = j.at("accuracy").get<double>();
@@ -51,13 +59,18 @@ std::vector<MetricsLine> read_lines(const std::string& path, size_t& dropped) {
     std::string line = text.substr(pos, complete ? end - pos : std::string::npos);
     pos = complete ? end + 1 : text.size();
     if (line.empty()) continue;
+    const auto refuse = [&](const std::exception& e) {
+      if (complete) throw Error(fmt::format("{}:{}: not a metrics record: {}", path, line_no, e.what()));
+      spdlog::warn("{}:{}: skipping a cut-off last line (an interrupted write)", path, line_no);
+      ++dropped;
+    };
     try {
       MetricsRecord record = parse_record(line);
       out.push_back({std::move(line), std::move(record)});
     } catch (const nlohmann::json::exception& e) {
-      if (complete) throw Error(fmt::format("{}:{}: not a metrics record: {}", path, line_no, e.what()));
-      spdlog::warn("{}:{}: skipping a cut-off last line (an interrupted write)", path, line_no);
-      ++dropped;
+      refuse(e);
+    } catch (const NotARecord& e) {
+      refuse(e);
     }
   }
   return out;

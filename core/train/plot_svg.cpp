@@ -29,6 +29,19 @@ double nice_step(double span, int ticks) {
   return 10 * mag;
 }
 
+// The tick values first, first + step, ... up to last: at most 64 of them, so a span below the
+// values' precision (1e16 to 1e16 + 2: adding the step changes nothing) cannot loop forever.
+std::vector<double> tick_values(double first, double last, double step) {
+  std::vector<double> out;
+  if (!(step > 0) || !std::isfinite(first)) return out;
+  for (int i = 0; i < 64; ++i) {
+    const double v = first + i * step;
+    if (!(v <= last)) break;
+    out.push_back(v);
+  }
+  return out;
+}
+
 std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
@@ -63,12 +76,12 @@ std::string draw_panel(const Panel& p, const std::vector<Series>& series) {
   ymax = std::ceil(ymax / ystep) * ystep;
   auto px = [&](double x) { return p.x0 + (x - xmin) / (xmax - xmin) * p.width; };
   auto py = [&](double y) { return p.y0 + p.height - (y - ymin) / (ymax - ymin) * p.height; };
-  for (double y = ymin; y <= ymax + ystep / 2; y += ystep)
+  for (double y : tick_values(ymin, ymax + ystep / 2, ystep))
     svg += fmt::format(
         R"(<line x1="{0}" x2="{1}" y1="{2:.1f}" y2="{2:.1f}" stroke="#eee"/><text x="{3}" y="{4:.1f}" font-size="11" text-anchor="end">{5:g}</text>)",
         p.x0, p.x0 + p.width, py(y), p.x0 - 5, py(y) + 4, y);
   const double xstep = nice_step(xmax - xmin, 5);
-  for (double x = std::ceil(xmin / xstep) * xstep; x <= xmax; x += xstep)
+  for (double x : tick_values(std::ceil(xmin / xstep) * xstep, xmax, xstep))
     svg += fmt::format(R"(<text x="{:.1f}" y="{}" font-size="11" text-anchor="middle">{:g}</text>)", px(x),
                        p.y0 + p.height + 15, x);
   svg += fmt::format(R"(<text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text>)", p.x0 + p.width / 2,
