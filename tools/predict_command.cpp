@@ -3,29 +3,22 @@
 // stdin, one per line). Each image is decoded to RGB (grey replicated, alpha composited onto black,
 // 16-bit PNG reduced to 8 bits), resized to the model's input (datasets/image_resize.h: area when
 // shrinking, bilinear when growing), normalised with the checkpoint's data.mean/std, and run in
-// batches, with the test-time augmentation of --tta (default none). A file that cannot be read or
-// decoded gets an error line and the others still get their answers; the exit status is 1 when any
-// file failed.
+// batches, with the test-time augmentation of --tta (default none): all of it by convnet::Model
+// (convnet/model.h), so the C++ library answers the same. A file that cannot be read or decoded gets
+// an error line and the others still get their answers; the exit status is 1 when any file failed.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <numeric>
-#include <optional>
 #include <vector>
 
+#include "convnet/model.h"
 #include "core/base/error.h"
-#include "core/config/config.h"
-#include "core/train/checkpoint.h"
-#include "core/train/tta_logits.h"
 #include "datasets/image_codec.h"
-#include "datasets/image_resize.h"
 #include "tools/commands.h"
-#include "tools/session.h"
 
 namespace convnet::cli {
 
@@ -58,60 +51,36 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& inputs) {
   return paths;
 }
 
-// One image as the model's normalised input [H, W, C], or the error that kept it out.
-struct Prepared {
-  std::vector<float> pixels;
+// One image decoded, or the error that kept it out.
+struct Decoded {
+  DecodedImage image;
   std::string error;
 };
 
-Prepared prepare(const std::string& path, const Shape& input, const DataConfig& data) {
-  Prepared p;
+Decoded decode(const std::string& path) {
+  Decoded d;
   try {
     if (!std::filesystem::is_regular_file(path)) throw Error(fmt::format("{}: not a regular file", path));
-    const DecodedImage image = decode_image_file(path);
-    p.pixels = resize_rgb(image, static_cast<int>(input[0]), static_cast<int>(input[1]));
-    for (size_t i = 0; i < p.pixels.size(); ++i) {
-      const size_t c = i % 3;
-      p.pixels[i] = (p.pixels[i] / 255.0f - data.mean[c]) / data.std[c];
-    }
+    d.image = decode_image_file(path);
   } catch (const Error& e) {
-    p.error = e.what();
+    d.error = e.what();
   }
-  return p;
+  return d;
 }
 
-struct Ranked {
-  int index;
-  double probability;
-};
-
-// Softmax of one row of logits, the `k` most probable classes first.
-std::vector<Ranked> top_k(const float* logits, int64_t classes, int k) {
-  const float peak = *std::max_element(logits, logits + classes);
-  std::vector<double> p(static_cast<size_t>(classes));
-  double total = 0;
-  for (int64_t c = 0; c < classes; ++c) total += p[static_cast<size_t>(c)] = std::exp(double(logits[c]) - peak);
-  std::vector<Ranked> ranked;
-  for (int64_t c = 0; c < classes; ++c) ranked.push_back({static_cast<int>(c), p[static_cast<size_t>(c)] / total});
-  std::stable_sort(ranked.begin(), ranked.end(),
-                   [](const Ranked& a, const Ranked& b) { return a.probability > b.probability; });
-  ranked.resize(static_cast<size_t>(std::min<int64_t>(k, classes)));
-  return ranked;
-}
-
-void print_answer(const std::string& path, const std::vector<Ranked>& top, const std::vector<std::string>& names,
+void print_answer(const std::string& path, const std::vector<ClassScore>& top, const std::vector<std::string>& names,
                   bool json) {
   if (json) {
     nlohmann::json j;
     j["path"] = path;
-    for (const Ranked& r : top)
+    for (const ClassScore& r : top)
       j["top"].push_back(
           {{"class", names[static_cast<size_t>(r.index)]}, {"index", r.index}, {"probability", r.probability}});
     fmt::print("{}\n", j.dump());
     return;
   }
   std::string line = path + ":";
-  for (const Ranked& r : top) line += fmt::format(" {} {:.4f}", names[static_cast<size_t>(r.index)], r.probability);
+  for (const ClassScore& r : top) line += fmt::format(" {} {:.4f}", names[static_cast<size_t>(r.index)], r.probability);
   fmt::print("{}\n", line);
 }
 
@@ -126,55 +95,33 @@ void print_error(const std::string& path, std::string error, bool json) {
 }  // namespace
 
 int predict_command(const PredictOptions& options) {
-  const CheckpointSummary summary = read_checkpoint_summary(options.checkpoint);
-  std::vector<std::string> overrides;
-  if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
-  const Config config = parse_config(summary.state.config_yaml, options.checkpoint + " (convnet.config)", overrides);
-  const Shape input = example_shape(config.data);
-  if (input.size() != 3 || input[2] != 3)
-    throw ConfigError(fmt::format("{}: the model reads {} inputs; convnet predict feeds RGB images", options.checkpoint,
-                                  shape_str(input)));
-  Backends backends(config.train);
-  Graph graph;
-  build_graph(config, input, backends, graph);
-  load_checkpoint(options.checkpoint, graph, nullptr);
-  const int64_t classes = graph.output_shape()[0];
-  std::vector<std::string> names = summary.state.class_names;
-  if (names.size() != static_cast<size_t>(classes)) {
-    names.clear();
-    for (int64_t c = 0; c < classes; ++c) names.push_back(fmt::format("class{}", c));
-  }
-  TtaLogits logits_of(graph, parse_tta(options.tta.empty() ? "none" : options.tta, "--tta"));
+  LoadOptions load;
+  load.backend = options.backend;
+  load.tta = options.tta.empty() ? "none" : options.tta;
+  load.batch_size = options.batch_size;
+  Model model = Model::load(options.checkpoint, load);
 
   const std::vector<std::string> paths = expand_inputs(options.inputs);
   if (paths.empty()) throw ConfigError("no images given (files, folders, or - for paths on stdin)");
-  const int64_t pixels = shape_numel(input);
   bool any_failed = false;
+  // Decoded a batch at a time, so that a long list of photos is never in memory at once.
   for (size_t first = 0; first < paths.size(); first += static_cast<size_t>(options.batch_size)) {
     const size_t last = std::min(paths.size(), first + static_cast<size_t>(options.batch_size));
-    std::vector<Prepared> batch;
-    std::vector<size_t> good;
+    std::vector<Decoded> batch;
+    std::vector<DecodedImage> good;
     for (size_t i = first; i < last; ++i) {
-      batch.push_back(prepare(paths[i], input, config.data));
-      if (batch.back().error.empty()) good.push_back(i - first);
+      batch.push_back(decode(paths[i]));
+      if (batch.back().error.empty()) good.push_back(std::move(batch.back().image));
     }
-    Tensor host_logits;
-    if (!good.empty()) {
-      Tensor images({static_cast<int64_t>(good.size()), input[0], input[1], input[2]});
-      for (size_t g = 0; g < good.size(); ++g)
-        std::copy(batch[good[g]].pixels.begin(), batch[good[g]].pixels.end(), images.f32() + g * pixels);
-      const Tensor& logits = logits_of(images);
-      host_logits = Tensor(logits.shape());
-      graph.output_backend().copy(host_logits, logits);
-    }
+    const std::vector<Prediction> answers = model.predict(good);
     for (size_t i = first, g = 0; i < last; ++i) {
-      const Prepared& p = batch[i - first];
-      if (!p.error.empty()) {
+      const Decoded& d = batch[i - first];
+      if (!d.error.empty()) {
         any_failed = true;
-        print_error(paths[i], p.error, options.json);
+        print_error(paths[i], d.error, options.json);
         continue;
       }
-      print_answer(paths[i], top_k(host_logits.f32() + g++ * classes, classes, options.top), names, options.json);
+      print_answer(paths[i], answers[g++].top(options.top), model.class_names(), options.json);
     }
   }
   return any_failed ? 1 : 0;

@@ -9,18 +9,14 @@
 #include <optional>
 #include <utility>
 
-#include "core/base/backend_registry.h"
 #include "core/base/error.h"
-#include "core/cpu/cpu_backend.h"
 #ifdef CONVNET_WITH_CUDA
 #include "cuda/device.h"
-#include "cuda/gpu_backend.h"
 #include "cuda/nccl_collectives.h"
 #endif
 #include "core/dist/open_group.h"
 #include "core/dist/with_device_collectives.h"
 #include "core/train/checkpoint.h"
-#include "core/train/memory_estimate.h"
 #include "core/train/run_folder.h"
 #include "core/train/sync_batch_norm.h"
 #include "datasets/cifar10.h"
@@ -28,80 +24,8 @@
 #include "datasets/device_loader.h"
 #include "datasets/image_folder.h"
 #include "datasets/loader.h"
-#include "models/model_builder.h"
 
 namespace convnet::cli {
-
-void register_all_backends(int gpu_index) {
-  register_cpu_backend();
-#ifdef CONVNET_WITH_CUDA
-  cuda::register_backends(gpu_index);
-#else
-  (void)gpu_index;
-#endif
-}
-
-std::string resolve_backend_name(const std::string& name) {
-  if (name != "auto") return name;
-#ifdef CONVNET_WITH_CUDA
-  if (cuda::gpu_count() > 0) return "cuda";
-  spdlog::warn("train.backend auto: {}; using cpu", cuda::gpu_unavailable_reason());
-#else
-  spdlog::warn("train.backend auto: this build has no GPU backends; using cpu");
-#endif
-  return "cpu";
-}
-
-namespace {
-
-// train.precision on `backend`. fp32 is the default, so it leaves cuda_tf32 and cudnn_tf32 (whose
-// names ask for tf32) as they are; a precision a backend cannot compute is a ConfigError.
-void apply_precision(Backend& backend, Precision precision) {
-  if (precision == Precision::fp32 && backend.precision() == Precision::tf32) return;
-  backend.set_precision(precision);
-}
-
-}  // namespace
-
-Backends::Backends(const TrainConfig& train, int gpu_index) {
-  register_all_backends(gpu_index);
-  set_cpu_threads(train.threads);
-  const Precision precision = parse_precision(train.precision, "train.precision");
-  const std::string main_name = resolve_backend_name(train.backend);
-  main_ = create_backend(main_name);
-  apply_precision(*main_, precision);
-  for (const auto& [layer, backend_name] : train.layer_backends) {
-    const std::string name = resolve_backend_name(backend_name);
-    if (name == main_name) {
-      overrides_[layer] = main_.get();
-      continue;
-    }
-    auto& slot = others_[name];
-    if (!slot) {
-      slot = create_backend(name);
-      apply_precision(*slot, precision);
-    }
-    overrides_[layer] = slot.get();
-  }
-}
-
-Shape example_shape(const DataConfig& data) {
-  if (data.dataset == "synthetic") return {data.synthetic_image_size, data.synthetic_image_size, 3};
-  return {32, 32, 3};
-}
-
-void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph) {
-  try {
-    add_model_layers(config.model, example, graph);
-    graph.plan(example, backends.main(), backends.layer_overrides());
-    check_host_memory(graph, config);  // before any of it is allocated
-    Rng rng(config.train.seed);
-    graph.allocate_parameters(rng);
-  } catch (const ConfigError& e) {
-    if (config.source.empty()) throw;
-    throw ConfigError(fmt::format("{}: {}", config.source, e.what()));  // the model's problems name the file too
-  }
-}
 
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads) {
   if (data.dataset != "cifar10") return load_data(data, seed, threads).test;  // generated, cheap

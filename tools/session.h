@@ -1,10 +1,13 @@
-// Wiring shared by the subcommands: backends, the model graph and the data, from one Config.
+// Wiring shared by the subcommands: the data and the training run, from one Config. The backends and
+// the model graph (convnet/backends.h, convnet/model_graph.h) are the library's, shared with it.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
 
+#include "convnet/backends.h"
+#include "convnet/model_graph.h"
 #include "core/base/backend.h"
 #include "core/config/config.h"
 #include "core/dist/device_collectives.h"
@@ -15,34 +18,6 @@
 #include "datasets/image_dataset.h"
 
 namespace convnet::cli {
-
-// Registers the backends this build has ("cpu", plus the GPU ones in a CUDA build, on GPU
-// `gpu_index`).
-void register_all_backends(int gpu_index = 0);
-
-// The backends of a run: the graph-wide one (train.backend, "auto" resolved) and any named in
-// train.layer_backends, each created once.
-class Backends {
- public:
-  // `gpu_index`: the GPU the GPU backends use (a data-parallel rank's own).
-  explicit Backends(const TrainConfig& train, int gpu_index = 0);
-  Backend& main() { return *main_; }
-  std::map<std::string, Backend*> layer_overrides() const { return overrides_; }
-
- private:
-  std::unique_ptr<Backend> main_;
-  std::map<std::string, std::unique_ptr<Backend>> others_;
-  std::map<std::string, Backend*> overrides_;
-};
-
-// Resolves "auto": the first GPU backend this build can run, else "cpu" with a warning.
-std::string resolve_backend_name(const std::string& name);
-
-// The per-example input shape {H, W, C} the data config produces.
-Shape example_shape(const DataConfig& data);
-
-// Adds the model's layers and builds the graph (parameters initialized from train.seed).
-void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph);
 
 // The test split alone (evaluation needs no training images), with data.test_limit applied.
 ImageDataset load_test_split(const DataConfig& data, uint64_t seed, int threads);

@@ -15,4 +15,9 @@ void configure_logging(const std::string& level) {
   spdlog::set_level(spdlog::level::from_str(level));
 }
 
+void configure_logging_unless_set(const std::string& level) {
+  // spdlog's own default logger is the unnamed one on stdout; anything else is the program's choice.
+  if (spdlog::default_logger()->name().empty()) configure_logging(level);
+}
+
 }  // namespace convnet

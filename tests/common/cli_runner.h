@@ -33,6 +33,18 @@ inline RunResult run_program(const std::string& binary, const std::string& args)
 inline RunResult run_convnet(const std::string& args) {
   return run_program(CONVNET_BINARY, args);
 }
+
+#ifdef CONVNET_SOURCE_DIR
+// A few steps of configs/default.yaml on synthetic 16x16 images, into `output_dir`: its
+// last.safetensors is a small checkpoint for the tests that read one.
+inline RunResult train_tiny_checkpoint(const std::string& output_dir) {
+  return run_convnet("train " + std::string(CONVNET_SOURCE_DIR) +
+                     "/configs/default.yaml --set output.dir=" + output_dir +
+                     " --set data.dataset=synthetic --set data.synthetic_train_size=256 --set "
+                     "data.synthetic_test_size=32 --set data.synthetic_image_size=16 --set train.batch_size=32 --set "
+                     "train.max_steps=8 --set output.plot=none");
+}
+#endif
 #endif
 
 }  // namespace convnet::testing

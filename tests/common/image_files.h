@@ -16,7 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "core/base/rng.h"
+
 namespace convnet::testing {
+
+// h * w * c random bytes from `seed`: noise images whose every pixel matters to a model.
+inline std::vector<uint8_t> random_pixels(int h, int w, int c, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<uint8_t> p(static_cast<size_t>(h * w * c));
+  for (uint8_t& v : p) v = static_cast<uint8_t>(rng.below(256));
+  return p;
+}
 
 // Written with libpng directly (not through the code under test).
 // Any libpng simplified-API format (PNG_FORMAT_RGBA, PNG_FORMAT_LINEAR_RGB for 16 bits, ...).

@@ -73,9 +73,9 @@ class CliExportOnnx : public ::testing::Test {
     const CheckpointSummary summary = read_checkpoint_summary(checkpoint);
     Config config = parse_config(summary.state.config_yaml, checkpoint);
     config.train.backend = "cpu";
-    cli::Backends backends(config.train);
+    Backends backends(config.train);
     Graph graph;
-    cli::build_graph(config, cli::example_shape(config.data), backends, graph);
+    build_graph(config, example_shape(config.data), backends, graph);
     load_checkpoint(checkpoint, graph, nullptr);
     const ImageDataset test = cli::load_test_split(config.data, config.train.seed, 1);
     const Tensor x = normalized_images(test, kImages, config.data.mean, config.data.std);  // NHWC

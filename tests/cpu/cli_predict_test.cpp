@@ -10,7 +10,6 @@
 #include <string>
 #include <vector>
 
-#include "core/base/rng.h"
 #include "core/config/config.h"
 #include "core/train/checkpoint.h"
 #include "tests/common/cli_runner.h"
@@ -21,18 +20,12 @@
 namespace convnet {
 namespace {
 
+using testing::random_pixels;
 using testing::run_convnet;
 using testing::RunResult;
 using testing::TempDir;
 
 constexpr int kSize = 16;
-
-std::vector<uint8_t> random_pixels(int h, int w, int c, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<uint8_t> p(static_cast<size_t>(h * w * c));
-  for (uint8_t& v : p) v = static_cast<uint8_t>(rng.below(256));
-  return p;
-}
 
 std::vector<nlohmann::json> json_lines(const std::string& out) {
   std::vector<nlohmann::json> lines;
@@ -46,10 +39,7 @@ class CliPredict : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir;
-    const RunResult r = run_convnet(
-        "train " + std::string(CONVNET_SOURCE_DIR) + "/configs/default.yaml --set output.dir=" + dir_->file("run") +
-        " --set data.dataset=synthetic --set data.synthetic_train_size=256 --set data.synthetic_test_size=32 --set "
-        "data.synthetic_image_size=16 --set train.batch_size=32 --set train.max_steps=8 --set output.plot=none");
+    const RunResult r = testing::train_tiny_checkpoint(dir_->file("run"));
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
   static void TearDownTestSuite() {
@@ -74,9 +64,9 @@ TEST_F(CliPredict, ProbabilitiesAreTheModelsSoftmaxOnTheImage) {
   // The model's softmax here, from the raw pixels and the checkpoint's normalisation.
   const CheckpointSummary summary = read_checkpoint_summary(checkpoint());
   Config config = parse_config(summary.state.config_yaml, checkpoint());
-  cli::Backends backends(config.train);
+  Backends backends(config.train);
   Graph graph;
-  cli::build_graph(config, {kSize, kSize, 3}, backends, graph);
+  build_graph(config, {kSize, kSize, 3}, backends, graph);
   load_checkpoint(checkpoint(), graph, nullptr);
   Tensor x({1, kSize, kSize, 3});
   for (size_t i = 0; i < pixels.size(); ++i)

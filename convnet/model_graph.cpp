@@ -1,0 +1,30 @@
+#include "convnet/model_graph.h"
+
+#include <fmt/format.h>
+
+#include "core/base/error.h"
+#include "core/base/rng.h"
+#include "core/train/memory_estimate.h"
+#include "models/model_builder.h"
+
+namespace convnet {
+
+Shape example_shape(const DataConfig& data) {
+  if (data.dataset == "synthetic") return {data.synthetic_image_size, data.synthetic_image_size, 3};
+  return {32, 32, 3};
+}
+
+void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph) {
+  try {
+    add_model_layers(config.model, example, graph);
+    graph.plan(example, backends.main(), backends.layer_overrides());
+    check_host_memory(graph, config);  // before any of it is allocated
+    Rng rng(config.train.seed);
+    graph.allocate_parameters(rng);
+  } catch (const ConfigError& e) {
+    if (config.source.empty()) throw;
+    throw ConfigError(fmt::format("{}: {}", config.source, e.what()));  // the model's problems name the file too
+  }
+}
+
+}  // namespace convnet
