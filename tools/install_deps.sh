@@ -12,7 +12,7 @@ packages=(
   libopenblas-dev libjpeg-dev libpng-dev
   libopenmpi-dev openmpi-bin
   libonnx-dev libprotobuf-dev python3-venv
-  clang libclang-rt-dev llvm  # tools/sanitize.sh and tools/fuzz.sh: clang's sanitizers, libFuzzer, llvm-symbolizer
+  clang libclang-rt-dev llvm lld  # tools/sanitize.sh and tools/fuzz.sh: clang's sanitizers, libFuzzer, llvm-symbolizer
 )
 
 missing=()

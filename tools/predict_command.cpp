@@ -60,7 +60,6 @@ struct Decoded {
 Decoded decode(const std::string& path) {
   Decoded d;
   try {
-    if (!std::filesystem::is_regular_file(path)) throw Error(fmt::format("{}: not a regular file", path));
     d.image = decode_image_file(path);
   } catch (const Error& e) {
     d.error = e.what();

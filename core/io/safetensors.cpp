@@ -1,12 +1,7 @@
 #include "core/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -14,6 +9,7 @@
 #include <string_view>
 
 #include "core/base/error.h"
+#include "core/base/regular_file.h"
 #include "core/io/atomic_file.h"
 
 // Tensor bytes go to and from the file unchanged, and safetensors is little-endian.
@@ -79,32 +75,9 @@ bool is_checksum_key(const std::string& key) {
   return key == kChecksumKey || key == kDataChecksumKey;
 }
 
-// The whole of a regular file: a FIFO or a device could be endless, a directory is no checkpoint.
-std::string read_whole_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) throw Error(fmt::format("checkpoint '{}': cannot open: {}", path, std::strerror(errno)));
-  std::string bytes;
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw Error(fmt::format("checkpoint '{}': not a regular file (a directory, FIFO or device)", path));
-  }
-  bytes.reserve(static_cast<size_t>(st.st_size));
-  char chunk[1 << 16];
-  while (true) {
-    const ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      throw Error(fmt::format("checkpoint '{}': cannot read: {}", path, std::strerror(err)));
-    }
-    bytes.append(chunk, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return bytes;
-}
+// Checkpoints of the models convnet builds are megabytes; the bound only stops a hostile size
+// from becoming an allocation failure.
+constexpr uint64_t kMaxCheckpointBytes = uint64_t{16} << 30;
 
 // One validated header entry.
 struct Entry {
@@ -117,7 +90,7 @@ class Reader {
   explicit Reader(const std::string& path) : path_(path) {}
 
   SafetensorsFile read() {
-    const std::string bytes = read_whole_file(path_);
+    const std::string bytes = read_regular_file_text(path_, kMaxCheckpointBytes, "checkpoint");
     if (bytes.size() < 8) fail("file is {} bytes, shorter than the 8-byte header length", bytes.size());
     uint64_t header_size = 0;
     for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);

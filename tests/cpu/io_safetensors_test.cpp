@@ -344,11 +344,11 @@ TEST(Safetensors, PreviousFormatDataChecksumIsVerified) {
 
 TEST(Safetensors, OnlyRegularFilesAreRead) {
   TempDir dir;
-  expect_read_error(dir.path(), {dir.path(), "not a regular file"});
-  expect_read_error("/dev/zero", {"/dev/zero", "not a regular file"});  // endless: must not be read
+  expect_read_error(dir.path(), {dir.path(), "expected a regular file"});
+  expect_read_error("/dev/zero", {"/dev/zero", "expected a regular file"});  // endless: must not be read
   const std::string fifo = dir.file("fifo");
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  expect_read_error(fifo, {fifo, "not a regular file"});  // no writer: must not block either
+  expect_read_error(fifo, {fifo, "expected a regular file"});  // no writer: must not block either
 }
 
 TEST(Safetensors, ParseErrorQuotesDamagedBytesPrintably) {

@@ -1,9 +1,9 @@
 #include "tests/fuzz/fuzz_models.h"
 
+#include "convnet/model_graph.h"
 #include "core/base/rng.h"
 #include "core/train/trainer.h"
 #include "models/model_builder.h"
-#include "tools/session.h"
 
 namespace convnet::fuzz {
 
@@ -13,7 +13,7 @@ std::unique_ptr<FuzzModel> build_model(Backend& backend, const std::string& name
   auto model = std::make_unique<FuzzModel>();
   model->name = name;
   model->config = load_config(config_path);
-  const Shape example = cli::example_shape(model->config.data);
+  const Shape example = example_shape(model->config.data);
   add_model_layers(model->config.model, example, model->graph);
   Rng rng(model->config.train.seed);
   model->graph.build(example, backend, rng);
