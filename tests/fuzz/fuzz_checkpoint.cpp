@@ -20,7 +20,6 @@ std::vector<std::unique_ptr<fuzz::FuzzModel>> models;
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
   set_cpu_threads(1);  // libFuzzer runs one input at a time; -jobs/-workers parallelise instead
   backend = make_cpu_backend();
   models = fuzz::build_fuzz_models(*backend, CONVNET_SOURCE_DIR);

@@ -19,11 +19,6 @@ void check_dataset(const ImageDataset& data, size_t file_size) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fuzz::ScratchDir scratch;
   const std::string batch = scratch.write("data_batch_1.bin", fuzz::as_text(data, size));

@@ -47,11 +47,6 @@ void check_round_trip(const Config& config) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const FuzzConfigInput input = split_input(fuzz::as_text(data, size));
   fuzz::loads_or_rejects([&] { check_round_trip(parse_config(input.yaml, "fuzz.yaml", input.overrides)); });

@@ -20,11 +20,6 @@ void check_decoded(const DecodedImage& image) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fuzz::ScratchDir scratch;
   fuzz::loads_or_rejects([&] { check_decoded(decode_image(data, size, "input.png")); });

@@ -18,11 +18,6 @@ void check_svg(const std::string& svg) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fuzz::ScratchDir scratch;
   const std::string path = scratch.write("metrics.jsonl", fuzz::as_text(data, size));

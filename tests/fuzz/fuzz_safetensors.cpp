@@ -21,11 +21,6 @@ void check_tensors(const SafetensorsFile& file, size_t file_size) {
 
 }  // namespace
 
-extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  fuzz::quiet_logging();
-  return 0;
-}
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const fuzz::ScratchDir scratch;
   const std::string path = scratch.write("input.safetensors", fuzz::as_text(data, size));

@@ -44,4 +44,8 @@ void quiet_logging() {
   configure_logging("off");
 }
 
+namespace {
+const bool logging_quieted = (quiet_logging(), true);
+}  // namespace
+
 }  // namespace convnet::fuzz

@@ -50,7 +50,8 @@ void must_hold(const std::string& what, Check&& check);
 // Reports a broken invariant of a reader that accepted its input and aborts (a libFuzzer crash).
 [[noreturn]] void invariant_failed(const std::string& what);
 
-// Logging off: a reader's warnings for millions of inputs are noise.
+// Logging off: a reader's warnings for millions of inputs are noise. Every target links this
+// library, whose static initialiser calls it, so no target needs an LLVMFuzzerInitialize for it.
 void quiet_logging();
 
 template <class Check>
