@@ -57,7 +57,7 @@ Model Model::load(const std::string& checkpoint, const LoadOptions& options) {
   std::vector<std::string> overrides;
   if (!options.backend.empty()) overrides.push_back("train.backend=" + options.backend);
   const Config config = parse_config(summary.state.config_yaml, checkpoint + " (convnet.config)", overrides);
-  const Shape input = example_shape(config.data);
+  const Shape input = model_input_shape(summary, config.data);
   if (input.size() != 3 || input[2] != 3)
     throw ConfigError(fmt::format("{}: the model reads {} inputs, not RGB images, so it cannot classify images",
                                   checkpoint, shape_str(input)));

@@ -14,6 +14,10 @@ Shape example_shape(const DataConfig& data) {
   return {32, 32, 3};
 }
 
+Shape model_input_shape(const CheckpointSummary& summary, const DataConfig& data) {
+  return summary.input_shape.empty() ? example_shape(data) : summary.input_shape;
+}
+
 void build_graph(const Config& config, const Shape& example, Backends& backends, Graph& graph) {
   try {
     add_model_layers(config.model, example, graph);

@@ -36,7 +36,7 @@ int export_command(const ExportOptions& options) {
   // The model on the cpu, to know its structure and to check the checkpoint against it.
   Backends backends(config.train);
   Graph graph;
-  build_graph(config, example_shape(config.data), backends, graph);
+  build_graph(config, model_input_shape(summary, config.data), backends, graph);
   load_checkpoint(options.checkpoint, graph, nullptr);
 
   std::map<std::string, Tensor> tensors;

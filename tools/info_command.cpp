@@ -28,9 +28,8 @@ std::string check_against_model(const InfoOptions& options, const CheckpointSumm
   else
     return "";
   Backends backends(config.train);
-  const Shape& input = summary.input_shape;
   Graph graph;
-  build_graph(config, input.empty() ? example_shape(config.data) : input, backends, graph);
+  build_graph(config, model_input_shape(summary, config.data), backends, graph);
   load_model_weights(options.checkpoint, graph);
   return options.config.empty() ? "its config (convnet.config)" : options.config;
 }

@@ -95,6 +95,28 @@ TEST_F(CliLibrary, ExampleBuiltAgainstTheInstallPrintsWhatConvnetPredictPrints) 
   EXPECT_NE(missing.err.find("missing.png"), std::string::npos) << missing.err;
 }
 
+// A model trained on an image tree of 12x12 images reads 12x12 images (the size its checkpoint
+// records), not the 32x32 a cifar10 data config stands for: a global-pool model would otherwise
+// answer 32x32 resizes without a word.
+TEST_F(CliLibrary, ModelReadsTheImageSizeItWasTrainedOn) {
+  for (const char* split : {"train", "test"})
+    for (const char* name : {"cat", "dog"})
+      for (int i = 0; i < 4; ++i)
+        testing::write_png(file(std::string("tree12/") + split + "/" + name + "/" + std::to_string(i) + ".png"), 12, 12,
+                           random_pixels(12, 12, 3, static_cast<uint64_t>(i + 10 * name[0])));
+  testing::write_file(file("tree12.yaml"),
+                      "model: {name: vgg, cfg: [8, M], pool: avg, num_classes: 2}\n"
+                      "train: {epochs: 1, batch_size: 4, threads: 2}\n"
+                      "output: {plot: none}\n");
+  const RunResult t = run_convnet("train " + file("tree12.yaml") + " --set data.path=" + file("tree12") +
+                                  " --set output.dir=" + file("run12"));
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const Model model = Model::load(file("run12/last.safetensors"), {.backend = "cpu"});
+  EXPECT_EQ(model.input_shape().height, 12);
+  EXPECT_EQ(model.input_shape().width, 12);
+  EXPECT_EQ(model.input_shape().channels, 3);
+}
+
 TEST_F(CliLibrary, ModelAnswersTheProbabilitiesOfConvnetPredict) {
   const RunResult cli = run_convnet("predict " + checkpoint() + " " + file("images/b_grey.png") + " --json --top 10");
   ASSERT_EQ(cli.exit_code, 0) << cli.err;
