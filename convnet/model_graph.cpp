@@ -4,6 +4,7 @@
 
 #include "core/base/error.h"
 #include "core/base/rng.h"
+#include "core/train/conv_bn_fusion.h"
 #include "core/train/memory_estimate.h"
 #include "models/model_builder.h"
 
@@ -22,6 +23,9 @@ void build_graph(const Config& config, const Shape& example, Backends& backends,
   try {
     add_model_layers(config.model, example, graph);
     graph.plan(example, backends.main(), backends.layer_overrides());
+    // Synchronized batchnorm needs every rank's statistics, which one conv's are not.
+    fuse_conv_batch_norm(
+        graph, config.model.sync_batch_norm ? ConvBnFusion::never : parse_conv_bn_fusion(config.train.conv_bn_fusion));
     check_host_memory(graph, config);  // before any of it is allocated
     Rng rng(config.train.seed);
     graph.allocate_parameters(rng);

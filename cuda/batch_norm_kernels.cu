@@ -83,25 +83,50 @@ __global__ void __launch_bounds__(kThreads)
   });
 }
 
-// Training: per channel, the statistics from sums = [sum x | sum (x - mean)^2], the normalizing
-// scale, the saved values and the running-stat update (core/cpu/batch_norm.cpp's formulas).
+// Training, per channel c: from the batch mean and biased variance, the normalizing scale, the
+// saved values and the running-stat update (core/cpu/batch_norm.cpp's formulas).
+struct TrainStatisticsOut {
+  float *scale, *saved_mean, *saved_invstd, *running_mean, *running_var;
+};
+__device__ void write_train_statistics(int64_t c, double mean, double var, const float* gamma, double rows,
+                                       float momentum, float eps, const TrainStatisticsOut& out) {
+  const double m = momentum;
+  const double invstd = 1.0 / sqrt(var + static_cast<double>(eps));
+  out.scale[c] = static_cast<float>(static_cast<double>(gamma[c]) * invstd);
+  out.saved_mean[c] = static_cast<float>(mean);
+  out.saved_invstd[c] = static_cast<float>(invstd);
+  out.running_mean[c] = static_cast<float>((1.0 - m) * out.running_mean[c] + m * mean);
+  out.running_var[c] = static_cast<float>((1.0 - m) * out.running_var[c] + m * var * (rows / (rows - 1.0)));
+}
+
+// The statistics from sums = [sum x | sum (x - mean)^2].
 __global__ void __launch_bounds__(kThreads)
     train_statistics_kernel(const double* __restrict__ sums, const float* __restrict__ gamma, int64_t rows,
-                            int64_t channels, float momentum, float eps, float* __restrict__ scale,
-                            float* __restrict__ saved_mean, float* __restrict__ saved_invstd,
-                            float* __restrict__ running_mean, float* __restrict__ running_var) {
+                            int64_t channels, float momentum, float eps, TrainStatisticsOut out) {
   const auto n = static_cast<double>(rows);
-  const double unbias = n / (n - 1.0);
-  const double m = momentum;
+  for (int64_t c = thread_index(); c < channels; c += grid_stride())
+    write_train_statistics(c, sums[c] / n, sums[channels + c] / n, gamma, n, momentum, eps, out);
+}
+
+// The statistics from a convolution's mean and M2 (float, Backend::conv2d_forward_with_moments).
+__global__ void __launch_bounds__(kThreads)
+    train_statistics_from_moments_kernel(const float* __restrict__ mean, const float* __restrict__ m2,
+                                         const float* __restrict__ gamma, int64_t rows, int64_t channels,
+                                         float momentum, float eps, TrainStatisticsOut out) {
+  const auto n = static_cast<double>(rows);
+  for (int64_t c = thread_index(); c < channels; c += grid_stride())
+    write_train_statistics(c, mean[c], static_cast<double>(m2[c]) / n, gamma, n, momentum, eps, out);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    moments_from_sums_kernel(float* __restrict__ sum_into_mean, float* __restrict__ sum_sq_into_m2, int64_t rows,
+                             int64_t channels) {
+  const auto n = static_cast<double>(rows);
   for (int64_t c = thread_index(); c < channels; c += grid_stride()) {
-    const double mean = sums[c] / n;
-    const double var = sums[channels + c] / n;
-    const double invstd = 1.0 / sqrt(var + static_cast<double>(eps));
-    scale[c] = static_cast<float>(static_cast<double>(gamma[c]) * invstd);
-    saved_mean[c] = static_cast<float>(mean);
-    saved_invstd[c] = static_cast<float>(invstd);
-    running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
-    running_var[c] = static_cast<float>((1.0 - m) * running_var[c] + m * var * unbias);
+    const double sum = sum_into_mean[c];
+    const double mean = sum / n;
+    sum_into_mean[c] = static_cast<float>(mean);
+    sum_sq_into_m2[c] = static_cast<float>(fmax(static_cast<double>(sum_sq_into_m2[c]) - sum * mean, 0.0));
   }
 }
 
@@ -269,11 +294,31 @@ void launch_batch_norm_forward_train(const float* x, const float* gamma, const f
                                      int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
   launch_mean_and_m2(x, rows, channels, s, stream);
-  float* scale = s.coef[0];
-  train_statistics_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(
-      s.sums, gamma, rows, channels, momentum, eps, scale, saved_mean, saved_invstd, running_mean, running_var);
+  const TrainStatisticsOut out{s.coef[0], saved_mean, saved_invstd, running_mean, running_var};
+  train_statistics_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(s.sums, gamma, rows, channels, momentum, eps,
+                                                                          out);
   CONVNET_CUDA_CHECK_LAUNCH("train_statistics_kernel");
-  launch_normalize(x, saved_mean, scale, beta, rows, channels, y, stream);
+  launch_normalize(x, saved_mean, out.scale, beta, rows, channels, y, stream);
+}
+
+void launch_batch_norm_forward_train_from_moments(const float* x, const float* mean, const float* m2,
+                                                  const float* gamma, const float* beta, float* y, float* saved_mean,
+                                                  float* saved_invstd, float* running_mean, float* running_var,
+                                                  int64_t rows, int64_t channels, float momentum, float eps,
+                                                  void* scratch, cudaStream_t stream) {
+  const TrainStatisticsOut out{carve(scratch, rows, channels).coef[0], saved_mean, saved_invstd, running_mean,
+                               running_var};
+  train_statistics_from_moments_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(mean, m2, gamma, rows, channels,
+                                                                                       momentum, eps, out);
+  CONVNET_CUDA_CHECK_LAUNCH("train_statistics_from_moments_kernel");
+  launch_normalize(x, saved_mean, out.scale, beta, rows, channels, y, stream);
+}
+
+void launch_moments_from_sums(float* sum_into_mean, float* sum_sq_into_m2, int64_t rows, int64_t channels,
+                              cudaStream_t stream) {
+  moments_from_sums_kernel<<<grid_blocks(channels), kThreads, 0, stream>>>(sum_into_mean, sum_sq_into_m2, rows,
+                                                                           channels);
+  CONVNET_CUDA_CHECK_LAUNCH("moments_from_sums_kernel");
 }
 
 void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,

@@ -29,6 +29,17 @@ size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels);
 void launch_batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* saved_mean,
                                      float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
                                      int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream);
+// The same with the statistics given (Backend::batch_norm_forward_train_from_moments): mean and
+// m2 [channels] of x's rows, var = m2 / rows. No pass over x but the normalization's.
+void launch_batch_norm_forward_train_from_moments(const float* x, const float* mean, const float* m2,
+                                                  const float* gamma, const float* beta, float* y, float* saved_mean,
+                                                  float* saved_invstd, float* running_mean, float* running_var,
+                                                  int64_t rows, int64_t channels, float momentum, float eps,
+                                                  void* scratch, cudaStream_t stream);
+// A convolution's output sums (ConvOutputStats) turned into the moments above, in place, in
+// double: mean = sum / rows, m2 = max(sum_sq - sum * mean, 0). rows >= 1.
+void launch_moments_from_sums(float* sum_into_mean, float* sum_sq_into_m2, int64_t rows, int64_t channels,
+                              cudaStream_t stream);
 // y = (x - running_mean) * (gamma / sqrt(running_var + eps)) + beta.
 void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
                                     const float* running_var, int64_t rows, int64_t channels, float eps, float* y,

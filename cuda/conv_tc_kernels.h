@@ -60,8 +60,13 @@ struct ConvTcPlan {
   // up to kConvTcStatsAlign): 2 * stats_row_blocks * k floats.
   int64_t stats_row_blocks = 0;
   size_t stats_workspace_bytes = 0;
+  // The forward workspace when it also computes ConvOutputStats.
+  size_t workspace_with_stats_bytes() const;
 };
 inline constexpr size_t kConvTcStatsAlign = 256;
+inline size_t ConvTcPlan::workspace_with_stats_bytes() const {
+  return (workspace_bytes + kConvTcStatsAlign - 1) / kConvTcStatsAlign * kConvTcStatsAlign + stats_workspace_bytes;
+}
 
 // Forces parts of the plan, for tests and the harness (0 / unset keeps the heuristic's choice).
 struct ConvTcOverrides {

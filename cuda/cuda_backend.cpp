@@ -114,22 +114,25 @@ CudaBackend::Bf16Scratch CudaBackend::bf16_scratch(const int64_t (&counts)[3], s
   return out;
 }
 
-void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s) {
+void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s,
+                              const ConvOutputStats& stats) {
   if (fp32_kernels(precision(), s)) {
+    CONVNET_CHECK(stats.sum == nullptr, "conv2d_forward: the fp32 kernels have no output statistics");
     cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream(), fp32_version(s, ConvPass::forward));
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::forward);
+  const size_t workspace = stats.sum ? plan.workspace_with_stats_bytes() : plan.workspace_bytes;
   if (precision() == Precision::tf32) {
-    conv2d_forward_tc(fp(x), fp(w), fp_or_null(bias), fp(y), ConvActivation::none, s, plan,
-                      scratch(plan.workspace_bytes), stream());
+    conv2d_forward_tc(fp(x), fp(w), fp_or_null(bias), fp(y), ConvActivation::none, s, plan, scratch(workspace),
+                      stream(), stats);
     return;
   }
-  const Bf16Scratch b = bf16_scratch({x.numel(), w.numel(), y.numel()}, plan.workspace_bytes);
+  const Bf16Scratch b = bf16_scratch({x.numel(), w.numel(), y.numel()}, workspace);
   launch_to_bf16(fp(x), b.part[0], x.numel(), stream());
   launch_to_bf16(fp(w), b.part[1], w.numel(), stream());
   conv2d_forward_tc(b.part[0], b.part[1], fp_or_null(bias), b.part[2], ConvActivation::none, s, plan, b.workspace,
-                    stream());
+                    stream(), stats);
   launch_from_bf16(b.part[2], fp(y), y.numel(), stream());
 }
 
@@ -180,6 +183,21 @@ void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor*
   const ConvShape s = conv_shape(check, g);
   const OpScope in_op = scope(check);
   run_forward(x, w, bias, y, s);
+}
+
+void CudaBackend::conv2d_forward_with_moments(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                                              const Conv2dParams& p, Tensor& mean, Tensor& m2) {
+  const OpChecks check = checks("conv2d_forward_with_moments");
+  const ConvGeometry g = check.conv2d_forward(x, w, bias, y, p);
+  check.batch_norm_local_stats(y, mean, m2);
+  if (g.n == 0 || fp32_kernels(precision(), conv_shape(check, g))) {  // no epilogue statistics: a pass over y
+    Backend::conv2d_forward_with_moments(x, w, bias, y, p, mean, m2);
+    return;
+  }
+  const ConvShape s = conv_shape(check, g);
+  const OpScope in_op = scope(check);
+  run_forward(x, w, bias, y, s, ConvOutputStats{fp(mean), fp(m2)});
+  launch_moments_from_sums(fp(mean), fp(m2), y.numel() / g.k, g.k, stream());
 }
 
 void CudaBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) {

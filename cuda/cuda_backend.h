@@ -27,6 +27,12 @@ class CudaBackend final : public GpuBackend {
   explicit CudaBackend(int device_index = 0, Precision precision = Precision::fp32);
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override;
+  // In tf32 and bf16 the moments come from v4's epilogue (fp32 sums per block tile, added in a
+  // fixed order; mean and M2 from them in double); in fp32 from a pass over y.
+  void conv2d_forward_with_moments(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                                   const Conv2dParams& p, Tensor& mean, Tensor& m2) override;
+  // The v4 epilogue's statistics make the fused pair cheaper: tf32 and bf16.
+  bool fuses_conv_batch_norm() const override { return precision() != Precision::fp32; }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override;
   void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
                               const Conv2dParams& p) override;
@@ -61,7 +67,9 @@ class CudaBackend final : public GpuBackend {
  private:
   // One convolution pass on this backend's kernels (v2 or v4 by precision()), for the conv and
   // linear layers alike. Each uses scratch() for its workspace and bf16 operand copies.
-  void run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s);
+  // `stats` (v4 only): the output's per-channel sums as well.
+  void run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s,
+                   const ConvOutputStats& stats = {});
   void run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s);
   void run_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias, const ConvShape& s);
   ConvTcPlan tc_plan(const ConvShape& s, ConvPass pass) const;

@@ -383,6 +383,22 @@ void GpuBackend::batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m
                                 batch_norm_scratch(check, rows, channels), stream());
 }
 
+void GpuBackend::batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2,
+                                                       const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                                       Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                                       Tensor& running_var, float momentum, float eps) {
+  const OpChecks check = checks("batch_norm_forward_train_from_moments");
+  const int64_t channels = check.batch_norm_forward_train_from_moments(
+      x, mean, m2, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum, eps);
+  const int64_t rows = x.numel() / channels;
+  const OpScope in_op = scope(check);
+  launch_batch_norm_forward_train_from_moments(
+      device_ptr<float>(x), device_ptr<float>(mean), device_ptr<float>(m2), device_ptr<float>(gamma),
+      device_ptr<float>(beta), device_ptr<float>(y), device_ptr<float>(saved_mean), device_ptr<float>(saved_invstd),
+      device_ptr<float>(running_mean), device_ptr<float>(running_var), rows, channels, momentum, eps,
+      batch_norm_scratch(check, rows, channels), stream());
+}
+
 void GpuBackend::batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
                                             const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) {
   const OpChecks check = checks("batch_norm_backward_reduce");

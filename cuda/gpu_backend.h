@@ -76,6 +76,11 @@ class GpuBackend : public Backend {
   // Synchronized batchnorm's pieces, on our kernels (cuda/batch_norm_kernels.h) for both backends:
   // cuDNN has no op that stops between the statistics and the normalization.
   void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) override;
+  // The batchnorm half of a fused conv -> batchnorm (its statistics given), on our kernels too.
+  void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2, const Tensor& gamma,
+                                             const Tensor& beta, Tensor& y, Tensor& saved_mean, Tensor& saved_invstd,
+                                             Tensor& running_mean, Tensor& running_var, float momentum,
+                                             float eps) override;
   void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
                                   const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) override;
   void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -22,7 +23,9 @@
 #include "core/base/precision.h"
 #include "core/base/rng.h"
 #include "core/config/config.h"
+#include "core/layers/batch_norm.h"
 #include "core/layers/conv2d.h"
+#include "core/layers/layer_util.h"
 #include "core/optim/sgd.h"
 #include "core/train/train_step.h"
 #ifdef CONVNET_WITH_CUDA
@@ -169,7 +172,19 @@ std::vector<PassResult> time_layer(Graph& graph, size_t i, const Tensor& host_x,
   for (Parameter* p : layer.parameters()) param_bytes += static_cast<double>(p->value.bytes());
   const double x_bytes = static_cast<double>(x.bytes()), y_bytes = static_cast<double>(y.bytes());
   const double flops = static_cast<double>(layer.forward_flops()) * static_cast<double>(batch);
-  const auto forward = [&] { layer.forward(x, y, Mode::train); };
+  std::function<void()> forward = [&] { layer.forward(x, y, Mode::train); };
+  // A batchnorm fused with its conv (core/train/conv_bn_fusion.h) takes the conv's statistics (the
+  // conv's forward computes them): timed so, with x's statistics fresh for every repetition.
+  if (const auto* bn = dynamic_cast<const BatchNorm2d*>(&layer); bn && bn->input_moments()) {
+    const std::shared_ptr<ChannelMoments> moments = bn->input_moments();
+    layer_util::ensure_tensor(backend, moments->mean, {bn->channels()});
+    layer_util::ensure_tensor(backend, moments->m2, {bn->channels()});
+    backend.batch_norm_local_stats(x, moments->mean, moments->m2);
+    forward = [&layer, &x, &y, moments] {
+      moments->fresh = true;
+      layer.forward(x, y, Mode::train);
+    };
+  }
   std::vector<PassResult> out;
   out.push_back(
       {"forward", time_pass(backend, forward, repeats), flops, forward_bytes(layer, x_bytes, y_bytes, param_bytes)});

@@ -181,6 +181,25 @@ class Backend {
                                          const Tensor& saved_mean, const Tensor& saved_invstd, const Tensor& mean_dy,
                                          const Tensor& mean_dy_xhat, Tensor& dx) = 0;
 
+  // --- a convolution feeding a training-mode batchnorm (Graph fuses the pair; see
+  // fuses_conv_batch_norm): the batchnorm takes its batch statistics from the convolution instead
+  // of a pass of its own over the activations. ---
+  // conv2d_forward, plus the per-channel mean and M2 = sum (y - mean)^2 over N, P, Q of y as stored
+  // (f32 [K]), as batch_norm_local_stats(y) gives them. Default: exactly those two calls; a backend
+  // whose kernel computes the sums in its epilogue overrides it.
+  virtual void conv2d_forward_with_moments(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+                                           const Conv2dParams& p, Tensor& mean, Tensor& m2);
+  // batch_norm_forward_train with the batch statistics given: mean and m2 ([C], f32) are those of
+  // x's rows (conv2d_forward_with_moments), the biased variance is m2 / rows. Everything else,
+  // the outputs and the running-statistics update included, is batch_norm_forward_train's contract.
+  virtual void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2,
+                                                     const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                                     Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                                     Tensor& running_var, float momentum, float eps) = 0;
+  // Whether the pair above is faster on this backend than conv2d_forward + batch_norm_forward_train
+  // (ConvBnFusion::automatic fuses only then). The cpu and cudnn backends: no.
+  virtual bool fuses_conv_batch_norm() const { return false; }
+
   // --- dropout: keep element i iff hash_uniform(seed, i) >= p; y = x * keep / (1 - p) ---
   // mask (u8, same shape as x) records keep for backward.
   virtual void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) = 0;

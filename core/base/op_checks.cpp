@@ -215,6 +215,18 @@ int64_t OpChecks::batch_norm_forward_train(const Tensor& x, const Tensor& gamma,
   return c;
 }
 
+int64_t OpChecks::batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2,
+                                                        const Tensor& gamma, const Tensor& beta, const Tensor& y,
+                                                        const Tensor& saved_mean, const Tensor& saved_invstd,
+                                                        const Tensor& running_mean, const Tensor& running_var,
+                                                        float momentum, float eps) const {
+  const int64_t c =
+      batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum, eps);
+  shape(mean, {c}, "mean");
+  shape(m2, {c}, "m2");
+  return c;
+}
+
 int64_t OpChecks::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
                                           const Tensor& running_mean, const Tensor& running_var, float eps,
                                           const Tensor& y) const {

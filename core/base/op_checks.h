@@ -110,6 +110,12 @@ class OpChecks {
   int64_t batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& y,
                                    const Tensor& saved_mean, const Tensor& saved_invstd, const Tensor& running_mean,
                                    const Tensor& running_var, float momentum, float eps) const;
+  // As training, and mean, m2 [C] (Backend::batch_norm_forward_train_from_moments).
+  int64_t batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2,
+                                                const Tensor& gamma, const Tensor& beta, const Tensor& y,
+                                                const Tensor& saved_mean, const Tensor& saved_invstd,
+                                                const Tensor& running_mean, const Tensor& running_var, float momentum,
+                                                float eps) const;
   int64_t batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                   const Tensor& running_var, float eps, const Tensor& y) const;
   int64_t batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,

@@ -151,6 +151,9 @@ struct TrainConfig {
   // Conv and linear arithmetic (core/base/precision.h): fp32 | tf32 | bf16. The *_tf32 backends
   // compute tf32 unless bf16 is asked for (which they refuse).
   std::string precision = "fp32";
+  // conv -> batch_norm pairs whose batchnorm takes its statistics from the conv (core/train/
+  // conv_bn_fusion.h): auto (where the backend is faster so: cuda in tf32 and bf16) | on | off.
+  std::string conv_bn_fusion = "auto";
   uint64_t seed = 0;
   double label_smoothing = 0.0;
   int threads = 0;              // CPU backend threads; 0 = all cores

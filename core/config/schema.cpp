@@ -113,6 +113,7 @@ const std::vector<Field>& field_table() {
       key("train.batch_size", REF(train.batch_size), Range::closed(1, kMaxBatchSize)),
       choice("train.backend", REF(train.backend), {"cpu", "cuda", "cuda_tf32", "cudnn", "cudnn_tf32", "auto"}),
       choice("train.precision", REF(train.precision), {"fp32", "tf32", "bf16"}),
+      choice("train.conv_bn_fusion", REF(train.conv_bn_fusion), {"auto", "on", "off"}),
       key("train.seed", REF(train.seed), Range::at_least(0)),
       key("train.label_smoothing", REF(train.label_smoothing), Range::closed_open(0, 1)),
       key("train.threads", REF(train.threads), Range::closed(0, kMaxThreads)),

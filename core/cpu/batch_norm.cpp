@@ -96,23 +96,14 @@ void apply_dx(const float* xp, const float* dyp, const float* gp, const float* m
   });
 }
 
-}  // namespace
-
-void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
-                              Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
-                              float eps) {
-  const int64_t channels = OpChecks::cpu("batch_norm_forward_train")
-                               .batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean,
-                                                         running_var, momentum, eps);
+// The rest of training-mode batchnorm once the statistics are known: saved values, running
+// statistics and y, from the mean and biased variance in double.
+void normalize_with_batch_statistics(const Tensor& x, int64_t channels, const std::vector<double>& mean,
+                                     const std::vector<double>& var, const Tensor& gamma, const Tensor& beta, Tensor& y,
+                                     Tensor& saved_mean, Tensor& saved_invstd, Tensor& running_mean,
+                                     Tensor& running_var, float momentum, float eps) {
   const int64_t rows = x.numel() / channels;
-
-  const float* xp = x.f32();
   const auto cn = static_cast<size_t>(channels);
-  const ChannelMoments mo = channel_moments(xp, rows, channels);
-  const std::vector<double>& mean = mo.mean;
-  std::vector<double> var = mo.m2;
-  for (double& v : var) v /= static_cast<double>(rows);
-
   std::vector<float> mean_f(cn), scale(cn), shift(cn);
   float* smp = saved_mean.f32();
   float* sip = saved_invstd.f32();
@@ -132,7 +123,40 @@ void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor
     rmp[c] = static_cast<float>((1.0 - m) * rmp[c] + m * mean[c]);
     rvp[c] = static_cast<float>((1.0 - m) * rvp[c] + m * var[c] * unbias);
   }
-  normalize(xp, rows, channels, mean_f, scale, shift, y.f32());
+  normalize(x.f32(), rows, channels, mean_f, scale, shift, y.f32());
+}
+
+}  // namespace
+
+void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
+                              Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
+                              float eps) {
+  const int64_t channels = OpChecks::cpu("batch_norm_forward_train")
+                               .batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                                         running_var, momentum, eps);
+  const int64_t rows = x.numel() / channels;
+  ChannelMoments mo = channel_moments(x.f32(), rows, channels);
+  for (double& v : mo.m2) v /= static_cast<double>(rows);
+  normalize_with_batch_statistics(x, channels, mo.mean, mo.m2, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                  running_var, momentum, eps);
+}
+
+void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2, const Tensor& gamma,
+                                           const Tensor& beta, Tensor& y, Tensor& saved_mean, Tensor& saved_invstd,
+                                           Tensor& running_mean, Tensor& running_var, float momentum, float eps) {
+  const int64_t channels =
+      OpChecks::cpu("batch_norm_forward_train_from_moments")
+          .batch_norm_forward_train_from_moments(x, mean, m2, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                                 running_var, momentum, eps);
+  const auto rows = static_cast<double>(x.numel() / channels);
+  const auto cn = static_cast<size_t>(channels);
+  std::vector<double> mean_d(cn), var(cn);
+  for (size_t c = 0; c < cn; ++c) {
+    mean_d[c] = mean.f32()[c];
+    var[c] = static_cast<double>(m2.f32()[c]) / rows;
+  }
+  normalize_with_batch_statistics(x, channels, mean_d, var, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                  running_var, momentum, eps);
 }
 
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,

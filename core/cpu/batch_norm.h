@@ -11,6 +11,11 @@ namespace convnet::cpu {
 void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
                               Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
                               float eps);
+// Training with the statistics given (Backend::batch_norm_forward_train_from_moments): the same
+// formulas, from mean and var = m2 / rows.
+void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2, const Tensor& gamma,
+                                           const Tensor& beta, Tensor& y, Tensor& saved_mean, Tensor& saved_invstd,
+                                           Tensor& running_mean, Tensor& running_var, float momentum, float eps);
 void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                              const Tensor& running_var, float eps, Tensor& y);
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).

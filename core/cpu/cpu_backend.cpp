@@ -90,6 +90,13 @@ class CpuBackend final : public Backend {
     cpu::batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum,
                                   eps);
   }
+  void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2, const Tensor& gamma,
+                                             const Tensor& beta, Tensor& y, Tensor& saved_mean, Tensor& saved_invstd,
+                                             Tensor& running_mean, Tensor& running_var, float momentum,
+                                             float eps) override {
+    cpu::batch_norm_forward_train_from_moments(x, mean, m2, gamma, beta, y, saved_mean, saved_invstd, running_mean,
+                                               running_var, momentum, eps);
+  }
   void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                const Tensor& running_var, float eps, Tensor& y) override {
     cpu::batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);

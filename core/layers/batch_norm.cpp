@@ -64,8 +64,15 @@ void BatchNorm2d::forward(const Tensor& x, Tensor& y, Mode mode) {
     backend().batch_norm_forward_eval(x, gamma_.value, beta_.value, running_mean_.value, running_var_.value, eps_, y);
     return;
   }
+  const bool given_moments = moments_ && moments_->fresh;
+  if (moments_) moments_->fresh = false;
   if (group_) {
     forward_synchronized(x, y);
+  } else if (given_moments) {
+    synced_rows_ = 0;
+    backend().batch_norm_forward_train_from_moments(x, moments_->mean, moments_->m2, gamma_.value, beta_.value, y,
+                                                    saved_mean_, saved_invstd_, running_mean_.value, running_var_.value,
+                                                    momentum_, eps_);
   } else {
     synced_rows_ = 0;
     backend().batch_norm_forward_train(x, gamma_.value, beta_.value, y, saved_mean_, saved_invstd_, running_mean_.value,

@@ -2,7 +2,10 @@
 // both images [N, H, W, C] (PyTorch BatchNorm2d) and flat features [N, C] (BatchNorm1d).
 #pragma once
 
+#include <memory>
+
 #include "core/dist/replica_group.h"
+#include "core/layers/channel_moments.h"
 #include "core/layers/layer.h"
 
 namespace convnet {
@@ -56,6 +59,12 @@ class BatchNorm2d final : public Layer {
   void set_replica_group(ReplicaGroup* group) { group_ = group; }
   ReplicaGroup* replica_group() const { return group_; }
 
+  // The statistics of this layer's input, from the convolution that produces it (see
+  // ChannelMoments; null: none). A train forward takes them when fresh instead of computing its
+  // own; the synchronized path never does (it needs every rank's).
+  void set_input_moments(std::shared_ptr<ChannelMoments> moments) { moments_ = std::move(moments); }
+  const std::shared_ptr<ChannelMoments>& input_moments() const { return moments_; }
+
   // The mean and 1 / sqrt(var + eps) of the last train forward, which backward uses ([C], on the device).
   const Tensor& saved_mean() const { return saved_mean_; }
   const Tensor& saved_invstd() const { return saved_invstd_; }
@@ -72,6 +81,7 @@ class BatchNorm2d final : public Layer {
   Tensor saved_mean_, saved_invstd_;
   bool last_forward_train_ = false;
   Tensor dx_scratch_;  // backend needs a dx even when the caller does not want one
+  std::shared_ptr<ChannelMoments> moments_;
 
   // Synchronized batchnorm: the group, the number of rows over all ranks of the last train
   // forward (0: that forward was not synchronized), and [C] device scratch for the statistics.

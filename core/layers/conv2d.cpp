@@ -153,9 +153,18 @@ void Conv2d::initialize_from_data(const Tensor& inputs) {
                 inputs.dim(0), white.eigenvalues.front(), white.eigenvalues.back());
 }
 
-void Conv2d::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
+void Conv2d::forward(const Tensor& x, Tensor& y, Mode mode) {
   layer_util::check_io(*this, x, y);
-  backend().conv2d_forward(x, weight_.value, bias_ ? &bias_param_.value : nullptr, y, conv_params());
+  const Tensor* bias = bias_ ? &bias_param_.value : nullptr;
+  if (!moments_ || mode != Mode::train) {
+    backend().conv2d_forward(x, weight_.value, bias, y, conv_params());
+    if (moments_) moments_->fresh = false;
+    return;
+  }
+  layer_util::ensure_tensor(backend(), moments_->mean, {out_channels_});
+  layer_util::ensure_tensor(backend(), moments_->m2, {out_channels_});
+  backend().conv2d_forward_with_moments(x, weight_.value, bias, y, conv_params(), moments_->mean, moments_->m2);
+  moments_->fresh = true;
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {

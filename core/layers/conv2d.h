@@ -2,9 +2,11 @@
 // grouped (PyTorch `groups`; groups == in_channels is depthwise).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "core/layers/channel_moments.h"
 #include "core/layers/layer.h"
 
 namespace convnet {
@@ -65,8 +67,13 @@ class Conv2d final : public Layer {
   bool wants_data_init() const override { return init_ == ConvInit::whitening; }
   void initialize_from_data(const Tensor& inputs) override;
 
+  // With output moments set, a train forward also writes them (see ChannelMoments).
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+
+  // The statistics of this layer's output for the batchnorm that reads it (null: none).
+  void set_output_moments(std::shared_ptr<ChannelMoments> moments) { moments_ = std::move(moments); }
+  const std::shared_ptr<ChannelMoments>& output_moments() const { return moments_; }
 
   std::vector<Parameter*> parameters() override;
   int64_t forward_flops() const override;  // 2 * P * Q * K * R * S * C / groups
@@ -91,6 +98,7 @@ class Conv2d final : public Layer {
   float whitening_eps_;
   int in_channels_ = 0;
   Parameter weight_, bias_param_;
+  std::shared_ptr<ChannelMoments> moments_;
 };
 
 }  // namespace convnet

@@ -69,6 +69,10 @@ class RecordingBackend final : public Backend {
                            Tensor&) override {
     record("batch_norm_backward");
   }
+  void batch_norm_forward_train_from_moments(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                             Tensor&, Tensor&, Tensor&, Tensor&, Tensor&, float, float) override {
+    record("batch_norm_forward_train_from_moments");
+  }
   void batch_norm_local_stats(const Tensor&, Tensor&, Tensor&) override { record("batch_norm_local_stats"); }
   void batch_norm_backward_reduce(const Tensor&, const Tensor&, const Tensor&, const Tensor&, Tensor&,
                                   Tensor&) override {

@@ -123,9 +123,7 @@ class TcProblem {
     for (const ConvTcPlan& p : plans_) ws.emplace_back(p.workspace_bytes, mis);
     // The forward pass also gives ConvOutputStats: its partials after the split-K workspace.
     const ConvTcPlan& fwd = plan(ConvPass::forward);
-    ws[0] = DeviceBuf((fwd.workspace_bytes + kConvTcStatsAlign - 1) / kConvTcStatsAlign * kConvTcStatsAlign +
-                          fwd.stats_workspace_bytes,
-                      mis);
+    ws[0] = DeviceBuf(fwd.workspace_with_stats_bytes(), mis);
     DeviceBuf sum(static_cast<size_t>(cs_.k) * 4, mis), sum_sq(static_cast<size_t>(cs_.k) * 4, mis);
     const ConvOutputStats stats{sum.f(), sum_sq.f()};
     const auto wsp = [&](ConvPass pass) { return ws[static_cast<int>(pass)].raw(); };

@@ -312,6 +312,129 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormEmulation,
                                            std::make_tuple(int64_t{600}, int64_t{36}, false)));
 
 // ---------------------------------------------------------------------------------------------
+// Batch normalization with its statistics given (a fused conv -> batchnorm): a convolution's
+// output sums turned into mean and M2, then the normalization from them
+
+struct BnMomentsOutputs {
+  Tensor mean, m2, y, saved_mean, saved_invstd, running_mean, running_var;
+};
+
+// The sums a convolution's epilogue gives (ConvOutputStats): float sums of x and x^2 per channel.
+std::pair<Tensor, Tensor> channel_sums(const Tensor& x) {
+  const int64_t channels = x.dim(-1), rows = x.numel() / channels;
+  Tensor sum({channels}), sum_sq({channels});
+  for (int64_t c = 0; c < channels; ++c) {
+    double s = 0, q = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const double v = x.f32()[r * channels + c];
+      s += v;
+      q += v * v;
+    }
+    sum.f32()[c] = static_cast<float>(s);
+    sum_sq.f32()[c] = static_cast<float>(q);
+  }
+  return {sum, sum_sq};
+}
+
+// `swap_moments`: a planted bug, mean and m2 exchanged between the two launchers.
+BnMomentsOutputs emulated_bn_from_moments(const Tensor& x, const Tensor& gamma, const Tensor& beta,
+                                          const Tensor& run_mean0, const Tensor& run_var0, bool mis,
+                                          bool swap_moments) {
+  const int64_t channels = x.dim(-1), rows = x.numel() / channels;
+  const Shape cs{channels};
+  const auto [sum, sum_sq] = channel_sums(x);
+  DeviceBuf gmean = DeviceBuf::of(sum), gm2 = DeviceBuf::of(sum_sq);
+  launch_moments_from_sums(gmean.f(), gm2.f(), rows, channels, nullptr);
+  DeviceBuf gx = DeviceBuf::of(x, mis), ggamma = DeviceBuf::of(gamma), gbeta = DeviceBuf::of(beta);
+  DeviceBuf grm = DeviceBuf::of(run_mean0), grv = DeviceBuf::of(run_var0);
+  DeviceBuf gy(x.bytes(), mis), gsmean(gamma.bytes()), gsinvstd(gamma.bytes());
+  DeviceBuf scratch(batch_norm_scratch_bytes(rows, channels));
+  launch_batch_norm_forward_train_from_moments(
+      gx.f(), swap_moments ? gm2.f() : gmean.f(), swap_moments ? gmean.f() : gm2.f(), ggamma.f(), gbeta.f(), gy.f(),
+      gsmean.f(), gsinvstd.f(), grm.f(), grv.f(), rows, channels, 0.1f, 1e-5f, scratch.raw(), nullptr);
+  for (DeviceBuf* b : {&gmean, &gm2, &gx, &ggamma, &gbeta, &grm, &grv, &gy, &gsmean, &gsinvstd, &scratch})
+    EXPECT_TRUE(b->guards_intact());
+  return {gmean.download(cs),    gm2.download(cs), gy.download(x.shape()), gsmean.download(cs),
+          gsinvstd.download(cs), grm.download(cs), grv.download(cs)};
+}
+
+::testing::AssertionResult bn_moments_match(const BnMomentsOutputs& got, const BnMomentsOutputs& want) {
+  const std::pair<const char*, std::pair<const Tensor*, const Tensor*>> pairs[] = {
+      {"mean", {&got.mean, &want.mean}},
+      {"m2", {&got.m2, &want.m2}},
+      {"y", {&got.y, &want.y}},
+      {"saved_mean", {&got.saved_mean, &want.saved_mean}},
+      {"saved_invstd", {&got.saved_invstd, &want.saved_invstd}},
+      {"running_mean", {&got.running_mean, &want.running_mean}},
+      {"running_var", {&got.running_var, &want.running_var}}};
+  for (const auto& [name, tensors] : pairs) {
+    const ::testing::AssertionResult r = close_l2(*tensors.first, *tensors.second, kTol);
+    if (!r) return ::testing::AssertionFailure() << name << ": " << r.message();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+class BatchNormFromMomentsEmulation : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
+
+// Against the cpu's two-pass statistics and its batch_norm_forward_train (which the fused pair
+// must reproduce), and so the cpu's from-moments path too.
+TEST_P(BatchNormFromMomentsEmulation, MatchesCpuTraining) {
+  const auto [rows, channels, misaligned] = GetParam();
+  Rng rng(static_cast<uint64_t>(rows * 1000 + channels) + 7);
+  const Shape xs{rows, channels}, cs{channels};
+  const Tensor x = random_tensor(xs, rng, 1.0f, 3.0f);  // an offset: sum_sq - sum * mean cancels partly
+  const Tensor gamma = random_tensor(cs, rng, 0.5f, 1.5f), beta = random_tensor(cs, rng, -0.5f, 0.5f);
+  const Tensor run_mean0 = random_tensor(cs, rng, -1.0f, 1.0f), run_var0 = random_tensor(cs, rng, 0.5f, 2.0f);
+  BnMomentsOutputs want{convnet::testing::poisoned(cs),
+                        convnet::testing::poisoned(cs),
+                        convnet::testing::poisoned(xs),
+                        convnet::testing::poisoned(cs),
+                        convnet::testing::poisoned(cs),
+                        Tensor(cs),
+                        Tensor(cs)};
+  cpu().copy(want.running_mean, run_mean0);
+  cpu().copy(want.running_var, run_var0);
+  cpu().batch_norm_local_stats(x, want.mean, want.m2);
+  cpu().batch_norm_forward_train(x, gamma, beta, want.y, want.saved_mean, want.saved_invstd, want.running_mean,
+                                 want.running_var, 0.1f, 1e-5f);
+  BnMomentsOutputs cpu_given{want.mean,
+                             want.m2,
+                             convnet::testing::poisoned(xs),
+                             convnet::testing::poisoned(cs),
+                             convnet::testing::poisoned(cs),
+                             Tensor(cs),
+                             Tensor(cs)};
+  cpu().copy(cpu_given.running_mean, run_mean0);
+  cpu().copy(cpu_given.running_var, run_var0);
+  cpu().batch_norm_forward_train_from_moments(x, want.mean, want.m2, gamma, beta, cpu_given.y, cpu_given.saved_mean,
+                                              cpu_given.saved_invstd, cpu_given.running_mean, cpu_given.running_var,
+                                              0.1f, 1e-5f);
+  EXPECT_TRUE(bn_moments_match(cpu_given, want)) << "cpu";
+
+  emu::reset_stats();
+  EXPECT_TRUE(bn_moments_match(emulated_bn_from_moments(x, gamma, beta, run_mean0, run_var0, misaligned, false), want));
+  EXPECT_EQ(emu::stats().vector_accesses > 0, channels % 4 == 0 && !misaligned) << "the 128-bit normalize path";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormFromMomentsEmulation,
+                         ::testing::Values(std::make_tuple(int64_t{2}, int64_t{3}, false),
+                                           std::make_tuple(int64_t{300}, int64_t{8}, false),
+                                           std::make_tuple(int64_t{300}, int64_t{8}, true),
+                                           std::make_tuple(int64_t{600}, int64_t{36}, false)));
+
+TEST(BatchNormFromMomentsPlantedBugs, SwappedMomentsAreCaught) {
+  Rng rng(11);
+  const Shape xs{300, 8}, cs{8};
+  const Tensor x = random_tensor(xs, rng, 1.0f, 3.0f);
+  const Tensor gamma = random_tensor(cs, rng, 0.5f, 1.5f), beta = random_tensor(cs, rng, -0.5f, 0.5f);
+  const Tensor run_mean0 = random_tensor(cs, rng, -1.0f, 1.0f), run_var0 = random_tensor(cs, rng, 0.5f, 2.0f);
+  const BnMomentsOutputs right = emulated_bn_from_moments(x, gamma, beta, run_mean0, run_var0, false, false);
+  const BnMomentsOutputs wrong = emulated_bn_from_moments(x, gamma, beta, run_mean0, run_var0, false, true);
+  EXPECT_FALSE(close_l2(wrong.y, right.y, kTol));
+  EXPECT_FALSE(close_l2(wrong.running_var, right.running_var, kTol));
+}
+
+// ---------------------------------------------------------------------------------------------
 // Synchronized batch normalization's pieces: local statistics, backward reduce and apply
 
 struct BnSyncCase {

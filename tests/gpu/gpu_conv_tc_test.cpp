@@ -356,10 +356,7 @@ void check_output_stats(const TcCase& cs, int sm_count, cudaStream_t stream) {
   const ConvTcPlan plan = cuda::conv_tc_plan(in.shape, ConvPass::forward, precision, sm_count, cs.force);
   const DeviceArray<E> x = on_device<E>(in.x, 0, stream), w = on_device<E>(in.w, 0, stream);
   DeviceArray<E> y(static_cast<size_t>(in.dy.numel()));
-  const size_t ws_bytes =
-      (plan.workspace_bytes + cuda::kConvTcStatsAlign - 1) / cuda::kConvTcStatsAlign * cuda::kConvTcStatsAlign +
-      plan.stats_workspace_bytes;
-  DeviceArray<unsigned char> ws(ws_bytes);
+  DeviceArray<unsigned char> ws(plan.workspace_with_stats_bytes());
   DeviceArray<float> sum(static_cast<size_t>(cs.k)), sum_sq(static_cast<size_t>(cs.k));
   std::vector<float> first_sum;
   for (int run = 0; run < 2; ++run) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/base/backend.h"
+#include "core/base/precision.h"
 #include "core/base/rng.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/dist/replica_group.h"
@@ -240,6 +241,16 @@ BnTrainReference cpu_bn_train(Backend& cpu, const BnInputs& in, const Shape& sha
   return r;
 }
 
+// A GPU training forward's outputs against the cpu's.
+void expect_matches(const BnTrainReference& ref, const Tensor& y, const Tensor& mean, const Tensor& invstd,
+                    const Tensor& running_mean, const Tensor& running_var) {
+  EXPECT_TRUE(close_l2(y, ref.y, 1e-5)) << "y";
+  EXPECT_TRUE(close_l2(mean, ref.mean, 1e-5)) << "saved mean";
+  EXPECT_TRUE(close_l2(invstd, ref.invstd, 1e-5)) << "saved invstd";
+  EXPECT_TRUE(close_l2(running_mean, ref.running_mean, 1e-5)) << "running mean";
+  EXPECT_TRUE(close_l2(running_var, ref.running_var, 1e-5)) << "running var (unbiased)";
+}
+
 TEST_P(GpuOps, BatchNormTrainMatchesCpuIncludingRunningStats) {
   Rng rng(6);
   for (const Shape& shape : bn_shapes()) {
@@ -251,11 +262,59 @@ TEST_P(GpuOps, BatchNormTrainMatchesCpuIncludingRunningStats) {
     Tensor grunning_mean = up(in.running_mean), grunning_var = up(in.running_var);
     gpu().batch_norm_forward_train(up(in.x), up(in.gamma), up(in.beta), gy, gmean, ginvstd, grunning_mean, grunning_var,
                                    kBnMomentum, kBnEps);
-    EXPECT_TRUE(close_l2(down(gy), ref.y, 1e-5)) << "y";
-    EXPECT_TRUE(close_l2(down(gmean), ref.mean, 1e-5)) << "saved mean";
-    EXPECT_TRUE(close_l2(down(ginvstd), ref.invstd, 1e-5)) << "saved invstd";
-    EXPECT_TRUE(close_l2(down(grunning_mean), ref.running_mean, 1e-5)) << "running mean";
-    EXPECT_TRUE(close_l2(down(grunning_var), ref.running_var, 1e-5)) << "running var (unbiased)";
+    expect_matches(ref, down(gy), down(gmean), down(ginvstd), down(grunning_mean), down(grunning_var));
+  }
+}
+
+// The batchnorm half of a fused conv -> batchnorm: given the cpu's mean and M2 of x, the same
+// y, saved statistics and running statistics as the cpu's unfused training forward.
+TEST_P(GpuOps, BatchNormFromMomentsMatchesCpuTraining) {
+  Rng rng(16);
+  for (const Shape& shape : bn_shapes()) {
+    SCOPED_TRACE(GetParam() + " batchnorm from moments on " + shape_str(shape));
+    const BnInputs in(shape, rng);
+    const Shape c{shape.back()};
+    const BnTrainReference ref = cpu_bn_train(cpu(), in, shape);
+    Tensor mean = poisoned(c), m2 = poisoned(c);
+    cpu().batch_norm_local_stats(in.x, mean, m2);
+    Tensor gy = poison(shape), gmean = poison(c), ginvstd = poison(c);
+    Tensor grunning_mean = up(in.running_mean), grunning_var = up(in.running_var);
+    gpu().batch_norm_forward_train_from_moments(up(in.x), up(mean), up(m2), up(in.gamma), up(in.beta), gy, gmean,
+                                                ginvstd, grunning_mean, grunning_var, kBnMomentum, kBnEps);
+    expect_matches(ref, down(gy), down(gmean), down(ginvstd), down(grunning_mean), down(grunning_var));
+  }
+}
+
+// The conv half: conv2d_forward_with_moments gives conv2d_forward's y bit for bit, and the mean and
+// M2 of that y (the cpu's two-pass statistics of the downloaded y) within fp32 sums' error. On
+// cuda in tf32 and bf16 they come from v4's epilogue; elsewhere from a pass over y.
+TEST(GpuConvWithMoments, StatisticsAreThoseOfTheStoredOutput) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  const Conv2dParams p{1, 1, 1, 1, 1, 1, 1};
+  for (const std::string name : {"cuda", "cudnn"}) {
+    for (const Precision precision : {Precision::fp32, Precision::tf32, Precision::bf16}) {
+      if (name == "cudnn" && precision == Precision::tf32) continue;
+      std::unique_ptr<Backend> gpu = testing::make_gpu_backend(name);
+      gpu->set_precision(precision);
+      SCOPED_TRACE(name + " " + precision_name(precision));
+      Rng rng(21);
+      // 2 x 16 x 16 rows = 512 rows over several 128-row tiles; K = 24 columns.
+      const Tensor x = random_tensor({2, 16, 16, 16}, rng, -1.0f, 2.0f);
+      const Tensor w = random_tensor({24, 3, 3, 16}, rng, -0.2f, 0.4f);  // a positive mean per channel
+      const Shape ys{2, 16, 16, 24};
+      const Tensor gx = testing::to_device(*gpu, x), gw = testing::to_device(*gpu, w);
+      Tensor gy_plain = testing::poisoned_device(*gpu, ys), gy = testing::poisoned_device(*gpu, ys);
+      Tensor gmean = testing::poisoned_device(*gpu, {24}), gm2 = testing::poisoned_device(*gpu, {24});
+      gpu->conv2d_forward(gx, gw, nullptr, gy_plain, p);
+      gpu->conv2d_forward_with_moments(gx, gw, nullptr, gy, p, gmean, gm2);
+      const Tensor y = testing::to_host(*gpu, gy);
+      EXPECT_TRUE(bitwise_equal(y, testing::to_host(*gpu, gy_plain))) << "y";
+      Tensor mean = poisoned({24}), m2 = poisoned({24});
+      cpu->batch_norm_local_stats(y, mean, m2);
+      EXPECT_TRUE(close_l2(testing::to_host(*gpu, gmean), mean, 1e-5)) << "mean";
+      EXPECT_TRUE(close_l2(testing::to_host(*gpu, gm2), m2, 1e-5)) << "m2";
+    }
   }
 }
 

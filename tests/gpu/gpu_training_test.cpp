@@ -21,6 +21,7 @@
 #include "core/config/config.h"
 #include "core/cpu/cpu_backend.h"
 #include "core/optim/sgd.h"
+#include "core/train/conv_bn_fusion.h"
 #include "core/train/graph.h"
 #include "core/train/train_step.h"
 #include "cuda/device.h"
@@ -40,20 +41,25 @@ const Shape kExample = {8, 8, 3};
 struct TrainRun {
   std::vector<double> losses;                              // one per step
   std::vector<std::pair<std::string, Tensor>> parameters;  // final values, on the host
+  int fused_pairs = 0;                                     // conv -> batch_norm pairs fused
 };
 
 // Five training steps on `backend` (and `layer_backends` for the layers they name), as the trainer
 // does them (TrainStep). Graph, data and optimizer are identical across calls. Each step's loss is
 // the growth of the device-side loss sum, read back after the step's forward.
-TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {}) {
+TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {},
+                          ConvBnFusion fusion = ConvBnFusion::never) {
   ModelConfig model;
   model.name = "vgg";
   model.cfg = {"8", "M", "16", "M"};
   model.pool = "avg";
   Graph graph;
   add_model_layers(model, kExample, graph);
+  graph.plan(kExample, backend, layer_backends);
+  TrainRun run;
+  run.fused_pairs = fuse_conv_batch_norm(graph, fusion);
   Rng init(2024);
-  graph.build(kExample, backend, init, layer_backends);
+  graph.allocate_parameters(init);
 
   Rng data(7);
   const Tensor images = testing::random_tensor({kBatch, kExample[0], kExample[1], kExample[2]}, data);
@@ -67,7 +73,6 @@ TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*
   Sgd sgd(optimizer, make_parameter_groups(optimizer, graph.named_parameters(), graph.parameter_backends()));
 
   TrainStep step(graph, sgd, kSmoothing, 99);
-  TrainRun run;
   double loss_sum = 0;
   for (int s = 1; s <= kSteps; ++s) {
     step.forward(images, labels, s);
@@ -84,6 +89,22 @@ TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*
   return run;
 }
 
+// Every step's loss within loss_tol (relative) of the reference run's, every final parameter
+// within param_tol (relative L2).
+void expect_follows(const TrainRun& got, const TrainRun& want, double loss_tol, double param_tol,
+                    const std::string& what) {
+  ASSERT_EQ(got.losses.size(), want.losses.size()) << what;
+  for (size_t i = 0; i < got.losses.size(); ++i)
+    EXPECT_LT(std::abs(got.losses[i] - want.losses[i]), loss_tol * std::abs(want.losses[i]))
+        << what << " step " << i + 1 << ": loss " << got.losses[i] << ", reference " << want.losses[i];
+  ASSERT_EQ(got.parameters.size(), want.parameters.size()) << what;
+  for (size_t i = 0; i < got.parameters.size(); ++i) {
+    EXPECT_EQ(got.parameters[i].first, want.parameters[i].first);
+    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, param_tol))
+        << what << " " << got.parameters[i].first << " after " << kSteps << " steps";
+  }
+}
+
 class GpuTraining : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override { CONVNET_SKIP_WITHOUT_GPU(); }
@@ -97,19 +118,12 @@ TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
   EXPECT_LT(want.losses.back(), want.losses.front());
 
   std::unique_ptr<Backend> gpu = testing::make_gpu_backend(GetParam());
-  const TrainRun got = train_five_steps(*gpu);
-  ASSERT_EQ(got.losses.size(), want.losses.size());
-  for (int i = 0; i < kSteps; ++i) {
-    const double a = got.losses[static_cast<size_t>(i)], b = want.losses[static_cast<size_t>(i)];
-    EXPECT_LT(std::abs(a - b), 1e-4 * std::abs(b))
-        << GetParam() << " step " << i + 1 << ": loss " << a << ", cpu " << b;
-  }
-  ASSERT_EQ(got.parameters.size(), want.parameters.size());
-  for (size_t i = 0; i < got.parameters.size(); ++i) {
-    EXPECT_EQ(got.parameters[i].first, want.parameters[i].first);
-    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, 1e-3))
-        << GetParam() << " " << got.parameters[i].first << " after " << kSteps << " steps";
-  }
+  expect_follows(train_five_steps(*gpu), want, 1e-4, 1e-3, GetParam());
+  // conv -> batch_norm fused, forced (no fp32 backend fuses by itself): the statistics from a pass
+  // over the conv output (Backend's default), the batchnorm half on our kernels, cudnn's too.
+  const TrainRun fused = train_five_steps(*gpu, {}, ConvBnFusion::always);
+  EXPECT_EQ(fused.fused_pairs, 2) << "conv1 -> bn1 and conv2 -> bn2";
+  expect_follows(fused, want, 1e-4, 1e-3, GetParam() + " fused");
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuTraining, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
@@ -130,15 +144,13 @@ TEST_P(GpuTrainingPrecision, CudaFollowsTheCpuInTheSamePrecision) {
   const TrainRun want = train_five_steps(*cpu);
   std::unique_ptr<Backend> gpu = testing::make_gpu_backend("cuda");
   gpu->set_precision(precision);
-  const TrainRun got = train_five_steps(*gpu);
-  ASSERT_EQ(got.losses.size(), want.losses.size());
-  for (size_t i = 0; i < got.losses.size(); ++i)
-    EXPECT_LT(std::abs(got.losses[i] - want.losses[i]), loss_tol * std::abs(want.losses[i]))
-        << precision_name(precision) << " step " << i + 1;
-  ASSERT_EQ(got.parameters.size(), want.parameters.size());
-  for (size_t i = 0; i < got.parameters.size(); ++i)
-    EXPECT_TRUE(testing::close_l2(got.parameters[i].second, want.parameters[i].second, 10 * loss_tol))
-        << precision_name(precision) << " " << got.parameters[i].first << " after " << kSteps << " steps";
+  expect_follows(train_five_steps(*gpu), want, loss_tol, 10 * loss_tol, precision_name(precision));
+  // conv -> batch_norm fused as train.conv_bn_fusion: auto does on cuda in tf32 and bf16: the
+  // batchnorms take their statistics from v4's epilogue, and still follow the unfused cpu.
+  ASSERT_TRUE(gpu->fuses_conv_batch_norm());
+  const TrainRun fused = train_five_steps(*gpu, {}, ConvBnFusion::automatic);
+  EXPECT_EQ(fused.fused_pairs, 2) << "conv1 -> bn1 and conv2 -> bn2";
+  expect_follows(fused, want, loss_tol, 10 * loss_tol, std::string(precision_name(precision)) + " fused");
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, GpuTrainingPrecision, ::testing::Values(Precision::tf32, Precision::bf16),
