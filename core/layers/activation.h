@@ -20,6 +20,8 @@ class ReLU final : public Activation {
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   // Uses the forward output (y > 0), so y must be the output of the matching forward.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return true; }
 };
 
 class GELU final : public Activation {
@@ -28,6 +30,8 @@ class GELU final : public Activation {
   std::string type() const override { return "gelu"; }
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return true; }
+  bool backward_reads_output() const override { return false; }
 };
 
 }  // namespace convnet

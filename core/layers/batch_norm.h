@@ -36,6 +36,8 @@ class BatchNorm2d final : public Layer {
   // Gradients of the last forward, which must have been a train forward (the gradient through the
   // batch statistics; an internal Error otherwise); writes dgamma, dbeta and dx.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return true; }
+  bool backward_reads_output() const override { return false; }
 
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   std::vector<Buffer*> buffers() override { return {&running_mean_, &running_var_, &num_batches_tracked_}; }

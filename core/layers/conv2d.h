@@ -70,6 +70,8 @@ class Conv2d final : public Layer {
   // With output moments set, a train forward also writes them (see ChannelMoments).
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return true; }
+  bool backward_reads_output() const override { return false; }
 
   // The statistics of this layer's output for the batchnorm that reads it (null: none).
   void set_output_moments(std::shared_ptr<ChannelMoments> moments) { moments_ = std::move(moments); }

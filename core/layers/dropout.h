@@ -19,6 +19,8 @@ class Dropout final : public Layer {
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   // After a train forward: dy * mask / (1 - p); after an eval forward: dx = dy.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 
   // The mask seed becomes hash64(step_seed, FNV-1a(name)): a new mask every step, and two
   // dropout layers in one net never share a mask.

@@ -19,6 +19,8 @@ class Flatten final : public Layer {
   Shape configure(const Shape& input_shape) override;
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 };
 
 }  // namespace convnet

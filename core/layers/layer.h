@@ -77,6 +77,14 @@ class Layer {
   virtual void backward_inputs(std::span<const Tensor* const> xs, const Tensor& y, const Tensor& dy,
                                std::span<Tensor* const> dxs);
 
+  // --- what backward reads (besides dy and the layer's own saved state) ---
+  // The graph keeps a layer output alive until backward only when its producer's backward reads
+  // it (backward_reads_output) or a reader's backward reads it (backward_reads_input); any other
+  // output may share memory with outputs whose forward lifetimes do not overlap, and then holds
+  // garbage by the time backward passes it. The defaults, both true, are right for any layer.
+  virtual bool backward_reads_input() const { return true; }
+  virtual bool backward_reads_output() const { return true; }
+
   // --- receptive field (the dry-run summary) ---
   // How one output pixel sees the layer's input: a window spanning `span` input pixels (the
   // dilated kernel extent) per axis, moved by `stride`; whole_input: it sees all of it (global

@@ -32,6 +32,8 @@ class Linear final : public Layer {
 
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return true; }
+  bool backward_reads_output() const override { return false; }
 
   std::vector<Parameter*> parameters() override;
   int64_t forward_flops() const override { return 2 * in_features_ * out_features_; }

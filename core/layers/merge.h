@@ -24,6 +24,8 @@ class MergeLayer : public Layer {
   Shape configure(const Shape& input_shape) override { return configure_inputs({input_shape}); }
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 
  protected:
   // ConfigError unless there are at least two inputs.

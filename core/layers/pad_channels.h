@@ -25,6 +25,8 @@ class PadChannels final : public Layer {
   // copy_channels; the subsample is a 1x1 average pool with stride `stride`, which is exact).
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   Window window() const override { return {1, 1, stride_, stride_, false}; }
 
   int stride() const { return stride_; }

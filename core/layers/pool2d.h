@@ -37,6 +37,8 @@ class MaxPool2d final : public Pool2d {
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   // Routes dy to the argmax of the last forward.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 
  private:
   Tensor argmax_;
@@ -49,6 +51,8 @@ class AvgPool2d final : public Pool2d {
   std::string type() const override { return "avg_pool2d"; }
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 };
 
 // Mean over all pixels: {H, W, C} -> {C} (PyTorch AdaptiveAvgPool2d(1) followed by flatten).
@@ -61,6 +65,8 @@ class GlobalAvgPool final : public Layer {
   Shape configure(const Shape& input_shape) override;
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
   Window window() const override { return {1, 1, 1, 1, true}; }
 
  private:

@@ -17,6 +17,8 @@ class Scale final : public Layer {
   void forward(const Tensor& x, Tensor& y, Mode mode) override;
   // dx = factor * dy.
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
+  bool backward_reads_input() const override { return false; }
+  bool backward_reads_output() const override { return false; }
 
   float factor() const { return factor_; }
 

@@ -117,6 +117,15 @@ void Graph::configure_layers(Backend& backend, const std::map<std::string, Backe
   }
 }
 
+int Graph::claim_slot(std::vector<BufferSlot>& slots, Backend* backend, int64_t numel,
+                      const std::function<bool(const BufferSlot&)>& is_free) {
+  size_t s = 0;
+  while (s < slots.size() && !(slots[s].backend->device() == backend->device() && is_free(slots[s]))) ++s;
+  if (s == slots.size()) slots.push_back({backend, 0, Tensor()});
+  slots[s].example_numel = std::max(slots[s].example_numel, numel);
+  return static_cast<int>(s);
+}
+
 void Graph::assign_gradient_slots() {
   // Backward visits node L-1 first. Node j's gradient is written first by its last reader (the
   // largest index reading it) and read last by j's own backward: live while backward is at
@@ -126,7 +135,6 @@ void Graph::assign_gradient_slots() {
   for (size_t i = 0; i < nodes_.size(); ++i)
     for (int input : nodes_[i].inputs)
       if (input != kGraphInput) last_reader[static_cast<size_t>(input)] = static_cast<int64_t>(i);
-  std::vector<int64_t> slot_free_below;  // per slot: its current gradient's producer index j (free for ranges < j)
   grad_slots_.clear();
   // Visit in the order gradients come alive: by last reader, descending (ties: any order, the
   // ranges share the reader's step and so conflict anyway).
@@ -135,22 +143,40 @@ void Graph::assign_gradient_slots() {
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return last_reader[a] > last_reader[b]; });
   for (size_t j : order) {
     Node& n = nodes_[j];
-    const int64_t numel = shape_numel(n.layer->output_shape());
-    int chosen = -1;
-    for (size_t s = 0; s < grad_slots_.size() && chosen < 0; ++s)
-      if (grad_slots_[s].backend->device() == n.backend->device() && slot_free_below[s] > last_reader[j])
-        chosen = static_cast<int>(s);
-    if (chosen < 0) {
-      grad_slots_.push_back({n.backend, 0, Tensor()});
-      slot_free_below.push_back(0);
-      chosen = static_cast<int>(grad_slots_.size()) - 1;
-    }
-    GradSlot& slot = grad_slots_[static_cast<size_t>(chosen)];
-    slot.example_numel = std::max(slot.example_numel, numel);
-    slot_free_below[static_cast<size_t>(chosen)] = static_cast<int64_t>(j);
-    n.grad_slot = chosen;
+    // A slot's mark: the producer index of the gradient it holds now; free for ranges below it.
+    n.grad_slot = claim_slot(grad_slots_, n.backend, shape_numel(n.layer->output_shape()),
+                             [&](const BufferSlot& s) { return s.mark > last_reader[j]; });
+    grad_slots_[static_cast<size_t>(n.grad_slot)].mark = static_cast<int64_t>(j);
   }
   nodes_[last].grad_slot = -1;  // its gradient is backward()'s argument
+}
+
+void Graph::assign_output_slots() {
+  // An output no backward reads is needed from its forward (node j) to its last reader's forward;
+  // two such outputs share a buffer when one's last reader runs before the other is produced
+  // (strictly: a layer reads its input while it writes its output). The net's output stays its own.
+  const size_t last = nodes_.size() - 1;
+  std::vector<int64_t> last_reader(nodes_.size(), 0);
+  std::vector<bool> read_in_backward(nodes_.size(), false);
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    read_in_backward[i] = read_in_backward[i] || nodes_[i].layer->backward_reads_output();
+    for (int input : nodes_[i].inputs) {
+      if (input == kGraphInput) continue;
+      const auto j = static_cast<size_t>(input);
+      last_reader[j] = static_cast<int64_t>(i);
+      read_in_backward[j] = read_in_backward[j] || nodes_[i].layer->backward_reads_input();
+    }
+  }
+  output_slots_.clear();
+  for (size_t j = 0; j < last; ++j) {
+    Node& n = nodes_[j];
+    n.output_slot = -1;
+    if (!output_reuse_ || read_in_backward[j]) continue;
+    // A slot's mark: the last reader of the output it holds now; free for outputs made after it.
+    n.output_slot = claim_slot(output_slots_, n.backend, shape_numel(n.layer->output_shape()),
+                               [&](const BufferSlot& s) { return s.mark < static_cast<int64_t>(j); });
+    output_slots_[static_cast<size_t>(n.output_slot)].mark = last_reader[j];
+  }
 }
 
 void Graph::build(const Shape& example_shape, Backend& backend, Rng& rng,
@@ -171,6 +197,7 @@ void Graph::plan(const Shape& example_shape, Backend& backend, const std::map<st
   resolve_inputs();
   configure_layers(backend, layer_backends);
   assign_gradient_slots();
+  assign_output_slots();
   log_backends();
   planned_ = true;
 }
@@ -202,10 +229,12 @@ const Shape& Graph::output_shape() const {
 
 void Graph::allocate_activations(int64_t batch) {
   if (batch == batch_) return;
-  for (GradSlot& slot : grad_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
+  for (BufferSlot& slot : grad_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
+  for (BufferSlot& slot : output_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
   for (Node& n : nodes_) {
     const Shape s = batched(batch, n.layer->output_shape());
-    n.output = n.backend->empty(s);
+    n.output =
+        n.output_slot >= 0 ? output_slots_[static_cast<size_t>(n.output_slot)].buffer.leading(s) : n.backend->empty(s);
     n.grad_output = n.grad_slot >= 0 ? grad_slots_[static_cast<size_t>(n.grad_slot)].buffer.leading(s) : Tensor();
     n.grad_scratch = n.readers > 1 ? n.backend->empty(s) : Tensor();
     n.staged_inputs.assign(n.inputs.size(), Tensor());
@@ -394,7 +423,7 @@ Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
   const auto bytes = [&](int64_t example_numel) { return batch * example_numel * int64_t{sizeof(float)}; };
   for (const Node& n : nodes_) {
     const int64_t numel = shape_numel(n.layer->output_shape());
-    m.outputs += bytes(numel);
+    if (n.output_slot < 0) m.outputs += bytes(numel);
     if (n.readers > 1) m.gradients += bytes(numel);  // grad_scratch
     for (int input : n.inputs) {  // cross-device copies of inputs and their gradients: the producer's size
       if (input == kGraphInput) continue;
@@ -405,7 +434,8 @@ Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
       m.gradients += bytes(producer_numel);
     }
   }
-  for (const GradSlot& slot : grad_slots_) m.gradients += bytes(slot.example_numel);
+  for (const BufferSlot& slot : grad_slots_) m.gradients += bytes(slot.example_numel);
+  for (const BufferSlot& slot : output_slots_) m.outputs += bytes(slot.example_numel);
   return m;
 }
 

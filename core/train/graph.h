@@ -11,7 +11,10 @@
 // layers in a fixed order (the last reader's first), so results do not depend on timing. Both
 // run without allocating as long as the batch size stays the same; a different batch size (the
 // last test batch) reallocates the activations. Gradient buffers are shared between layers whose
-// gradients are never live at once, so a chain holds two of them, not one per layer. Tensors
+// gradients are never live at once, so a chain holds two of them, not one per layer. Outputs that
+// no backward reads (Layer::backward_reads_input / backward_reads_output: an add's inputs, a
+// relu's input, a pooling layer's output...) share buffers too, once their last reader has run;
+// the others live until backward. Tensors
 // crossing from one device to another are copied by the receiving layer's backend.
 #pragma once
 
@@ -44,6 +47,9 @@ class Graph {
   // parameter_numel() are then known); allocate_parameters() allocates and initializes the
   // parameters, after which the graph is built.
   void plan(const Shape& example_shape, Backend& backend, const std::map<std::string, Backend*>& layer_backends = {});
+  // Before plan(): false gives every output its own buffer (to check a layer's backward_reads_*
+  // against; the results must not change, only the memory).
+  void set_output_reuse(bool reuse) { output_reuse_ = reuse; }
   void allocate_parameters(Rng& rng);
 
   // input: [N, example_shape...] on any device. Returns the last layer's output (on its device).
@@ -127,6 +133,7 @@ class Graph {
     int line = 0;
     std::vector<int> inputs;  // resolved `from`: node indices or kGraphInput
     int grad_slot = -1;       // index into grad_slots_ of this layer's output gradient (-1: the last layer)
+    int output_slot = -1;     // index into output_slots_ when no backward reads this output (-1: its own)
     int readers = 0;          // layers reading this output
     Backend* backend = nullptr;
     Tensor output;                      // [N, output_shape...] on the layer's device
@@ -139,6 +146,7 @@ class Graph {
   void resolve_inputs();
   void configure_layers(Backend& backend, const std::map<std::string, Backend*>& layer_backends);
   void assign_gradient_slots();
+  void assign_output_slots();
   void allocate_activations(int64_t batch);
   void log_backends() const;
   std::string where(const Node& n) const;  // "layer 'x' (config line 12)"
@@ -153,17 +161,23 @@ class Graph {
   std::vector<ReceptiveField> receptive_fields() const;
 
   std::vector<Node> nodes_;
-  // Gradient slots: buffers shared by gradients that are never live at once (same device).
-  struct GradSlot {
+  // Buffers shared by tensors that are never live at once (same device): gradients, and the
+  // outputs that no backward reads (live from their forward to their last reader's).
+  struct BufferSlot {
     Backend* backend = nullptr;
-    int64_t example_numel = 0;  // the largest gradient it holds, per example
+    int64_t example_numel = 0;  // the largest tensor it holds, per example
     Tensor buffer;              // [batch * example_numel]
+    int64_t mark = 0;           // the planner's note of when it is free (see assign_*_slots)
   };
-  std::vector<GradSlot> grad_slots_;
+  // The first slot on `backend`'s device that `is_free`, else a new one; grown to hold `numel`.
+  static int claim_slot(std::vector<BufferSlot>& slots, Backend* backend, int64_t numel,
+                        const std::function<bool(const BufferSlot&)>& is_free);
+  std::vector<BufferSlot> grad_slots_, output_slots_;
   Shape example_shape_;
   std::function<void(size_t)> backward_hook_;
   int64_t batch_ = -1;
   bool planned_ = false, built_ = false;
+  bool output_reuse_ = true;
 };
 
 }  // namespace convnet
