@@ -48,13 +48,14 @@ struct TrainRun {
 // does them (TrainStep). Graph, data and optimizer are identical across calls. Each step's loss is
 // the growth of the device-side loss sum, read back after the step's forward.
 TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {},
-                          ConvBnFusion fusion = ConvBnFusion::never) {
+                          ConvBnFusion fusion = ConvBnFusion::never, bool output_reuse = true) {
   ModelConfig model;
   model.name = "vgg";
   model.cfg = {"8", "M", "16", "M"};
   model.pool = "avg";
   Graph graph;
   add_model_layers(model, kExample, graph);
+  graph.set_output_reuse(output_reuse);
   graph.plan(kExample, backend, layer_backends);
   TrainRun run;
   run.fused_pairs = fuse_conv_batch_norm(graph, fusion);
@@ -204,20 +205,34 @@ TEST(GpuTrainingMixed, CudaAndCudnnLayersInOneGraphFollowTheCpu) {
         << got.parameters[i].first << " after " << kSteps << " steps";
 }
 
-TEST(GpuTrainingDeterminism, TwoCudaRunsGiveBitIdenticalParameters) {
-  CONVNET_SKIP_WITHOUT_GPU();
-  std::unique_ptr<Backend> first_backend = testing::make_gpu_backend("cuda");
-  const TrainRun first = train_five_steps(*first_backend);
-  std::unique_ptr<Backend> second_backend = testing::make_gpu_backend("cuda");
-  const TrainRun second = train_five_steps(*second_backend);
-  EXPECT_EQ(first.losses, second.losses);
+// The same bits from two runs: on two cuda backends, and with the graph's output reuse on and off
+// (Graph::set_output_reuse; the GPU kernels read what the layers declare, in stream order).
+void expect_same_bits(const TrainRun& first, const TrainRun& second, const std::string& what) {
+  EXPECT_EQ(first.losses, second.losses) << what;
   ASSERT_EQ(first.parameters.size(), second.parameters.size());
   ASSERT_FALSE(first.parameters.empty());
   for (size_t i = 0; i < first.parameters.size(); ++i) {
     const Tensor& a = first.parameters[i].second;
     const Tensor& b = second.parameters[i].second;
     ASSERT_EQ(a.bytes(), b.bytes()) << first.parameters[i].first;
-    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.bytes()), 0) << first.parameters[i].first << " differs between runs";
+    EXPECT_EQ(std::memcmp(a.raw(), b.raw(), a.bytes()), 0) << first.parameters[i].first << " differs: " << what;
+  }
+}
+
+TEST(GpuTrainingDeterminism, TwoCudaRunsGiveBitIdenticalParameters) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  std::unique_ptr<Backend> first_backend = testing::make_gpu_backend("cuda");
+  const TrainRun first = train_five_steps(*first_backend);
+  std::unique_ptr<Backend> second_backend = testing::make_gpu_backend("cuda");
+  expect_same_bits(first, train_five_steps(*second_backend), "between runs");
+}
+
+TEST(GpuTrainingDeterminism, OutputReuseChangesNoBit) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  for (const std::string name : {"cuda", "cudnn"}) {
+    std::unique_ptr<Backend> backend = testing::make_gpu_backend(name);
+    expect_same_bits(train_five_steps(*backend, {}, ConvBnFusion::never, true),
+                     train_five_steps(*backend, {}, ConvBnFusion::never, false), name + ": output reuse on vs off");
   }
 }
 
