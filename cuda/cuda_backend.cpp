@@ -190,11 +190,10 @@ void CudaBackend::conv2d_forward_with_moments(const Tensor& x, const Tensor& w, 
   const OpChecks check = checks("conv2d_forward_with_moments");
   const ConvGeometry g = check.conv2d_forward(x, w, bias, y, p);
   check.batch_norm_local_stats(y, mean, m2);
-  if (g.n == 0 || fp32_kernels(precision(), conv_shape(check, g))) {  // no epilogue statistics: a pass over y
-    Backend::conv2d_forward_with_moments(x, w, bias, y, p, mean, m2);
-    return;
-  }
+  const auto without_epilogue = [&] { Backend::conv2d_forward_with_moments(x, w, bias, y, p, mean, m2); };
+  if (g.n == 0) return without_epilogue();
   const ConvShape s = conv_shape(check, g);
+  if (fp32_kernels(precision(), s)) return without_epilogue();  // v0/v2 have no statistics: a pass over y
   const OpScope in_op = scope(check);
   run_forward(x, w, bias, y, s, ConvOutputStats{fp(mean), fp(m2)});
   launch_moments_from_sums(fp(mean), fp(m2), y.numel() / g.k, g.k, stream());

@@ -68,15 +68,15 @@ void BatchNorm2d::forward(const Tensor& x, Tensor& y, Mode mode) {
   if (moments_) moments_->fresh = false;
   if (group_) {
     forward_synchronized(x, y);
-  } else if (given_moments) {
-    synced_rows_ = 0;
-    backend().batch_norm_forward_train_from_moments(x, moments_->mean, moments_->m2, gamma_.value, beta_.value, y,
-                                                    saved_mean_, saved_invstd_, running_mean_.value, running_var_.value,
-                                                    momentum_, eps_);
   } else {
     synced_rows_ = 0;
-    backend().batch_norm_forward_train(x, gamma_.value, beta_.value, y, saved_mean_, saved_invstd_, running_mean_.value,
-                                       running_var_.value, momentum_, eps_);
+    if (given_moments)
+      backend().batch_norm_forward_train_from_moments(x, moments_->mean, moments_->m2, gamma_.value, beta_.value, y,
+                                                      saved_mean_, saved_invstd_, running_mean_.value,
+                                                      running_var_.value, momentum_, eps_);
+    else
+      backend().batch_norm_forward_train(x, gamma_.value, beta_.value, y, saved_mean_, saved_invstd_,
+                                         running_mean_.value, running_var_.value, momentum_, eps_);
   }
   num_batches_tracked_.value.data<int32_t>()[0] += 1;
 }
