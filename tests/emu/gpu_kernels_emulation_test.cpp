@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -311,6 +312,16 @@ INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormEmulation,
                                            std::make_tuple(int64_t{300}, int64_t{8}, true),
                                            std::make_tuple(int64_t{600}, int64_t{36}, false)));
 
+// Every named (got, want) pair within kTol relative L2; the first that is not, by name.
+using NamedPair = std::pair<const char*, std::pair<const Tensor*, const Tensor*>>;
+::testing::AssertionResult all_close(std::initializer_list<NamedPair> pairs) {
+  for (const auto& [name, tensors] : pairs) {
+    const ::testing::AssertionResult r = close_l2(*tensors.first, *tensors.second, kTol);
+    if (!r) return ::testing::AssertionFailure() << name << ": " << r.message();
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Batch normalization with its statistics given (a fused conv -> batchnorm): a convolution's
 // output sums turned into mean and M2, then the normalization from them
@@ -359,19 +370,13 @@ BnMomentsOutputs emulated_bn_from_moments(const Tensor& x, const Tensor& gamma, 
 }
 
 ::testing::AssertionResult bn_moments_match(const BnMomentsOutputs& got, const BnMomentsOutputs& want) {
-  const std::pair<const char*, std::pair<const Tensor*, const Tensor*>> pairs[] = {
-      {"mean", {&got.mean, &want.mean}},
-      {"m2", {&got.m2, &want.m2}},
-      {"y", {&got.y, &want.y}},
-      {"saved_mean", {&got.saved_mean, &want.saved_mean}},
-      {"saved_invstd", {&got.saved_invstd, &want.saved_invstd}},
-      {"running_mean", {&got.running_mean, &want.running_mean}},
-      {"running_var", {&got.running_var, &want.running_var}}};
-  for (const auto& [name, tensors] : pairs) {
-    const ::testing::AssertionResult r = close_l2(*tensors.first, *tensors.second, kTol);
-    if (!r) return ::testing::AssertionFailure() << name << ": " << r.message();
-  }
-  return ::testing::AssertionSuccess();
+  return all_close({{"mean", {&got.mean, &want.mean}},
+                    {"m2", {&got.m2, &want.m2}},
+                    {"y", {&got.y, &want.y}},
+                    {"saved_mean", {&got.saved_mean, &want.saved_mean}},
+                    {"saved_invstd", {&got.saved_invstd, &want.saved_invstd}},
+                    {"running_mean", {&got.running_mean, &want.running_mean}},
+                    {"running_var", {&got.running_var, &want.running_var}}});
 }
 
 class BatchNormFromMomentsEmulation : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
@@ -510,17 +515,11 @@ BnSyncOutputs emulated_bn_sync(const BnSyncInputs& in, bool mis, BnSyncBug bug) 
 }
 
 ::testing::AssertionResult bn_sync_matches(const BnSyncOutputs& got, const BnSyncOutputs& want) {
-  const std::pair<const char*, std::pair<const Tensor*, const Tensor*>> pairs[] = {
-      {"mean", {&got.mean, &want.mean}},
-      {"m2", {&got.m2, &want.m2}},
-      {"sum_dy", {&got.sum_dy, &want.sum_dy}},
-      {"sum_dy_xhat", {&got.sum_dy_xhat, &want.sum_dy_xhat}},
-      {"dx", {&got.dx, &want.dx}}};
-  for (const auto& [name, tensors] : pairs) {
-    const ::testing::AssertionResult r = close_l2(*tensors.first, *tensors.second, kTol);
-    if (!r) return ::testing::AssertionFailure() << name << ": " << r.message();
-  }
-  return ::testing::AssertionSuccess();
+  return all_close({{"mean", {&got.mean, &want.mean}},
+                    {"m2", {&got.m2, &want.m2}},
+                    {"sum_dy", {&got.sum_dy, &want.sum_dy}},
+                    {"sum_dy_xhat", {&got.sum_dy_xhat, &want.sum_dy_xhat}},
+                    {"dx", {&got.dx, &want.dx}}});
 }
 
 class BatchNormSyncEmulation : public ::testing::TestWithParam<BnSyncCase> {};
