@@ -14,6 +14,7 @@
 #include "cuda/check.h"
 #include "cuda/common_kernels.h"
 #include "cuda/grid_stride.h"
+#include "cuda/ptx.cuh"
 
 namespace convnet::cuda {
 
@@ -158,9 +159,11 @@ __global__ void accumulate_train_stats_kernel(const float* loss, const float* lo
   }
 }
 
-// The cpu reference's sgd_update loop, one rounding per operation.
-__global__ void sgd_update_kernel(float* param, const float* grad, float* momentum, int64_t n, float lr, float mom,
-                                  float coupled_wd, float decoupled_wd, bool use_momentum, bool nesterov) {
+// The cpu reference's sgd_update loop, one rounding per operation; bf16_copy (or null) gets the
+// new param rounded to nearest even, from the register the update left it in.
+__global__ void sgd_update_kernel(float* param, const float* grad, float* momentum, uint16_t* bf16_copy, int64_t n,
+                                  float lr, float mom, float coupled_wd, float decoupled_wd, bool use_momentum,
+                                  bool nesterov) {
   for (int64_t i = thread_index(); i < n; i += grid_stride()) {
     float p = param[i];
     const float g = __fadd_rn(grad[i], __fmul_rn(coupled_wd, p));
@@ -171,7 +174,9 @@ __global__ void sgd_update_kernel(float* param, const float* grad, float* moment
       momentum[i] = buf;
       update = nesterov ? __fadd_rn(g, __fmul_rn(mom, buf)) : buf;
     }
-    param[i] = __fsub_rn(p, __fmul_rn(lr, update));
+    p = __fsub_rn(p, __fmul_rn(lr, update));
+    param[i] = p;
+    if (bf16_copy != nullptr) bf16_copy[i] = ptx::to_bf16(p);
   }
 }
 
@@ -238,8 +243,8 @@ void launch_accumulate_train_stats(const float* loss, const float* logits, const
   CONVNET_CUDA_CHECK_LAUNCH("accumulate_train_stats_kernel");
 }
 
-void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t n, const SgdStep& step,
-                       cudaStream_t stream) {
+void launch_sgd_update(float* param, const float* grad, float* momentum, uint16_t* bf16_copy, int64_t n,
+                       const SgdStep& step, cudaStream_t stream) {
   CONVNET_CHECK_MSG(n >= 0, "sgd_update: negative element count " + std::to_string(n));
   const bool use_momentum = step.momentum != 0.0f;
   CONVNET_CHECK_MSG(!use_momentum || momentum != nullptr || n == 0,
@@ -247,8 +252,9 @@ void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t
   if (n == 0) return;
   const float coupled_wd = step.decoupled_decay ? 0.0f : step.weight_decay;
   const float decoupled_wd = step.decoupled_decay ? step.lr * step.weight_decay : 0.0f;
-  sgd_update_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(param, grad, momentum, n, step.lr, step.momentum,
-                                                             coupled_wd, decoupled_wd, use_momentum, step.nesterov);
+  sgd_update_kernel<<<grid_blocks(n), kThreads, 0, stream>>>(param, grad, momentum, bf16_copy, n, step.lr,
+                                                             step.momentum, coupled_wd, decoupled_wd, use_momentum,
+                                                             step.nesterov);
   CONVNET_CUDA_CHECK_LAUNCH("sgd_update_kernel");
 }
 

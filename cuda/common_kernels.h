@@ -31,8 +31,9 @@ void launch_softmax_cross_entropy_backward(const float* probs, const int32_t* la
 void launch_accumulate_train_stats(const float* loss, const float* logits, const int32_t* labels, int64_t n, int64_t k,
                                    int64_t step, double* stats, cudaStream_t stream);
 
-// Backend::sgd_update semantics (SgdStep); momentum may be null when step.momentum == 0.
-void launch_sgd_update(float* param, const float* grad, float* momentum, int64_t n, const SgdStep& step,
-                       cudaStream_t stream);
+// Backend::sgd_update semantics (SgdStep); momentum may be null when step.momentum == 0, and
+// bf16_copy when no bf16 copy of param is kept.
+void launch_sgd_update(float* param, const float* grad, float* momentum, uint16_t* bf16_copy, int64_t n,
+                       const SgdStep& step, cudaStream_t stream);
 
 }  // namespace convnet::cuda

@@ -24,6 +24,9 @@ const float* fp(const Tensor& t) {
 float* fp(Tensor& t) {
   return static_cast<float*>(t.raw());
 }
+const uint16_t* bf(const Tensor& t) {
+  return static_cast<const uint16_t*>(t.raw());
+}
 const float* fp_or_null(const Tensor* t) {
   return t ? fp(*t) : nullptr;
 }
@@ -67,8 +70,8 @@ void check_nonempty_weights(const OpChecks& check, const LinearGeometry& g, cons
 // every precision for narrow groups (conv_narrow_groups: depthwise and its kin, under 8 channels
 // per group). Their per-group GEMMs are 1-7 wide, most of every v2 or v4 tile wasted: forward and
 // backward-data take v0, which does just the work needed, and backward-filter v2 (fp32_version).
-// Both read the fp32 tensors as they are (no bf16 copies) and are more exact than tf32 or bf16,
-// which a reduced precision allows.
+// Both read fp32 tensors (no bf16 copies; bf16 operands are widened) and are more exact than tf32
+// or bf16, which a reduced precision allows.
 bool fp32_kernels(Precision precision, const ConvShape& s) {
   return precision == Precision::fp32 || conv_narrow_groups(s);
 }
@@ -81,6 +84,11 @@ bool fp32_kernels(Precision precision, const ConvShape& s) {
 ConvVersion fp32_version(const ConvShape& s, ConvPass pass) {
   return conv_narrow_groups(s) && pass != ConvPass::backward_filter ? ConvVersion::v0_direct
                                                                     : ConvVersion::v2_implicit_gemm;
+}
+
+// The elements of t to convert to bf16 for v4 BF16: none when t already is bf16.
+int64_t to_convert(const Tensor& t) {
+  return t.dtype() == DType::bf16 ? 0 : t.numel();
 }
 
 }  // namespace
@@ -114,11 +122,18 @@ CudaBackend::Bf16Scratch CudaBackend::bf16_scratch(const int64_t (&counts)[3], s
   return out;
 }
 
+const uint16_t* CudaBackend::bf16_operand(const Tensor& t, uint16_t* part) {
+  if (t.dtype() == DType::bf16) return bf(t);
+  launch_to_bf16(fp(t), part, t.numel(), stream());
+  return part;
+}
+
 void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const ConvShape& s,
                               const ConvOutputStats& stats) {
   if (fp32_kernels(precision(), s)) {
     CONVNET_CHECK(stats.sum == nullptr, "conv2d_forward: the fp32 kernels have no output statistics");
-    cuda::conv2d_forward(fp(x), fp(w), fp_or_null(bias), fp(y), s, stream(), fp32_version(s, ConvPass::forward));
+    const Tensor xf = as_f32(x), wf = as_f32(w);
+    cuda::conv2d_forward(fp(xf), fp(wf), fp_or_null(bias), fp(y), s, stream(), fp32_version(s, ConvPass::forward));
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::forward);
@@ -128,17 +143,16 @@ void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bi
                       stream(), stats);
     return;
   }
-  const Bf16Scratch b = bf16_scratch({x.numel(), w.numel(), y.numel()}, workspace);
-  launch_to_bf16(fp(x), b.part[0], x.numel(), stream());
-  launch_to_bf16(fp(w), b.part[1], w.numel(), stream());
-  conv2d_forward_tc(b.part[0], b.part[1], fp_or_null(bias), b.part[2], ConvActivation::none, s, plan, b.workspace,
-                    stream(), stats);
+  const Bf16Scratch b = bf16_scratch({to_convert(x), to_convert(w), y.numel()}, workspace);
+  conv2d_forward_tc(bf16_operand(x, b.part[0]), bf16_operand(w, b.part[1]), fp_or_null(bias), b.part[2],
+                    ConvActivation::none, s, plan, b.workspace, stream(), stats);
   launch_from_bf16(b.part[2], fp(y), y.numel(), stream());
 }
 
 void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s) {
   if (fp32_kernels(precision(), s)) {
-    cuda::conv2d_backward_data(fp(dy), fp(w), fp(dx), s, stream(), fp32_version(s, ConvPass::backward_data));
+    const Tensor dyf = as_f32(dy), wf = as_f32(w);
+    cuda::conv2d_backward_data(fp(dyf), fp(wf), fp(dx), s, stream(), fp32_version(s, ConvPass::backward_data));
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::backward_data);
@@ -146,10 +160,9 @@ void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& d
     conv2d_backward_data_tc(fp(dy), fp(w), fp(dx), s, plan, scratch(plan.workspace_bytes), stream());
     return;
   }
-  const Bf16Scratch b = bf16_scratch({dy.numel(), w.numel(), dx.numel()}, plan.workspace_bytes);
-  launch_to_bf16(fp(dy), b.part[0], dy.numel(), stream());
-  launch_to_bf16(fp(w), b.part[1], w.numel(), stream());
-  conv2d_backward_data_tc(b.part[0], b.part[1], b.part[2], s, plan, b.workspace, stream());
+  const Bf16Scratch b = bf16_scratch({to_convert(dy), to_convert(w), dx.numel()}, plan.workspace_bytes);
+  conv2d_backward_data_tc(bf16_operand(dy, b.part[0]), bf16_operand(w, b.part[1]), b.part[2], s, plan, b.workspace,
+                          stream());
   launch_from_bf16(b.part[2], fp(dx), dx.numel(), stream());
 }
 
@@ -157,8 +170,9 @@ void CudaBackend::run_backward_filter(const Tensor& x, const Tensor& dy, Tensor&
                                       const ConvShape& s) {
   if (fp32_kernels(precision(), s)) {
     const ConvVersion v = fp32_version(s, ConvPass::backward_filter);
+    const Tensor xf = as_f32(x), dyf = as_f32(dy);
     void* workspace = scratch(conv2d_backward_filter_workspace(s, v));
-    cuda::conv2d_backward_filter(fp(x), fp(dy), fp(dw), fp_or_null(dbias), s, workspace, stream(), v);
+    cuda::conv2d_backward_filter(fp(xf), fp(dyf), fp(dw), fp_or_null(dbias), s, workspace, stream(), v);
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::backward_filter);
@@ -167,10 +181,9 @@ void CudaBackend::run_backward_filter(const Tensor& x, const Tensor& dy, Tensor&
                               stream());
     return;
   }
-  const Bf16Scratch b = bf16_scratch({x.numel(), dy.numel(), 0}, plan.workspace_bytes);
-  launch_to_bf16(fp(x), b.part[0], x.numel(), stream());
-  launch_to_bf16(fp(dy), b.part[1], dy.numel(), stream());
-  conv2d_backward_filter_tc(b.part[0], b.part[1], fp(dw), fp_or_null(dbias), s, plan, b.workspace, stream());
+  const Bf16Scratch b = bf16_scratch({to_convert(x), to_convert(dy), 0}, plan.workspace_bytes);
+  conv2d_backward_filter_tc(bf16_operand(x, b.part[0]), bf16_operand(dy, b.part[1]), fp(dw), fp_or_null(dbias), s, plan,
+                            b.workspace, stream());
 }
 
 // --- convolution ---

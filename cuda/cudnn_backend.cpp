@@ -145,7 +145,7 @@ void CudnnBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor
   if (precision() == Precision::bf16) {
     // cuDNN stores y in bf16; the fp32 bias is added to those values and the sum rounded to bf16
     // again (the cpu reference rounds conv + bias once, see the header).
-    const Tensor xb = bf16_copy(x), wb = bf16_copy(w);
+    const Tensor xb = as_bf16(x), wb = as_bf16(w);
     Tensor yb = empty(y.shape(), DType::bf16);
     legacy_->conv_forward(s, xb.raw(), wb.raw(), nullptr, yb.raw(), DType::bf16);
     launch_from_bf16_add_bias(bf(yb), bias ? fp(*bias) : nullptr, s.k, fp(y), y.numel(), stream());
@@ -162,7 +162,7 @@ void CudnnBackend::conv2d_backward_data(const Tensor& dy, const Tensor& w, Tenso
   if (s.n == 0) return;
   const OpScope in_op = scope(check);
   if (precision() == Precision::bf16) {
-    const Tensor dyb = bf16_copy(dy), wb = bf16_copy(w);
+    const Tensor dyb = as_bf16(dy), wb = as_bf16(w);
     Tensor dxb = empty(dx.shape(), DType::bf16);
     legacy_->conv_backward_data(s, dyb.raw(), wb.raw(), dxb.raw(), DType::bf16);
     launch_from_bf16(bf(dxb), fp(dx), dx.numel(), stream());
@@ -186,7 +186,7 @@ void CudnnBackend::conv2d_backward_filter(const Tensor& x, const Tensor& dy, Ten
   if (precision() == Precision::bf16) {
     // cuDNN's bf16 configuration stores dw in bf16 too (the cpu reference keeps it fp32, see the
     // header); dbias sums the bf16 dy, as the cpu reference does.
-    const Tensor xb = bf16_copy(x), dyb = bf16_copy(dy);
+    const Tensor xb = as_bf16(x), dyb = as_bf16(dy);
     Tensor dwb = empty(dw.shape(), DType::bf16);
     legacy_->conv_backward_filter(s, xb.raw(), dyb.raw(), dwb.raw(), nullptr, DType::bf16);
     launch_from_bf16(bf(dwb), fp(dw), dw.numel(), stream());
@@ -347,7 +347,7 @@ void CudnnBackend::linear_forward(const Tensor& x, const Tensor& w, const Tensor
     if (in == 0) {
       fill(y, 0.0f);
     } else {
-      const Tensor xb = bf16_copy(x), wb = bf16_copy(w);
+      const Tensor xb = as_bf16(x), wb = as_bf16(w);
       gemm_bf16(true, false, oi, ni, ii, bf(wb), ii, bf(xb), ii, fp(y), oi);
     }
     launch_round_to_bf16(fp(y), bias ? fp(*bias) : nullptr, out, fp(y), y.numel(), stream());
@@ -409,14 +409,14 @@ void CudnnBackend::linear_backward_bf16(const Tensor& x, const Tensor& w, const 
     if (want_dx) fill(*dx, 0.0f);
     return;
   }
-  const Tensor dyb = bf16_copy(dy);
+  const Tensor dyb = as_bf16(dy);
   if (want_dx) {  // dx^T [in, N] = w^T [in, out] dy^T [out, N]
-    const Tensor wb = bf16_copy(w);
+    const Tensor wb = as_bf16(w);
     gemm_bf16(false, false, in, n, out, bf(wb), in, bf(dyb), out, fp(*dx), in);
     launch_round_to_bf16(fp(*dx), nullptr, 1, fp(*dx), dx->numel(), stream());
   }
   if (want_dw) {  // dw^T [in, out] = x^T [in, N] dy [N, out]
-    const Tensor xb = bf16_copy(x);
+    const Tensor xb = as_bf16(x);
     gemm_bf16(false, true, in, out, n, bf(xb), in, bf(dyb), out, fp(dw), in);
   }
   if (want_dbias) {

@@ -27,7 +27,7 @@
 // and batch norm are FP32 in both. NVIDIA_TF32_OVERRIDE=0 switches TF32 off process-wide.
 //
 // train.precision bf16 (the `cudnn` backend; `cudnn_tf32` stays tf32 only): convolutions run on
-// bf16 copies of x, w and dy (GpuBackend::bf16_copy, NHWC CUDNN_DATA_BFLOAT16 tensors and filters,
+// bf16 copies of x, w and dy (GpuBackend::as_bf16, NHWC CUDNN_DATA_BFLOAT16 tensors and filters,
 // FP32 compute type, CUDNN_TENSOR_OP_MATH; algorithms cached per data type), their bf16 y, dx and
 // dw converted to the fp32 tensors. Linear layers multiply bf16 copies with cublasGemmEx
 // (CUDA_R_16BF inputs, CUBLAS_COMPUTE_32F, fp32 output) and round y, dx to bf16. Like the cpu

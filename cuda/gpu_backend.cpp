@@ -151,9 +151,17 @@ void* GpuBackend::scratch(size_t bytes) {
   return scratch_.raw();
 }
 
-Tensor GpuBackend::bf16_copy(const Tensor& t) {
+Tensor GpuBackend::as_bf16(const Tensor& t) {
+  if (t.dtype() == DType::bf16) return t;
   Tensor out = empty(t.shape(), DType::bf16);
   launch_to_bf16(static_cast<const float*>(t.raw()), static_cast<uint16_t*>(out.raw()), t.numel(), stream());
+  return out;
+}
+
+Tensor GpuBackend::as_f32(const Tensor& t) {
+  if (t.dtype() == DType::f32) return t;
+  Tensor out = empty(t.shape());
+  launch_from_bf16(static_cast<const uint16_t*>(t.raw()), static_cast<float*>(out.raw()), t.numel(), stream());
   return out;
 }
 
@@ -318,13 +326,15 @@ void GpuBackend::softmax_cross_entropy_backward(const Tensor& probs, const Tenso
                                         device_ptr<float>(dlogits), stream());
 }
 
-void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) {
+void GpuBackend::sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step,
+                            Tensor* bf16_copy) {
   const OpChecks check = checks("sgd_update");
-  check.sgd_update(param, grad, momentum_buf, step);
+  check.sgd_update(param, grad, momentum_buf, step, bf16_copy);
   const bool use_momentum = step.momentum != 0.0f;
   const OpScope in_op = scope(check);
   launch_sgd_update(device_ptr<float>(param), device_ptr<float>(grad),
-                    use_momentum ? device_ptr<float>(momentum_buf) : nullptr, param.numel(), step, stream());
+                    use_momentum ? device_ptr<float>(momentum_buf) : nullptr,
+                    bf16_copy ? device_ptr<uint16_t>(*bf16_copy) : nullptr, param.numel(), step, stream());
 }
 
 void GpuBackend::axpby(float alpha, const Tensor& x, float beta, Tensor& y) {

@@ -61,7 +61,8 @@ class GpuBackend : public Backend {
                                      Tensor& probs) override;
   void softmax_cross_entropy_backward(const Tensor& probs, const Tensor& labels, float smoothing,
                                       Tensor& dlogits) override;
-  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override;
+  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step,
+                  Tensor* bf16_copy) override;
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override;
   void copy_channels(const Tensor& src, int64_t src_offset, Tensor& dst, int64_t dst_offset, int64_t channels) override;
   void accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels, int64_t step,
@@ -93,12 +94,18 @@ class GpuBackend : public Backend {
   // scratch() for the batch-norm kernels on [rows, channels] (batch_norm_scratch_bytes), inside
   // `check`'s OpScope; throws convnet::Error when channels exceed what their reductions take.
   void* batch_norm_scratch(const OpChecks& check, int64_t rows, int64_t channels);
-  // A new device tensor of t's shape holding the f32 tensor t rounded to bf16 (to nearest even,
-  // launch_to_bf16), for the bf16 operands of cuDNN and cuBLAS. From the caching allocator, so a
-  // temporary costs no cudaMalloc after the first step and never competes with scratch().
-  Tensor bf16_copy(const Tensor& t);
+  // A conv or linear operand's values as a bf16 tensor, for the bf16 operands of cuDNN and cuBLAS:
+  // t itself when it is bf16, else a new device tensor of t's shape holding the f32 t rounded to
+  // nearest even (launch_to_bf16). New tensors come from the caching allocator, so a temporary
+  // costs no cudaMalloc after the first step and never competes with scratch().
+  Tensor as_bf16(const Tensor& t);
+  // The same as f32: t itself when it is f32, else its bf16 values widened (exact).
+  Tensor as_f32(const Tensor& t);
   // The shared argument checks (core/base/op_checks.h) for `op`, against this backend's device.
-  OpChecks checks(const char* op) const { return {op, device(), name_}; }
+  // Conv and linear operands may be bf16 in bf16 precision.
+  OpChecks checks(const char* op) const {
+    return OpChecks(op, device(), name_).allow_bf16_operands(precision() == Precision::bf16);
+  }
   // What an op opens once its arguments are checked: this device made current, and `check`'s op
   // named in any CUDA error raised meanwhile.
   OpScope scope(const OpChecks& check) const { return OpScope(device_index_, check); }

@@ -132,6 +132,9 @@ class Backend {
   virtual void await_uploads() {}
 
   // --- convolution: x [N,H,W,C], w [K,R,S,C], bias [K] or null, y [N,P,Q,K] ---
+  // In bf16 precision the operands of the conv and linear ops (x, w, dy) may also be bf16 tensors:
+  // they hold exactly the values the op would round f32 operands to, so either dtype gives the
+  // same result, and a bf16 operand saves the conversion. Outputs (y, dx, dw, dbias) are f32.
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
                               const Conv2dParams& p) = 0;
   // dx [N,H,W,C] from dy [N,P,Q,K] and w.
@@ -221,7 +224,10 @@ class Backend {
                                               Tensor& dlogits) = 0;
 
   // --- optimizer: one fused SGD update (see SgdStep); momentum_buf may be undefined if momentum == 0 ---
-  virtual void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) = 0;
+  // bf16_copy (bf16 of param's shape, or null): also written with the updated param rounded to
+  // nearest even, in the same pass, for the bf16 operands of the conv and linear ops above.
+  virtual void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step,
+                          Tensor* bf16_copy) = 0;
 
   // --- training statistics, accumulated on the device so the trainer reads them every few steps ---
   // loss f32 [1] (from softmax_cross_entropy_forward), logits f32 [N, K], labels i32 [N], stats f64 [4]:

@@ -33,6 +33,19 @@ void OpChecks::tensor(const Tensor& t, const char* name, DType dtype) const {
                 dtype_name(dtype));
 }
 
+void OpChecks::operand(const Tensor& t, const char* name) const {
+  const bool bf16 = t.defined() && t.dtype() == DType::bf16;
+  CONVNET_CHECK(!bf16 || bf16_operands_, "{}: {} has dtype BF16, which only bf16 precision takes; expected F32", op_,
+                name);
+  tensor(t, name, bf16 ? DType::bf16 : DType::f32);
+}
+
+void OpChecks::operand_shape(const Tensor& t, const Shape& expected, const char* name) const {
+  operand(t, name);
+  CONVNET_CHECK(t.shape() == expected, "{}: {} has shape {}, expected {}", op_, name, shape_str(t.shape()),
+                shape_str(expected));
+}
+
 void OpChecks::shape(const Tensor& t, const Shape& expected, const char* name, DType dtype) const {
   tensor(t, name, dtype);
   CONVNET_CHECK(t.shape() == expected, "{}: {} has shape {}, expected {}", op_, name, shape_str(t.shape()),
@@ -41,6 +54,10 @@ void OpChecks::shape(const Tensor& t, const Shape& expected, const char* name, D
 
 void OpChecks::rank(const Tensor& t, int expected, const char* name, DType dtype) const {
   tensor(t, name, dtype);
+  has_rank(t, expected, name);
+}
+
+void OpChecks::has_rank(const Tensor& t, int expected, const char* name) const {
   CONVNET_CHECK(t.rank() == expected, "{}: {} has shape {}, expected rank {}", op_, name, shape_str(t.shape()),
                 expected);
 }
@@ -81,8 +98,8 @@ ConvGeometry OpChecks::conv2d(const Shape& x_shape, const Shape& w_shape, const 
 
 ConvGeometry OpChecks::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, const Tensor& y,
                                       const Conv2dParams& p) const {
-  tensor(x, "x");
-  tensor(w, "w");
+  operand(x, "x");
+  operand(w, "w");
   const ConvGeometry g = conv2d(x.shape(), w.shape(), p);
   shape(y, g.output_shape(), "y");
   if (bias) shape(*bias, {g.k}, "bias");
@@ -92,18 +109,18 @@ ConvGeometry OpChecks::conv2d_forward(const Tensor& x, const Tensor& w, const Te
 ConvGeometry OpChecks::conv2d_backward_data(const Tensor& dy, const Tensor& w, const Tensor& dx,
                                             const Conv2dParams& p) const {
   tensor(dx, "dx");
-  tensor(w, "w");
+  operand(w, "w");
   const ConvGeometry g = conv2d(dx.shape(), w.shape(), p);
-  shape(dy, g.output_shape(), "dy");
+  operand_shape(dy, g.output_shape(), "dy");
   return g;
 }
 
 ConvGeometry OpChecks::conv2d_backward_filter(const Tensor& x, const Tensor& dy, const Tensor& dw, const Tensor* dbias,
                                               const Conv2dParams& p) const {
   tensor(dw, "dw");
-  tensor(x, "x");
+  operand(x, "x");
   const ConvGeometry g = conv2d(x.shape(), dw.shape(), p);
-  shape(dy, g.output_shape(), "dy");
+  operand_shape(dy, g.output_shape(), "dy");
   if (dbias) shape(*dbias, {g.k}, "dbias");
   return g;
 }
@@ -285,10 +302,12 @@ int64_t OpChecks::batch_norm_backward_apply(const Tensor& x, const Tensor& dy, c
 // --- linear ---
 
 LinearGeometry OpChecks::linear(const Tensor& x, const Tensor& w) const {
-  rank(x, 2, "x");
-  rank(w, 2, "w");
+  operand(x, "x");
+  operand(w, "w");
+  has_rank(x, 2, "x");
+  has_rank(w, 2, "w");
   const LinearGeometry g{x.dim(0), x.dim(1), w.dim(0)};
-  shape(w, {g.out, g.in}, "w");
+  operand_shape(w, {g.out, g.in}, "w");
   return g;
 }
 
@@ -302,7 +321,7 @@ LinearGeometry OpChecks::linear_forward(const Tensor& x, const Tensor& w, const 
 LinearGeometry OpChecks::linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor* dx,
                                          const Tensor& dw, const Tensor* dbias) const {
   const LinearGeometry g = linear(x, w);
-  shape(dy, {g.n, g.out}, "dy");
+  operand_shape(dy, {g.n, g.out}, "dy");
   shape(dw, {g.out, g.in}, "dw");
   if (dx) shape(*dx, {g.n, g.in}, "dx");
   if (dbias) shape(*dbias, {g.out}, "dbias");
@@ -363,11 +382,12 @@ LossGeometry OpChecks::accumulate_train_stats(const Tensor& loss, const Tensor& 
 
 // --- SGD ---
 
-void OpChecks::sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,
-                          const SgdStep& step) const {
+void OpChecks::sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step,
+                          const Tensor* bf16_copy) const {
   tensor(param, "param");
   shape(grad, param.shape(), "grad");
   if (step.momentum != 0.0f) shape(momentum_buf, param.shape(), "momentum_buf");
+  if (bf16_copy) shape(*bf16_copy, param.shape(), "bf16_copy", DType::bf16);
 }
 
 // --- elementwise and data ---

@@ -63,6 +63,12 @@ class OpChecks {
   static OpChecks cpu(const char* op) { return {op, Device{}, "cpu"}; }
 
   const char* op() const { return op_; }
+  // Whether the conv and linear operands (x, w, dy) may be bf16 as well as f32: in bf16
+  // precision (Backend::conv2d_forward). Off by default.
+  OpChecks& allow_bf16_operands(bool allow) {
+    bf16_operands_ = allow;
+    return *this;
+  }
   // "cuda conv2d_forward(x [2, 8, 8, 3], w [4, 3, 3, 3], y [2, 6, 6, 4])": the op and the tensors
   // checked so far (each once, in the order checked), for messages about a failure while it runs
   // (cuda/op_scope.h). The tensors must still be alive.
@@ -149,8 +155,10 @@ class OpChecks {
   LossGeometry accumulate_train_stats(const Tensor& loss, const Tensor& logits, const Tensor& labels,
                                       const Tensor& stats) const;
 
-  // grad has param's shape; so does momentum_buf when step.momentum != 0 (it is unused otherwise).
-  void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step) const;
+  // grad has param's shape; so does momentum_buf when step.momentum != 0 (it is unused otherwise),
+  // and bf16_copy (bf16) when not null.
+  void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step,
+                  const Tensor* bf16_copy) const;
 
   // x and y have the same element count (any shapes); alpha and beta are finite.
   void axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const;
@@ -168,6 +176,10 @@ class OpChecks {
 
  private:
   bool on_device(const Tensor& t) const;
+  // A conv or linear operand: tensor() with dtype f32, or bf16 when allow_bf16_operands.
+  void operand(const Tensor& t, const char* name) const;
+  void operand_shape(const Tensor& t, const Shape& expected, const char* name) const;
+  void has_rank(const Tensor& t, int expected, const char* name) const;
   // x is [..., C] with C >= 1; returns C.
   int64_t channels(const Tensor& x) const;
   // Backward's common arguments: channels(x), dy of x's shape, the saved statistics [C]; returns C.
@@ -182,6 +194,7 @@ class OpChecks {
   const char* op_;
   Device device_;
   std::string backend_;
+  bool bf16_operands_ = false;
   // What describe() lists: recorded by tensor(), which every check goes through. Mutable because
   // recording is not part of the checks' meaning; a fixed array, so checking never allocates.
   struct Checked {

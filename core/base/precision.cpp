@@ -35,4 +35,8 @@ void round_operand(const float* in, float* out, int64_t count, Precision p) {
     std::copy(in, in + count, out);
 }
 
+void widen_bf16(const uint16_t* in, float* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] = from_bf16_bits(in[i]);
+}
+
 }  // namespace convnet

@@ -43,5 +43,7 @@ inline float round_to_bf16(float x) {
 
 // out[i] = in[i] rounded as an operand of `p` (fp32: copied), for i < count; in may equal out.
 void round_operand(const float* in, float* out, int64_t count, Precision p);
+// out[i] = the value of the bf16 in[i] (exact), for i < count.
+void widen_bf16(const uint16_t* in, float* out, int64_t count);
 
 }  // namespace convnet

@@ -51,16 +51,18 @@ class CpuBackend final : public Backend {
 
   // Conv and linear ops in precision(): operands rounded as the GPU kernels round them, then fp32.
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override {
+    checks("conv2d_forward").conv2d_forward(x, w, bias, y, p);
     cpu::conv2d_forward(operand(x, 0), operand(w, 1), bias, y, p, workspace_);
     round_result(y);
   }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override {
+    checks("conv2d_backward_data").conv2d_backward_data(dy, w, dx, p);
     cpu::conv2d_backward_data(operand(dy, 0), operand(w, 1), dx, p, workspace_);
     round_result(dx);
   }
   void conv2d_backward_filter(const Tensor& x, const Tensor& dy, Tensor& dw, Tensor* dbias,
                               const Conv2dParams& p) override {
-    const ConvGeometry g = OpChecks::cpu("conv2d_backward_filter").conv2d_backward_filter(x, dy, dw, dbias, p);
+    const ConvGeometry g = checks("conv2d_backward_filter").conv2d_backward_filter(x, dy, dw, dbias, p);
     cpu::conv2d_backward_filter(operand(x, 0), operand(dy, 1), dw, bias_from_operand() ? dbias : nullptr, p,
                                 workspace_);
     if (dbias && !bias_from_operand()) cpu::bias_gradient(dy.f32(), g.n * g.p * g.q, g.k, dbias->f32());
@@ -126,12 +128,13 @@ class CpuBackend final : public Backend {
   }
 
   void linear_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+    checks("linear_forward").linear_forward(x, w, bias, y);
     cpu::linear_forward(operand(x, 0), operand(w, 1), bias, y);
     round_result(y);
   }
   void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                        Tensor* dbias) override {
-    const LinearGeometry g = OpChecks::cpu("linear_backward").linear_backward(x, w, dy, dx, dw, dbias);
+    const LinearGeometry g = checks("linear_backward").linear_backward(x, w, dy, dx, dw, dbias);
     cpu::linear_backward(operand(x, 0), operand(w, 1), operand(dy, 2), dx, dw, bias_from_operand() ? dbias : nullptr);
     if (dx) round_result(*dx);
     if (dbias && !bias_from_operand()) cpu::bias_gradient(dy.f32(), g.n, g.out, dbias->f32());
@@ -146,8 +149,9 @@ class CpuBackend final : public Backend {
     cpu::softmax_cross_entropy_backward(probs, labels, smoothing, dlogits);
   }
 
-  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step) override {
-    cpu::sgd_update(param, grad, momentum_buf, step);
+  void sgd_update(Tensor& param, const Tensor& grad, Tensor& momentum_buf, const SgdStep& step,
+                  Tensor* bf16_copy) override {
+    cpu::sgd_update(param, grad, momentum_buf, step, bf16_copy);
   }
 
   void axpby(float alpha, const Tensor& x, float beta, Tensor& y) override { cpu::axpby(alpha, x, beta, y); }
@@ -170,15 +174,22 @@ class CpuBackend final : public Backend {
   bool supports_precision(Precision) const override { return true; }
 
  private:
-  // t as precision() rounds an operand: t itself in fp32, else a rounded copy in operand buffer
-  // `slot` (one per operand of an op, grow-only, so a training step allocates nothing after the
-  // first). The copy is valid until the next op.
+  // The conv and linear ops' checks: bf16 operands in bf16 precision.
+  OpChecks checks(const char* op) const {
+    return OpChecks::cpu(op).allow_bf16_operands(precision() == Precision::bf16);
+  }
+  // t as precision() rounds an operand: t itself in fp32, else a rounded copy (a bf16 t: widened,
+  // exactly) in operand buffer `slot` (one per operand of an op, grow-only, so a training step
+  // allocates nothing after the first). The copy is valid until the next op.
   Tensor operand(const Tensor& t, int slot) {
     if (precision() == Precision::fp32) return t;
     Tensor& buffer = operand_buffers_[slot];
     if (!buffer.defined() || buffer.numel() < t.numel()) buffer = Tensor({t.numel()});
     Tensor rounded = buffer.leading(t.shape());
-    round_operand(t.f32(), rounded.f32(), t.numel(), precision());
+    if (t.dtype() == DType::bf16)
+      widen_bf16(t.data<uint16_t>(), rounded.f32(), t.numel());
+    else
+      round_operand(t.f32(), rounded.f32(), t.numel(), precision());
     return rounded;
   }
   // y and dx as stored: bf16 values in bf16, as computed otherwise.

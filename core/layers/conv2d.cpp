@@ -104,6 +104,8 @@ Shape Conv2d::configure(const Shape& in) {
 void Conv2d::allocate_parameters() {
   CONVNET_CHECK(in_channels_ > 0, "{}: allocate_parameters() before configure()", name());
   layer_util::allocate_parameter(backend(), weight_, weight_shape());
+  // Grouped convolutions on cuda read fp32 weights for narrow groups: no copy for them.
+  if (groups_ == 1) layer_util::keep_bf16_copy(backend(), weight_);
   if (bias_) layer_util::allocate_parameter(backend(), bias_param_, {out_channels_});
 }
 
@@ -137,7 +139,7 @@ void Conv2d::initialize(Rng& rng) {
         }
     }
   }
-  layer_util::upload(backend(), weight_.value, w);
+  layer_util::upload_value(backend(), weight_, w);
   if (bias_) backend().fill(bias_param_.value, 0.0f);
 }
 
@@ -148,7 +150,7 @@ void Conv2d::initialize_from_data(const Tensor& inputs) {
                 "{}: data init input {} does not match [N] + {}", name(), shape_str(inputs.shape()),
                 shape_str(input_shape()));
   const cpu::WhiteningFilters white = cpu::whitening_filters(inputs, kernel_, dilation_, whitening_eps_);
-  layer_util::upload(backend(), weight_.value, white.filters);
+  layer_util::upload_value(backend(), weight_, white.filters);
   spdlog::debug("{}: whitening from {} patches of {} images, eigenvalues {:.3g} .. {:.3g}", name(), white.patches,
                 inputs.dim(0), white.eigenvalues.front(), white.eigenvalues.back());
 }
@@ -157,19 +159,19 @@ void Conv2d::forward(const Tensor& x, Tensor& y, Mode mode) {
   layer_util::check_io(*this, x, y);
   const Tensor* bias = bias_ ? &bias_param_.value : nullptr;
   if (!moments_ || mode != Mode::train) {
-    backend().conv2d_forward(x, weight_.value, bias, y, conv_params());
+    backend().conv2d_forward(x, weight_.operand(), bias, y, conv_params());
     if (moments_) moments_->fresh = false;
     return;
   }
   layer_util::ensure_tensor(backend(), moments_->mean, {out_channels_});
   layer_util::ensure_tensor(backend(), moments_->m2, {out_channels_});
-  backend().conv2d_forward_with_moments(x, weight_.value, bias, y, conv_params(), moments_->mean, moments_->m2);
+  backend().conv2d_forward_with_moments(x, weight_.operand(), bias, y, conv_params(), moments_->mean, moments_->m2);
   moments_->fresh = true;
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const Conv2dParams p = conv_params();
-  if (dx) backend().conv2d_backward_data(dy, weight_.value, *dx, p);
+  if (dx) backend().conv2d_backward_data(dy, weight_.operand(), *dx, p);
   backend().conv2d_backward_filter(x, dy, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
 }
 

@@ -31,6 +31,12 @@ void allocate_parameter(Backend& backend, Parameter& param, const Shape& shape) 
   backend.fill(param.grad, 0.0f);
 }
 
+void keep_bf16_copy(Backend& backend, Parameter& weight) {
+  const bool keep = backend.precision() == Precision::bf16 && !weight.frozen;
+  weight.bf16_copy = keep ? backend.empty(weight.value.shape(), DType::bf16) : Tensor();
+  weight.bf16_copy_current = false;
+}
+
 void ensure_tensor(Backend& backend, Tensor& t, const Shape& shape, DType dtype) {
   if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == backend.device()) return;
   t = backend.empty(shape, dtype);
@@ -50,6 +56,11 @@ void upload(Backend& backend, Tensor& dst, const Tensor& host) {
   CONVNET_CHECK(host.is_cpu() && host.numel() == dst.numel(), "upload of {} into {}", shape_str(host.shape()),
                 shape_str(dst.shape()));
   backend.copy(dst, host);
+}
+
+void upload_value(Backend& backend, Parameter& param, const Tensor& host) {
+  upload(backend, param.value, host);
+  param.value_written();
 }
 
 }  // namespace convnet::layer_util

@@ -34,6 +34,9 @@ Shape with_batch(int64_t n, const Shape& example);
 // Allocates param.value and param.grad with `shape` on `backend`; the gradient starts at zero so
 // it is never uninitialised memory, the value is left for initialize().
 void allocate_parameter(Backend& backend, Parameter& param, const Shape& shape);
+// A conv or linear weight's bf16 copy (Parameter::bf16_copy): allocated when the backend computes
+// in bf16 and the weight trains; none otherwise.
+void keep_bf16_copy(Backend& backend, Parameter& weight);
 
 // Makes `t` a `shape` x `dtype` tensor on `backend`, reusing its storage when it already has that
 // shape and dtype (per-forward scratch: no allocation per step while the batch size is unchanged).
@@ -45,5 +48,7 @@ int64_t check_io(const Layer& layer, const Tensor& x, const Tensor& y);
 
 // Copies a host tensor into a (possibly device) tensor of the same numel through the backend.
 void upload(Backend& backend, Tensor& dst, const Tensor& host);
+// upload() into a parameter's value, which then has no current bf16 copy.
+void upload_value(Backend& backend, Parameter& param, const Tensor& host);
 
 }  // namespace convnet::layer_util

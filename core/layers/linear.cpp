@@ -39,6 +39,7 @@ Shape Linear::configure(const Shape& in) {
 void Linear::allocate_parameters() {
   CONVNET_CHECK(in_features_ > 0, "{}: allocate_parameters() before configure()", name());
   layer_util::allocate_parameter(backend(), weight_, {out_features_, in_features_});
+  layer_util::keep_bf16_copy(backend(), weight_);
   if (bias_) layer_util::allocate_parameter(backend(), bias_param_, {out_features_});
 }
 
@@ -46,7 +47,7 @@ void Linear::initialize(Rng& rng) {
   const float bound = static_cast<float>(1.0 / std::sqrt(static_cast<double>(in_features_)));
   Tensor w(weight_.value.shape());
   for (float& v : w.span()) v = rng.uniform(-bound, bound);
-  layer_util::upload(backend(), weight_.value, w);
+  layer_util::upload_value(backend(), weight_, w);
   if (bias_) {
     Tensor b(bias_param_.value.shape());
     for (float& v : b.span()) v = rng.uniform(-bound, bound);
@@ -56,11 +57,11 @@ void Linear::initialize(Rng& rng) {
 
 void Linear::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
   layer_util::check_io(*this, x, y);
-  backend().linear_forward(x, weight_.value, bias_ ? &bias_param_.value : nullptr, y);
+  backend().linear_forward(x, weight_.operand(), bias_ ? &bias_param_.value : nullptr, y);
 }
 
 void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
-  backend().linear_backward(x, weight_.value, dy, dx, weight_.grad, bias_ ? &bias_param_.grad : nullptr);
+  backend().linear_backward(x, weight_.operand(), dy, dx, weight_.grad, bias_ ? &bias_param_.grad : nullptr);
 }
 
 std::vector<Parameter*> Linear::parameters() {

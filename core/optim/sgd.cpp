@@ -79,7 +79,9 @@ void Sgd::step(double lr, int64_t epoch) {
     CONVNET_CHECK(p.param->grad.defined(), "parameter {} has no gradient", p.full_name);
     const SgdStep s{static_cast<float>(lr * static_cast<double>(p.lr_mult)), static_cast<float>(config_.momentum),
                     p.weight_decay, config_.nesterov, decoupled};
-    p.backend->sgd_update(p.param->value, p.param->grad, p.momentum, s);
+    Tensor* copy = p.param->bf16_copy.defined() ? &p.param->bf16_copy : nullptr;
+    p.backend->sgd_update(p.param->value, p.param->grad, p.momentum, s, copy);
+    p.param->bf16_copy_current = copy != nullptr;
   }
 }
 

@@ -77,11 +77,17 @@ void WeightAverage::update(double decay) {
 }
 
 void WeightAverage::copy_to_current() {
-  for (AveragedTensor& t : tensors_) t.backend->copy(*t.current, t.average);
+  for (AveragedTensor& t : tensors_) {
+    t.backend->copy(*t.current, t.average);
+    if (t.parameter) t.parameter->value_written();
+  }
 }
 
 void WeightAverage::swap() {
-  for (AveragedTensor& t : tensors_) std::swap(*t.current, t.average);
+  for (AveragedTensor& t : tensors_) {
+    std::swap(*t.current, t.average);
+    if (t.parameter) t.parameter->value_written();
+  }
 }
 
 AverageSwapGuard::AverageSwapGuard(WeightAverage* average)

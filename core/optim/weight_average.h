@@ -26,14 +26,16 @@
 
 #include "core/base/backend.h"
 #include "core/config/config.h"
+#include "core/layers/layer.h"
 
 namespace convnet {
 
 struct AveragedTensor {
-  std::string name;  // full name, e.g. "features.1.running_mean"
-  Tensor* current;   // the live f32 tensor (Parameter::value or Buffer::value); must outlive this
-  Backend* backend;  // the backend of the tensor's layer (its device)
-  Tensor average;    // allocated by WeightAverage
+  std::string name;                // full name, e.g. "features.1.running_mean"
+  Tensor* current;                 // the live f32 tensor (Parameter::value or Buffer::value); must outlive this
+  Backend* backend;                // the backend of the tensor's layer (its device)
+  Tensor average;                  // allocated by WeightAverage
+  Parameter* parameter = nullptr;  // current's owner when it is a parameter value: told of writes
 };
 
 class WeightAverage {

@@ -324,11 +324,22 @@ void check_resume_position(const TrainingState& state, int64_t steps_per_epoch, 
                     path, state.step, state.epoch, steps_per_epoch, state.batch_in_epoch));
 }
 
+namespace {
+
+// Loading writes every parameter value: no bf16 copy stays current (Parameter::value_written),
+// even when the load fails part way.
+void values_written(Graph& graph) {
+  for (auto& [name, param] : graph.named_parameters()) param->value_written();
+}
+
+}  // namespace
+
 TrainingState load_checkpoint(const std::string& path, Graph& graph, Sgd* optimizer, WeightAverage* average) {
   const SafetensorsFile file = read_safetensors(path);
   TrainingState state = parse_checkpoint_metadata(file, path);
   check_average_mode(file, path, optimizer, average);
   check_class_count(state, graph, path);
+  values_written(graph);
   load_tensors(file, path, model_tensors(graph, optimizer, average), {optimizer == nullptr, average == nullptr});
   return state;
 }
@@ -337,6 +348,7 @@ void load_model_weights(const std::string& path, Graph& graph) {
   const SafetensorsFile file = read_safetensors(path);
   const bool ours = has_convnet_metadata(file.metadata);
   if (ours) check_class_count(parse_checkpoint_metadata(file, path), graph, path);
+  values_written(graph);
   load_tensors(file, path, model_tensors(graph, nullptr, nullptr), {ours, ours});
 }
 

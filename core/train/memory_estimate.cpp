@@ -21,11 +21,12 @@ constexpr double kExactActivationLimit = 0x1p62;
 
 }  // namespace
 
-int parameter_copies(const Config& config) {
-  return 2 + (config.optimizer.momentum > 0 ? 1 : 0) + (config.ema.mode != "none" ? 1 : 0);
+double parameter_copies(const Config& config) {
+  return 2 + (config.optimizer.momentum > 0 ? 1 : 0) + (config.ema.mode != "none" ? 1 : 0) +
+         (config.train.precision == "bf16" ? 0.5 : 0);
 }
 
-std::optional<MemoryEstimate> estimate_host_memory(const Graph& graph, int64_t batch, int copies) {
+std::optional<MemoryEstimate> estimate_host_memory(const Graph& graph, int64_t batch, double copies) {
   MemoryEstimate estimate;
   double activation_bound = 0;
   for (size_t i = 0; i < graph.size(); ++i) {

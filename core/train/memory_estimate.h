@@ -20,13 +20,14 @@ struct MemoryEstimate {
   double total() const { return parameter_bytes + activation_bytes; }
 };
 
-// Copies of every parameter a run holds: value and gradient, plus the momentum buffer
-// (optimizer.momentum > 0) and the average (ema.mode ema or lookahead).
-int parameter_copies(const Config& config);
+// fp32 copies of every parameter a run holds: value and gradient, plus the momentum buffer
+// (optimizer.momentum > 0), the average (ema.mode ema or lookahead), and half a copy for the bf16
+// weight copies of train.precision bf16 (an upper bound: only conv and linear weights keep one).
+double parameter_copies(const Config& config);
 
 // The host memory the layers of `graph` placed on the host need at `batch`; std::nullopt when a
 // layer runs on a GPU (the device allocator reports its own out-of-memory errors, naming the size).
-std::optional<MemoryEstimate> estimate_host_memory(const Graph& graph, int64_t batch, int copies);
+std::optional<MemoryEstimate> estimate_host_memory(const Graph& graph, int64_t batch, double copies);
 
 // MemAvailable from /proc/meminfo, in bytes; std::nullopt when it cannot be read.
 std::optional<int64_t> available_host_memory();

@@ -450,7 +450,7 @@ std::vector<AveragedTensor> weight_average_targets(Graph& graph) {
     Layer& layer = graph.layer(i);
     Backend* backend = &graph.layer_backend(i);
     for (Parameter* p : layer.parameters())
-      if (!p->frozen) out.push_back({graph.module(i) + "." + p->name, &p->value, backend, Tensor()});
+      if (!p->frozen) out.push_back({graph.module(i) + "." + p->name, &p->value, backend, Tensor(), p});
     for (Buffer* b : layer.buffers())
       if (b->value.dtype() == DType::f32)
         out.push_back({graph.module(i) + "." + b->name, &b->value, backend, Tensor()});

@@ -231,7 +231,7 @@ void bm_sgd_update(benchmark::State& state) {
   Tensor buf = random_tensor({kParams}, 21, -0.01f, 0.01f);
   const SgdStep step{.lr = 1e-3f, .momentum = 0.9f, .weight_decay = 5e-4f};
   for (auto _ : state) {
-    be.sgd_update(param, grad, buf, step);
+    be.sgd_update(param, grad, buf, step, nullptr);
     benchmark::DoNotOptimize(param.raw());
     benchmark::ClobberMemory();
   }

@@ -94,7 +94,7 @@ class RecordingBackend final : public Backend {
   void softmax_cross_entropy_backward(const Tensor&, const Tensor&, float, Tensor&) override {
     record("softmax_cross_entropy_backward");
   }
-  void sgd_update(Tensor&, const Tensor&, Tensor&, const SgdStep&) override { record("sgd_update"); }
+  void sgd_update(Tensor&, const Tensor&, Tensor&, const SgdStep&, Tensor*) override { record("sgd_update"); }
   void accumulate_train_stats(const Tensor&, const Tensor&, const Tensor&, int64_t, Tensor&) override {
     record("accumulate_train_stats");
   }

@@ -36,6 +36,13 @@ Tensor poisoned(const Shape& shape) {
   return Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
 }
 
+Tensor bf16_tensor(const Tensor& t) {
+  Tensor out(t.shape(), DType::bf16);
+  auto* bits = out.data<uint16_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) bits[i] = to_bf16_bits(t.f32()[i]);
+  return out;
+}
+
 double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b) {
   if (a.size() != b.size()) return std::numeric_limits<double>::infinity();
   double diff = 0, ref = 0;

@@ -32,6 +32,8 @@ Tensor random_labels(int64_t n, int bound, Rng& rng);
 std::vector<double> to_double(const Tensor& t);
 // Host f32 tensor of NaNs: the output of an op that must overwrite every element.
 Tensor poisoned(const Shape& shape);
+// The host f32 tensor t rounded to bf16 (to nearest even), stored as bf16.
+Tensor bf16_tensor(const Tensor& t);
 
 // ||a - b||_2 / max(||b||_2, tiny); NaN anywhere gives +inf so NaN never passes.
 double relative_l2_error(const std::vector<double>& a, const std::vector<double>& b);

@@ -277,9 +277,10 @@ TEST(OpChecks, DropoutLossAndSgd) {
   const OpChecks sgd = OpChecks::cpu("sgd_update");
   SgdStep step;
   step.momentum = 0.0f;
-  EXPECT_EQ(error_of([&] { sgd.sgd_update(x, x, Tensor(), step); }), "");
+  EXPECT_EQ(error_of([&] { sgd.sgd_update(x, x, Tensor(), step, nullptr); }), "");
   step.momentum = 0.9f;
-  EXPECT_TRUE(has(error_of([&] { sgd.sgd_update(x, x, Tensor(), step); }), "sgd_update: momentum_buf is undefined"));
+  EXPECT_TRUE(
+      has(error_of([&] { sgd.sgd_update(x, x, Tensor(), step, nullptr); }), "sgd_update: momentum_buf is undefined"));
 }
 
 }  // namespace

@@ -51,7 +51,7 @@ TEST(OpsSgd, HandComputedThreeSteps) {
     Tensor param = Tensor::from_vector({2}, {1.0f, -2.0f});
     Tensor buf = Tensor::zeros({2});
     for (size_t t = 0; t < 3; ++t) {
-      be->sgd_update(param, Tensor::from_vector({2}, kGrads[t]), buf, c.step);
+      be->sgd_update(param, Tensor::from_vector({2}, kGrads[t]), buf, c.step, nullptr);
       EXPECT_TRUE(close_l2(param, c.params[t], 1e-6)) << "after step " << t + 1;
     }
   }
@@ -84,7 +84,7 @@ TEST(OpsSgd, RandomMatchesNaiveForEveryVariant) {
           std::vector<double> p_ref = testing::to_double(param), b_ref(p_ref.size(), 0.0);
           for (int t = 0; t < 4; ++t) {
             const Tensor grad = random_tensor(param.shape(), rng);
-            be->sgd_update(param, grad, buf, step);
+            be->sgd_update(param, grad, buf, step, nullptr);
             naive::sgd_update(p_ref, testing::to_double(grad), b_ref, step);
           }
           EXPECT_TRUE(close_l2(param, p_ref, 1e-6));
@@ -98,10 +98,10 @@ TEST(OpsSgd, NoMomentumAcceptsUndefinedBufferAndChecksShapes) {
   auto be = make_cpu_backend();
   Tensor param = Tensor::from_vector({2}, {1.0f, -2.0f});
   Tensor no_buf;
-  be->sgd_update(param, Tensor::from_vector({2}, {0.5f, -1.0f}), no_buf, make_step(0, 0, false, false));
+  be->sgd_update(param, Tensor::from_vector({2}, {0.5f, -1.0f}), no_buf, make_step(0, 0, false, false), nullptr);
   EXPECT_TRUE(close_l2(param, {0.95, -1.9}, 1e-7));
-  EXPECT_THROW(be->sgd_update(param, Tensor::zeros({3}), no_buf, make_step(0, 0, false, false)), Error);
-  EXPECT_THROW(be->sgd_update(param, Tensor::zeros({2}), no_buf, make_step(0.9f, 0, false, false)), Error);
+  EXPECT_THROW(be->sgd_update(param, Tensor::zeros({3}), no_buf, make_step(0, 0, false, false), nullptr), Error);
+  EXPECT_THROW(be->sgd_update(param, Tensor::zeros({2}), no_buf, make_step(0.9f, 0, false, false), nullptr), Error);
 }
 
 }  // namespace

@@ -127,7 +127,7 @@ Trained train_steps(ConvBnFusion fusion, bool expect_fused) {
     SgdStep sgd;
     sgd.lr = 0.05f;
     Tensor no_momentum;
-    for (auto& [name, p] : graph.named_parameters()) backend->sgd_update(p->value, p->grad, no_momentum, sgd);
+    for (auto& [name, p] : graph.named_parameters()) backend->sgd_update(p->value, p->grad, no_momentum, sgd, nullptr);
     if (step == 2) graph.forward(x, Mode::eval);
   }
   for (auto& [name, p] : graph.named_parameters()) t.params.push_back(p->value.to_vector());

@@ -38,6 +38,8 @@ TEST(MemoryEstimate, CopiesCountMomentumAndWeightAverage) {
   EXPECT_EQ(parameter_copies(c), 3);
   c.ema.mode = "ema";
   EXPECT_EQ(parameter_copies(c), 4);
+  c.train.precision = "bf16";  // the bf16 weight copies: half an fp32 copy
+  EXPECT_EQ(parameter_copies(c), 4.5);
 }
 
 TEST(MemoryEstimate, TooLargeIsAConfigErrorNamingTheSizes) {

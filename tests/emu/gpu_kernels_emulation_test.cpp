@@ -13,6 +13,7 @@
 // same operation by operation, results must be equal bit for bit; elsewhere within 1e-5 relative L2.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstddef>
@@ -756,26 +757,38 @@ TEST(CommonEmulation, SgdUpdateMatchesCpuBitForBit) {
   };
   const int64_t n = 1029;
   const Shape shape{n};
-  for (const Variant& v : variants) {
-    Rng rng(std::hash<std::string>{}(v.name));
-    const Tensor param0 = random_tensor(shape, rng, -1.0f, 1.0f), grad = random_tensor(shape, rng, -1.0f, 1.0f);
-    const Tensor mom0 = random_tensor(shape, rng, -0.5f, 0.5f);
-    const bool use_momentum = v.step.momentum != 0.0f;
-    DeviceBuf gparam = DeviceBuf::of(param0), ggrad = DeviceBuf::of(grad), gmom = DeviceBuf::of(mom0);
-    Tensor param(shape), mom = use_momentum ? Tensor(shape) : Tensor();
-    cpu().copy(param, param0);
-    if (use_momentum) cpu().copy(mom, mom0);
-    for (int step = 0; step < 3; ++step) {  // several steps: the momentum buffer feeds back
-      cpu().sgd_update(param, grad, mom, v.step);
-      launch_sgd_update(gparam.f(), ggrad.f(), use_momentum ? gmom.f() : nullptr, n, v.step, nullptr);
+  for (const Variant& v : variants)
+    for (const bool with_copy : {false, true}) {  // the bf16 weight copy (Backend::sgd_update)
+      SCOPED_TRACE(with_copy ? "with a bf16 copy" : "without a copy");
+      Rng rng(std::hash<std::string>{}(v.name));
+      const Tensor param0 = random_tensor(shape, rng, -1.0f, 1.0f), grad = random_tensor(shape, rng, -1.0f, 1.0f);
+      const Tensor mom0 = random_tensor(shape, rng, -0.5f, 0.5f);
+      const bool use_momentum = v.step.momentum != 0.0f;
+      DeviceBuf gparam = DeviceBuf::of(param0), ggrad = DeviceBuf::of(grad), gmom = DeviceBuf::of(mom0);
+      DeviceBuf gcopy(static_cast<size_t>(n) * sizeof(uint16_t));  // poisoned: NaN bit patterns
+      Tensor param(shape), mom = use_momentum ? Tensor(shape) : Tensor(), copy(shape, DType::bf16);
+      cpu().copy(param, param0);
+      if (use_momentum) cpu().copy(mom, mom0);
+      for (int step = 0; step < 3; ++step) {  // several steps: the momentum buffer feeds back
+        cpu().sgd_update(param, grad, mom, v.step, with_copy ? &copy : nullptr);
+        launch_sgd_update(gparam.f(), ggrad.f(), use_momentum ? gmom.f() : nullptr,
+                          with_copy ? gcopy.as<uint16_t>() : nullptr, n, v.step, nullptr);
+      }
+      EXPECT_TRUE(bits_equal(gparam.download(shape), param)) << v.name << ": param";
+      if (use_momentum) {
+        EXPECT_TRUE(bits_equal(gmom.download(shape), mom)) << v.name << ": momentum";
+      }
+      if (with_copy) {
+        EXPECT_TRUE(bits_equal(gcopy.download(shape, DType::bf16), copy)) << v.name << ": bf16 copy";
+      } else {
+        const Tensor untouched = gcopy.download(shape, DType::bf16);
+        const uint16_t* bits = untouched.data<uint16_t>();
+        EXPECT_TRUE(std::all_of(bits, bits + n, [](uint16_t b) { return b == 0xffffu; }))
+            << v.name << ": a copy written though none was asked for";
+      }
+      EXPECT_FALSE(bits_equal(gparam.download(shape), param0)) << v.name << ": the update changed nothing";
+      for (DeviceBuf* b : {&gparam, &gmom, &gcopy}) EXPECT_TRUE(b->guards_intact());
     }
-    EXPECT_TRUE(bits_equal(gparam.download(shape), param)) << v.name << ": param";
-    if (use_momentum) {
-      EXPECT_TRUE(bits_equal(gmom.download(shape), mom)) << v.name << ": momentum";
-    }
-    EXPECT_FALSE(bits_equal(gparam.download(shape), param0)) << v.name << ": the update changed nothing";
-    for (DeviceBuf* b : {&gparam, &gmom}) EXPECT_TRUE(b->guards_intact());
-  }
 }
 
 // ---------------------------------------------------------------------------------------------

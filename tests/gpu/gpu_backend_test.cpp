@@ -271,7 +271,7 @@ TEST_P(GpuBackendTest, MismatchedArgumentsThrowNamingTheOp) {
   }
   {  // sgd with a gradient of another size
     Tensor param = b.empty({10}), grad = b.empty({11}), buf = b.empty({10});
-    errors.emplace_back("sgd_update", error_of([&] { b.sgd_update(param, grad, buf, SgdStep{}); }));
+    errors.emplace_back("sgd_update", error_of([&] { b.sgd_update(param, grad, buf, SgdStep{}, nullptr); }));
   }
   for (const auto& [op, message] : errors) EXPECT_TRUE(contains(message, op)) << op << ": got '" << message << "'";
 

@@ -542,8 +542,8 @@ TEST_P(GpuOps, SgdUpdateMatchesCpu) {
     }
     for (int step = 0; step < 3; ++step) {
       const Tensor grad = random_tensor({n}, rng);
-      cpu().sgd_update(param, grad, buf, c.step);
-      gpu().sgd_update(gparam, up(grad), gbuf, c.step);
+      cpu().sgd_update(param, grad, buf, c.step, nullptr);
+      gpu().sgd_update(gparam, up(grad), gbuf, c.step, nullptr);
       // Compare the change from the start, so a small decay error is not hidden by the parameter size.
       const Tensor got = down(gparam);
       std::vector<double> got_delta(static_cast<size_t>(n)), want_delta(static_cast<size_t>(n));

@@ -47,20 +47,29 @@ struct TrainRun {
 // Five training steps on `backend` (and `layer_backends` for the layers they name), as the trainer
 // does them (TrainStep). Graph, data and optimizer are identical across calls. Each step's loss is
 // the growth of the device-side loss sum, read back after the step's forward.
+// What a run varies besides its backends: each must leave the results as they are (or close).
+struct RunOptions {
+  ConvBnFusion fusion = ConvBnFusion::never;
+  bool output_reuse = true;  // Graph::set_output_reuse
+  bool bf16_copies = true;   // keep the weights' bf16 copies (Parameter::bf16_copy) in bf16
+};
+
 TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {},
-                          ConvBnFusion fusion = ConvBnFusion::never, bool output_reuse = true) {
+                          const RunOptions& options = {}) {
   ModelConfig model;
   model.name = "vgg";
   model.cfg = {"8", "M", "16", "M"};
   model.pool = "avg";
   Graph graph;
   add_model_layers(model, kExample, graph);
-  graph.set_output_reuse(output_reuse);
+  graph.set_output_reuse(options.output_reuse);
   graph.plan(kExample, backend, layer_backends);
   TrainRun run;
-  run.fused_pairs = fuse_conv_batch_norm(graph, fusion);
+  run.fused_pairs = fuse_conv_batch_norm(graph, options.fusion);
   Rng init(2024);
   graph.allocate_parameters(init);
+  if (!options.bf16_copies)
+    for (auto& [name, p] : graph.named_parameters()) p->bf16_copy = Tensor();
 
   Rng data(7);
   const Tensor images = testing::random_tensor({kBatch, kExample[0], kExample[1], kExample[2]}, data);
@@ -122,7 +131,7 @@ TEST_P(GpuTraining, FiveStepLossesFollowTheCpu) {
   expect_follows(train_five_steps(*gpu), want, 1e-4, 1e-3, GetParam());
   // conv -> batch_norm fused, forced (no fp32 backend fuses by itself): the statistics from a pass
   // over the conv output (Backend's default), the batchnorm half on our kernels, cudnn's too.
-  const TrainRun fused = train_five_steps(*gpu, {}, ConvBnFusion::always);
+  const TrainRun fused = train_five_steps(*gpu, {}, {.fusion = ConvBnFusion::always});
   EXPECT_EQ(fused.fused_pairs, 2) << "conv1 -> bn1 and conv2 -> bn2";
   expect_follows(fused, want, 1e-4, 1e-3, GetParam() + " fused");
 }
@@ -149,7 +158,7 @@ TEST_P(GpuTrainingPrecision, CudaFollowsTheCpuInTheSamePrecision) {
   // conv -> batch_norm fused as train.conv_bn_fusion: auto does on cuda in tf32 and bf16: the
   // batchnorms take their statistics from v4's epilogue, and still follow the unfused cpu.
   ASSERT_TRUE(gpu->fuses_conv_batch_norm());
-  const TrainRun fused = train_five_steps(*gpu, {}, ConvBnFusion::automatic);
+  const TrainRun fused = train_five_steps(*gpu, {}, {.fusion = ConvBnFusion::automatic});
   EXPECT_EQ(fused.fused_pairs, 2) << "conv1 -> bn1 and conv2 -> bn2";
   expect_follows(fused, want, loss_tol, 10 * loss_tol, std::string(precision_name(precision)) + " fused");
 }
@@ -231,8 +240,20 @@ TEST(GpuTrainingDeterminism, OutputReuseChangesNoBit) {
   CONVNET_SKIP_WITHOUT_GPU();
   for (const std::string name : {"cuda", "cudnn"}) {
     std::unique_ptr<Backend> backend = testing::make_gpu_backend(name);
-    expect_same_bits(train_five_steps(*backend, {}, ConvBnFusion::never, true),
-                     train_five_steps(*backend, {}, ConvBnFusion::never, false), name + ": output reuse on vs off");
+    expect_same_bits(train_five_steps(*backend), train_five_steps(*backend, {}, {.output_reuse = false}),
+                     name + ": output reuse on vs off");
+  }
+}
+
+// bf16 training reads the weights' bf16 copies, written by the fused SGD update, instead of
+// converting the fp32 weights at every pass: the same bits either way, on both backends.
+TEST(GpuTrainingDeterminism, Bf16WeightCopiesChangeNoBit) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  for (const std::string name : {"cuda", "cudnn"}) {
+    std::unique_ptr<Backend> backend = testing::make_gpu_backend(name);
+    backend->set_precision(Precision::bf16);
+    expect_same_bits(train_five_steps(*backend), train_five_steps(*backend, {}, {.bf16_copies = false}),
+                     name + ": bf16 weight copies on vs off");
   }
 }
 

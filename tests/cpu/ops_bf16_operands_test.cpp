@@ -1,0 +1,154 @@
+// bf16 operands of the conv and linear ops (Backend::conv2d_forward) and the bf16 weight copy the
+// fused SGD update writes (Backend::sgd_update), on the cpu backend: a bf16 operand gives exactly
+// the result of the f32 operand it was rounded from, every other precision refuses one, and the
+// copy is the updated weight rounded to nearest even.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/base/precision.h"
+#include "core/base/rng.h"
+#include "core/cpu/cpu_backend.h"
+#include "tests/common/test_util.h"
+
+namespace convnet {
+namespace {
+
+using testing::error_of;
+using testing::random_tensor;
+
+bool same_bits(const Tensor& a, const Tensor& b) {
+  return a.bytes() == b.bytes() && std::memcmp(a.raw(), b.raw(), a.bytes()) == 0;
+}
+
+std::unique_ptr<Backend> backend_in(Precision p) {
+  auto be = make_cpu_backend();
+  be->set_precision(p);
+  return be;
+}
+
+// The three conv passes with f32 operands and with their bf16 roundings give the same bits.
+TEST(Bf16Operands, ConvPassesGiveTheResultOfTheF32OperandsTheyRoundFrom) {
+  auto be = backend_in(Precision::bf16);
+  Rng rng(21);
+  for (const int groups : {1, 2}) {
+    SCOPED_TRACE(::testing::Message() << "groups " << groups);
+    Conv2dParams p = testing::conv_params(2, 1, 1, 1, 1, 1);
+    p.groups = groups;
+    const Tensor x = random_tensor({2, 7, 6, 4}, rng), w = random_tensor({6, 3, 3, 4 / groups}, rng);
+    const Tensor bias = random_tensor({6}, rng);
+    const int64_t P = conv_output_size(7, 3, 2, 1, 1), Q = conv_output_size(6, 3, 1, 1, 1);
+    const Tensor dy = random_tensor({2, P, Q, 6}, rng);
+    const Tensor xb = testing::bf16_tensor(x), wb = testing::bf16_tensor(w), dyb = testing::bf16_tensor(dy);
+    Tensor y = testing::poisoned({2, P, Q, 6}), y_b = testing::poisoned(y.shape());
+    Tensor dx = testing::poisoned(x.shape()), dx_b = testing::poisoned(x.shape());
+    Tensor dw = testing::poisoned(w.shape()), dw_b = testing::poisoned(w.shape());
+    Tensor db = testing::poisoned({6}), db_b = testing::poisoned({6});
+    be->conv2d_forward(x, w, &bias, y, p);
+    be->conv2d_forward(xb, wb, &bias, y_b, p);
+    be->conv2d_backward_data(dy, w, dx, p);
+    be->conv2d_backward_data(dyb, wb, dx_b, p);
+    be->conv2d_backward_filter(x, dy, dw, &db, p);
+    be->conv2d_backward_filter(xb, dyb, dw_b, &db_b, p);
+    EXPECT_TRUE(same_bits(y, y_b));
+    EXPECT_TRUE(same_bits(dx, dx_b));
+    EXPECT_TRUE(same_bits(dw, dw_b));
+    EXPECT_TRUE(same_bits(db, db_b));
+    // Mixed: only the weight in bf16, as the layers pass it.
+    Tensor y_w = testing::poisoned(y.shape());
+    be->conv2d_forward(x, wb, &bias, y_w, p);
+    EXPECT_TRUE(same_bits(y, y_w));
+    for (const float v : y.span()) ASSERT_FALSE(std::isnan(v));
+  }
+}
+
+TEST(Bf16Operands, LinearPassesGiveTheResultOfTheF32OperandsTheyRoundFrom) {
+  auto be = backend_in(Precision::bf16);
+  Rng rng(22);
+  const Tensor x = random_tensor({5, 24}, rng), w = random_tensor({7, 24}, rng), bias = random_tensor({7}, rng);
+  const Tensor dy = random_tensor({5, 7}, rng);
+  Tensor y = testing::poisoned({5, 7}), y_b = testing::poisoned({5, 7});
+  Tensor dx = testing::poisoned(x.shape()), dx_b = testing::poisoned(x.shape());
+  Tensor dw = testing::poisoned(w.shape()), dw_b = testing::poisoned(w.shape());
+  Tensor db = testing::poisoned({7}), db_b = testing::poisoned({7});
+  be->linear_forward(x, w, &bias, y);
+  be->linear_forward(testing::bf16_tensor(x), testing::bf16_tensor(w), &bias, y_b);
+  be->linear_backward(x, w, dy, &dx, dw, &db);
+  be->linear_backward(testing::bf16_tensor(x), testing::bf16_tensor(w), testing::bf16_tensor(dy), &dx_b, dw_b, &db_b);
+  EXPECT_TRUE(same_bits(y, y_b));
+  EXPECT_TRUE(same_bits(dx, dx_b));
+  EXPECT_TRUE(same_bits(dw, dw_b));
+  EXPECT_TRUE(same_bits(db, db_b));
+}
+
+// fp32 and tf32 would silently compute on bf16 values (or read them as floats): refused, naming
+// the operand. Outputs are f32 in every precision.
+TEST(Bf16Operands, OnlyBf16PrecisionTakesThemAndOutputsStayF32) {
+  Rng rng(23);
+  const Tensor x = random_tensor({3, 8}, rng), w = random_tensor({4, 8}, rng);
+  for (const Precision prec : {Precision::fp32, Precision::tf32}) {
+    auto be = backend_in(prec);
+    Tensor y({3, 4});
+    const std::string error = error_of([&] { be->linear_forward(x, testing::bf16_tensor(w), nullptr, y); });
+    EXPECT_NE(error.find("linear_forward: w has dtype BF16, which only bf16 precision takes"), std::string::npos)
+        << error;
+    Tensor dx({3, 8});
+    Conv2dParams p;
+    const Tensor img = random_tensor({1, 3, 3, 2}, rng), filt = random_tensor({2, 1, 1, 2}, rng);
+    Tensor dimg({1, 3, 3, 2});
+    EXPECT_NE(
+        error_of([&] { be->conv2d_backward_data(testing::bf16_tensor(img), filt, dimg, p); }).find("dy has dtype BF16"),
+        std::string::npos);
+  }
+  auto be = backend_in(Precision::bf16);
+  Tensor y_bf16({3, 4}, DType::bf16);
+  EXPECT_NE(error_of([&] { be->linear_forward(x, w, nullptr, y_bf16); }).find("y has dtype BF16, expected F32"),
+            std::string::npos);
+}
+
+// The copy is the updated parameter rounded to nearest even, momentum or not, and the update
+// itself is the one without a copy.
+TEST(Bf16WeightCopy, SgdWritesTheUpdatedParameterRoundedToNearestEven) {
+  auto be = make_cpu_backend();
+  Rng rng(24);
+  for (const bool nesterov : {false, true}) {
+    const Tensor param0 = random_tensor({5, 37}, rng), grad = random_tensor({5, 37}, rng);
+    SgdStep step;
+    step.lr = 0.05f;
+    step.momentum = 0.9f;
+    step.weight_decay = 5e-4f;
+    step.nesterov = nesterov;
+    Tensor with = param0.clone(), without = param0.clone();
+    Tensor buf_with = Tensor::zeros(param0.shape()), buf_without = Tensor::zeros(param0.shape());
+    Tensor copy(param0.shape(), DType::bf16);
+    std::memset(copy.raw(), 0xff, copy.bytes());  // NaN bit patterns
+    for (int s = 0; s < 3; ++s) {
+      be->sgd_update(with, grad, buf_with, step, &copy);
+      be->sgd_update(without, grad, buf_without, step, nullptr);
+    }
+    EXPECT_TRUE(same_bits(with, without));
+    EXPECT_TRUE(same_bits(buf_with, buf_without));
+    EXPECT_TRUE(same_bits(copy, testing::bf16_tensor(with)));
+    EXPECT_FALSE(same_bits(with, param0));
+  }
+}
+
+TEST(Bf16WeightCopy, SgdChecksTheCopy) {
+  auto be = make_cpu_backend();
+  Tensor param = Tensor::zeros({4}), grad = Tensor::zeros({4}), no_buf;
+  Tensor f32_copy({4}), short_copy({3}, DType::bf16);
+  EXPECT_NE(error_of([&] {
+              be->sgd_update(param, grad, no_buf, SgdStep{}, &f32_copy);
+            }).find("sgd_update: bf16_copy has dtype F32, expected BF16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              be->sgd_update(param, grad, no_buf, SgdStep{}, &short_copy);
+            }).find("bf16_copy has shape [3], expected [4]"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace convnet
