@@ -243,6 +243,13 @@ void GpuBackend::copy(Tensor& dst, const Tensor& src) {
   }
 }
 
+void GpuBackend::to_bf16(const Tensor& src, Tensor& dst) {
+  const OpChecks check = checks("to_bf16");
+  check.to_bf16(src, dst);
+  const OpScope in_op = scope(check);
+  launch_to_bf16(device_ptr<float>(src), device_ptr<uint16_t>(dst), src.numel(), stream());
+}
+
 void GpuBackend::copy_async(Tensor& dst, const Tensor& src) {
   if (!src.is_cpu() || dst.is_cpu()) {  // only uploads take the copy stream
     copy(dst, src);

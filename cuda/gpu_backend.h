@@ -47,6 +47,7 @@ class GpuBackend : public Backend {
   // Host<->device through pinned staging buffers (grown on demand, reused), device<->device on
   // the stream. A copy to the host waits for the stream, so the result can be read on return.
   void copy(Tensor& dst, const Tensor& src) override;
+  void to_bf16(const Tensor& src, Tensor& dst) override;
   // Host -> device on a second (copy) stream: it starts after the compute work queued so far (which
   // may still read dst) and overlaps with the compute work queued after it until await_uploads(),
   // so the upload of the next batch runs during the backward pass of the current one. dst is held

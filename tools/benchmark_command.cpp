@@ -194,7 +194,9 @@ std::vector<PassResult> time_layer(Graph& graph, size_t i, const Tensor& host_x,
     Parameter& w = *conv->parameters()[0];
     const Conv2dParams p = conv->conv_params();
     const double bytes = x_bytes + y_bytes + param_bytes;
-    const auto backward_data = [&] { backend.conv2d_backward_data(dy, w.value, dx, p); };
+    // The weight as training passes it: its bf16 copy in bf16 (the forward above wrote it).
+    const Tensor& w_operand = layer_util::weight_operand(backend, w);
+    const auto backward_data = [&] { backend.conv2d_backward_data(dy, w_operand, dx, p); };
     const auto backward_filter = [&] { backend.conv2d_backward_filter(x, dy, w.grad, nullptr, p); };
     out.push_back({"backward-data", time_pass(backend, backward_data, repeats), flops, bytes});
     out.push_back({"backward-filter", time_pass(backend, backward_filter, repeats), flops, bytes});

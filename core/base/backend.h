@@ -121,6 +121,8 @@ class Backend {
   // dst = src; same dtype and numel; either may be on the host or on this backend's device.
   virtual void copy(Tensor& dst, const Tensor& src) = 0;
   virtual void fill(Tensor& t, float value) = 0;  // f32 tensors
+  // dst (bf16) = src (f32) rounded to nearest even (NaN stays NaN); the same element count.
+  virtual void to_bf16(const Tensor& src, Tensor& dst) = 0;
   // Like copy(), for a host `src` and a `dst` on this device, but the transfer may run on a
   // separate copy stream: it starts after the work queued so far (which may still read dst) and
   // overlaps with the work queued after it, which is therefore NOT ordered with it. Call

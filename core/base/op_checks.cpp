@@ -392,6 +392,13 @@ void OpChecks::sgd_update(const Tensor& param, const Tensor& grad, const Tensor&
 
 // --- elementwise and data ---
 
+void OpChecks::to_bf16(const Tensor& src, const Tensor& dst) const {
+  tensor(src, "src");
+  tensor(dst, "dst", DType::bf16);
+  CONVNET_CHECK(src.numel() == dst.numel(), "{}: src {} and dst {} differ in element count", op_,
+                shape_str(src.shape()), shape_str(dst.shape()));
+}
+
 void OpChecks::axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const {
   tensor(x, "x");
   tensor(y, "y");

@@ -160,6 +160,8 @@ class OpChecks {
   void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf, const SgdStep& step,
                   const Tensor* bf16_copy) const;
 
+  // src f32, dst bf16, the same element count (any shapes).
+  void to_bf16(const Tensor& src, const Tensor& dst) const;
   // x and y have the same element count (any shapes); alpha and beta are finite.
   void axpby(float alpha, const Tensor& x, float beta, const Tensor& y) const;
   // Returns the number of rows (the product of the leading dimensions).

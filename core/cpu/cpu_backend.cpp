@@ -49,6 +49,13 @@ class CpuBackend final : public Backend {
     });
   }
 
+  void to_bf16(const Tensor& src, Tensor& dst) override {
+    OpChecks::cpu("to_bf16").to_bf16(src, dst);
+    const float* s = src.f32();
+    auto* d = dst.data<uint16_t>();
+    for (int64_t i = 0; i < src.numel(); ++i) d[i] = to_bf16_bits(s[i]);
+  }
+
   // Conv and linear ops in precision(): operands rounded as the GPU kernels round them, then fp32.
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override {
     checks("conv2d_forward").conv2d_forward(x, w, bias, y, p);

@@ -159,19 +159,20 @@ void Conv2d::forward(const Tensor& x, Tensor& y, Mode mode) {
   layer_util::check_io(*this, x, y);
   const Tensor* bias = bias_ ? &bias_param_.value : nullptr;
   if (!moments_ || mode != Mode::train) {
-    backend().conv2d_forward(x, weight_.operand(), bias, y, conv_params());
+    backend().conv2d_forward(x, layer_util::weight_operand(backend(), weight_), bias, y, conv_params());
     if (moments_) moments_->fresh = false;
     return;
   }
   layer_util::ensure_tensor(backend(), moments_->mean, {out_channels_});
   layer_util::ensure_tensor(backend(), moments_->m2, {out_channels_});
-  backend().conv2d_forward_with_moments(x, weight_.operand(), bias, y, conv_params(), moments_->mean, moments_->m2);
+  backend().conv2d_forward_with_moments(x, layer_util::weight_operand(backend(), weight_), bias, y, conv_params(),
+                                        moments_->mean, moments_->m2);
   moments_->fresh = true;
 }
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const Conv2dParams p = conv_params();
-  if (dx) backend().conv2d_backward_data(dy, weight_.operand(), *dx, p);
+  if (dx) backend().conv2d_backward_data(dy, layer_util::weight_operand(backend(), weight_), *dx, p);
   backend().conv2d_backward_filter(x, dy, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
 }
 

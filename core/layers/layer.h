@@ -47,15 +47,14 @@ struct Parameter {
   ExportLayout layout = ExportLayout::same;
 
   // In bf16 precision, conv and linear weights keep a bf16 copy of value (rounded to nearest
-  // even): the optimizer's fused update writes it (Backend::sgd_update), and the layer passes it
-  // to the conv and linear ops instead of value, which they would otherwise convert at every pass.
-  // It is current only from an update that wrote it until anything else writes value: a
-  // checkpoint load, weight averaging, a swap. Those call value_written().
+  // even), which the layer passes to the conv and linear ops instead of value, which they would
+  // otherwise convert at every pass (layer_util::weight_operand). The optimizer's fused update
+  // writes it (Backend::sgd_update); the layer writes it when it is not current. It is current
+  // from either write until anything else writes value: a checkpoint load, weight averaging, a
+  // swap, an initialization. Those call value_written().
   Tensor bf16_copy;  // undefined: none kept
   bool bf16_copy_current = false;
   void value_written() { bf16_copy_current = false; }
-  // What the conv and linear ops read: the bf16 copy when current, else value.
-  const Tensor& operand() const { return bf16_copy_current ? bf16_copy : value; }
 };
 
 struct Buffer {  // state that is saved but not trained: running statistics

@@ -37,6 +37,13 @@ void keep_bf16_copy(Backend& backend, Parameter& weight) {
   weight.bf16_copy_current = false;
 }
 
+const Tensor& weight_operand(Backend& backend, Parameter& weight) {
+  if (!weight.bf16_copy.defined()) return weight.value;
+  if (!weight.bf16_copy_current) backend.to_bf16(weight.value, weight.bf16_copy);
+  weight.bf16_copy_current = true;
+  return weight.bf16_copy;
+}
+
 void ensure_tensor(Backend& backend, Tensor& t, const Shape& shape, DType dtype) {
   if (t.defined() && t.shape() == shape && t.dtype() == dtype && t.device() == backend.device()) return;
   t = backend.empty(shape, dtype);

@@ -37,6 +37,9 @@ void allocate_parameter(Backend& backend, Parameter& param, const Shape& shape);
 // A conv or linear weight's bf16 copy (Parameter::bf16_copy): allocated when the backend computes
 // in bf16 and the weight trains; none otherwise.
 void keep_bf16_copy(Backend& backend, Parameter& weight);
+// What the conv and linear ops read of a weight: its bf16 copy, written first when not current,
+// or its value when it keeps none.
+const Tensor& weight_operand(Backend& backend, Parameter& weight);
 
 // Makes `t` a `shape` x `dtype` tensor on `backend`, reusing its storage when it already has that
 // shape and dtype (per-forward scratch: no allocation per step while the batch size is unchanged).

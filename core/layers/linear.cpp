@@ -57,11 +57,12 @@ void Linear::initialize(Rng& rng) {
 
 void Linear::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
   layer_util::check_io(*this, x, y);
-  backend().linear_forward(x, weight_.operand(), bias_ ? &bias_param_.value : nullptr, y);
+  backend().linear_forward(x, layer_util::weight_operand(backend(), weight_), bias_ ? &bias_param_.value : nullptr, y);
 }
 
 void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
-  backend().linear_backward(x, weight_.operand(), dy, dx, weight_.grad, bias_ ? &bias_param_.grad : nullptr);
+  backend().linear_backward(x, layer_util::weight_operand(backend(), weight_), dy, dx, weight_.grad,
+                            bias_ ? &bias_param_.grad : nullptr);
 }
 
 std::vector<Parameter*> Linear::parameters() {

@@ -24,6 +24,7 @@ class RecordingBackend final : public Backend {
   Allocator& allocator() override { return allocator_; }
   void synchronize() override { record("synchronize"); }
 
+  void to_bf16(const Tensor&, Tensor&) override { record("to_bf16"); }
   void copy(Tensor& dst, const Tensor& src) override {
     std::memcpy(dst.raw(), src.raw(), src.bytes());
     const char* direction = src.is_cpu() ? (dst.is_cpu() ? "h2h" : "h2d") : (dst.is_cpu() ? "d2h" : "d2d");

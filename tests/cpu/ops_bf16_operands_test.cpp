@@ -4,8 +4,11 @@
 // copy is the updated weight rounded to nearest even.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -107,6 +110,27 @@ TEST(Bf16Operands, OnlyBf16PrecisionTakesThemAndOutputsStayF32) {
   Tensor y_bf16({3, 4}, DType::bf16);
   EXPECT_NE(error_of([&] { be->linear_forward(x, w, nullptr, y_bf16); }).find("y has dtype BF16, expected F32"),
             std::string::npos);
+}
+
+TEST(Bf16Operands, ToBf16RoundsToNearestEvenAndChecksItsArguments) {
+  auto be = make_cpu_backend();
+  const Tensor src =
+      Tensor::from_vector({2, 3}, {1.0f, std::bit_cast<float>(0x3f808000u), std::bit_cast<float>(0x3f818000u), -2.5e-3f,
+                                   std::numeric_limits<float>::quiet_NaN(), 3.0e38f});
+  Tensor dst({3, 2}, DType::bf16);  // any shape of the same count
+  std::memset(dst.raw(), 0xa5, dst.bytes());
+  be->to_bf16(src, dst);
+  const uint16_t* bits = dst.data<uint16_t>();
+  EXPECT_EQ(bits[0], 0x3f80u);
+  EXPECT_EQ(bits[1], 0x3f80u);  // a tie, even below: down
+  EXPECT_EQ(bits[2], 0x3f82u);  // a tie, odd below: up
+  EXPECT_EQ(bits[3], to_bf16_bits(-2.5e-3f));
+  EXPECT_TRUE(std::isnan(from_bf16_bits(bits[4])));
+  EXPECT_EQ(bits[5], to_bf16_bits(3.0e38f));
+  Tensor f32_dst({6}), short_dst({5}, DType::bf16);
+  EXPECT_NE(error_of([&] { be->to_bf16(src, f32_dst); }).find("to_bf16: dst has dtype F32, expected BF16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { be->to_bf16(src, short_dst); }).find("differ in element count"), std::string::npos);
 }
 
 // The copy is the updated parameter rounded to nearest even, momentum or not, and the update

@@ -160,12 +160,26 @@ TEST(Bf16WeightCopy, AStaleCopyWouldChangeTheResult) {
   net.step(6);
   Parameter& w = *net.graph.named_parameters()[0].second;
   ASSERT_TRUE(w.bf16_copy_current);
+  // The update wrote it: it holds the new weight, not the one the step's passes read.
+  ASSERT_TRUE(testing::bitwise_equal(w.bf16_copy, testing::bf16_tensor(w.value)));
   net.backend->axpby(0.0f, w.value, 2.0f, w.value);  // the weight doubled behind the copy's back
   Rng rng(8);
   const Tensor x = random_tensor({4, 6, 6, 3}, rng);
   const std::vector<float> stale = net.graph.forward(x, Mode::eval).to_vector();
   w.value_written();
   EXPECT_NE(net.graph.forward(x, Mode::eval).to_vector(), stale);
+}
+
+// A retired copy is written again by the next pass that reads it, from the value it then holds.
+TEST(Bf16WeightCopy, TheNextPassRewritesARetiredCopy) {
+  Bf16Net net;
+  Parameter& w = *net.graph.named_parameters()[0].second;
+  ASSERT_FALSE(w.bf16_copy_current);                          // initialized: never written
+  std::memset(w.bf16_copy.raw(), 0xff, w.bf16_copy.bytes());  // NaN bit patterns
+  Rng rng(10);
+  net.graph.forward(random_tensor({4, 6, 6, 3}, rng), Mode::eval);
+  EXPECT_TRUE(w.bf16_copy_current);
+  EXPECT_TRUE(testing::bitwise_equal(w.bf16_copy, testing::bf16_tensor(w.value)));
 }
 
 TEST(Bf16WeightCopy, WritesOtherThanTheUpdateRetireTheCopies) {

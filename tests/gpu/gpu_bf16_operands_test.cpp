@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "core/base/precision.h"
@@ -113,6 +114,21 @@ TEST_P(GpuBf16Operands, SgdWritesTheUpdatedWeightRoundedToNearestEven) {
   step.nesterov = true;
   for (int s = 0; s < 3; ++s) gpu().sgd_update(param, grad, buf, step, &copy);
   EXPECT_TRUE(testing::bitwise_equal(down(copy), testing::bf16_tensor(down(param))));
+}
+
+TEST_P(GpuBf16Operands, ToBf16MatchesTheCpu) {
+  Rng rng(35);
+  Tensor src = random_tensor({1000, 3}, rng, -1e3f, 1e3f);
+  src.f32()[7] = std::numeric_limits<float>::quiet_NaN();
+  Tensor want({3000}, DType::bf16);
+  cpu().to_bf16(src, want);
+  Tensor got = testing::poisoned_device_bytes(gpu(), {3000}, DType::bf16);
+  gpu().to_bf16(up(src), got);
+  // NaN stays NaN; its payload is the hardware's (cvt.rn.bf16.f32 may return the canonical NaN).
+  Tensor host = down(got);
+  EXPECT_TRUE(std::isnan(from_bf16_bits(host.data<uint16_t>()[7])));
+  host.data<uint16_t>()[7] = want.data<uint16_t>()[7];
+  EXPECT_TRUE(testing::bitwise_equal(host, want));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuBf16Operands, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);
