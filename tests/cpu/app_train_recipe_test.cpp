@@ -120,6 +120,12 @@ TEST(AppTrainRecipe, ResumeIsExactWithEma) {
   check_resume({"ema.mode=ema", "ema.every=2", "ema.decay=0.7", "ema.decay_power=1"}, 11);
 }
 
+// bf16: the weights' bf16 copies are not in the checkpoint; the resumed run writes them from the
+// fp32 weights, to the bits the uninterrupted run's update wrote.
+TEST(AppTrainRecipe, ResumeIsExactInBf16WithLookahead) {
+  check_resume({"train.precision=bf16", "ema.mode=lookahead", "ema.every=3", "ema.decay=0.8"}, 10);
+}
+
 TEST(AppTrainRecipe, FinalLookaheadWeightsAreTheAverage) {
   TempDir dir;
   train(recipe_config(dir.path(), {"ema.mode=lookahead", "ema.every=5", "ema.decay=0.8"}));  // 19 % 5 != 0
