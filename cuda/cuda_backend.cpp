@@ -358,9 +358,10 @@ void CudaBackend::linear_backward(const Tensor& x, const Tensor& w, const Tensor
   const ConvShape s = linear_as_conv(check, g);
   const OpScope in_op = scope(check);
   // Both passes may use scratch(): they queue in order on one stream, so the second's workspace
-  // is reused only after the first's last kernel.
-  if (dx) run_backward_data(dy, w, *dx, s);
-  run_backward_filter(x, dy, dw, dbias, s);
+  // is reused only after the first's last kernel. Both read dy: in bf16 it is converted once.
+  const Tensor dy_operand = dx && precision() == Precision::bf16 ? as_bf16(dy) : dy;
+  if (dx) run_backward_data(dy_operand, w, *dx, s);
+  run_backward_filter(x, dy_operand, dw, dbias, s);
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, Precision precision) {

@@ -194,10 +194,14 @@ std::vector<PassResult> time_layer(Graph& graph, size_t i, const Tensor& host_x,
     Parameter& w = *conv->parameters()[0];
     const Conv2dParams p = conv->conv_params();
     const double bytes = x_bytes + y_bytes + param_bytes;
-    // The weight as training passes it: its bf16 copy in bf16 (the forward above wrote it).
+    // The operands as training passes them: the weight's bf16 copy in bf16 (the forward above
+    // wrote it), and dy converted once for both passes (Conv2d::backward; that conversion is in
+    // neither pass's time, but in the training step's).
     const Tensor& w_operand = layer_util::weight_operand(backend, w);
-    const auto backward_data = [&] { backend.conv2d_backward_data(dy, w_operand, dx, p); };
-    const auto backward_filter = [&] { backend.conv2d_backward_filter(x, dy, w.grad, nullptr, p); };
+    const bool shared_dy = backend.precision() == Precision::bf16 && p.groups == 1;
+    const Tensor dy_operand = shared_dy ? layer_util::bf16_values(backend, dy) : dy;
+    const auto backward_data = [&] { backend.conv2d_backward_data(dy_operand, w_operand, dx, p); };
+    const auto backward_filter = [&] { backend.conv2d_backward_filter(x, dy_operand, w.grad, nullptr, p); };
     out.push_back({"backward-data", time_pass(backend, backward_data, repeats), flops, bytes});
     out.push_back({"backward-filter", time_pass(backend, backward_filter, repeats), flops, bytes});
   } else {

@@ -172,8 +172,11 @@ void Conv2d::forward(const Tensor& x, Tensor& y, Mode mode) {
 
 void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Tensor* dx) {
   const Conv2dParams p = conv_params();
-  if (dx) backend().conv2d_backward_data(dy, layer_util::weight_operand(backend(), weight_), *dx, p);
-  backend().conv2d_backward_filter(x, dy, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
+  // Both passes read dy: in bf16, convert it once for the two (groups 1, as for the weight copy).
+  const bool share = dx && groups_ == 1 && backend().precision() == Precision::bf16;
+  const Tensor dy_operand = share ? layer_util::bf16_values(backend(), dy) : dy;
+  if (dx) backend().conv2d_backward_data(dy_operand, layer_util::weight_operand(backend(), weight_), *dx, p);
+  backend().conv2d_backward_filter(x, dy_operand, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
 }
 
 std::vector<Parameter*> Conv2d::parameters() {

@@ -37,6 +37,12 @@ void keep_bf16_copy(Backend& backend, Parameter& weight) {
   weight.bf16_copy_current = false;
 }
 
+Tensor bf16_values(Backend& backend, const Tensor& t) {
+  Tensor out = backend.empty(t.shape(), DType::bf16);
+  backend.to_bf16(t, out);
+  return out;
+}
+
 const Tensor& weight_operand(Backend& backend, Parameter& weight) {
   if (!weight.bf16_copy.defined()) return weight.value;
   if (!weight.bf16_copy_current) backend.to_bf16(weight.value, weight.bf16_copy);

@@ -37,6 +37,8 @@ void allocate_parameter(Backend& backend, Parameter& param, const Shape& shape);
 // A conv or linear weight's bf16 copy (Parameter::bf16_copy): allocated when the backend computes
 // in bf16 and the weight trains; none otherwise.
 void keep_bf16_copy(Backend& backend, Parameter& weight);
+// t (f32) rounded to bf16 in a new tensor on the backend's device (Backend::to_bf16).
+Tensor bf16_values(Backend& backend, const Tensor& t);
 // What the conv and linear ops read of a weight: its bf16 copy, written first when not current,
 // or its value when it keeps none.
 const Tensor& weight_operand(Backend& backend, Parameter& weight);

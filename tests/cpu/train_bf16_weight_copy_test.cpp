@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/cpu/cpu_backend.h"
+#include "core/layers/conv2d.h"
 #include "core/optim/sgd.h"
 #include "core/optim/weight_average.h"
 #include "core/train/checkpoint.h"
@@ -180,6 +181,31 @@ TEST(Bf16WeightCopy, TheNextPassRewritesARetiredCopy) {
   net.graph.forward(random_tensor({4, 6, 6, 3}, rng), Mode::eval);
   EXPECT_TRUE(w.bf16_copy_current);
   EXPECT_TRUE(testing::bitwise_equal(w.bf16_copy, testing::bf16_tensor(w.value)));
+}
+
+// A conv layer's backward in bf16 converts dy once for both of its passes: the bits of the two
+// passes on the f32 dy, as the ops compute them.
+TEST(Bf16WeightCopy, AConvBackwardSharesOneBf16DyAndKeepsTheBits) {
+  auto be = backend_in(Precision::bf16);
+  Conv2d conv("conv", 6, 3, 1, 1, 1, true);
+  conv.configure({7, 5, 4});
+  conv.set_backend(*be);
+  conv.allocate_parameters();
+  Rng rng(12);
+  conv.initialize(rng);
+  const Tensor x = random_tensor({2, 7, 5, 4}, rng), dy = random_tensor({2, 7, 5, 6}, rng);
+  Tensor y = testing::poisoned({2, 7, 5, 6}), dx = testing::poisoned(x.shape());
+  conv.forward(x, y, Mode::train);
+  conv.backward(x, y, dy, &dx);
+  Parameter& w = *conv.parameters()[0];
+  Parameter& b = *conv.parameters()[1];
+  Tensor want_dx = testing::poisoned(x.shape()), want_dw = testing::poisoned(w.value.shape());
+  Tensor want_db = testing::poisoned({6});
+  be->conv2d_backward_data(dy, w.value, want_dx, conv.conv_params());
+  be->conv2d_backward_filter(x, dy, want_dw, &want_db, conv.conv_params());
+  EXPECT_TRUE(testing::bitwise_equal(dx, want_dx));
+  EXPECT_TRUE(testing::bitwise_equal(w.grad, want_dw));
+  EXPECT_TRUE(testing::bitwise_equal(b.grad, want_db));
 }
 
 TEST(Bf16WeightCopy, WritesOtherThanTheUpdateRetireTheCopies) {
