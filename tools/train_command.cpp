@@ -39,6 +39,7 @@ int print_dry_run(const Config& config, Graph& graph, Precision precision, bool 
   j["activation_bytes"] = {{"batch", config.train.batch_size},
                            {"outputs", memory.outputs},
                            {"gradients", memory.gradients},
+                           {"layer_state", memory.layer_state},
                            {"total", memory.total()}};
   for (const Graph::LayerSummary& r : graph.summary()) {
     const Graph::ReceptiveField& f = r.field;

@@ -24,6 +24,10 @@ void Dropout::set_step_seed(uint64_t seed) {
   seed_ = hash64(seed, salt_);
 }
 
+int64_t Dropout::state_bytes(int64_t batch) const {
+  return batch * shape_numel(input_shape()) * static_cast<int64_t>(dtype_size(DType::u8));
+}
+
 void Dropout::forward(const Tensor& x, Tensor& y, Mode mode) {
   layer_util::check_io(*this, x, y);
   last_forward_train_ = mode == Mode::train;

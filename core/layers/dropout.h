@@ -21,6 +21,7 @@ class Dropout final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return false; }
   bool backward_reads_output() const override { return false; }
+  int64_t state_bytes(int64_t batch) const override;  // the mask
 
   // The mask seed becomes hash64(step_seed, FNV-1a(name)): a new mask every step, and two
   // dropout layers in one net never share a mask.

@@ -95,6 +95,12 @@ class Layer {
   virtual bool backward_reads_input() const { return true; }
   virtual bool backward_reads_output() const { return true; }
 
+  // --- memory the layer holds itself (the dry-run summary, Graph::activation_memory) ---
+  // Bytes of batch-sized device memory the layer keeps at `batch`, beyond its parameters and the
+  // graph's outputs and gradients: what its backward needs from the forward (max pooling's
+  // argmax, dropout's mask) and its own scratch. Per-channel state is small and not counted.
+  virtual int64_t state_bytes(int64_t /*batch*/) const { return 0; }
+
   // --- receptive field (the dry-run summary) ---
   // How one output pixel sees the layer's input: a window spanning `span` input pixels (the
   // dilated kernel extent) per axis, moved by `stride`; whole_input: it sees all of it (global

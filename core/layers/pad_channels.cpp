@@ -29,6 +29,11 @@ Shape PadChannels::configure(const Shape& in) {
   return record_shapes(in, {p, q, before_ + in[2] + after_});
 }
 
+int64_t PadChannels::state_bytes(int64_t batch) const {
+  if (stride_ == 1) return 0;
+  return batch * output_shape()[0] * output_shape()[1] * input_shape()[2] * static_cast<int64_t>(sizeof(float));
+}
+
 void PadChannels::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
   const int64_t n = layer_util::check_io(*this, x, y);
   const int64_t c = input_shape()[2];

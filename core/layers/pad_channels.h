@@ -28,6 +28,7 @@ class PadChannels final : public Layer {
   bool backward_reads_input() const override { return false; }
   bool backward_reads_output() const override { return false; }
   Window window() const override { return {1, 1, stride_, stride_, false}; }
+  int64_t state_bytes(int64_t batch) const override;  // the subsampling scratch
 
   int stride() const { return stride_; }
   int before() const { return before_; }

@@ -39,6 +39,10 @@ Shape Pool2d::configure(const Shape& in) {
 MaxPool2d::MaxPool2d(std::string name, int kernel, int stride, int padding)
     : Pool2d(std::move(name), kernel, stride, padding) {}
 
+int64_t MaxPool2d::state_bytes(int64_t batch) const {
+  return batch * shape_numel(output_shape()) * static_cast<int64_t>(dtype_size(DType::i32));
+}
+
 void MaxPool2d::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
   layer_util::check_io(*this, x, y);
   layer_util::ensure_tensor(backend(), argmax_, y.shape(), DType::i32);

@@ -39,6 +39,7 @@ class MaxPool2d final : public Pool2d {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return false; }
   bool backward_reads_output() const override { return false; }
+  int64_t state_bytes(int64_t batch) const override;  // the argmax
 
  private:
   Tensor argmax_;

@@ -425,6 +425,7 @@ Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
     const int64_t numel = shape_numel(n.layer->output_shape());
     if (n.output_slot < 0) m.outputs += bytes(numel);
     if (n.readers > 1) m.gradients += bytes(numel);  // grad_scratch
+    m.layer_state += n.layer->state_bytes(batch);
     for (int input : n.inputs) {  // cross-device copies of inputs and their gradients: the producer's size
       if (input == kGraphInput) continue;
       const Node& producer = nodes_[static_cast<size_t>(input)];
@@ -527,9 +528,10 @@ std::string Graph::summary_table(int64_t batch) {
       "input";
   if (batch > 0) {
     const ActivationMemory m = activation_memory(batch);
-    out += fmt::format("\nactivations at batch {}: {:.1f} MiB (outputs {:.1f} MiB, gradients {:.1f} MiB)", batch,
-                       static_cast<double>(m.total()) / (1 << 20), static_cast<double>(m.outputs) / (1 << 20),
-                       static_cast<double>(m.gradients) / (1 << 20));
+    const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };
+    out += fmt::format(
+        "\nactivations at batch {}: {:.1f} MiB (outputs {:.1f} MiB, gradients {:.1f} MiB, layer state {:.1f} MiB)",
+        batch, mib(m.total()), mib(m.outputs), mib(m.gradients), mib(m.layer_state));
   }
   return out;
 }

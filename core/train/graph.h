@@ -107,7 +107,8 @@ class Graph {
   // counted.
   struct ActivationMemory {
     int64_t outputs = 0, gradients = 0;
-    int64_t total() const { return outputs + gradients; }
+    int64_t layer_state = 0;  // what layers keep themselves (Layer::state_bytes)
+    int64_t total() const { return outputs + gradients + layer_state; }
   };
   ActivationMemory activation_memory(int64_t batch) const;
 

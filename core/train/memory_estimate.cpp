@@ -15,8 +15,8 @@ std::string gib(double bytes) {
   return fmt::format("{:.1f} GiB", bytes / (int64_t{1} << 30));
 }
 
-// Graph::activation_memory sums in int64; past this many bytes (an upper bound, outputs and
-// gradients of every layer counted in double) it could overflow, and the net fits nowhere anyway.
+// Graph::activation_memory sums in int64; past this many bytes (an upper bound, outputs,
+// gradients and layer state of every layer counted in double) it could overflow, and the net fits nowhere anyway.
 constexpr double kExactActivationLimit = 0x1p62;
 
 }  // namespace
@@ -32,7 +32,7 @@ std::optional<MemoryEstimate> estimate_host_memory(const Graph& graph, int64_t b
   for (size_t i = 0; i < graph.size(); ++i) {
     if (graph.layer_backend(i).device().kind != DeviceKind::cpu) return std::nullopt;
     estimate.parameter_count += static_cast<double>(graph.layer(i).parameter_numel());
-    activation_bound += 2.0 * static_cast<double>(batch) *
+    activation_bound += 3.0 * static_cast<double>(batch) *
                         static_cast<double>(shape_numel(graph.layer(i).output_shape())) * sizeof(float);
   }
   estimate.parameter_bytes = estimate.parameter_count * copies * sizeof(float);

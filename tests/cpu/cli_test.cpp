@@ -121,9 +121,11 @@ TEST(Cli, DryRunJsonDescribesTheGraphOfFast96) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j.at("activation_bytes").at("batch").get<int64_t>(), 1024);
   EXPECT_GT(j.at("activation_bytes").at("gradients").get<int64_t>(), 0);
-  EXPECT_EQ(
-      j.at("activation_bytes").at("total").get<int64_t>(),
-      j.at("activation_bytes").at("outputs").get<int64_t>() + j.at("activation_bytes").at("gradients").get<int64_t>());
+  const auto& memory = j.at("activation_bytes");
+  EXPECT_GT(memory.at("layer_state").get<int64_t>(), 0);  // fast96's max pools keep their argmax
+  EXPECT_EQ(memory.at("total").get<int64_t>(), memory.at("outputs").get<int64_t>() +
+                                                   memory.at("gradients").get<int64_t>() +
+                                                   memory.at("layer_state").get<int64_t>());
   int merges = 0, first_whole = 0;
   for (const auto& layer : j.at("layers")) {
     if (layer.at("name") == "add1") {

@@ -10,6 +10,7 @@
 
 #include "core/base/error.h"
 #include "core/cpu/cpu_backend.h"
+#include "core/layers/pad_channels.h"
 #include "core/train/graph.h"
 #include "models/model_builder.h"
 #include "tests/common/test_util.h"
@@ -196,6 +197,32 @@ TEST(GraphDag, AChainSharesTwoGradientBuffers) {
   const Graph::ActivationMemory m = graph.activation_memory(16);
   EXPECT_EQ(m.outputs, 8 * bytes);
   EXPECT_EQ(m.gradients, 2 * bytes);
+}
+
+// What layers keep themselves counts too: max pooling's i32 argmax of its output, dropout's u8
+// mask of its input, a strided pad_channels' f32 subsampled input.
+TEST(GraphDag, ActivationMemoryCountsTheLayersOwnState) {
+  auto backend = make_cpu_backend();
+  Graph graph;
+  build_from_yaml(R"(  name: sequential
+  layers:
+    - {type: max_pool, kernel: 2}
+    - {type: dropout, p: 0.5}
+    - {type: avg_pool, kernel: 2}
+)",
+                  {8, 8, 2}, *backend, graph);
+  const int64_t batch = 3;
+  const int64_t argmax = batch * 4 * 4 * 2 * 4, mask = batch * 4 * 4 * 2;
+  const Graph::ActivationMemory m = graph.activation_memory(batch);
+  EXPECT_EQ(m.layer_state, argmax + mask);
+  EXPECT_EQ(m.total(), m.outputs + m.gradients + m.layer_state);
+  EXPECT_NE(graph.summary_table(batch).find("layer state"), std::string::npos);
+  // The resnet shortcut's pad_channels (option A), strided: its subsampled input, f32.
+  PadChannels strided("shortcut", 2, 4, 4), plain("shortcut", 1, 4, 4);
+  strided.configure({8, 6, 2});
+  plain.configure({8, 6, 2});
+  EXPECT_EQ(strided.state_bytes(batch), batch * 4 * 3 * 2 * 4);
+  EXPECT_EQ(plain.state_bytes(batch), 0);
 }
 
 TEST(GraphDag, BranchGradientsStayCorrectWithSharedBuffers) {
