@@ -27,6 +27,9 @@ float* fp(Tensor& t) {
 const uint16_t* bf(const Tensor& t) {
   return static_cast<const uint16_t*>(t.raw());
 }
+uint16_t* bf(Tensor& t) {
+  return static_cast<uint16_t*>(t.raw());
+}
 const float* fp_or_null(const Tensor* t) {
   return t ? fp(*t) : nullptr;
 }
@@ -269,15 +272,17 @@ void CudaBackend::avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2d
 
 void CudaBackend::relu_forward(const Tensor& x, Tensor& y) {
   const OpChecks check = checks("relu_forward");
-  check.activation_forward(x, y);
+  check.relu_forward(x, y);
   const OpScope in_op = scope(check);
+  if (y.dtype() == DType::bf16) return launch_relu_forward_bf16(fp(x), bf(y), x.numel(), stream());
   launch_relu_forward(fp(x), fp(y), x.numel(), stream());
 }
 
 void CudaBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const OpChecks check = checks("relu_backward");
-  check.activation_backward(y, "y", dy, dx);
+  check.relu_backward(y, dy, dx);
   const OpScope in_op = scope(check);
+  if (y.dtype() == DType::bf16) return launch_relu_backward_bf16(bf(y), fp(dy), fp(dx), y.numel(), stream());
   launch_relu_backward(fp(y), fp(dy), fp(dx), y.numel(), stream());
 }
 

@@ -241,22 +241,28 @@ void CudnnBackend::avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2
 
 // --- activations ---
 
+// A bf16 y (bf16 precision): cuDNN's relu in f32, then rounded to nearest even, so the values are
+// those of our fused kernel by construction rather than by sharing it.
 void CudnnBackend::relu_forward(const Tensor& x, Tensor& y) {
   const OpChecks check = checks("relu_forward");
-  check.activation_forward(x, y);
+  check.relu_forward(x, y);
   if (x.numel() == 0) return;
   const Nhwc view = elementwise_view(check, x, "x");
   const OpScope in_op = scope(check);
-  legacy_->relu_forward(view, fp(x), fp(y));
+  if (y.dtype() == DType::f32) return legacy_->relu_forward(view, fp(x), fp(y));
+  Tensor y32 = empty(x.shape());
+  legacy_->relu_forward(view, fp(x), fp(y32));
+  launch_to_bf16(fp(y32), bf(y), y.numel(), stream());
 }
 
 void CudnnBackend::relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   const OpChecks check = checks("relu_backward");
-  check.activation_backward(y, "y", dy, dx);
+  check.relu_backward(y, dy, dx);
   if (y.numel() == 0) return;
   const Nhwc view = elementwise_view(check, y, "y");
   const OpScope in_op = scope(check);
-  legacy_->relu_backward(view, fp(y), fp(dy), fp(dx));
+  const Tensor y32 = as_f32(y);
+  legacy_->relu_backward(view, fp(y32), fp(dy), fp(dx));
 }
 
 void CudnnBackend::gelu_forward(const Tensor& x, Tensor& y) {

@@ -49,6 +49,7 @@ int print_dry_run(const Config& config, Graph& graph, Precision precision, bool 
                            {"inputs", r.inputs},
                            {"backend", r.backend},
                            {"output_shape", r.output_shape},
+                           {"output_dtype", r.bf16_output ? "bf16" : "f32"},
                            {"params", r.parameters},
                            {"flops", r.flops},
                            {"receptive_field",

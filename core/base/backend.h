@@ -155,6 +155,9 @@ class Backend {
   virtual void avg_pool2d_backward(const Tensor& dy, Tensor& dx, const Pool2dParams& p) = 0;
 
   // --- activations (any shape; dx may alias dy) ---
+  // In bf16 precision y may be a bf16 tensor: relu(x) rounded to nearest even, the storage of a
+  // relu output that only conv and linear layers read (they take bf16 operands). Backward then
+  // reads that y (its mask is that of the stored value).
   virtual void relu_forward(const Tensor& x, Tensor& y) = 0;
   virtual void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) = 0;  // uses the output: y > 0
   virtual void gelu_forward(const Tensor& x, Tensor& y) = 0;                      // exact: x * Phi(x) (erf form)

@@ -192,6 +192,17 @@ void OpChecks::activation_backward(const Tensor& saved, const char* saved_name, 
   shape(dx, saved.shape(), "dx");
 }
 
+void OpChecks::relu_forward(const Tensor& x, const Tensor& y) const {
+  tensor(x, "x");
+  operand_shape(y, x.shape(), "y");
+}
+
+void OpChecks::relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) const {
+  operand(y, "y");
+  shape(dy, y.shape(), "dy");
+  shape(dx, y.shape(), "dx");
+}
+
 // --- batch normalization ---
 
 int64_t OpChecks::channels(const Tensor& x) const {

@@ -63,8 +63,8 @@ class OpChecks {
   static OpChecks cpu(const char* op) { return {op, Device{}, "cpu"}; }
 
   const char* op() const { return op_; }
-  // Whether the conv and linear operands (x, w, dy) may be bf16 as well as f32: in bf16
-  // precision (Backend::conv2d_forward). Off by default.
+  // Whether the conv and linear operands (x, w, dy), and a relu's output, may be bf16 as well as
+  // f32: in bf16 precision (Backend::conv2d_forward, Backend::relu_forward). Off by default.
   OpChecks& allow_bf16_operands(bool allow) {
     bf16_operands_ = allow;
     return *this;
@@ -110,6 +110,10 @@ class OpChecks {
   void activation_forward(const Tensor& x, const Tensor& y) const;
   // relu_backward (saved = y) / gelu_backward (saved = x): dy and dx have saved's shape.
   void activation_backward(const Tensor& saved, const char* saved_name, const Tensor& dy, const Tensor& dx) const;
+  // The same for relu, whose output y may also be stored bf16 when allow_bf16_operands (a relu
+  // output read only by conv and linear layers, Layer::writes_bf16_output).
+  void relu_forward(const Tensor& x, const Tensor& y) const;
+  void relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx) const;
 
   // x is [..., C] with C >= 1; per-channel tensors are [C]. Return C. Training also requires
   // more than one value per channel, eps >= 0 and momentum in [0, 1].

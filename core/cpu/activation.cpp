@@ -5,6 +5,7 @@
 
 #include "core/base/activation_math.h"
 #include "core/base/op_checks.h"
+#include "core/base/precision.h"
 #include "core/cpu/parallel.h"
 
 namespace convnet::cpu {
@@ -21,18 +22,31 @@ void elementwise(int64_t n, F&& f) {
 }  // namespace
 
 void relu_forward(const Tensor& x, Tensor& y) {
-  OpChecks::cpu("relu_forward").activation_forward(x, y);
+  OpChecks::cpu("relu_forward").allow_bf16_operands(true).relu_forward(x, y);
   const float* xp = x.f32();
+  if (y.dtype() == DType::bf16) {
+    uint16_t* yp = y.data<uint16_t>();
+    elementwise(x.numel(), [&](int64_t i) { yp[i] = to_bf16_bits(relu(xp[i])); });
+    return;
+  }
   float* yp = y.f32();
   elementwise(x.numel(), [&](int64_t i) { yp[i] = relu(xp[i]); });
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
-  OpChecks::cpu("relu_backward").activation_backward(y, "y", dy, dx);
-  const float* yp = y.f32();
+  OpChecks::cpu("relu_backward").allow_bf16_operands(true).relu_backward(y, dy, dx);
   const float* dyp = dy.f32();
   float* dxp = dx.f32();
   // Load dy unconditionally: a conditional load keeps the compiler from vectorising the select.
+  if (y.dtype() == DType::bf16) {
+    const uint16_t* yp = y.data<uint16_t>();
+    elementwise(y.numel(), [&](int64_t i) {
+      const float g = dyp[i];
+      dxp[i] = relu_grad(from_bf16_bits(yp[i]), g);
+    });
+    return;
+  }
+  const float* yp = y.f32();
   elementwise(y.numel(), [&](int64_t i) {
     const float g = dyp[i];
     dxp[i] = relu_grad(yp[i], g);

@@ -88,8 +88,15 @@ class CpuBackend final : public Backend {
     cpu::avg_pool2d_backward(dy, dx, p);
   }
 
-  void relu_forward(const Tensor& x, Tensor& y) override { cpu::relu_forward(x, y); }
-  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override { cpu::relu_backward(y, dy, dx); }
+  // A bf16 y only in bf16 precision (checks()); cpu::relu_* take either.
+  void relu_forward(const Tensor& x, Tensor& y) override {
+    checks("relu_forward").relu_forward(x, y);
+    cpu::relu_forward(x, y);
+  }
+  void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) override {
+    checks("relu_backward").relu_backward(y, dy, dx);
+    cpu::relu_backward(y, dy, dx);
+  }
   void gelu_forward(const Tensor& x, Tensor& y) override { cpu::gelu_forward(x, y); }
   void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) override { cpu::gelu_backward(x, dy, dx); }
 
@@ -213,8 +220,10 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() {
-  return std::make_unique<CpuBackend>();
+std::unique_ptr<Backend> make_cpu_backend(Precision precision) {
+  auto backend = std::make_unique<CpuBackend>();
+  backend->set_precision(precision);
+  return backend;
 }
 
 void register_cpu_backend() {

@@ -9,7 +9,8 @@
 
 namespace convnet {
 
-std::unique_ptr<Backend> make_cpu_backend();
+// The cpu backend computing convolutions and linear layers in `precision` (Backend::set_precision).
+std::unique_ptr<Backend> make_cpu_backend(Precision precision = Precision::fp32);
 // Threads used by the CPU backend (0 = all hardware threads). GEMMs are split over them in fixed
 // blocks with OpenBLAS itself single-threaded, so results never depend on this. Call before training.
 void set_cpu_threads(int threads);

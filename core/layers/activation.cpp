@@ -18,6 +18,10 @@ void ReLU::backward(const Tensor& /*x*/, const Tensor& y, const Tensor& dy, Tens
   if (dx) backend().relu_backward(y, dy, *dx);
 }
 
+bool ReLU::writes_bf16_output() const {
+  return backend().precision() == Precision::bf16;
+}
+
 void GELU::forward(const Tensor& x, Tensor& y, Mode /*mode*/) {
   layer_util::check_io(*this, x, y);
   backend().gelu_forward(x, y);

@@ -22,6 +22,8 @@ class ReLU final : public Activation {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return false; }
   bool backward_reads_output() const override { return true; }
+  // In bf16 precision: y = relu(x) rounded to nearest even, the value a conv would read anyway.
+  bool writes_bf16_output() const override;
 };
 
 class GELU final : public Activation {

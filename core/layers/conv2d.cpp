@@ -179,6 +179,10 @@ void Conv2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
   backend().conv2d_backward_filter(x, dy_operand, weight_.grad, bias_ ? &bias_param_.grad : nullptr, p);
 }
 
+bool Conv2d::reads_bf16_input() const {
+  return groups_ == 1 && backend().precision() == Precision::bf16;
+}
+
 std::vector<Parameter*> Conv2d::parameters() {
   if (bias_) return {&weight_, &bias_param_};
   return {&weight_};

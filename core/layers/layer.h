@@ -95,6 +95,15 @@ class Layer {
   virtual bool backward_reads_input() const { return true; }
   virtual bool backward_reads_output() const { return true; }
 
+  // --- bf16 activation storage (train.precision bf16; valid once the backend is set) ---
+  // The graph stores an output as bf16 when its layer writes_bf16_output and every layer reading
+  // it reads_bf16_input (on the same device): half the bytes, and no conversion pass in the
+  // readers, whose ops would round it to bf16 anyway. A layer saying true must take a bf16 output
+  // tensor (forward, and backward when it reads its output) or a bf16 input (forward and
+  // backward) on its backend. Defaults: f32 only.
+  virtual bool writes_bf16_output() const { return false; }
+  virtual bool reads_bf16_input() const { return false; }
+
   // --- memory the layer holds itself (the dry-run summary, Graph::activation_memory) ---
   // Bytes of batch-sized device memory the layer keeps at `batch`, beyond its parameters and the
   // graph's outputs and gradients: what its backward needs from the forward (max pooling's

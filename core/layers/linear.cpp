@@ -65,6 +65,10 @@ void Linear::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& dy, Te
                             bias_ ? &bias_param_.grad : nullptr);
 }
 
+bool Linear::reads_bf16_input() const {
+  return backend().precision() == Precision::bf16;
+}
+
 std::vector<Parameter*> Linear::parameters() {
   if (bias_) return {&weight_, &bias_param_};
   return {&weight_};

@@ -34,6 +34,7 @@ class Linear final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return true; }
   bool backward_reads_output() const override { return false; }
+  bool reads_bf16_input() const override;  // in bf16 precision
 
   std::vector<Parameter*> parameters() override;
   int64_t forward_flops() const override { return 2 * in_features_ * out_features_; }

@@ -171,11 +171,31 @@ void Graph::assign_output_slots() {
   for (size_t j = 0; j < last; ++j) {
     Node& n = nodes_[j];
     n.output_slot = -1;
-    if (!output_reuse_ || read_in_backward[j]) continue;
+    if (!output_reuse_ || read_in_backward[j] || n.output_dtype != DType::f32) continue;
     // A slot's mark: the last reader of the output it holds now; free for outputs made after it.
     n.output_slot = claim_slot(output_slots_, n.backend, shape_numel(n.layer->output_shape()),
                                [&](const BufferSlot& s) { return s.mark < static_cast<int64_t>(j); });
     output_slots_[static_cast<size_t>(n.output_slot)].mark = last_reader[j];
+  }
+}
+
+void Graph::assign_output_dtypes() {
+  // bf16 when the producer can write it and every reader takes it on the producer's device (a
+  // copy to another device would need a dtype of its own). The net's output stays f32 for the loss.
+  std::vector<bool> all_take_bf16(nodes_.size(), true);
+  for (const Node& reader : nodes_)
+    for (int input : reader.inputs) {
+      if (input == kGraphInput) continue;
+      const Node& producer = nodes_[static_cast<size_t>(input)];
+      all_take_bf16[static_cast<size_t>(input)] = all_take_bf16[static_cast<size_t>(input)] &&
+                                                  reader.layer->reads_bf16_input() &&
+                                                  reader.backend->device() == producer.backend->device();
+    }
+  for (size_t j = 0; j < nodes_.size(); ++j) {
+    Node& n = nodes_[j];
+    const bool bf16 =
+        bf16_storage_ && j + 1 < nodes_.size() && n.readers > 0 && all_take_bf16[j] && n.layer->writes_bf16_output();
+    n.output_dtype = bf16 ? DType::bf16 : DType::f32;
   }
 }
 
@@ -196,6 +216,7 @@ void Graph::plan(const Shape& example_shape, Backend& backend, const std::map<st
   example_shape_ = example_shape;
   resolve_inputs();
   configure_layers(backend, layer_backends);
+  assign_output_dtypes();
   assign_gradient_slots();
   assign_output_slots();
   log_backends();
@@ -233,8 +254,8 @@ void Graph::allocate_activations(int64_t batch) {
   for (BufferSlot& slot : output_slots_) slot.buffer = slot.backend->empty({batch * slot.example_numel});
   for (Node& n : nodes_) {
     const Shape s = batched(batch, n.layer->output_shape());
-    n.output =
-        n.output_slot >= 0 ? output_slots_[static_cast<size_t>(n.output_slot)].buffer.leading(s) : n.backend->empty(s);
+    n.output = n.output_slot >= 0 ? output_slots_[static_cast<size_t>(n.output_slot)].buffer.leading(s)
+                                  : n.backend->empty(s, n.output_dtype);
     n.grad_output = n.grad_slot >= 0 ? grad_slots_[static_cast<size_t>(n.grad_slot)].buffer.leading(s) : Tensor();
     n.grad_scratch = n.readers > 1 ? n.backend->empty(s) : Tensor();
     n.staged_inputs.assign(n.inputs.size(), Tensor());
@@ -423,7 +444,7 @@ Graph::ActivationMemory Graph::activation_memory(int64_t batch) const {
   const auto bytes = [&](int64_t example_numel) { return batch * example_numel * int64_t{sizeof(float)}; };
   for (const Node& n : nodes_) {
     const int64_t numel = shape_numel(n.layer->output_shape());
-    if (n.output_slot < 0) m.outputs += bytes(numel);
+    if (n.output_slot < 0) m.outputs += n.output_dtype == DType::bf16 ? bytes(numel) / 2 : bytes(numel);
     if (n.readers > 1) m.gradients += bytes(numel);  // grad_scratch
     m.layer_state += n.layer->state_bytes(batch);
     for (int input : n.inputs) {  // cross-device copies of inputs and their gradients: the producer's size
@@ -485,7 +506,8 @@ std::vector<Graph::LayerSummary> Graph::summary() {
                      params,
                      n.layer->forward_flops(),
                      fields[i],
-                     false};
+                     false,
+                     n.output_dtype == DType::bf16};
     if (n.inputs != std::vector<int>{static_cast<int>(i) - 1})
       for (int input : n.inputs)
         row.inputs.push_back(input == kGraphInput ? "input" : nodes_[static_cast<size_t>(input)].layer->name());
@@ -515,17 +537,20 @@ std::string Graph::summary_table(int64_t batch) {
   }
   std::string out = fmt::format("{:<{}} {:<{}} {:<8} {:<16} {:>12} {:>14} {:>11}\n", "layer", name_width, "op",
                                 op_width, "backend", "output (HWC)", "params", "MFLOPs/ex", "field/jump");
+  bool any_bf16 = false;
   for (size_t i = 0; i < rows.size(); ++i) {
     const LayerSummary& r = rows[i];
-    out +=
-        fmt::format("{:<{}} {:<{}} {:<8} {:<16} {:>12} {:>14.3f} {:>11}\n", r.name, name_width, ops[i], op_width,
-                    r.backend, shape_str(r.output_shape), r.parameters, static_cast<double>(r.flops) / 1e6, fields[i]);
+    const std::string output = shape_str(r.output_shape) + (r.bf16_output ? " bf16" : "");
+    any_bf16 = any_bf16 || r.bf16_output;
+    out += fmt::format("{:<{}} {:<{}} {:<8} {:<16} {:>12} {:>14.3f} {:>11}\n", r.name, name_width, ops[i], op_width,
+                       r.backend, output, r.parameters, static_cast<double>(r.flops) / 1e6, fields[i]);
   }
   out += fmt::format("total: {} parameters, {:.3f} GFLOPs forward per example", num_parameters(),
                      static_cast<double>(forward_flops()) / 1e9);
   out +=
       "\nfield/jump: receptive field and its step, in input pixels; * marks the first layer that sees the whole "
       "input";
+  if (any_bf16) out += "\nbf16: an output stored in bf16 (train.precision bf16; only conv and linear layers read it)";
   if (batch > 0) {
     const ActivationMemory m = activation_memory(batch);
     const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };

@@ -14,7 +14,8 @@
 // gradients are never live at once, so a chain holds two of them, not one per layer. Outputs that
 // no backward reads (Layer::backward_reads_input / backward_reads_output: an add's inputs, a
 // relu's input, a pooling layer's output...) share buffers too, once their last reader has run;
-// the others live until backward. Tensors
+// the others live until backward. In bf16 precision a relu output read only by conv and linear
+// layers is stored bf16 (Layer::writes_bf16_output / reads_bf16_input). Tensors
 // crossing from one device to another are copied by the receiving layer's backend.
 #pragma once
 
@@ -50,6 +51,11 @@ class Graph {
   // Before plan(): false gives every output its own buffer (to check a layer's backward_reads_*
   // against; the results must not change, only the memory).
   void set_output_reuse(bool reuse) { output_reuse_ = reuse; }
+  // Before plan(): false stores every output f32 (to check bf16 storage against; in bf16 precision
+  // the results must not change, since the readers round their operands to bf16 anyway).
+  void set_bf16_storage(bool store) { bf16_storage_ = store; }
+  // After plan(): the dtype layer `i`'s output is stored in.
+  DType output_dtype(size_t i) const { return nodes_.at(i).output_dtype; }
   void allocate_parameters(Rng& rng);
 
   // input: [N, example_shape...] on any device. Returns the last layer's output (on its device).
@@ -113,7 +119,7 @@ class Graph {
   ActivationMemory activation_memory(int64_t batch) const;
 
   // One row per layer: name, inputs (when not just the previous layer), type/description,
-  // backend, output shape, parameters, FLOPs, receptive field.
+  // backend, output shape (and storage, when bf16), parameters, FLOPs, receptive field.
   struct LayerSummary {
     std::string name, module, description, backend;
     std::vector<std::string> inputs;  // names ("input" for the net's input); empty: the previous layer
@@ -121,6 +127,7 @@ class Graph {
     int64_t parameters = 0, flops = 0;
     ReceptiveField field;
     bool first_whole = false;  // the first layer whose field covers the whole input
+    bool bf16_output = false;  // its output is stored bf16 (bf16 activation storage)
   };
   std::vector<LayerSummary> summary();
   // The summary as a table, with the activation memory for `batch` (0: not shown).
@@ -132,10 +139,11 @@ class Graph {
     std::string module;
     std::vector<std::string> from;  // as written
     int line = 0;
-    std::vector<int> inputs;  // resolved `from`: node indices or kGraphInput
-    int grad_slot = -1;       // index into grad_slots_ of this layer's output gradient (-1: the last layer)
-    int output_slot = -1;     // index into output_slots_ when no backward reads this output (-1: its own)
-    int readers = 0;          // layers reading this output
+    std::vector<int> inputs;          // resolved `from`: node indices or kGraphInput
+    int grad_slot = -1;               // index into grad_slots_ of this layer's output gradient (-1: the last layer)
+    int output_slot = -1;             // index into output_slots_ when no backward reads this output (-1: its own)
+    int readers = 0;                  // layers reading this output
+    DType output_dtype = DType::f32;  // bf16: see assign_output_dtypes()
     Backend* backend = nullptr;
     Tensor output;                      // [N, output_shape...] on the layer's device
     Tensor grad_output;                 // same shape: a view of its gradient slot
@@ -148,6 +156,7 @@ class Graph {
   void configure_layers(Backend& backend, const std::map<std::string, Backend*>& layer_backends);
   void assign_gradient_slots();
   void assign_output_slots();
+  void assign_output_dtypes();
   void allocate_activations(int64_t batch);
   void log_backends() const;
   std::string where(const Node& n) const;  // "layer 'x' (config line 12)"
@@ -179,6 +188,7 @@ class Graph {
   int64_t batch_ = -1;
   bool planned_ = false, built_ = false;
   bool output_reuse_ = true;
+  bool bf16_storage_ = true;
 };
 
 }  // namespace convnet

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/common/cli_runner.h"
 #include "tests/common/test_util.h"
@@ -111,6 +113,28 @@ TEST(Cli, DryRunJsonReportsParametersAndFlopsOfVgg11) {
   EXPECT_EQ(j.at("params").get<int64_t>(), 9228362);
   EXPECT_NEAR(j.at("flops_per_example").get<double>(), 0.306e9, 0.01e9);
   EXPECT_FALSE(j.at("layers").empty());
+}
+
+// In bf16 precision the relus a conv reads are stored bf16: VGG-11 has three (the second conv of
+// its last three stages reads one), marked in the JSON and the table, and the outputs take less
+// memory than in fp32.
+TEST(Cli, DryRunMarksTheOutputsStoredInBf16) {
+  const std::string command = std::string("train ") + CONVNET_SOURCE_DIR + "/configs/vgg11_bn.yaml --dry-run";
+  int64_t output_bytes[2] = {};
+  for (const bool bf16 : {false, true}) {
+    const RunResult r = run_convnet(command + " --json" + (bf16 ? " --set train.precision=bf16" : ""));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    std::vector<std::string> stored;
+    for (const auto& layer : j.at("layers"))
+      if (layer.at("output_dtype") == "bf16") stored.push_back(layer.at("name"));
+    EXPECT_EQ(stored.size(), bf16 ? 3u : 0u) << ::testing::PrintToString(stored);
+    output_bytes[bf16] = j.at("activation_bytes").at("outputs").get<int64_t>();
+  }
+  EXPECT_LT(output_bytes[1], output_bytes[0]);
+  const RunResult text = run_convnet(command + " --set train.precision=bf16");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("bf16: an output stored in bf16"), std::string::npos) << text.out;
 }
 
 // fast96 is a DAG: the JSON names each merge's inputs, the receptive fields, and the activation

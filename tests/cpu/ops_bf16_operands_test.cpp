@@ -27,15 +27,9 @@ bool same_bits(const Tensor& a, const Tensor& b) {
   return a.bytes() == b.bytes() && std::memcmp(a.raw(), b.raw(), a.bytes()) == 0;
 }
 
-std::unique_ptr<Backend> backend_in(Precision p) {
-  auto be = make_cpu_backend();
-  be->set_precision(p);
-  return be;
-}
-
 // The three conv passes with f32 operands and with their bf16 roundings give the same bits.
 TEST(Bf16Operands, ConvPassesGiveTheResultOfTheF32OperandsTheyRoundFrom) {
-  auto be = backend_in(Precision::bf16);
+  auto be = make_cpu_backend(Precision::bf16);
   Rng rng(21);
   for (const int groups : {1, 2}) {
     SCOPED_TRACE(::testing::Message() << "groups " << groups);
@@ -69,7 +63,7 @@ TEST(Bf16Operands, ConvPassesGiveTheResultOfTheF32OperandsTheyRoundFrom) {
 }
 
 TEST(Bf16Operands, LinearPassesGiveTheResultOfTheF32OperandsTheyRoundFrom) {
-  auto be = backend_in(Precision::bf16);
+  auto be = make_cpu_backend(Precision::bf16);
   Rng rng(22);
   const Tensor x = random_tensor({5, 24}, rng), w = random_tensor({7, 24}, rng), bias = random_tensor({7}, rng);
   const Tensor dy = random_tensor({5, 7}, rng);
@@ -93,7 +87,7 @@ TEST(Bf16Operands, OnlyBf16PrecisionTakesThemAndOutputsStayF32) {
   Rng rng(23);
   const Tensor x = random_tensor({3, 8}, rng), w = random_tensor({4, 8}, rng);
   for (const Precision prec : {Precision::fp32, Precision::tf32}) {
-    auto be = backend_in(prec);
+    auto be = make_cpu_backend(prec);
     Tensor y({3, 4});
     const std::string error = error_of([&] { be->linear_forward(x, testing::bf16_tensor(w), nullptr, y); });
     EXPECT_NE(error.find("linear_forward: w has dtype BF16, which only bf16 precision takes"), std::string::npos)
@@ -106,7 +100,7 @@ TEST(Bf16Operands, OnlyBf16PrecisionTakesThemAndOutputsStayF32) {
         error_of([&] { be->conv2d_backward_data(testing::bf16_tensor(img), filt, dimg, p); }).find("dy has dtype BF16"),
         std::string::npos);
   }
-  auto be = backend_in(Precision::bf16);
+  auto be = make_cpu_backend(Precision::bf16);
   Tensor y_bf16({3, 4}, DType::bf16);
   EXPECT_NE(error_of([&] { be->linear_forward(x, w, nullptr, y_bf16); }).find("y has dtype BF16, expected F32"),
             std::string::npos);
@@ -131,6 +125,68 @@ TEST(Bf16Operands, ToBf16RoundsToNearestEvenAndChecksItsArguments) {
   EXPECT_NE(error_of([&] { be->to_bf16(src, f32_dst); }).find("to_bf16: dst has dtype F32, expected BF16"),
             std::string::npos);
   EXPECT_NE(error_of([&] { be->to_bf16(src, short_dst); }).find("differ in element count"), std::string::npos);
+}
+
+// The bf16 nearest the float v, found by comparing the two neighbours in double (ties: the even
+// one): a reference written without to_bf16_bits' carry trick. Finite v only.
+uint16_t nearest_bf16_naive(float v) {
+  const uint32_t bits = std::bit_cast<uint32_t>(v);
+  const auto below = static_cast<uint16_t>(bits >> 16), above = static_cast<uint16_t>(below + 1);
+  const double d_below = std::abs(static_cast<double>(from_bf16_bits(below)) - v);
+  const double d_above = std::abs(static_cast<double>(from_bf16_bits(above)) - v);
+  if (d_below != d_above) return d_below < d_above ? below : above;
+  return (below & 1u) == 0 ? below : above;
+}
+
+// relu into a bf16 y (bf16 activation storage): relu(x) rounded to nearest even; backward reads
+// the stored value, in place or not, and gives what the f32 backward gives on the widened y.
+TEST(Bf16Operands, ReluStoresItsOutputRoundedToNearestEvenAndBackwardReadsIt) {
+  auto be = make_cpu_backend(Precision::bf16);
+  Rng rng(25);
+  Tensor x = random_tensor({3, 5, 7}, rng, -3.0f, 3.0f);
+  x.f32()[0] = std::bit_cast<float>(0x3f808000u);  // ties: to the even neighbour, below and above
+  x.f32()[1] = std::bit_cast<float>(0x3f818000u);
+  x.f32()[2] = std::numeric_limits<float>::quiet_NaN();  // propagates
+  x.f32()[3] = 1.0e-45f;                                 // a positive denormal under bf16's smallest: stored as 0
+  Tensor y({3, 5, 7}, DType::bf16);
+  std::memset(y.raw(), 0xff, y.bytes());  // NaN poison
+  be->relu_forward(x, y);
+  const uint16_t* yb = y.data<uint16_t>();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const float v = x.f32()[i];
+    if (std::isnan(v)) {
+      EXPECT_TRUE(std::isnan(from_bf16_bits(yb[i]))) << i;
+      continue;
+    }
+    ASSERT_EQ(yb[i], nearest_bf16_naive(v < 0.0f ? 0.0f : v)) << i << ": x = " << v;
+  }
+  EXPECT_EQ(yb[0], 0x3f80u);
+  EXPECT_EQ(yb[1], 0x3f82u);
+  EXPECT_EQ(yb[3], 0u);
+
+  const Tensor dy = random_tensor(x.shape(), rng);
+  Tensor y_wide(x.shape());
+  widen_bf16(yb, y_wide.f32(), y.numel());
+  Tensor dx = testing::poisoned(x.shape()), expected = testing::poisoned(x.shape());
+  be->relu_backward(y, dy, dx);
+  be->relu_backward(y_wide, dy, expected);
+  EXPECT_TRUE(same_bits(dx, expected));
+  EXPECT_EQ(dx.f32()[3], 0.0f) << "the stored 0 masks the gradient";
+  EXPECT_EQ(dx.f32()[2], dy.f32()[2]) << "NaN passes the gradient, as in f32";
+  Tensor inplace = dy.clone();
+  be->relu_backward(y, inplace, inplace);
+  EXPECT_TRUE(same_bits(inplace, expected));
+
+  // Only bf16 precision stores it; x and dx stay f32.
+  auto f32 = make_cpu_backend(Precision::fp32);
+  EXPECT_NE(error_of([&] { f32->relu_forward(x, y); }).find("relu_forward: y has dtype BF16, which only bf16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { f32->relu_backward(y, dy, dx); }).find("relu_backward: y has dtype BF16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { be->relu_forward(y, y_wide); }).find("x has dtype BF16, expected F32"), std::string::npos);
+  Tensor dx_bf16(x.shape(), DType::bf16);
+  EXPECT_NE(error_of([&] { be->relu_backward(y, dy, dx_bf16); }).find("dx has dtype BF16, expected F32"),
+            std::string::npos);
 }
 
 // The copy is the updated parameter rounded to nearest even, momentum or not, and the update

@@ -38,12 +38,6 @@ constexpr const char* kModel = R"(model:
     - {type: linear, name: fc, out_features: 3}
 )";
 
-std::unique_ptr<Backend> backend_in(Precision p) {
-  auto be = make_cpu_backend();
-  be->set_precision(p);
-  return be;
-}
-
 void build(Graph& graph, Backend& backend) {
   const Config config = parse_config(kModel, "copies.yaml");
   add_model_layers(config.model, {6, 6, 3}, graph);
@@ -61,7 +55,7 @@ std::vector<std::string> with_copies(Graph& graph, bool current) {
 
 TEST(Bf16WeightCopy, UngroupedConvAndLinearWeightsKeepOneInBf16Only) {
   for (const Precision prec : {Precision::fp32, Precision::tf32, Precision::bf16}) {
-    auto be = backend_in(prec);
+    auto be = make_cpu_backend(prec);
     Graph graph;
     build(graph, *be);
     const std::vector<std::string> expected = prec == Precision::bf16
@@ -74,7 +68,7 @@ TEST(Bf16WeightCopy, UngroupedConvAndLinearWeightsKeepOneInBf16Only) {
 
 // A bf16 graph of kModel with its optimizer, and one training step of it on data from Rng(seed).
 struct Bf16Net {
-  std::unique_ptr<Backend> backend = backend_in(Precision::bf16);
+  std::unique_ptr<Backend> backend = make_cpu_backend(Precision::bf16);
   Graph graph;
   std::unique_ptr<Sgd> sgd;
   Bf16Net();
@@ -186,7 +180,7 @@ TEST(Bf16WeightCopy, TheNextPassRewritesARetiredCopy) {
 // A conv layer's backward in bf16 converts dy once for both of its passes: the bits of the two
 // passes on the f32 dy, as the ops compute them.
 TEST(Bf16WeightCopy, AConvBackwardSharesOneBf16DyAndKeepsTheBits) {
-  auto be = backend_in(Precision::bf16);
+  auto be = make_cpu_backend(Precision::bf16);
   Conv2d conv("conv", 6, 3, 1, 1, 1, true);
   conv.configure({7, 5, 4});
   conv.set_backend(*be);

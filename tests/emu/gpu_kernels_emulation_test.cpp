@@ -135,6 +135,44 @@ TEST(ActivationEmulation, ReluPropagatesNanAndInfinityLikeCpu) {
   EXPECT_TRUE(bits_equal(gdx.download(shape), dx)) << "relu backward";
 }
 
+// ReLU with a bf16 output (bf16 activation storage), bit for bit against the cpu backend in bf16
+// precision: random values plus ties, a NaN, infinities and a denormal that rounds to 0, on the
+// 4-wide path and the scalar tail; backward in place too. A kernel truncating instead of rounding
+// to nearest even fails on the ties and on about half the random values.
+class ActivationBf16Emulation : public ::testing::TestWithParam<std::tuple<int64_t, bool>> {};
+
+TEST_P(ActivationBf16Emulation, ReluMatchesCpu) {
+  const auto [n, misaligned] = GetParam();
+  Rng rng(static_cast<uint64_t>(n) * 2 + (misaligned ? 1 : 0) + 500);
+  const Shape shape{n};
+  Tensor x = random_tensor(shape, rng, -4.0f, 4.0f);
+  const std::vector<float> special = {std::bit_cast<float>(0x3f808000u),       std::bit_cast<float>(0x3f818000u),
+                                      std::bit_cast<float>(0x7fc0beefu),       std::numeric_limits<float>::infinity(),
+                                      -std::numeric_limits<float>::infinity(), 1.0e-45f};
+  for (size_t k = 0; k < special.size() && static_cast<int64_t>(k) * 3 < n; ++k) x.f32()[k * 3] = special[k];
+  const Tensor dy = random_tensor(shape, rng, -1.0f, 1.0f);
+  auto bf16 = make_cpu_backend(Precision::bf16);
+  Tensor y(shape, DType::bf16), dx = convnet::testing::poisoned(shape);
+  bf16->relu_forward(x, y);
+  bf16->relu_backward(y, dy, dx);
+
+  DeviceBuf gx = DeviceBuf::of(x, misaligned), gdy = DeviceBuf::of(dy, misaligned);
+  DeviceBuf gy(y.bytes(), misaligned), gdx(x.bytes(), misaligned);
+  emu::reset_stats();
+  launch_relu_forward_bf16(gx.f(), gy.as<uint16_t>(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gy.download(shape, DType::bf16), y)) << "relu forward";
+  EXPECT_EQ(emu::stats().vector_accesses > 0, !misaligned && n >= 4);
+  launch_relu_backward_bf16(gy.as<uint16_t>(), gdy.f(), gdx.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(gdx.download(shape), dx)) << "relu backward";
+  DeviceBuf inplace = DeviceBuf::of(dy, misaligned);
+  launch_relu_backward_bf16(gy.as<uint16_t>(), inplace.f(), inplace.f(), n, nullptr);
+  EXPECT_TRUE(bits_equal(inplace.download(shape), dx)) << "relu backward in place";
+  for (DeviceBuf* b : {&gx, &gdy, &gy, &gdx, &inplace}) EXPECT_TRUE(b->guards_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ActivationBf16Emulation,
+                         ::testing::Combine(::testing::Values<int64_t>(1, 3, 4, 7, 18, 1029), ::testing::Bool()));
+
 // ---------------------------------------------------------------------------------------------
 // Pooling
 

@@ -4,6 +4,7 @@
 // by the fused SGD update is the updated weight rounded to nearest even.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -12,6 +13,7 @@
 
 #include "core/base/precision.h"
 #include "core/base/rng.h"
+#include "core/cpu/cpu_backend.h"
 #include "tests/common/gpu_test_util.h"
 #include "tests/common/test_util.h"
 
@@ -129,6 +131,29 @@ TEST_P(GpuBf16Operands, ToBf16MatchesTheCpu) {
   EXPECT_TRUE(std::isnan(from_bf16_bits(host.data<uint16_t>()[7])));
   host.data<uint16_t>()[7] = want.data<uint16_t>()[7];
   EXPECT_TRUE(testing::bitwise_equal(host, want));
+}
+
+// relu into a bf16 y (bf16 activation storage) and its backward from that y, against the cpu in
+// bf16 precision: the same bits (NaN aside, whose payload is the hardware's), in place too.
+TEST_P(GpuBf16Operands, ReluWithABf16OutputMatchesTheCpu) {
+  Rng rng(36);
+  const int64_t n = 4099;  // the 4-wide path and a tail
+  Tensor x = random_tensor({n}, rng, -3.0f, 3.0f);
+  x.f32()[1] = std::bit_cast<float>(0x3f808000u);  // a tie
+  x.f32()[2] = 1.0e-45f;                           // stored as 0
+  const Tensor dy = random_tensor({n}, rng);
+  auto cpu_bf16 = make_cpu_backend(Precision::bf16);
+  Tensor want_y({n}, DType::bf16), want_dx({n});
+  cpu_bf16->relu_forward(x, want_y);
+  cpu_bf16->relu_backward(want_y, dy, want_dx);
+  Tensor y = testing::poisoned_device_bytes(gpu(), {n}, DType::bf16), dx = poison({n});
+  gpu().relu_forward(up(x), y);
+  EXPECT_TRUE(testing::bitwise_equal(down(y), want_y));
+  gpu().relu_backward(y, up(dy), dx);
+  EXPECT_TRUE(testing::bitwise_equal(down(dx), want_dx));
+  Tensor inplace = up(dy);
+  gpu().relu_backward(y, inplace, inplace);
+  EXPECT_TRUE(testing::bitwise_equal(down(inplace), want_dx));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, GpuBf16Operands, ::testing::Values("cuda", "cudnn"), testing::backend_test_name);

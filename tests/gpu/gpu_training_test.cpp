@@ -42,6 +42,7 @@ struct TrainRun {
   std::vector<double> losses;                              // one per step
   std::vector<std::pair<std::string, Tensor>> parameters;  // final values, on the host
   int fused_pairs = 0;                                     // conv -> batch_norm pairs fused
+  int bf16_outputs = 0;                                    // outputs stored bf16 (Graph::output_dtype)
 };
 
 // Five training steps on `backend` (and `layer_backends` for the layers they name), as the trainer
@@ -50,21 +51,25 @@ struct TrainRun {
 // What a run varies besides its backends: each must leave the results as they are (or close).
 struct RunOptions {
   ConvBnFusion fusion = ConvBnFusion::never;
-  bool output_reuse = true;  // Graph::set_output_reuse
-  bool bf16_copies = true;   // keep the weights' bf16 copies (Parameter::bf16_copy) in bf16
+  bool output_reuse = true;                              // Graph::set_output_reuse
+  bool bf16_copies = true;                               // keep the weights' bf16 copies (Parameter::bf16_copy) in bf16
+  bool bf16_storage = true;                              // Graph::set_bf16_storage
+  std::vector<std::string> cfg = {"8", "M", "16", "M"};  // the VGG's
 };
 
 TrainRun train_five_steps(Backend& backend, const std::map<std::string, Backend*>& layer_backends = {},
                           const RunOptions& options = {}) {
   ModelConfig model;
   model.name = "vgg";
-  model.cfg = {"8", "M", "16", "M"};
+  model.cfg = options.cfg;
   model.pool = "avg";
   Graph graph;
   add_model_layers(model, kExample, graph);
   graph.set_output_reuse(options.output_reuse);
+  graph.set_bf16_storage(options.bf16_storage);
   graph.plan(kExample, backend, layer_backends);
   TrainRun run;
+  for (size_t i = 0; i < graph.size(); ++i) run.bf16_outputs += graph.output_dtype(i) == DType::bf16 ? 1 : 0;
   run.fused_pairs = fuse_conv_batch_norm(graph, options.fusion);
   Rng init(2024);
   graph.allocate_parameters(init);
@@ -254,6 +259,23 @@ TEST(GpuTrainingDeterminism, Bf16WeightCopiesChangeNoBit) {
     backend->set_precision(Precision::bf16);
     expect_same_bits(train_five_steps(*backend), train_five_steps(*backend, {}, {.bf16_copies = false}),
                      name + ": bf16 weight copies on vs off");
+  }
+}
+
+// bf16 activation storage: the relus a conv reads are stored bf16 (cuda's fused relu kernel,
+// cudnn's relu then a rounding), and the convs read them as they are: the same bits as f32
+// storage, on both backends.
+TEST(GpuTrainingDeterminism, Bf16StorageChangesNoBit) {
+  CONVNET_SKIP_WITHOUT_GPU();
+  const std::vector<std::string> cfg = {"8", "8", "M", "16", "16", "M"};
+  for (const std::string name : {"cuda", "cudnn"}) {
+    std::unique_ptr<Backend> backend = testing::make_gpu_backend(name);
+    backend->set_precision(Precision::bf16);
+    const TrainRun stored = train_five_steps(*backend, {}, {.cfg = cfg});
+    const TrainRun f32 = train_five_steps(*backend, {}, {.bf16_storage = false, .cfg = cfg});
+    EXPECT_EQ(stored.bf16_outputs, 2) << name << ": the relus before the second conv of each stage";
+    EXPECT_EQ(f32.bf16_outputs, 0) << name;
+    expect_same_bits(stored, f32, name + ": bf16 storage on vs off");
   }
 }
 
