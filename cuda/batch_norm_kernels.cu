@@ -1,10 +1,12 @@
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/batch_norm_kernels.h"
 #include "cuda/check.h"
 #include "cuda/grid_stride.h"
 #include "cuda/reduce_kernels.h"
+#include "cuda/stored_value.cuh"
 
 namespace convnet::cuda {
 
@@ -51,16 +53,22 @@ bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
-// Vec consecutive floats: one 128-bit access when Vec == 4 (the caller guarantees alignment).
-template <int Vec>
-__device__ void load(const float* p, float (&v)[Vec]) {
-  if constexpr (Vec == 4) {
-    const float4 t = *reinterpret_cast<const float4*>(p);
-    v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+// Whether 4 elements from p make one vector access (16 bytes of f32, 8 of bf16).
+template <class In>
+bool aligned_vector(const In* p) {
+  return reinterpret_cast<uintptr_t>(p) % (4 * sizeof(In)) == 0;
+}
+
+// f(x as its element type's pointer): the kernels are templated on it.
+template <class F>
+void with_x(ActivationIn x, F&& f) {
+  if (x.bf16) {
+    f(static_cast<const uint16_t*>(x.data));
   } else {
-    for (int k = 0; k < Vec; ++k) v[k] = p[k];
+    f(static_cast<const float*>(x.data));
   }
 }
+
 template <int Vec>
 __device__ void store(float* p, const float (&v)[Vec]) {
   if constexpr (Vec == 4) {
@@ -70,15 +78,26 @@ __device__ void store(float* p, const float (&v)[Vec]) {
   }
 }
 
-// Training, second pass: partial sums of (x - mean)^2 with mean = sums[c] / rows from the first.
+// Training, first pass: partial sums of x (launch_column_sums' order, for either element type).
+template <class In>
 __global__ void __launch_bounds__(kThreads)
-    squared_deviation_partials_kernel(const float* __restrict__ x, const double* __restrict__ sums,
-                                      ColumnReducePlan plan, double* __restrict__ partials) {
+    sum_partials_kernel(const In* __restrict__ x, ColumnReducePlan plan, double* __restrict__ partials) {
+  const int64_t cols = plan.cols;
+  column_partials<1>(plan, partials, [=](int64_t row, int64_t c, double* acc) {
+    acc[0] += static_cast<double>(stored_value(x[row * cols + c]));
+  });
+}
+
+// Training, second pass: partial sums of (x - mean)^2 with mean = sums[c] / rows from the first.
+template <class In>
+__global__ void __launch_bounds__(kThreads)
+    squared_deviation_partials_kernel(const In* __restrict__ x, const double* __restrict__ sums, ColumnReducePlan plan,
+                                      double* __restrict__ partials) {
   const int64_t col = column_partials_col();
   const double mean = col < plan.cols ? sums[col] / static_cast<double>(plan.rows) : 0.0;
   const int64_t cols = plan.cols;
   column_partials<1>(plan, partials, [=](int64_t row, int64_t c, double* acc) {
-    const double d = static_cast<double>(x[row * cols + c]) - mean;
+    const double d = static_cast<double>(stored_value(x[row * cols + c])) - mean;
     acc[0] += d * d;
   });
 }
@@ -140,23 +159,24 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // y = (x - mean[c]) * scale[c] + shift[c] over n = rows * channels elements. Vec == 4 needs
-// channels % 4 == 0 (a vector never straddles two rows). x and y may alias.
-template <int Vec>
+// channels % 4 == 0 (a vector never straddles two rows). An f32 x and y may alias.
+template <int Vec, class In>
 __global__ void __launch_bounds__(kThreads)
-    normalize_kernel(const float* x, const float* __restrict__ mean, const float* __restrict__ scale,
+    normalize_kernel(const In* x, const float* __restrict__ mean, const float* __restrict__ scale,
                      const float* __restrict__ shift, int64_t channels, int64_t n, float* y) {
   for (int64_t v = thread_index(); v < n / Vec; v += grid_stride()) {
     const int64_t c = (v * Vec) % channels;
     float val[Vec];
-    load<Vec>(x + v * Vec, val);
+    load_values<Vec>(x + v * Vec, val);
     for (int k = 0; k < Vec; ++k) val[k] = (val[k] - mean[c + k]) * scale[c + k] + shift[c + k];
     store<Vec>(y + v * Vec, val);
   }
 }
 
 // Backward, one pass: partial sums of dy and dy * xhat, xhat = (x - mean) * invstd in double.
+template <class In>
 __global__ void __launch_bounds__(kThreads)
-    backward_partials_kernel(const float* __restrict__ x, const float* __restrict__ dy,
+    backward_partials_kernel(const In* __restrict__ x, const float* __restrict__ dy,
                              const float* __restrict__ saved_mean, const float* __restrict__ saved_invstd,
                              ColumnReducePlan plan, double* __restrict__ partials) {
   const int64_t col = column_partials_col();
@@ -165,7 +185,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t cols = plan.cols;
   column_partials<2>(plan, partials, [=](int64_t row, int64_t c, double* acc) {
     const int64_t i = row * cols + c;
-    const double xhat = (static_cast<double>(x[i]) - mean) * invstd;
+    const double xhat = (static_cast<double>(stored_value(x[i])) - mean) * invstd;
     const double g = dy[i];
     acc[0] += g;
     acc[1] += g * xhat;
@@ -206,17 +226,16 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dx = coef * (dy - mean_dy - xhat * mean_dyx), xhat = (x - mean) * invstd in float. dx may alias dy.
-template <int Vec>
+template <int Vec, class In>
 __global__ void __launch_bounds__(kThreads)
-    backward_dx_kernel(const float* x, const float* dy, const float* __restrict__ mean,
-                       const float* __restrict__ invstd, const float* __restrict__ coef,
-                       const float* __restrict__ mean_dy, const float* __restrict__ mean_dyx, int64_t channels,
-                       int64_t n, float* dx) {
+    backward_dx_kernel(const In* x, const float* dy, const float* __restrict__ mean, const float* __restrict__ invstd,
+                       const float* __restrict__ coef, const float* __restrict__ mean_dy,
+                       const float* __restrict__ mean_dyx, int64_t channels, int64_t n, float* dx) {
   for (int64_t v = thread_index(); v < n / Vec; v += grid_stride()) {
     const int64_t c = (v * Vec) % channels;
     float xv[Vec], g[Vec];
-    load<Vec>(x + v * Vec, xv);
-    load<Vec>(dy + v * Vec, g);
+    load_values<Vec>(x + v * Vec, xv);
+    load_values<Vec>(dy + v * Vec, g);
     for (int k = 0; k < Vec; ++k) {
       const float xhat = (xv[k] - mean[c + k]) * invstd[c + k];
       g[k] = coef[c + k] * (g[k] - mean_dy[c + k] - xhat * mean_dyx[c + k]);
@@ -225,38 +244,51 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-void launch_normalize(const float* x, const float* mean, const float* scale, const float* shift, int64_t rows,
+void launch_normalize(ActivationIn x, const float* mean, const float* scale, const float* shift, int64_t rows,
                       int64_t channels, float* y, cudaStream_t stream) {
   const int64_t n = rows * channels;
   if (n == 0) return;
-  if (channels % 4 == 0 && aligned16(x) && aligned16(y)) {
-    normalize_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
-  } else {
-    normalize_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, mean, scale, shift, channels, n, y);
-  }
+  with_x(x, [&](const auto* xp) {
+    using In = std::remove_cv_t<std::remove_pointer_t<decltype(xp)>>;
+    if (channels % 4 == 0 && aligned_vector(xp) && aligned16(y)) {
+      normalize_kernel<4, In><<<grid_blocks(n / 4), kThreads, 0, stream>>>(xp, mean, scale, shift, channels, n, y);
+    } else {
+      normalize_kernel<1, In><<<grid_blocks(n), kThreads, 0, stream>>>(xp, mean, scale, shift, channels, n, y);
+    }
+  });
   CONVNET_CUDA_CHECK_LAUNCH("normalize_kernel");
 }
 
 // The two passes of training statistics: s.sums[0, C) = sum x, s.sums[C, 2C) = sum (x - mean)^2
 // (the partials are reused: the stream orders pass 2 after pass 1's combine). rows == 0: zeros.
-void launch_mean_and_m2(const float* x, int64_t rows, int64_t channels, const Scratch& s, cudaStream_t stream) {
+void launch_mean_and_m2(ActivationIn x, int64_t rows, int64_t channels, const Scratch& s, cudaStream_t stream) {
   const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 1);
-  launch_column_sums(x, rows, channels, s.partials, s.sums, stream);
-  if (plan.chunks > 0) {
-    squared_deviation_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, s.sums, plan,
-                                                                                             s.partials);
-    CONVNET_CUDA_CHECK_LAUNCH("squared_deviation_partials_kernel");
-  }
+  with_x(x, [&](const auto* xp) {
+    using In = std::remove_cv_t<std::remove_pointer_t<decltype(xp)>>;
+    if (plan.chunks > 0) {
+      sum_partials_kernel<In><<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(xp, plan, s.partials);
+      CONVNET_CUDA_CHECK_LAUNCH("sum_partials_kernel");
+    }
+    launch_combine_partials(plan, s.partials, s.sums, stream);
+    if (plan.chunks > 0) {
+      squared_deviation_partials_kernel<In>
+          <<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(xp, s.sums, plan, s.partials);
+      CONVNET_CUDA_CHECK_LAUNCH("squared_deviation_partials_kernel");
+    }
+  });
   launch_combine_partials(plan, s.partials, s.sums + channels, stream);
 }
 
 // Backward's one pass: s.sums[0, C) = sum dy, s.sums[C, 2C) = sum dy * xhat.
-void launch_backward_sums(const float* x, const float* dy, const float* saved_mean, const float* saved_invstd,
+void launch_backward_sums(ActivationIn x, const float* dy, const float* saved_mean, const float* saved_invstd,
                           int64_t rows, int64_t channels, const Scratch& s, cudaStream_t stream) {
   const ColumnReducePlan plan = ColumnReducePlan::make(rows, channels, 2);
   if (plan.chunks > 0) {
-    backward_partials_kernel<<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(x, dy, saved_mean, saved_invstd,
-                                                                                    plan, s.partials);
+    with_x(x, [&](const auto* xp) {
+      using In = std::remove_cv_t<std::remove_pointer_t<decltype(xp)>>;
+      backward_partials_kernel<In>
+          <<<plan.grid(), ColumnReducePlan::block(), 0, stream>>>(xp, dy, saved_mean, saved_invstd, plan, s.partials);
+    });
     CONVNET_CUDA_CHECK_LAUNCH("backward_partials_kernel");
   }
   launch_combine_partials(plan, s.partials, s.sums, stream);
@@ -268,18 +300,21 @@ void launch_split_sums(const Scratch& s, int64_t channels, double divisor, float
   CONVNET_CUDA_CHECK_LAUNCH("split_sums_kernel");
 }
 
-void launch_backward_dx(const float* x, const float* dy, const float* saved_mean, const float* saved_invstd,
+void launch_backward_dx(ActivationIn x, const float* dy, const float* saved_mean, const float* saved_invstd,
                         const float* coef, const float* mean_dy, const float* mean_dyx, int64_t rows, int64_t channels,
                         float* dx, cudaStream_t stream) {
   const int64_t n = rows * channels;
   if (n == 0) return;
-  if (channels % 4 == 0 && aligned16(x) && aligned16(dy) && aligned16(dx)) {
-    backward_dx_kernel<4><<<grid_blocks(n / 4), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                       mean_dyx, channels, n, dx);
-  } else {
-    backward_dx_kernel<1><<<grid_blocks(n), kThreads, 0, stream>>>(x, dy, saved_mean, saved_invstd, coef, mean_dy,
-                                                                   mean_dyx, channels, n, dx);
-  }
+  with_x(x, [&](const auto* xp) {
+    using In = std::remove_cv_t<std::remove_pointer_t<decltype(xp)>>;
+    if (channels % 4 == 0 && aligned_vector(xp) && aligned16(dy) && aligned16(dx)) {
+      backward_dx_kernel<4, In><<<grid_blocks(n / 4), kThreads, 0, stream>>>(xp, dy, saved_mean, saved_invstd, coef,
+                                                                             mean_dy, mean_dyx, channels, n, dx);
+    } else {
+      backward_dx_kernel<1, In><<<grid_blocks(n), kThreads, 0, stream>>>(xp, dy, saved_mean, saved_invstd, coef,
+                                                                         mean_dy, mean_dyx, channels, n, dx);
+    }
+  });
   CONVNET_CUDA_CHECK_LAUNCH("backward_dx_kernel");
 }
 
@@ -289,7 +324,7 @@ size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels) {
   return partials_bytes(rows, channels) + sums_bytes(channels) + 3 * coef_bytes(channels);
 }
 
-void launch_batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* saved_mean,
+void launch_batch_norm_forward_train(ActivationIn x, const float* gamma, const float* beta, float* y, float* saved_mean,
                                      float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
                                      int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
@@ -301,7 +336,7 @@ void launch_batch_norm_forward_train(const float* x, const float* gamma, const f
   launch_normalize(x, saved_mean, out.scale, beta, rows, channels, y, stream);
 }
 
-void launch_batch_norm_forward_train_from_moments(const float* x, const float* mean, const float* m2,
+void launch_batch_norm_forward_train_from_moments(ActivationIn x, const float* mean, const float* m2,
                                                   const float* gamma, const float* beta, float* y, float* saved_mean,
                                                   float* saved_invstd, float* running_mean, float* running_var,
                                                   int64_t rows, int64_t channels, float momentum, float eps,
@@ -321,7 +356,7 @@ void launch_moments_from_sums(float* sum_into_mean, float* sum_sq_into_m2, int64
   CONVNET_CUDA_CHECK_LAUNCH("moments_from_sums_kernel");
 }
 
-void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+void launch_batch_norm_forward_eval(ActivationIn x, const float* gamma, const float* beta, const float* running_mean,
                                     const float* running_var, int64_t rows, int64_t channels, float eps, float* y,
                                     void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
@@ -331,7 +366,7 @@ void launch_batch_norm_forward_eval(const float* x, const float* gamma, const fl
   launch_normalize(x, running_mean, scale, beta, rows, channels, y, stream);
 }
 
-void launch_batch_norm_backward(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+void launch_batch_norm_backward(ActivationIn x, const float* dy, const float* gamma, const float* saved_mean,
                                 const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
                                 float* dbeta, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
@@ -345,7 +380,7 @@ void launch_batch_norm_backward(const float* x, const float* dy, const float* ga
   launch_backward_dx(x, dy, saved_mean, saved_invstd, coef, mean_dy, mean_dyx, rows, channels, dx, stream);
 }
 
-void launch_batch_norm_local_stats(const float* x, int64_t rows, int64_t channels, float* mean, float* m2,
+void launch_batch_norm_local_stats(ActivationIn x, int64_t rows, int64_t channels, float* mean, float* m2,
                                    void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
   launch_mean_and_m2(x, rows, channels, s, stream);
@@ -353,7 +388,7 @@ void launch_batch_norm_local_stats(const float* x, int64_t rows, int64_t channel
   launch_split_sums(s, channels, rows > 0 ? static_cast<double>(rows) : 1.0, mean, m2, stream);
 }
 
-void launch_batch_norm_backward_reduce(const float* x, const float* dy, const float* saved_mean,
+void launch_batch_norm_backward_reduce(ActivationIn x, const float* dy, const float* saved_mean,
                                        const float* saved_invstd, int64_t rows, int64_t channels, float* sum_dy,
                                        float* sum_dy_xhat, void* scratch, cudaStream_t stream) {
   const Scratch s = carve(scratch, rows, channels);
@@ -361,7 +396,7 @@ void launch_batch_norm_backward_reduce(const float* x, const float* dy, const fl
   launch_split_sums(s, channels, 1.0, sum_dy, sum_dy_xhat, stream);
 }
 
-void launch_batch_norm_backward_apply(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+void launch_batch_norm_backward_apply(ActivationIn x, const float* dy, const float* gamma, const float* saved_mean,
                                       const float* saved_invstd, const float* mean_dy, const float* mean_dy_xhat,
                                       int64_t rows, int64_t channels, float* dx, void* scratch, cudaStream_t stream) {
   float* coef = carve(scratch, rows, channels).coef[0];

@@ -20,18 +20,28 @@
 
 namespace convnet::cuda {
 
+// The x every launcher below reads: f32, or bf16 bits (a conv output stored bf16, bf16 activation
+// storage) read widened exactly, giving the bits its f32 widening gives. Implicit from either
+// pointer type, so callers pass a device pointer as before.
+struct ActivationIn {
+  ActivationIn(const float* p) : data(p), bf16(false) {}    // NOLINT(google-explicit-constructor)
+  ActivationIn(const uint16_t* p) : data(p), bf16(true) {}  // NOLINT(google-explicit-constructor)
+  const void* data;
+  bool bf16;
+};
+
 // Device scratch bytes any launcher below needs for `rows` x `channels`.
 size_t batch_norm_scratch_bytes(int64_t rows, int64_t channels);
 
 // y = (x - mean) * (gamma * invstd) + beta with the batch mean and biased variance;
 // saved_mean = mean, saved_invstd = 1 / sqrt(var + eps); running = (1 - momentum) * running +
 // momentum * stat, with the unbiased variance var * rows / (rows - 1) for running_var.
-void launch_batch_norm_forward_train(const float* x, const float* gamma, const float* beta, float* y, float* saved_mean,
+void launch_batch_norm_forward_train(ActivationIn x, const float* gamma, const float* beta, float* y, float* saved_mean,
                                      float* saved_invstd, float* running_mean, float* running_var, int64_t rows,
                                      int64_t channels, float momentum, float eps, void* scratch, cudaStream_t stream);
 // The same with the statistics given (Backend::batch_norm_forward_train_from_moments): mean and
 // m2 [channels] of x's rows, var = m2 / rows. No pass over x but the normalization's.
-void launch_batch_norm_forward_train_from_moments(const float* x, const float* mean, const float* m2,
+void launch_batch_norm_forward_train_from_moments(ActivationIn x, const float* mean, const float* m2,
                                                   const float* gamma, const float* beta, float* y, float* saved_mean,
                                                   float* saved_invstd, float* running_mean, float* running_var,
                                                   int64_t rows, int64_t channels, float momentum, float eps,
@@ -41,12 +51,12 @@ void launch_batch_norm_forward_train_from_moments(const float* x, const float* m
 void launch_moments_from_sums(float* sum_into_mean, float* sum_sq_into_m2, int64_t rows, int64_t channels,
                               cudaStream_t stream);
 // y = (x - running_mean) * (gamma / sqrt(running_var + eps)) + beta.
-void launch_batch_norm_forward_eval(const float* x, const float* gamma, const float* beta, const float* running_mean,
+void launch_batch_norm_forward_eval(ActivationIn x, const float* gamma, const float* beta, const float* running_mean,
                                     const float* running_var, int64_t rows, int64_t channels, float eps, float* y,
                                     void* scratch, cudaStream_t stream);
 // dbeta = sum dy, dgamma = sum dy * xhat, dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)),
 // with xhat = (x - saved_mean) * saved_invstd. dx may alias dy.
-void launch_batch_norm_backward(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+void launch_batch_norm_backward(ActivationIn x, const float* dy, const float* gamma, const float* saved_mean,
                                 const float* saved_invstd, int64_t rows, int64_t channels, float* dx, float* dgamma,
                                 float* dbeta, void* scratch, cudaStream_t stream);
 
@@ -55,12 +65,12 @@ void launch_batch_norm_backward(const float* x, const float* dy, const float* ga
 // == 0). backward_reduce: sum_dy = sum dy and sum_dy_xhat = sum dy * xhat. backward_apply: dx as
 // launch_batch_norm_backward's with the given means (dx may alias dy); scratch is used for the
 // per-channel gamma * invstd.
-void launch_batch_norm_local_stats(const float* x, int64_t rows, int64_t channels, float* mean, float* m2,
+void launch_batch_norm_local_stats(ActivationIn x, int64_t rows, int64_t channels, float* mean, float* m2,
                                    void* scratch, cudaStream_t stream);
-void launch_batch_norm_backward_reduce(const float* x, const float* dy, const float* saved_mean,
+void launch_batch_norm_backward_reduce(ActivationIn x, const float* dy, const float* saved_mean,
                                        const float* saved_invstd, int64_t rows, int64_t channels, float* sum_dy,
                                        float* sum_dy_xhat, void* scratch, cudaStream_t stream);
-void launch_batch_norm_backward_apply(const float* x, const float* dy, const float* gamma, const float* saved_mean,
+void launch_batch_norm_backward_apply(ActivationIn x, const float* dy, const float* gamma, const float* saved_mean,
                                       const float* saved_invstd, const float* mean_dy, const float* mean_dy_xhat,
                                       int64_t rows, int64_t channels, float* dx, void* scratch, cudaStream_t stream);
 

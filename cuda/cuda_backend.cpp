@@ -136,7 +136,9 @@ void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bi
   if (fp32_kernels(precision(), s)) {
     CONVNET_CHECK(stats.sum == nullptr, "conv2d_forward: the fp32 kernels have no output statistics");
     const Tensor xf = as_f32(x), wf = as_f32(w);
-    cuda::conv2d_forward(fp(xf), fp(wf), fp_or_null(bias), fp(y), s, stream(), fp32_version(s, ConvPass::forward));
+    Tensor y32 = y.dtype() == DType::f32 ? y : empty(y.shape());
+    cuda::conv2d_forward(fp(xf), fp(wf), fp_or_null(bias), fp(y32), s, stream(), fp32_version(s, ConvPass::forward));
+    store_result(y32, y);
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::forward);
@@ -146,16 +148,26 @@ void CudaBackend::run_forward(const Tensor& x, const Tensor& w, const Tensor* bi
                       stream(), stats);
     return;
   }
-  const Bf16Scratch b = bf16_scratch({to_convert(x), to_convert(w), y.numel()}, workspace);
-  conv2d_forward_tc(bf16_operand(x, b.part[0]), bf16_operand(w, b.part[1]), fp_or_null(bias), b.part[2],
-                    ConvActivation::none, s, plan, b.workspace, stream(), stats);
-  launch_from_bf16(b.part[2], fp(y), y.numel(), stream());
+  // v4 BF16 stores y in bf16: straight into a bf16 y (bf16 activation storage), else widened.
+  const bool bf16_y = y.dtype() == DType::bf16;
+  const Bf16Scratch b = bf16_scratch({to_convert(x), to_convert(w), bf16_y ? 0 : y.numel()}, workspace);
+  uint16_t* out = bf16_y ? bf(y) : b.part[2];
+  conv2d_forward_tc(bf16_operand(x, b.part[0]), bf16_operand(w, b.part[1]), fp_or_null(bias), out, ConvActivation::none,
+                    s, plan, b.workspace, stream(), stats);
+  if (!bf16_y) launch_from_bf16(out, fp(y), y.numel(), stream());
+}
+
+void CudaBackend::store_result(const Tensor& y32, Tensor& y) {
+  if (precision() != Precision::bf16) return;
+  if (y.dtype() == DType::bf16) return launch_to_bf16(fp(y32), bf(y), y.numel(), stream());
+  launch_round_to_bf16(fp(y), nullptr, 1, fp(y), y.numel(), stream());
 }
 
 void CudaBackend::run_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const ConvShape& s) {
   if (fp32_kernels(precision(), s)) {
     const Tensor dyf = as_f32(dy), wf = as_f32(w);
     cuda::conv2d_backward_data(fp(dyf), fp(wf), fp(dx), s, stream(), fp32_version(s, ConvPass::backward_data));
+    store_result(dx, dx);
     return;
   }
   const ConvTcPlan plan = tc_plan(s, ConvPass::backward_data);
@@ -312,8 +324,8 @@ void CudaBackend::batch_norm_forward_train(const Tensor& x, const Tensor& gamma,
   const OpScope in_op = scope(check);
   // The only scratch user in this call (partial sums, per-channel sums and coefficients).
   void* ws = batch_norm_scratch(check, rows, channels);
-  launch_batch_norm_forward_train(fp(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd), fp(running_mean),
-                                  fp(running_var), rows, channels, momentum, eps, ws, stream());
+  launch_batch_norm_forward_train(activation_in(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd),
+                                  fp(running_mean), fp(running_var), rows, channels, momentum, eps, ws, stream());
 }
 
 void CudaBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta,
@@ -323,8 +335,8 @@ void CudaBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, 
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
   void* ws = batch_norm_scratch(check, rows, channels);
-  launch_batch_norm_forward_eval(fp(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), rows, channels, eps,
-                                 fp(y), ws, stream());
+  launch_batch_norm_forward_eval(activation_in(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), rows,
+                                 channels, eps, fp(y), ws, stream());
 }
 
 void CudaBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
@@ -334,8 +346,8 @@ void CudaBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const T
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
   void* ws = batch_norm_scratch(check, rows, channels);
-  launch_batch_norm_backward(fp(x), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), rows, channels, fp(dx),
-                             fp(dgamma), fp(dbeta), ws, stream());
+  launch_batch_norm_backward(activation_in(x), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), rows, channels,
+                             fp(dx), fp(dgamma), fp(dbeta), ws, stream());
 }
 
 // --- linear (1x1 convolutions, see linear_as_conv) ---

@@ -82,6 +82,9 @@ class CudaBackend final : public GpuBackend {
   Bf16Scratch bf16_scratch(const int64_t (&counts)[3], size_t workspace_bytes);
   // A conv operand's values for v4 BF16: t's own data when it is bf16, else t rounded into `part`.
   const uint16_t* bf16_operand(const Tensor& t, uint16_t* part);
+  // An fp32 kernel's y32 (or dx) stored as the precision stores it: in bf16, rounded to nearest
+  // even in place, or into the bf16 tensor y (y32 then is a temporary); otherwise as it is.
+  void store_result(const Tensor& y32, Tensor& y);
 
   int sm_count_ = 1;           // the tensor-core plans size their grids by it
   bool tensor_cores_ = false;  // TF32 and BF16 mma (compute capability 8.0 or newer)

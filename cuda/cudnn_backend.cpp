@@ -145,10 +145,16 @@ void CudnnBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor
   if (precision() == Precision::bf16) {
     // cuDNN stores y in bf16; the fp32 bias is added to those values and the sum rounded to bf16
     // again (the cpu reference rounds conv + bias once, see the header).
+    // A bf16 y (bf16 activation storage) takes cuDNN's output as it is; with a bias, the rounded
+    // sum is widened and rounded again, which changes nothing (it is a bf16 value).
     const Tensor xb = as_bf16(x), wb = as_bf16(w);
-    Tensor yb = empty(y.shape(), DType::bf16);
+    const bool straight = y.dtype() == DType::bf16 && !bias;
+    Tensor yb = straight ? y : empty(y.shape(), DType::bf16);
     legacy_->conv_forward(s, xb.raw(), wb.raw(), nullptr, yb.raw(), DType::bf16);
-    launch_from_bf16_add_bias(bf(yb), bias ? fp(*bias) : nullptr, s.k, fp(y), y.numel(), stream());
+    if (straight) return;
+    Tensor y32 = y.dtype() == DType::f32 ? y : empty(y.shape());
+    launch_from_bf16_add_bias(bf(yb), bias ? fp(*bias) : nullptr, s.k, fp(y32), y.numel(), stream());
+    if (y.dtype() == DType::bf16) launch_to_bf16(fp(y32), bf(y), y.numel(), stream());
     return;
   }
   legacy_->conv_forward(s, fp(x), fp(w), bias ? fp(*bias) : nullptr, fp(y));
@@ -288,7 +294,8 @@ void CudnnBackend::batch_norm_forward_train(const Tensor& x, const Tensor& gamma
   check.batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum, eps);
   const Nhwc view = channel_view(check, x, "x");
   const OpScope in_op = scope(check);
-  legacy_->batch_norm_forward_train(view, fp(x), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd),
+  const Tensor x32 = as_f32(x);  // a bf16 x (bf16 storage): cuDNN's batchnorm on its exact widening
+  legacy_->batch_norm_forward_train(view, fp(x32), fp(gamma), fp(beta), fp(y), fp(saved_mean), fp(saved_invstd),
                                     fp(running_mean), fp(running_var), momentum, eps);
 }
 
@@ -300,7 +307,8 @@ void CudnnBackend::batch_norm_forward_eval(const Tensor& x, const Tensor& gamma,
   if (x.numel() == 0) return;
   const Nhwc view = channel_view(check, x, "x");
   const OpScope in_op = scope(check);
-  legacy_->batch_norm_forward_eval(view, fp(x), fp(gamma), fp(beta), fp(running_mean), fp(running_var), eps, fp(y));
+  const Tensor x32 = as_f32(x);
+  legacy_->batch_norm_forward_eval(view, fp(x32), fp(gamma), fp(beta), fp(running_mean), fp(running_var), eps, fp(y));
 }
 
 void CudnnBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
@@ -314,7 +322,8 @@ void CudnnBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, const 
     return;
   }
   const Nhwc view = channel_view(check, x, "x");
-  legacy_->batch_norm_backward(view, fp(x), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), fp(dx), fp(dgamma),
+  const Tensor x32 = as_f32(x);
+  legacy_->batch_norm_backward(view, fp(x32), fp(dy), fp(gamma), fp(saved_mean), fp(saved_invstd), fp(dx), fp(dgamma),
                                fp(dbeta));
 }
 

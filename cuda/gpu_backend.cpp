@@ -396,7 +396,7 @@ void GpuBackend::batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m
   const int64_t channels = check.batch_norm_local_stats(x, mean, m2);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
-  launch_batch_norm_local_stats(device_ptr<float>(x), rows, channels, device_ptr<float>(mean), device_ptr<float>(m2),
+  launch_batch_norm_local_stats(activation_in(x), rows, channels, device_ptr<float>(mean), device_ptr<float>(m2),
                                 batch_norm_scratch(check, rows, channels), stream());
 }
 
@@ -410,7 +410,7 @@ void GpuBackend::batch_norm_forward_train_from_moments(const Tensor& x, const Te
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
   launch_batch_norm_forward_train_from_moments(
-      device_ptr<float>(x), device_ptr<float>(mean), device_ptr<float>(m2), device_ptr<float>(gamma),
+      activation_in(x), device_ptr<float>(mean), device_ptr<float>(m2), device_ptr<float>(gamma),
       device_ptr<float>(beta), device_ptr<float>(y), device_ptr<float>(saved_mean), device_ptr<float>(saved_invstd),
       device_ptr<float>(running_mean), device_ptr<float>(running_var), rows, channels, momentum, eps,
       batch_norm_scratch(check, rows, channels), stream());
@@ -422,7 +422,7 @@ void GpuBackend::batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, c
   const int64_t channels = check.batch_norm_backward_reduce(x, dy, saved_mean, saved_invstd, sum_dy, sum_dy_xhat);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
-  launch_batch_norm_backward_reduce(device_ptr<float>(x), device_ptr<float>(dy), device_ptr<float>(saved_mean),
+  launch_batch_norm_backward_reduce(activation_in(x), device_ptr<float>(dy), device_ptr<float>(saved_mean),
                                     device_ptr<float>(saved_invstd), rows, channels, device_ptr<float>(sum_dy),
                                     device_ptr<float>(sum_dy_xhat), batch_norm_scratch(check, rows, channels),
                                     stream());
@@ -436,7 +436,7 @@ void GpuBackend::batch_norm_backward_apply(const Tensor& x, const Tensor& dy, co
       check.batch_norm_backward_apply(x, dy, gamma, saved_mean, saved_invstd, mean_dy, mean_dy_xhat, dx);
   const int64_t rows = x.numel() / channels;
   const OpScope in_op = scope(check);
-  launch_batch_norm_backward_apply(device_ptr<float>(x), device_ptr<float>(dy), device_ptr<float>(gamma),
+  launch_batch_norm_backward_apply(activation_in(x), device_ptr<float>(dy), device_ptr<float>(gamma),
                                    device_ptr<float>(saved_mean), device_ptr<float>(saved_invstd),
                                    device_ptr<float>(mean_dy), device_ptr<float>(mean_dy_xhat), rows, channels,
                                    device_ptr<float>(dx), batch_norm_scratch(check, rows, channels), stream());

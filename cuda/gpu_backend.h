@@ -21,6 +21,7 @@
 
 #include "core/base/backend.h"
 #include "core/base/op_checks.h"
+#include "cuda/batch_norm_kernels.h"
 #include "cuda/device_allocator.h"
 #include "cuda/op_scope.h"
 #include "cuda/stream.h"
@@ -102,6 +103,11 @@ class GpuBackend : public Backend {
   Tensor as_bf16(const Tensor& t);
   // The same as f32: t itself when it is f32, else its bf16 values widened (exact).
   Tensor as_f32(const Tensor& t);
+  // A batchnorm's x for our kernels, f32 or bf16 (read as it is stored).
+  static ActivationIn activation_in(const Tensor& x) {
+    if (x.dtype() == DType::bf16) return static_cast<const uint16_t*>(x.raw());
+    return static_cast<const float*>(x.raw());
+  }
   // The shared argument checks (core/base/op_checks.h) for `op`, against this backend's device.
   // Conv and linear operands may be bf16 in bf16 precision.
   OpChecks checks(const char* op) const {

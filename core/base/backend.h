@@ -136,7 +136,8 @@ class Backend {
   // --- convolution: x [N,H,W,C], w [K,R,S,C], bias [K] or null, y [N,P,Q,K] ---
   // In bf16 precision the operands of the conv and linear ops (x, w, dy) may also be bf16 tensors:
   // they hold exactly the values the op would round f32 operands to, so either dtype gives the
-  // same result, and a bf16 operand saves the conversion. Outputs (y, dx, dw, dbias) are f32.
+  // same result, and a bf16 operand saves the conversion. Outputs (dx, dw, dbias) are f32; y may be
+  // bf16 too (bf16 activation storage), holding the values an f32 y would hold.
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
                               const Conv2dParams& p) = 0;
   // dx [N,H,W,C] from dy [N,P,Q,K] and w.
@@ -164,6 +165,8 @@ class Backend {
   virtual void gelu_backward(const Tensor& x, const Tensor& dy, Tensor& dx) = 0;
 
   // --- batch normalization over all but the last dimension (C) ---
+  // In bf16 precision x may be a bf16 tensor (a conv output stored bf16): every op reads it
+  // widened, exactly, so it gives the result of the f32 x of the same values. Outputs stay f32.
   // Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var + eps)
   // ([C] each) for backward, and updates running_mean / running_var ([C]) in place as
   // running = (1 - momentum) * running + momentum * batch_stat, using the unbiased variance (PyTorch).

@@ -101,7 +101,7 @@ ConvGeometry OpChecks::conv2d_forward(const Tensor& x, const Tensor& w, const Te
   operand(x, "x");
   operand(w, "w");
   const ConvGeometry g = conv2d(x.shape(), w.shape(), p);
-  shape(y, g.output_shape(), "y");
+  operand_shape(y, g.output_shape(), "y");  // bf16 too: a conv output stored bf16
   if (bias) shape(*bias, {g.k}, "bias");
   return g;
 }
@@ -206,7 +206,7 @@ void OpChecks::relu_backward(const Tensor& y, const Tensor& dy, const Tensor& dx
 // --- batch normalization ---
 
 int64_t OpChecks::channels(const Tensor& x) const {
-  tensor(x, "x");
+  operand(x, "x");  // bf16 too: a conv output stored bf16
   CONVNET_CHECK(x.rank() >= 1 && x.dim(-1) > 0, "{}: x has shape {}, expected [..., C] with C > 0", op_,
                 shape_str(x.shape()));
   return x.dim(-1);

@@ -63,8 +63,9 @@ class OpChecks {
   static OpChecks cpu(const char* op) { return {op, Device{}, "cpu"}; }
 
   const char* op() const { return op_; }
-  // Whether the conv and linear operands (x, w, dy), and a relu's output, may be bf16 as well as
-  // f32: in bf16 precision (Backend::conv2d_forward, Backend::relu_forward). Off by default.
+  // Whether the conv and linear operands (x, w, dy), a conv's and a relu's output, and a
+  // batchnorm's input may be bf16 as well as f32: in bf16 precision (bf16 activation storage,
+  // Backend::conv2d_forward, relu_forward, batch_norm_*). Off by default.
   OpChecks& allow_bf16_operands(bool allow) {
     bf16_operands_ = allow;
     return *this;
@@ -105,6 +106,10 @@ class OpChecks {
                                    const Pool2dParams& p) const;
   PoolGeometry avg_pool2d_forward(const Tensor& x, const Tensor& y, const Pool2dParams& p) const;
   PoolGeometry avg_pool2d_backward(const Tensor& dy, const Tensor& dx, const Pool2dParams& p) const;
+
+  // A tensor of dtype f32, or bf16 when allow_bf16_operands (a conv or linear operand, an
+  // activation stored bf16).
+  void operand(const Tensor& t, const char* name) const;
 
   // relu_forward / gelu_forward: y has x's shape.
   void activation_forward(const Tensor& x, const Tensor& y) const;
@@ -182,8 +187,6 @@ class OpChecks {
 
  private:
   bool on_device(const Tensor& t) const;
-  // A conv or linear operand: tensor() with dtype f32, or bf16 when allow_bf16_operands.
-  void operand(const Tensor& t, const char* name) const;
   void operand_shape(const Tensor& t, const Shape& expected, const char* name) const;
   void has_rank(const Tensor& t, int expected, const char* name) const;
   // x is [..., C] with C >= 1; returns C.

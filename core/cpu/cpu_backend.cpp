@@ -59,8 +59,9 @@ class CpuBackend final : public Backend {
   // Conv and linear ops in precision(): operands rounded as the GPU kernels round them, then fp32.
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y, const Conv2dParams& p) override {
     checks("conv2d_forward").conv2d_forward(x, w, bias, y, p);
-    cpu::conv2d_forward(operand(x, 0), operand(w, 1), bias, y, p, workspace_);
-    round_result(y);
+    Tensor y32 = result_target(y);
+    cpu::conv2d_forward(operand(x, 0), operand(w, 1), bias, y32, p, workspace_);
+    store_result(y32, y);
   }
   void conv2d_backward_data(const Tensor& dy, const Tensor& w, Tensor& dx, const Conv2dParams& p) override {
     checks("conv2d_backward_data").conv2d_backward_data(dy, w, dx, p);
@@ -103,35 +104,40 @@ class CpuBackend final : public Backend {
   void batch_norm_forward_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& y, Tensor& saved_mean,
                                 Tensor& saved_invstd, Tensor& running_mean, Tensor& running_var, float momentum,
                                 float eps) override {
-    cpu::batch_norm_forward_train(x, gamma, beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum,
-                                  eps);
+    cpu::batch_norm_forward_train(f32_values(x, "batch_norm_forward_train"), gamma, beta, y, saved_mean, saved_invstd,
+                                  running_mean, running_var, momentum, eps);
   }
   void batch_norm_forward_train_from_moments(const Tensor& x, const Tensor& mean, const Tensor& m2, const Tensor& gamma,
                                              const Tensor& beta, Tensor& y, Tensor& saved_mean, Tensor& saved_invstd,
                                              Tensor& running_mean, Tensor& running_var, float momentum,
                                              float eps) override {
-    cpu::batch_norm_forward_train_from_moments(x, mean, m2, gamma, beta, y, saved_mean, saved_invstd, running_mean,
-                                               running_var, momentum, eps);
+    cpu::batch_norm_forward_train_from_moments(f32_values(x, "batch_norm_forward_train_from_moments"), mean, m2, gamma,
+                                               beta, y, saved_mean, saved_invstd, running_mean, running_var, momentum,
+                                               eps);
   }
   void batch_norm_forward_eval(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& running_mean,
                                const Tensor& running_var, float eps, Tensor& y) override {
-    cpu::batch_norm_forward_eval(x, gamma, beta, running_mean, running_var, eps, y);
+    cpu::batch_norm_forward_eval(f32_values(x, "batch_norm_forward_eval"), gamma, beta, running_mean, running_var, eps,
+                                 y);
   }
   void batch_norm_backward(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                            const Tensor& saved_invstd, Tensor& dx, Tensor& dgamma, Tensor& dbeta) override {
-    cpu::batch_norm_backward(x, dy, gamma, saved_mean, saved_invstd, dx, dgamma, dbeta);
+    cpu::batch_norm_backward(f32_values(x, "batch_norm_backward"), dy, gamma, saved_mean, saved_invstd, dx, dgamma,
+                             dbeta);
   }
   void batch_norm_local_stats(const Tensor& x, Tensor& mean, Tensor& m2) override {
-    cpu::batch_norm_local_stats(x, mean, m2);
+    cpu::batch_norm_local_stats(f32_values(x, "batch_norm_local_stats"), mean, m2);
   }
   void batch_norm_backward_reduce(const Tensor& x, const Tensor& dy, const Tensor& saved_mean,
                                   const Tensor& saved_invstd, Tensor& sum_dy, Tensor& sum_dy_xhat) override {
-    cpu::batch_norm_backward_reduce(x, dy, saved_mean, saved_invstd, sum_dy, sum_dy_xhat);
+    cpu::batch_norm_backward_reduce(f32_values(x, "batch_norm_backward_reduce"), dy, saved_mean, saved_invstd, sum_dy,
+                                    sum_dy_xhat);
   }
   void batch_norm_backward_apply(const Tensor& x, const Tensor& dy, const Tensor& gamma, const Tensor& saved_mean,
                                  const Tensor& saved_invstd, const Tensor& mean_dy, const Tensor& mean_dy_xhat,
                                  Tensor& dx) override {
-    cpu::batch_norm_backward_apply(x, dy, gamma, saved_mean, saved_invstd, mean_dy, mean_dy_xhat, dx);
+    cpu::batch_norm_backward_apply(f32_values(x, "batch_norm_backward_apply"), dy, gamma, saved_mean, saved_invstd,
+                                   mean_dy, mean_dy_xhat, dx);
   }
 
   void dropout_forward(const Tensor& x, Tensor& y, Tensor& mask, float p, uint64_t seed) override {
@@ -210,12 +216,37 @@ class CpuBackend final : public Backend {
   void round_result(Tensor& t) const {
     if (precision() == Precision::bf16) round_operand(t.f32(), t.f32(), t.numel(), Precision::bf16);
   }
+  // Where an op computes a result that may be stored bf16 (a conv's y): y itself when f32, else a
+  // scratch f32 tensor of its shape, which store_result() then rounds into y.
+  Tensor result_target(Tensor& y) {
+    if (y.dtype() == DType::f32) return y;
+    if (!result_buffer_.defined() || result_buffer_.numel() < y.numel()) result_buffer_ = Tensor({y.numel()});
+    return result_buffer_.leading(y.shape());
+  }
+  void store_result(Tensor& y32, Tensor& y) {
+    if (y.dtype() == DType::f32) return round_result(y);
+    const float* in = y32.f32();
+    auto* out = y.data<uint16_t>();
+    for (int64_t i = 0; i < y.numel(); ++i) out[i] = to_bf16_bits(in[i]);
+  }
+  // A batchnorm's x as f32: x itself, or a bf16 x (bf16 storage, bf16 precision only) widened
+  // exactly into a scratch tensor, valid until the next batchnorm op.
+  Tensor f32_values(const Tensor& x, const char* op) {
+    checks(op).operand(x, "x");
+    if (x.dtype() == DType::f32) return x;
+    if (!widened_.defined() || widened_.numel() < x.numel()) widened_ = Tensor({x.numel()});
+    Tensor out = widened_.leading(x.shape());
+    widen_bf16(x.data<uint16_t>(), out.f32(), x.numel());
+    return out;
+  }
   // dbias sums the dy the GPU kernels read: the bf16 operand in bf16; TF32 rounds only what enters
   // the tensor cores, so its dbias sums fp32 dy.
   bool bias_from_operand() const { return precision() != Precision::tf32; }
 
   Workspace workspace_;        // im2col columns, reused across calls
   Tensor operand_buffers_[3];  // rounded operands (tf32, bf16), see operand()
+  Tensor result_buffer_;       // a bf16 result's fp32 values, see result_target()
+  Tensor widened_;             // a batchnorm's bf16 x widened, see f32_values()
 };
 
 }  // namespace

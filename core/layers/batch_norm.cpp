@@ -95,4 +95,8 @@ void BatchNorm2d::backward(const Tensor& x, const Tensor& /*y*/, const Tensor& d
     backend().batch_norm_backward(x, dy, gamma_.value, saved_mean_, saved_invstd_, *out, gamma_.grad, beta_.grad);
 }
 
+bool BatchNorm2d::reads_bf16_input() const {
+  return backend().precision() == Precision::bf16;
+}
+
 }  // namespace convnet

@@ -38,6 +38,8 @@ class BatchNorm2d final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return true; }
   bool backward_reads_output() const override { return false; }
+  // In bf16 precision: a conv output stored bf16, read widened (statistics and normalization in fp32).
+  bool reads_bf16_input() const override;
 
   std::vector<Parameter*> parameters() override { return {&gamma_, &beta_}; }
   std::vector<Buffer*> buffers() override { return {&running_mean_, &running_var_, &num_batches_tracked_}; }

@@ -72,9 +72,10 @@ class Conv2d final : public Layer {
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx) override;
   bool backward_reads_input() const override { return true; }
   bool backward_reads_output() const override { return false; }
-  // In bf16 precision with groups 1 (v4 BF16 and cuDNN read bf16 x as it is; the narrow-group
-  // kernels would have to widen it).
+  // In bf16 precision with groups 1 (v4 BF16 and cuDNN read a bf16 x as it is and write their
+  // bf16 y straight into it; the narrow-group kernels would have to widen and round).
   bool reads_bf16_input() const override;
+  bool writes_bf16_output() const override { return reads_bf16_input(); }
 
   // The statistics of this layer's output for the batchnorm that reads it (null: none).
   void set_output_moments(std::shared_ptr<ChannelMoments> moments) { moments_ = std::move(moments); }

@@ -97,8 +97,10 @@ class Layer {
 
   // --- bf16 activation storage (train.precision bf16; valid once the backend is set) ---
   // The graph stores an output as bf16 when its layer writes_bf16_output and every layer reading
-  // it reads_bf16_input (on the same device): half the bytes, and no conversion pass in the
-  // readers, whose ops would round it to bf16 anyway. A layer saying true must take a bf16 output
+  // it reads_bf16_input (on the same device): half the bytes and no conversion pass, with results
+  // unchanged, because the value stored is the one the computation would see anyway (a conv's y is
+  // rounded to bf16 in bf16 precision; a conv or linear layer rounds its input to bf16). A layer
+  // saying true must take a bf16 output
   // tensor (forward, and backward when it reads its output) or a bf16 input (forward and
   // backward) on its backend. Defaults: f32 only.
   virtual bool writes_bf16_output() const { return false; }

@@ -550,7 +550,7 @@ std::string Graph::summary_table(int64_t batch) {
   out +=
       "\nfield/jump: receptive field and its step, in input pixels; * marks the first layer that sees the whole "
       "input";
-  if (any_bf16) out += "\nbf16: an output stored in bf16 (train.precision bf16; only conv and linear layers read it)";
+  if (any_bf16) out += "\nbf16: an output stored in bf16 (train.precision bf16: read only by layers that take it)";
   if (batch > 0) {
     const ActivationMemory m = activation_memory(batch);
     const auto mib = [](int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); };

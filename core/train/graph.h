@@ -14,8 +14,9 @@
 // gradients are never live at once, so a chain holds two of them, not one per layer. Outputs that
 // no backward reads (Layer::backward_reads_input / backward_reads_output: an add's inputs, a
 // relu's input, a pooling layer's output...) share buffers too, once their last reader has run;
-// the others live until backward. In bf16 precision a relu output read only by conv and linear
-// layers is stored bf16 (Layer::writes_bf16_output / reads_bf16_input). Tensors
+// the others live until backward. In bf16 precision an output is stored bf16 when its layer
+// can write it and all its readers take it (Layer::writes_bf16_output / reads_bf16_input: a conv
+// output read by batchnorms, a relu output read by convs and linear layers). Tensors
 // crossing from one device to another are copied by the receiving layer's backend.
 #pragma once
 

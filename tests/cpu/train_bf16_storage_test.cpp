@@ -1,5 +1,6 @@
-// bf16 activation storage (train.precision bf16, Graph::set_bf16_storage): a relu output that only
-// groups-1 conv and linear layers read is stored bf16. Checked on the cpu backend (the reference
+// bf16 activation storage (train.precision bf16, Graph::set_bf16_storage): a groups-1 conv output
+// that only batchnorms read, and a relu output that only groups-1 conv and linear layers read, are
+// stored bf16. Checked on the cpu backend (the reference
 // for cuda and cudnn, where it halves those outputs' traffic and removes the readers' conversion
 // passes): which outputs are stored bf16, that training is bit-identical to f32 storage (the
 // readers round their operands to bf16 anyway), and that the memory summary counts half the bytes.
@@ -21,7 +22,7 @@ namespace {
 
 using testing::random_tensor;
 
-// Each relu's readers, and so its storage in bf16 precision, are in its comment.
+// Each output's readers, and so its storage in bf16 precision, are listed below.
 constexpr const char* kModel = R"(model:
   name: sequential
   layers:
@@ -41,9 +42,9 @@ constexpr const char* kModel = R"(model:
     - {type: relu, name: r5}
     - {type: linear, name: fc2, out_features: 3}
 )";
-// r1: c2 (bf16). r2: c3 and the add (f32). r3: a grouped conv (f32). r4: a pool (f32).
-// r5: fc2 (bf16).
-const std::vector<std::string> kBf16Outputs = {"r1", "r5"};
+// c1: bn1 (bf16). r1: c2 (bf16). c2: a relu (f32). r2: c3 and the add (f32). r3: a grouped conv
+// (f32). r4: a pool (f32). r5: fc2 (bf16).
+const std::vector<std::string> kBf16Outputs = {"c1", "r1", "r5"};
 const Shape kExample = {6, 6, 3};
 
 void build(Graph& graph, Backend& backend, const std::string& yaml, const Shape& example, bool bf16_storage) {
@@ -61,7 +62,7 @@ std::vector<std::string> bf16_outputs(const Graph& graph) {
   return names;
 }
 
-TEST(Bf16Storage, ReluOutputsReadOnlyByUngroupedConvAndLinearAreBf16InBf16PrecisionOnly) {
+TEST(Bf16Storage, ConvOutputsForBatchNormAndReluOutputsForConvAndLinearAreBf16InBf16PrecisionOnly) {
   for (const Precision prec : {Precision::fp32, Precision::tf32, Precision::bf16}) {
     for (const bool storage : {true, false}) {
       SCOPED_TRACE(::testing::Message() << precision_name(prec) << (storage ? " storage on" : " storage off"));
@@ -121,29 +122,30 @@ TEST(Bf16Storage, TrainingIsBitIdenticalToF32StorageInHalfTheBytesOfThoseOutputs
   const Trained bf16 = train(kModel, kExample, true, 5), f32 = train(kModel, kExample, false, 5);
   ASSERT_EQ(bf16.bf16_outputs, kBf16Outputs);
   expect_same_bits(bf16, f32);
-  // r1: [6, 6, 8] per example, r5: [16]; at batch 4, 2 bytes saved per element.
-  EXPECT_EQ(f32.output_bytes - bf16.output_bytes, 4 * (6 * 6 * 8 + 16) * 2);
+  // c1 and r1: [6, 6, 8] per example, r5: [16]; at batch 4, 2 bytes saved per element.
+  EXPECT_EQ(f32.output_bytes - bf16.output_bytes, 4 * (2 * 6 * 6 * 8 + 16) * 2);
 }
 
-// ResNet-20: each block's first relu (read by its second conv) is stored bf16; block outputs
-// are read by the next block's add or shortcut too, and stay f32.
-TEST(Bf16Storage, ResNet20StoresEachBlocksInnerReluBf16AndKeepsTheBits) {
+// ResNet-20: every conv output (each is read by its batchnorm alone) and each block's first relu
+// (read by its second conv) are stored bf16: 19 + 9. Block outputs are read by the next block's
+// add or shortcut too, and stay f32.
+TEST(Bf16Storage, ResNet20StoresConvOutputsAndInnerRelusBf16AndKeepsTheBits) {
   const std::string yaml = "model: {name: resnet20, num_classes: 10}\n";
   const Trained bf16 = train(yaml, {8, 8, 3}, true, 2), f32 = train(yaml, {8, 8, 3}, false, 2);
-  EXPECT_EQ(bf16.bf16_outputs.size(), 9u);
+  EXPECT_EQ(bf16.bf16_outputs.size(), 28u);
   EXPECT_TRUE(f32.bf16_outputs.empty());
   expect_same_bits(bf16, f32);
   EXPECT_LT(bf16.output_bytes, f32.output_bytes);
 }
 
-// Per-layer backends: a reader on another backend of the same device still takes bf16 (both
-// are cpu here); fp32 readers do not, so an output read by one stays f32.
+// Per-layer backends: a reader on another backend of the same device still takes bf16 (all
+// are cpu here); an fp32 layer neither reads nor writes bf16, so r1 (read by c2) and c2 stay f32.
 TEST(Bf16Storage, AReaderInAnotherPrecisionKeepsTheOutputF32) {
   auto bf16 = make_cpu_backend(Precision::bf16), fp32 = make_cpu_backend(Precision::fp32);
   Graph graph;
   add_model_layers(parse_config(kModel, "storage.yaml").model, kExample, graph);
   graph.plan(kExample, *bf16, {{"c2", fp32.get()}});
-  EXPECT_EQ(bf16_outputs(graph), std::vector<std::string>{"r5"});
+  EXPECT_EQ(bf16_outputs(graph), (std::vector<std::string>{"c1", "r5"}));
 }
 
 }  // namespace

@@ -30,6 +30,7 @@
 
 #include "core/base/backend.h"
 #include "core/base/op_checks.h"
+#include "core/base/precision.h"
 #include "core/base/rng.h"
 #include "core/base/tensor.h"
 #include "core/cpu/cpu_backend.h"
@@ -172,6 +173,64 @@ TEST_P(ActivationBf16Emulation, ReluMatchesCpu) {
 
 INSTANTIATE_TEST_SUITE_P(Sizes, ActivationBf16Emulation,
                          ::testing::Combine(::testing::Values<int64_t>(1, 3, 4, 7, 18, 1029), ::testing::Bool()));
+
+// Every batchnorm launcher with a bf16 x (a conv output stored bf16) gives the bits it gives on
+// that x widened to f32: the same float arithmetic on the same values, on the 4-wide paths (8-byte
+// aligned bf16) and the scalar ones. A kernel reading the bf16 bits as something else, or skipping
+// an element (the outputs start as NaN), fails.
+class BatchNormBf16InputEmulation : public ::testing::TestWithParam<std::tuple<int64_t, int64_t, bool>> {};
+
+TEST_P(BatchNormBf16InputEmulation, EveryLauncherGivesTheBitsOfTheWidenedInput) {
+  const auto [rows, channels, misaligned] = GetParam();
+  Rng rng(static_cast<uint64_t>(rows * 131 + channels) + (misaligned ? 7 : 0));
+  const Shape xs{rows, channels}, cs{channels};
+  const Tensor x_bf16 = convnet::testing::bf16_tensor(random_tensor(xs, rng, -2.0f, 3.0f));
+  Tensor x_wide(xs);
+  widen_bf16(x_bf16.data<uint16_t>(), x_wide.f32(), x_wide.numel());
+  const Tensor dy = random_tensor(xs, rng), gamma = random_tensor(cs, rng, 0.5f, 1.5f);
+  const Tensor beta = random_tensor(cs, rng), stat = random_tensor(cs, rng, 0.5f, 2.0f);
+  // Runs all seven launchers on gx; returns their outputs in order.
+  const auto run_all = [&](DeviceBuf& gx, bool bf16) {
+    const ActivationIn x = bf16 ? ActivationIn(gx.as<uint16_t>()) : ActivationIn(gx.f());
+    DeviceBuf gdy = DeviceBuf::of(dy, misaligned), ggamma = DeviceBuf::of(gamma), gbeta = DeviceBuf::of(beta);
+    DeviceBuf grm = DeviceBuf::of(stat), grv = DeviceBuf::of(stat), gm2 = DeviceBuf::of(stat);
+    DeviceBuf scratch(batch_norm_scratch_bytes(rows, channels));
+    const size_t xb = x_wide.bytes(), cb = gamma.bytes();
+    DeviceBuf y(xb, misaligned), mean(cb), invstd(cb), y_eval(xb, misaligned), dx(xb, misaligned), dg(cb), db(cb);
+    DeviceBuf y_mom(xb, misaligned), lmean(cb), lm2(cb), sdy(cb), sdyx(cb), dx_apply(xb, misaligned);
+    DeviceBuf mom_mean(cb), mom_invstd(cb);
+    launch_batch_norm_forward_train(x, ggamma.f(), gbeta.f(), y.f(), mean.f(), invstd.f(), grm.f(), grv.f(), rows,
+                                    channels, 0.1f, 1e-5f, scratch.raw(), nullptr);
+    launch_batch_norm_forward_eval(x, ggamma.f(), gbeta.f(), gbeta.f(), grv.f(), rows, channels, 1e-5f, y_eval.f(),
+                                   scratch.raw(), nullptr);
+    launch_batch_norm_backward(x, gdy.f(), ggamma.f(), mean.f(), invstd.f(), rows, channels, dx.f(), dg.f(), db.f(),
+                               scratch.raw(), nullptr);
+    launch_batch_norm_forward_train_from_moments(x, gbeta.f(), gm2.f(), ggamma.f(), gbeta.f(), y_mom.f(), mom_mean.f(),
+                                                 mom_invstd.f(), grm.f(), grv.f(), rows, channels, 0.1f, 1e-5f,
+                                                 scratch.raw(), nullptr);
+    launch_batch_norm_local_stats(x, rows, channels, lmean.f(), lm2.f(), scratch.raw(), nullptr);
+    launch_batch_norm_backward_reduce(x, gdy.f(), mean.f(), invstd.f(), rows, channels, sdy.f(), sdyx.f(),
+                                      scratch.raw(), nullptr);
+    launch_batch_norm_backward_apply(x, gdy.f(), ggamma.f(), mean.f(), invstd.f(), sdy.f(), sdyx.f(), rows, channels,
+                                     dx_apply.f(), scratch.raw(), nullptr);
+    std::vector<Tensor> out;
+    for (DeviceBuf* b : {&y, &y_eval, &dx, &y_mom, &dx_apply}) out.push_back(b->download(xs));
+    for (DeviceBuf* b : {&mean, &invstd, &dg, &db, &lmean, &lm2, &sdy, &sdyx, &grm, &grv})
+      out.push_back(b->download(cs));
+    return out;
+  };
+  DeviceBuf gx_wide = DeviceBuf::of(x_wide, misaligned), gx_bf16 = DeviceBuf::of(x_bf16, misaligned);
+  const std::vector<Tensor> want = run_all(gx_wide, false), got = run_all(gx_bf16, true);
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    for (const float v : want[i].span()) ASSERT_FALSE(std::isnan(v)) << "output " << i << " has an unwritten element";
+    EXPECT_TRUE(bits_equal(got[i], want[i])) << "output " << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, BatchNormBf16InputEmulation,
+                         ::testing::Combine(::testing::Values<int64_t>(2, 67), ::testing::Values<int64_t>(3, 8, 64),
+                                            ::testing::Bool()));
 
 // ---------------------------------------------------------------------------------------------
 // Pooling

@@ -262,9 +262,9 @@ TEST(GpuTrainingDeterminism, Bf16WeightCopiesChangeNoBit) {
   }
 }
 
-// bf16 activation storage: the relus a conv reads are stored bf16 (cuda's fused relu kernel,
-// cudnn's relu then a rounding), and the convs read them as they are: the same bits as f32
-// storage, on both backends.
+// bf16 activation storage: conv outputs (v4 or cuDNN writing bf16 y straight, batchnorm reading
+// it) and the relus a conv reads (cuda's relu kernel, cudnn's relu then a rounding) are stored
+// bf16, and their readers take them as they are: the same bits as f32 storage, on both backends.
 TEST(GpuTrainingDeterminism, Bf16StorageChangesNoBit) {
   CONVNET_SKIP_WITHOUT_GPU();
   const std::vector<std::string> cfg = {"8", "8", "M", "16", "16", "M"};
@@ -273,7 +273,7 @@ TEST(GpuTrainingDeterminism, Bf16StorageChangesNoBit) {
     backend->set_precision(Precision::bf16);
     const TrainRun stored = train_five_steps(*backend, {}, {.cfg = cfg});
     const TrainRun f32 = train_five_steps(*backend, {}, {.bf16_storage = false, .cfg = cfg});
-    EXPECT_EQ(stored.bf16_outputs, 2) << name << ": the relus before the second conv of each stage";
+    EXPECT_EQ(stored.bf16_outputs, 6) << name << ": the 4 convs (read by batchnorms), the relus before a conv";
     EXPECT_EQ(f32.bf16_outputs, 0) << name;
     expect_same_bits(stored, f32, name + ": bf16 storage on vs off");
   }
