@@ -223,11 +223,9 @@ class CpuBackend final : public Backend {
     if (!result_buffer_.defined() || result_buffer_.numel() < y.numel()) result_buffer_ = Tensor({y.numel()});
     return result_buffer_.leading(y.shape());
   }
-  void store_result(Tensor& y32, Tensor& y) {
+  void store_result(const Tensor& y32, Tensor& y) {
     if (y.dtype() == DType::f32) return round_result(y);
-    const float* in = y32.f32();
-    auto* out = y.data<uint16_t>();
-    for (int64_t i = 0; i < y.numel(); ++i) out[i] = to_bf16_bits(in[i]);
+    to_bf16(y32, y);
   }
   // A batchnorm's x as f32: x itself, or a bf16 x (bf16 storage, bf16 precision only) widened
   // exactly into a scratch tensor, valid until the next batchnorm op.
